@@ -1,0 +1,288 @@
+"""Write results: the CXI result file, amplitude/phase TIFFs and JSON summaries.
+
+Every file is written under a temporary name in its final directory and
+renamed when complete (:func:`atomic_write`), so an interrupted run never
+leaves a truncated file under the final name.
+
+CXI result layout (readable by h5py and silx without this package)::
+
+    /cxi_version                                  150
+    /entry_1/image_1/data                         complex64 aligned object
+    /entry_1/image_1/mask                         uint8 support, 1 = inside
+    /entry_1/image_1/detector_roi                 int64 (ndim, 2): [start, stop) per axis
+    /entry_1/image_1/process_1/program            "cdi-dip"
+    /entry_1/image_1/process_1/version, command, date, method
+    /entry_1/image_1/process_1/configuration      JSON string of the full configuration
+    /entry_1/image_1/process_1/parameters/...     the same configuration as a group tree
+    /entry_1/image_1/process_1/results/...        metrics, iterations, wall_s, device, seed,
+                                                  interrupted, alignment, runs (JSON),
+                                                  history/<column>, model_intensity
+    /entry_1/image_1/process_1/masks/<name>       uint8 named masks (1 = True), when given
+    /entry_1/data_1/data                          soft link to /entry_1/image_1/data
+    /entry_1/instrument_1/...                     geometry as in the input file, and the
+                                                  measured intensity and mask it was fitted to
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import tifffile
+
+from ..types import Result
+from ._atomic import atomic_write
+from .cxi import IMAGE_DATA, compression, nx_group, write_entry, write_instrument, write_root_attrs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["atomic_write", "jsonable", "write_json", "write_result_cxi", "write_tiffs"]
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data from numpy scalars/arrays, paths, enums, dataclasses.
+
+    Non-finite floats become ``None`` (JSON has no NaN), tuples become lists,
+    dictionary keys become strings.
+    """
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, complex):
+        return [jsonable(value.real), jsonable(value.imag)]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _dumps(data: Any, **kwargs: Any) -> str:
+    return json.dumps(jsonable(data), allow_nan=False, **kwargs)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically.
+
+    NumPy scalars and arrays, paths and enums are converted; NaN and Inf
+    become ``null``.
+    """
+    text = _dumps(data, indent=2) + "\n"
+    with atomic_write(Path(path)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- TIFF
+
+
+def write_tiffs(directory: Path, name: str, obj: np.ndarray) -> list[Path]:
+    """Write the amplitude and phase of an object as float32 TIFFs.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        Existing output directory.
+    name : str
+        Scan name; files are ``<name>_amplitude.tif`` and ``<name>_phase.tif``.
+    obj : numpy.ndarray, complex, shape (ny, nx) or (nz, ny, nx)
+        The object; a 3D object is written as a multi-page stack.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The two files written.
+    """
+    obj = np.asarray(obj)
+    images = {
+        "amplitude": np.abs(obj).astype(np.float32),
+        "phase": np.angle(obj).astype(np.float32),
+    }
+    paths = []
+    for kind, image in images.items():
+        path = Path(directory) / f"{name}_{kind}.tif"
+        with atomic_write(path) as tmp:
+            tifffile.imwrite(tmp, image, photometric="minisblack")
+        paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------- HDF5 helpers
+
+
+def _string(group: h5py.Group, name: str, text: str) -> None:
+    group.create_dataset(name, data=text, dtype=h5py.string_dtype())
+
+
+def _write_value(group: h5py.Group, name: str, value: Any) -> None:
+    """One configuration or result value as a dataset (or a group for a dict)."""
+    value = jsonable(value) if not isinstance(value, np.ndarray) else value
+    if isinstance(value, dict):
+        sub = nx_group(group, name, "NXcollection")
+        for key, item in value.items():
+            _write_value(sub, key, item)
+    elif value is None:
+        group.create_dataset(name, data=h5py.Empty("f8"))
+    elif isinstance(value, str):
+        _string(group, name, value)
+    elif isinstance(value, list) and not all(isinstance(v, (bool, int, float)) for v in value):
+        _string(group, name, json.dumps(value))
+    else:
+        group.create_dataset(name, data=np.asarray(value))
+
+
+def _history_columns(history: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Convergence history as columns, NaN where an entry lacks a key."""
+    keys: list[str] = []
+    for entry in history:
+        keys += [k for k in entry if k not in keys]
+    columns: dict[str, np.ndarray] = {}
+    for key in keys:
+        values = [entry.get(key, math.nan) for entry in history]
+        if all(v is None or isinstance(v, (int, float, np.number)) for v in values):
+            columns[key] = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+    return columns
+
+
+def _write_results(process: h5py.Group, result: Result) -> None:
+    results = nx_group(process, "results", "NXcollection")
+    for key, value in result.metrics.items():
+        if key not in results:
+            _write_value(results, key, float(value) if isinstance(value, (int, float, np.number)) else value)
+    scalars = {
+        "method": result.method,
+        "iterations": int(result.iterations),
+        "wall_s": float(result.wall_s),
+        "device": result.device,
+        "seed": int(result.seed),
+        "interrupted": bool(result.interrupted),
+        "shift_px": [float(v) for v in result.align.shift_px],
+        "ramp_rad_per_px": [float(v) for v in result.align.ramp_rad_per_px],
+        "phase_offset_rad": float(result.align.phase_offset_rad),
+    }
+    for key, value in scalars.items():
+        if key in results:
+            del results[key]  # the Result field wins over a metric of the same name
+        _write_value(results, key, value)
+    _string(results, "runs", _dumps(result.runs))
+    solver_extra = result.extra.get("solver")
+    if solver_extra:
+        _string(results, "solver", _dumps(solver_extra))
+    history = nx_group(results, "history", "NXcollection")
+    for key, column in _history_columns(result.history).items():
+        history.create_dataset(key, data=column)
+    if result.model_intensity is not None:
+        model = np.asarray(result.model_intensity, dtype=np.float32)
+        dataset = results.create_dataset("model_intensity", data=model, **compression(model))
+        dataset.attrs["description"] = "fitted intensities |F(obj)|^2 of the kept run, before alignment"
+
+
+def _write_masks(process: h5py.Group, result: Result) -> None:
+    masks = dict(result.extra.get("masks") or {})
+    if result.free is not None and "free" not in masks:
+        masks["free"] = result.free
+    if not masks:
+        return
+    group = nx_group(process, "masks", "NXcollection")
+    for name, mask in masks.items():
+        array = np.asarray(mask, dtype=bool).astype(np.uint8)
+        dataset = group.create_dataset(str(name), data=array, **compression(array))
+        dataset.attrs["convention"] = "1 = True"
+
+
+def _write_process(image: h5py.Group, result: Result, command_line: str, version: str) -> None:
+    process = nx_group(image, "process_1", "NXprocess")
+    _string(process, "program", "cdi-dip")
+    _string(process, "version", version)
+    _string(process, "command", command_line)
+    _string(process, "date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    _string(process, "method", result.method)
+    _string(process, "configuration", _dumps(result.config, indent=1))
+    parameters = nx_group(process, "parameters", "NXcollection")
+    for key, value in result.config.items():
+        _write_value(parameters, key, value)
+    _write_results(process, result)
+    _write_masks(process, result)
+
+
+def _write_measured(entry: h5py.Group, result: Result) -> None:
+    """Geometry plus the (prepared) measurement the object was fitted to."""
+    measurement = result.measurement
+    detector = write_instrument(entry, measurement.meta)
+    intensity = np.asarray(measurement.intensity, dtype=np.float32)
+    data = detector.create_dataset("data", data=intensity, **compression(intensity))
+    data.attrs["units"] = "counts"
+    data.attrs["description"] = "measured intensities after preprocessing (0 on excluded pixels)"
+    mask = (~np.asarray(measurement.valid, dtype=bool)).astype(np.uint32)
+    detector.create_dataset("mask", data=mask, **compression(mask))
+    _string(detector, "source", measurement.source)
+
+
+# --------------------------------------------------------------------------- CXI result
+
+
+def write_result_cxi(path: Path, result: Result, *, command_line: str, version: str) -> None:
+    """Write a reconstruction as a CXI result file (layout in the module docstring).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Output ``.cxi`` file; its directory must exist. Written atomically.
+    result : Result
+        The aligned reconstruction.
+    command_line : str
+        The command that produced it, for the record.
+    version : str
+        cdi-dip version.
+    """
+    path = Path(path)
+    obj = np.asarray(result.obj, dtype=np.complex64)
+    support = np.asarray(result.support, dtype=bool)
+    if support.shape != obj.shape:
+        raise ValueError(f"support shape {support.shape} does not match object shape {obj.shape}")
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as file:
+        write_root_attrs(file, path)
+        entry = write_entry(file, default="data_1")
+        _string(entry, "program_name", f"cdi-dip {version}")
+        _string(entry, "title", result.measurement.name)
+        _string(entry, "start_time", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        image = nx_group(entry, "image_1", "NXdata")
+        image.attrs["signal"] = "data"
+        data = image.create_dataset("data", data=obj, **compression(obj))
+        data.attrs["interpretation"] = "image" if obj.ndim == 2 else "volume"
+        data.attrs["description"] = "reconstructed complex object: centred, phase ramp removed, zero mean phase on the support"
+        data.attrs["method"] = result.method
+        data.attrs["is_fft_shifted"] = 0
+        support_u8 = support.astype(np.uint8)
+        mask = image.create_dataset("mask", data=support_u8, **compression(support_u8))
+        mask.attrs["description"] = "support: 1 = inside the object"
+        roi = np.asarray(result.measurement.roi or [(0, n) for n in obj.shape], dtype=np.int64).reshape(-1, 2)
+        dataset = image.create_dataset("detector_roi", data=roi)
+        dataset.attrs["description"] = "[start, stop) of the detector pixels used, per axis"
+        _write_process(image, result, command_line, version)
+        data_1 = nx_group(entry, "data_1", "NXdata")
+        data_1.attrs["signal"] = "data"
+        data_1["data"] = h5py.SoftLink(IMAGE_DATA)
+        _write_measured(entry, result)
+    log.info("wrote %s", path)
