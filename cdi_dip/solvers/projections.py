@@ -1,0 +1,281 @@
+"""Projection solvers: error reduction, HIO and RAAR with shrinkwrap.
+
+Each algorithm is one small pure update of the object ``x`` given its masked
+modulus projection ``P_M x`` and the support ``S`` (``P_S`` keeps the object
+inside ``S`` and zeroes it outside). One outer loop,
+:func:`solve_projections`, runs any plan of them (``3*(20*ER+180*HIO)+20*ER``).
+
+References
+----------
+J. R. Fienup, "Phase retrieval algorithms: a comparison", Appl. Opt. 21,
+2758 (1982) (ER, HIO).
+D. R. Luke, "Relaxed averaged alternating reflections for diffraction
+imaging", Inverse Problems 21, 37 (2005) (RAAR).
+S. Marchesini et al., Phys. Rev. B 68, 140101 (2003) (shrinkwrap).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..config import RunConfig
+from ..errors import InvalidInputError, ReconstructionError
+from ..metrics import poisson_deviance, r_factor
+from ..physics import FarField, project_modulus
+from ..support import autocorrelation_support, shrinkwrap, sigma_schedule
+from ..types import SolverOutput
+from .plan import default_plan, parse_plan, plan_length
+
+log = logging.getLogger(__name__)
+
+
+def er_update(obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """Error reduction (Fienup 1982): ``x' = P_S P_M x``.
+
+    Parameters
+    ----------
+    obj : torch.Tensor, complex, shape S
+        Current iterate ``x`` (unused: ER forgets it; kept for a common signature).
+    projected : torch.Tensor, complex, shape S
+        ``P_M x``, the modulus projection in object space.
+    support : torch.Tensor, bool, shape S
+
+    Returns
+    -------
+    torch.Tensor, complex, shape S
+    """
+    del obj
+    return torch.where(support, projected, torch.zeros((), dtype=projected.dtype, device=projected.device))
+
+
+def hio_update(
+    obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor, *, beta: float
+) -> torch.Tensor:
+    """Hybrid input-output (Fienup 1982).
+
+    ``x' = P_M x`` inside the support, ``x - beta * P_M x`` outside.
+
+    Parameters
+    ----------
+    obj : torch.Tensor, complex, shape S
+        Current iterate ``x``.
+    projected : torch.Tensor, complex, shape S
+        ``P_M x``.
+    support : torch.Tensor, bool, shape S
+    beta : float
+        Feedback parameter, typically 0.9.
+
+    Returns
+    -------
+    torch.Tensor, complex, shape S
+    """
+    return torch.where(support, projected, obj - beta * projected)
+
+
+def raar_update(
+    obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor, *, beta: float
+) -> torch.Tensor:
+    """Relaxed averaged alternating reflections (Luke 2005).
+
+    ``x' = beta/2 (R_S R_M + I) x + (1 - beta) P_M x`` with reflections
+    ``R = 2P - I``; equivalently ``P_M x`` inside the support and
+    ``beta x + (1 - 2 beta) P_M x`` outside.
+
+    Parameters
+    ----------
+    obj : torch.Tensor, complex, shape S
+        Current iterate ``x``.
+    projected : torch.Tensor, complex, shape S
+        ``P_M x``.
+    support : torch.Tensor, bool, shape S
+    beta : float
+        Relaxation parameter, typically 0.75-0.9.
+
+    Returns
+    -------
+    torch.Tensor, complex, shape S
+    """
+    return torch.where(support, projected, beta * obj + (1.0 - 2.0 * beta) * projected)
+
+
+IterCallback = Callable[[dict[str, Any]], None]
+
+
+def _updates(beta: float) -> dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """The update of each plan algorithm name, in one place."""
+    return {
+        "ER": er_update,
+        "HIO": lambda x, p, s: hio_update(x, p, s, beta=beta),
+        "RAAR": lambda x, p, s: raar_update(x, p, s, beta=beta),
+    }
+
+
+def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
+                  free: torch.Tensor | None) -> None:
+    for name, array in (("counts", counts), ("valid", valid), ("free", free)):
+        if array is not None and tuple(array.shape) != physics.shape:
+            raise InvalidInputError(
+                f"{name} has shape {tuple(array.shape)} but the frame is {physics.shape}: "
+                "pass arrays of the frame shape"
+            )
+    if valid.dtype != torch.bool or (free is not None and free.dtype != torch.bool):
+        raise InvalidInputError("valid and free must be boolean masks (True = use the pixel)")
+    if not bool((counts[valid] > 0).any()):
+        raise InvalidInputError(
+            "no valid pixel has positive counts: check the mask and the data (nothing to fit)"
+        )
+
+
+def _initial_object(amplitude: torch.Tensor, support: torch.Tensor, physics: FarField,
+                    generator: torch.Generator) -> torch.Tensor:
+    """Random phases on the measured amplitudes, back to object space, inside the support (FFT order)."""
+    phase = torch.rand(amplitude.shape, generator=generator, device=amplitude.device) * (2 * torch.pi)
+    field = torch.polar(amplitude, phase)
+    obj = physics.ifft(field)
+    return torch.where(support, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
+
+
+def _shrinkwrap_iterations(steps: list, period: int) -> tuple[int, int]:
+    """Iterations (1-based) after which shrinkwrap may run: ``(period, last)``.
+
+    Shrinkwrap stops before the final ER block when the plan has other
+    algorithms before it, so the last iterations settle on a fixed support.
+    """
+    total = plan_length(steps)
+    last = total
+    if period > 0 and len(steps) > 1 and steps[-1].algorithm == "ER":
+        last = total - steps[-1].iterations
+    return period, last
+
+
+def solve_projections(
+    counts: torch.Tensor,
+    valid: torch.Tensor,
+    physics: FarField,
+    cfg: RunConfig,
+    *,
+    generator: torch.Generator,
+    free: torch.Tensor | None = None,
+    on_iter: IterCallback | None = None,
+) -> SolverOutput:
+    """Reconstruct with a plan of ER, HIO and RAAR iterations and shrinkwrap.
+
+    Parameters
+    ----------
+    counts : torch.Tensor, float32, frame shape, centred
+        Measured photons; 0 where invalid.
+    valid : torch.Tensor, bool, frame shape
+        Pixels fitted (free pixels already removed). Other pixels are free in
+        the modulus projection: their far-field value is left unchanged.
+    physics : FarField
+        Forward model of the frame.
+    cfg : RunConfig
+        Uses ``cfg.projection`` (plan, beta, support and shrinkwrap settings,
+        metric period), ``cfg.method`` and ``cfg.iterations`` (default plan).
+    generator : torch.Generator
+        Source of the random starting phases (on the device of ``counts``).
+    free : torch.Tensor, bool, frame shape, optional
+        Held-out pixels, used only for the ``free_loss`` in the history.
+    on_iter : callable, optional
+        Called every ``cfg.projection.metric_period`` iterations with
+        ``iteration``, ``total``, ``loss``, ``algorithm`` (and the rest of
+        the history entry). May raise :class:`KeyboardInterrupt` to stop.
+
+    Returns
+    -------
+    SolverOutput
+        Centred complex64 object (``P_S`` of the last iterate), centred bool
+        support, history entries ``iteration``, ``algorithm``, ``loss`` (mean
+        Poisson deviance on the valid pixels), ``r_factor``, ``support_size``
+        and ``free_loss`` (with ``free``), ``interrupted`` after Ctrl-C, and
+        ``extra["plan"]``.
+
+    Raises
+    ------
+    InvalidInputError
+        For a bad plan or inputs that do not match the frame.
+    ReconstructionError
+        When the iterate becomes NaN or Inf.
+    """
+    opts = cfg.projection
+    plan_text = opts.plan if opts.plan is not None else default_plan(cfg.method.value, cfg.iterations)
+    steps = parse_plan(plan_text)
+    total = plan_length(steps)
+    _check_inputs(counts, valid, physics, free)
+    log.info("projection plan %s (%d iterations)", plan_text, total)
+
+    centred_support = autocorrelation_support(counts, valid, physics, threshold=opts.support_threshold)
+    # Everything in FFT order from here on: no shifts inside the loop.
+    counts_f = physics.to_fft_order(counts.float())
+    valid_f = physics.to_fft_order(valid)
+    free_f = physics.to_fft_order(free) if free is not None and bool(free.any()) else None
+    amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=counts.device))
+    support = physics.to_fft_order(centred_support)
+    x = _initial_object(amplitude, support, physics, generator)
+
+    updates = _updates(opts.beta)
+    period, last_shrinkwrap = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
+    history: list[dict[str, Any]] = []
+    iteration = 0
+    interrupted = False
+
+    def record(algorithm: str) -> None:
+        estimate = torch.where(support, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        field = physics.fft(estimate)
+        model = field.real.square() + field.imag.square()
+        entry: dict[str, Any] = {
+            "iteration": iteration,
+            "algorithm": algorithm,
+            "loss": poisson_deviance(model, counts_f, valid_f),
+            "r_factor": r_factor(model, counts_f, valid_f),
+            "support_size": int(support.sum()),
+        }
+        if free_f is not None:
+            entry["free_loss"] = poisson_deviance(model, counts_f, free_f)
+        if not torch.isfinite(torch.tensor(entry["loss"])):
+            raise ReconstructionError(
+                f"the {algorithm} iterate became NaN or Inf at iteration {iteration}: "
+                "the data may hold NaN/Inf counts, or try a smaller projection.beta"
+            )
+        history.append(entry)
+        if on_iter is not None:
+            on_iter({**entry, "total": total})
+
+    try:
+        for step in steps:
+            update = updates[step.algorithm]
+            for _ in range(step.iterations):
+                projected = physics.ifft(project_modulus(physics.fft(x), amplitude, valid_f))
+                x = update(x, projected, support)
+                iteration += 1
+                if period and iteration % period == 0 and iteration <= last_shrinkwrap:
+                    sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
+                                           iteration / max(last_shrinkwrap, 1))
+                    support = shrinkwrap(x, sigma_px=sigma, threshold=opts.shrinkwrap_threshold)
+                if iteration % opts.metric_period == 0 or iteration == total:
+                    record(step.algorithm)
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted at iteration %d of %d; returning the current object", iteration, total)
+
+    obj = torch.where(support, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
+        raise ReconstructionError(
+            f"the iterate became NaN or Inf by iteration {iteration}: "
+            "the data may hold NaN/Inf counts, or try a smaller projection.beta"
+        )
+    return SolverOutput(
+        obj=physics.to_centred(obj).to(torch.complex64).cpu().numpy(),
+        support=physics.to_centred(support).cpu().numpy(),
+        history=history,
+        iterations=iteration,
+        interrupted=interrupted,
+        extra={"plan": plan_text},
+    )
+
+
+__all__ = ["er_update", "hio_update", "raar_update", "solve_projections"]
