@@ -1,0 +1,345 @@
+"""The ``cdi-dip`` command line: parse, build the configuration, call the library, render.
+
+Exit codes: 0 success; 1 a reconstruction failed at run time (batch: any scan
+failed); 2 invalid input or usage (one line on stderr, no traceback);
+130 interrupted (the best result so far is written when there is one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from . import __version__
+from .errors import CdiDipError, InvalidInputError, ReconstructionError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Reconstruct coherent diffraction imaging data (2D CDI, 3D Bragg CDI) "
+    "with the double deep image prior or HIO/ER/RAAR + shrinkwrap.",
+)
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"cdi-dip: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _parse_ints(text: str, name: str) -> tuple[int, ...]:
+    """``"128,128"`` -> ``(128, 128)``; an InvalidInputError naming the option otherwise."""
+    try:
+        values = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise InvalidInputError(f"{name} {text!r}: give integers separated by commas, e.g. 128,128") from None
+    if not values:
+        raise InvalidInputError(f"{name} is empty: give integers separated by commas, e.g. 128,128")
+    return values
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if not verbose else logging.INFO
+    if quiet:
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM behaves like Ctrl-C: stop and keep the best result so far."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def build_config(
+    config_file: Optional[Path],
+    overrides: dict[str, Any],
+):
+    """TOML file (if any) merged with command-line options, validated once."""
+    from .config import config_from_dict, load_toml, merge
+
+    base = load_toml(config_file) if config_file is not None else {}
+    clean = {k: v for k, v in overrides.items() if v is not None and v != {}}
+    for section in ("prep", "projection", "dip"):
+        if section in clean:
+            clean[section] = {k: v for k, v in clean[section].items() if v is not None}
+            if not clean[section]:
+                del clean[section]
+    return config_from_dict(merge(base, clean))
+
+
+class _Progress:
+    """Rich progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("reconstructing", total=None, status="")
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        run = f"run {info.get('run', 0) + 1}/{info.get('runs', 1)} " if info.get("runs", 1) > 1 else ""
+        stage = info.get("stage") or info.get("algorithm") or ""
+        status = f"{run}{stage} loss {info.get('loss', float('nan')):.4g}"
+        self._progress.update(self._task, completed=info.get("iteration", 0), total=info.get("total"), status=status)
+
+
+def _render_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cdi-dip {summary.get('method', '')}: {summary.get('input', '')}", show_header=False)
+    metrics = summary.get("metrics", {})
+    rows = [
+        ("result", summary.get("output")),
+        ("shape", "x".join(str(n) for n in summary.get("shape", []))),
+        ("device", summary.get("device")),
+        ("iterations", summary.get("iterations")),
+        ("wall time", f"{summary.get('wall_s', 0):.1f} s"),
+        ("R-factor", f"{metrics.get('r_factor', float('nan')):.4f}"),
+        ("Poisson LLK", f"{metrics.get('llk_poisson', float('nan')):.4f}"),
+        ("free Poisson LLK", f"{metrics.get('free_llk_poisson', float('nan')):.4f}"),
+    ]
+    if summary.get("interrupted"):
+        rows.append(("status", "INTERRUPTED (best result so far written)"))
+    for key, value in rows:
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+MethodOption = Annotated[
+    Optional[str], typer.Option("--method", "-m", help="dip, hio, raar or er [default: hio]")
+]
+
+
+@app.command()
+def reconstruct(
+    input: Annotated[str, typer.Argument(help="CXI/HDF5 file (file.h5:/dataset), TIFF file, directory or glob of TIFF frames, NPY/NPZ.")],
+    method: MethodOption = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="Run on the first CUDA GPU (same as --device cuda).")] = False,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N [default: auto]")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.")] = Path("results"),
+    mask: Annotated[Optional[list[str]], typer.Option(help="Mask file (nonzero = excluded); repeat to combine.")] = None,
+    iterations: Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations (length of the default plan).")] = None,
+    runs: Annotated[Optional[int], typer.Option(help="Random starts; the best by free likelihood is kept.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base random seed.")] = None,
+    plan: Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")] = None,
+    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis.")] = None,
+    centre: Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file (options override it).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")] = False,
+) -> None:
+    """Reconstruct one scan and write OUT/<scan-name>/ (CXI, TIFFs, report.png, summary.json)."""
+    _setup_logging(quiet, verbose)
+    _sigterm_as_interrupt()
+    try:
+        if gpu and device not in (None, "cuda") and not str(device).startswith("cuda"):
+            raise InvalidInputError(f"--gpu and --device {device} contradict each other: give one of them")
+        cfg = build_config(config, {
+            "method": method, "iterations": iterations, "runs": runs, "seed": seed,
+            "device": "cuda" if gpu and device is None else device,
+            "prep": {"max_size": max_size, "centre": centre, "threshold": threshold},
+            "projection": {"plan": plan},
+        })
+        from .pipeline import reconstruct_scan
+
+        show_progress = not quiet and not json_output and sys.stderr.isatty()
+        with _Progress(show_progress) as progress:
+            summary = reconstruct_scan(
+                input, cfg, out, mask_specs=mask or (), command_line=shlex.join(sys.argv), on_iter=progress,
+            )
+    except InvalidInputError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    except ReconstructionError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted before any result could be written", EXIT_INTERRUPTED) from None
+    if json_output:
+        _print_json(summary)
+    elif not quiet:
+        _render_summary(summary)
+    if summary.get("interrupted"):
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def simulate(
+    output: Annotated[Path, typer.Argument(help="CXI file to write; the ground truth goes to <stem>_truth.npy beside it.")],
+    kind: Annotated[str, typer.Option(help="crystal (faceted, strained) or cell (non-negative specimen).")] = "crystal",
+    shape: Annotated[str, typer.Option(help="Frame shape, e.g. 128,128 or 64,64,64.")] = "128,128",
+    peak_counts: Annotated[float, typer.Option(help="Expected photons at the brightest pixel.")] = 1e5,
+    offset: Annotated[Optional[str], typer.Option(help="Bragg peak offset from the frame centre in pixels, e.g. 3,-2.")] = None,
+    dislocation: Annotated[bool, typer.Option(help="Add a dislocation (phase vortex) to the crystal.")] = False,
+    beamstop: Annotated[int, typer.Option(help="Beamstop radius in pixels (0: none).")] = 0,
+    gap: Annotated[int, typer.Option(help="Width of a detector gap through the frame, pixels (0: none).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
+    """Write a synthetic scan (CXI) and its ground truth, for demos, tests and benchmarks."""
+    _setup_logging(False, False)
+    try:
+        import numpy as np
+
+        from .simulate import simulate_scan, write_simulated_scan
+
+        if kind not in ("crystal", "cell"):
+            raise InvalidInputError(f"--kind {kind!r}: choose crystal or cell")
+        frame = _parse_ints(shape, "--shape")
+        if len(frame) not in (2, 3) or min(frame) < 8:
+            raise InvalidInputError(f"--shape {shape}: give 2 or 3 sizes of at least 8 pixels, e.g. 128,128")
+        offset_px = _parse_ints(offset, "--offset") if offset else None
+        if offset_px is not None and len(offset_px) != len(frame):
+            raise InvalidInputError(f"--offset {offset} has {len(offset_px)} values but --shape has {len(frame)}")
+        if peak_counts <= 0:
+            raise InvalidInputError(f"--peak-counts {peak_counts}: must be positive")
+        scan = simulate_scan(kind, frame, rng=np.random.default_rng(seed), peak_counts=peak_counts,
+                             offset_px=offset_px, dislocation=dislocation,
+                             beamstop_radius_px=beamstop, gap_px=gap)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_simulated_scan(output, scan)
+    except InvalidInputError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {output}: {exc.strerror}", EXIT_INVALID) from None
+    truth = output.with_name(f"{output.stem}_truth.npy")
+    info = {"output": str(output), "ground_truth": str(truth), "kind": kind, "shape": list(frame),
+            "peak_counts": peak_counts, "seed": seed}
+    if json_output:
+        _print_json(info)
+    else:
+        typer.echo(f"wrote {output} and {truth}")
+
+
+@app.command()
+def inspect(
+    input: Annotated[str, typer.Argument(help="Any input reconstruct accepts.")],
+    mask: Annotated[Optional[list[str]], typer.Option(help="Mask file (nonzero = excluded); repeat to combine.")] = None,
+    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Cap for the suggested frame.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as one JSON object.")] = False,
+) -> None:
+    """Show what was read: shape, counts, peak, excluded pixels by reason, geometry, suggested frame."""
+    _setup_logging(False, False)
+    try:
+        from .inspection import describe
+
+        info = describe(input, mask_specs=mask or (), max_size=max_size)
+    except InvalidInputError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    if json_output:
+        _print_json(info)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cdi-dip inspect: {input}", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, json.dumps(value, default=_json_default) if isinstance(value, (dict, list)) else str(value))
+    Console().print(table)
+
+
+@app.command()
+def compare(
+    result: Annotated[str, typer.Argument(help="Result .cxi, .npy/.npz, or file.h5:/dataset of a complex object.")],
+    reference: Annotated[str, typer.Argument(help="Reference object (e.g. the ground truth <stem>_truth.npy).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print as one JSON object.")] = False,
+) -> None:
+    """Symmetry-adjusted error between two objects (global phase and scale, shift, twin and phase ramp removed)."""
+    _setup_logging(False, False)
+    try:
+        from .align import compare_objects
+        from .io.readers import read_object
+
+        figures = compare_objects(read_object(result), read_object(reference))
+    except InvalidInputError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    figures = {"result": result, "reference": reference, **figures}
+    if json_output:
+        _print_json(figures)
+    else:
+        typer.echo(f"symmetry-adjusted error: {figures['error']:.4f}")
+        typer.echo(f"phase error (rad): {figures.get('phase_error_rad', float('nan')):.4f}")
+        typer.echo(f"twin: {figures.get('twin')}, shift (px): {figures.get('shift_px')}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+from .cli_batch import batch  # noqa: E402  (registered after the other commands)
+
+app.command(name="batch")(batch)
+
+
+def main() -> None:
+    """Console-script entry point: map stray domain errors and Ctrl-C to exit codes."""
+    try:
+        app()
+    except InvalidInputError as exc:
+        typer.echo(f"cdi-dip: error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    except CdiDipError as exc:
+        typer.echo(f"cdi-dip: error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        typer.echo("cdi-dip: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
