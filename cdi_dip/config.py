@@ -101,11 +101,11 @@ class ProjectionConfig:
     """Feedback parameter of HIO and RAAR (0-1)."""
     support_threshold: float = 0.1
     """Relative threshold of the autocorrelation for the initial support (0-1)."""
-    shrinkwrap_threshold: float = 0.15
+    shrinkwrap_threshold: float = 0.25
     """Relative threshold of the blurred amplitude in shrinkwrap (0-1)."""
-    shrinkwrap_sigma_start: float = 2.0
+    shrinkwrap_sigma_start: float = 1.5
     """Gaussian sigma of shrinkwrap at the start, pixels."""
-    shrinkwrap_sigma_end: float = 1.0
+    shrinkwrap_sigma_end: float = 0.5
     """Gaussian sigma of shrinkwrap at the end, pixels."""
     shrinkwrap_period: int = 20
     """Iterations between shrinkwrap updates; 0 switches shrinkwrap off."""
@@ -159,6 +159,12 @@ class DipConfig:
         _check_range("dip.patience", self.patience, 1, None)
 
 
+DEFAULT_RUNS = {Method.HIO: 4, Method.RAAR: 4, Method.ER: 4, Method.DIP: 1}
+"""Random starts when none are asked for. Projection runs are cheap and about
+one start in four stagnates on simulated crystals (docs/benchmarks.md); the
+double DIP already probes several starts inside one run."""
+
+
 @dataclass
 class RunConfig:
     """Everything one reconstruction needs besides the data."""
@@ -167,8 +173,9 @@ class RunConfig:
     """Reconstruction method: dip, hio, raar or er."""
     iterations: int | None = None
     """Total iterations; None: the method's default."""
-    runs: int = 1
-    """Random starts; the best by free (else training) likelihood is kept."""
+    runs: int | None = None
+    """Random starts; the best by free (else training) likelihood is kept.
+    None: the method's default, set by :meth:`validate` (see ``DEFAULT_RUNS``)."""
     seed: int = 0
     """Base random seed; run k uses seed + k."""
     device: str = "auto"
@@ -181,6 +188,8 @@ class RunConfig:
         """Check every field; return self so calls can chain."""
         if self.iterations is not None:
             _check_range("iterations", self.iterations, 1, None)
+        if self.runs is None:
+            self.runs = DEFAULT_RUNS[self.method]
         _check_range("runs", self.runs, 1, 1000)
         _check_range("seed", self.seed, 0, 2**63 - 1)
         from .device import _DEVICE_PATTERN  # local: keeps torch import lazy-friendly

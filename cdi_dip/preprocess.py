@@ -123,13 +123,17 @@ def find_centre(intensity: np.ndarray, valid: np.ndarray, method: CentreMethod) 
 def centred_window(centre: int, length: int, max_size: int | None) -> tuple[int, int]:
     """Detector range ``[start, stop)`` of an FFT-friendly frame centred on ``centre``.
 
-    Crops symmetrically around the centre when that keeps at least 3/4 of the
-    axis; otherwise pads (the range reaches outside the detector and those
-    pixels become excluded). ``max_size`` caps the result.
+    When the peak is near the middle of the axis (a symmetric crop would keep
+    at least 3/4 of it), the frame keeps the size of the detector axis (the
+    FFT-friendly size at or below it) and is shifted to centre the peak: the
+    few rows beyond the detector edge become excluded pixels (free in every
+    method), so the object keeps the sampling ``wavelength * distance / (N *
+    pixel)`` of the full detector. A peak far off centre gets a larger, padded
+    frame so that no measured data is lost. ``max_size`` caps the result.
     """
     symmetric = 2 * min(centre, length - centre)
     if symmetric >= 0.75 * length:
-        size = fft_friendly_below(symmetric)
+        size = fft_friendly_below(length)
     else:
         size = fft_friendly_above(2 * max(centre, length - centre))
     if max_size is not None:

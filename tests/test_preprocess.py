@@ -52,8 +52,11 @@ def test_max_centre_in_3d(rng):
     assert find_centre(intensity, valid, CentreMethod.MAX) == (7, 11, 12)
 
 
-def test_window_crops_symmetrically_or_pads():
-    assert centred_window(127, 256, None) == (127 - 126, 127 + 126)
+def test_window_keeps_the_detector_size_or_pads():
+    # Peak near the middle: the frame keeps the axis length (and so the object
+    # pixel size), shifted to centre the peak.
+    assert centred_window(127, 256, None) == (127 - 128, 127 + 128)
+    assert centred_window(61, 128, None) == (61 - 64, 61 + 64)
     start, stop = centred_window(127, 256, 128)
     assert (start, stop) == (63, 191)
     # peak near an edge: pad rather than lose most of the axis

@@ -1,0 +1,73 @@
+"""Shared pieces of the benchmark scripts: machine description, simulated cases, scoring."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cdi_dip.align import compare_objects
+from cdi_dip.simulate import SimulatedScan, simulate_scan
+from cdi_dip.types import Measurement
+
+
+def machine_description() -> str:
+    """One line: CPU model, cores used, torch version, date (for docs/benchmarks.md)."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {torch.get_num_threads()} threads, {gpu}, torch {torch.__version__}, "
+            f"{datetime.date.today().isoformat()}")
+
+
+def limit_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads (the CI and the brief assume 2 cores)."""
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+@dataclass
+class Case:
+    """One simulated benchmark case."""
+
+    label: str
+    scan: SimulatedScan
+
+
+def crystal_cases_2d(count: int, *, seed: int, shape=(128, 128), peak_counts=1e5,
+                     dislocation_every: int = 3, beamstop_radius_px: int = 0) -> list[Case]:
+    """2D crystals with off-centre peaks; every ``dislocation_every``-th has a dislocation."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for index in range(count):
+        offset = tuple(int(v) for v in rng.integers(-6, 7, size=len(shape)))
+        dislocation = dislocation_every > 0 and index % dislocation_every == dislocation_every - 1
+        scan = simulate_scan("crystal", shape, rng=rng, peak_counts=peak_counts, offset_px=offset,
+                             dislocation=dislocation, beamstop_radius_px=beamstop_radius_px)
+        label = f"{index}: offset {offset}{', dislocation' if dislocation else ''}"
+        cases.append(Case(label, scan))
+    return cases
+
+
+def as_measurement(scan: SimulatedScan, name: str) -> Measurement:
+    """A simulated scan as if read from disk."""
+    return Measurement(intensity=scan.counts, valid=scan.valid, meta=scan.meta, source=name, name=name,
+                       roi=[(0, n) for n in scan.counts.shape])
+
+
+def score(obj: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Symmetry-adjusted error and phase error against the ground truth."""
+    figures = compare_objects(obj, truth)
+    return {"error": float(figures["error"]), "phase_error_rad": float(figures.get("phase_error_rad", np.nan))}
