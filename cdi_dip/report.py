@@ -2,17 +2,23 @@
 
 ``report.png`` shows amplitude and phase through the centre (2D: the image;
 3D: the three central planes), measured against fitted diffraction on a log
-scale, and the convergence history.
+scale, and the convergence history. For an ensemble of runs it adds the
+per-voxel standard deviation of amplitude and phase on the same planes, and
+the PRTF curve with its ``1/e`` line and the resolution it gives.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .io._atomic import atomic_write
 from .types import Result
+
+if TYPE_CHECKING:
+    from .ensemble import EnsembleResult, PrtfResult
 
 
 def _support_box(support: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
@@ -49,8 +55,22 @@ def _log_image(intensity: np.ndarray) -> np.ndarray:
     return np.log10(np.clip(intensity, 0, None) + 1.0)
 
 
-def write_report(result: Result, directory: Path) -> list[Path]:
+def write_report(result: Result, directory: Path, *, ensemble: EnsembleResult | None = None,
+                 prtf: PrtfResult | None = None) -> list[Path]:
     """Draw ``report.png`` for a result into ``directory``.
+
+    Parameters
+    ----------
+    result : Result
+        The aligned reconstruction, with its measurement, fitted intensities
+        and convergence history.
+    directory : pathlib.Path
+        Existing folder; ``report.png`` is written there atomically.
+    ensemble : EnsembleResult, optional
+        Runs matched to ``result.obj`` (same frame): adds columns with the
+        amplitude and phase standard deviation on the same planes.
+    prtf : PrtfResult, optional
+        Adds the PRTF curve, the ``1/e`` line and the resolution.
 
     Returns
     -------
@@ -62,16 +82,19 @@ def write_report(result: Result, directory: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if ensemble is not None and ensemble.amplitude_std.shape != result.obj.shape:
+        raise ValueError(f"ensemble maps of shape {ensemble.amplitude_std.shape} do not match the object "
+                         f"{result.obj.shape}: match the ensemble to the written object")
     box = _support_box(result.support)
-    obj = result.obj[box]
-    object_planes = central_planes(obj)
+    object_planes = central_planes(result.obj[box])
     measured = np.where(result.measurement.valid, result.measurement.intensity, np.nan)
     data_planes = central_planes(measured)
     fitted_planes = central_planes(result.model_intensity) if result.model_intensity is not None else None
     rows = len(object_planes)
-    fig = plt.figure(figsize=(16, 3.8 * rows + 3.0))
-    grid = fig.add_gridspec(rows + 1, 4, height_ratios=[3.8] * rows + [3.0])
-    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(4)] for r in range(rows)])
+    columns = 6 if ensemble is not None else 4
+    fig = plt.figure(figsize=(4 * columns, 3.8 * rows + 3.2))
+    grid = fig.add_gridspec(rows + 1, columns, height_ratios=[3.8] * rows + [3.2])
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(columns)] for r in range(rows)])
     vmax = float(np.nanmax(_log_image(np.nan_to_num(measured))))
     for row, (label, plane) in enumerate(object_planes):
         _show(fig, axes[row, 0], np.abs(plane), f"amplitude {label}", "gray")
@@ -81,8 +104,15 @@ def write_report(result: Result, directory: Path) -> list[Path]:
             _show(fig, axes[row, 3], _log_image(fitted_planes[row][1]), f"fitted log10(I+1) {label}", "magma", (0, vmax))
         else:
             axes[row, 3].axis("off")
-    _plot_history(result, fig.add_subplot(grid[rows, :]))
-    fig.suptitle(_title(result), fontsize=11)
+    if ensemble is not None:
+        _show_ensemble(fig, axes[:, 4:], ensemble, box)
+    if prtf is not None:
+        half = columns // 2
+        _plot_history(result, fig.add_subplot(grid[rows, :half]))
+        _plot_prtf(prtf, fig.add_subplot(grid[rows, half:]))
+    else:
+        _plot_history(result, fig.add_subplot(grid[rows, :]))
+    fig.suptitle(_title(result, ensemble, prtf), fontsize=11)
     fig.tight_layout()
     report_path = Path(directory) / "report.png"
     _save(fig, report_path)
@@ -90,13 +120,47 @@ def write_report(result: Result, directory: Path) -> list[Path]:
     return [report_path]
 
 
-def _title(result: Result) -> str:
+def _show_ensemble(fig, axes: np.ndarray, ensemble: EnsembleResult, box: tuple[slice, ...]) -> None:
+    """Amplitude and phase standard deviation of the matched runs, on the object planes."""
+    amplitude_planes = central_planes(ensemble.amplitude_std[box])
+    phase_planes = central_planes(ensemble.phase_std_rad[box])
+    phase_max = float(np.nanmax(ensemble.phase_std_rad)) if np.isfinite(ensemble.phase_std_rad).any() else 1.0
+    for row, ((label, amplitude), (_, phase)) in enumerate(zip(amplitude_planes, phase_planes)):
+        _show(fig, axes[row, 0], amplitude, f"amplitude std ({ensemble.size} runs) {label}", "viridis")
+        _show(fig, axes[row, 1], phase, f"phase std (rad) {label}", "viridis", (0, max(phase_max, 1e-6)))
+
+
+def _plot_prtf(prtf: PrtfResult, ax) -> None:
+    """PRTF against spatial frequency, the criterion line and the resolution it gives."""
+    finite = np.isfinite(prtf.values)
+    ax.plot(prtf.frequency_per_px[finite], prtf.values[finite], "o-", markersize=3, label="PRTF")
+    ax.axhline(prtf.threshold, color="tab:red", linestyle="--", label=f"1/e = {prtf.threshold:.3f}")
+    title = "PRTF: never below 1/e (limited by the detector edge)"
+    if prtf.resolution_px is not None:
+        ax.axvline(1.0 / (2.0 * prtf.resolution_px), color="tab:gray", linestyle=":")
+        title = f"PRTF: resolution {prtf.resolution_px:.2f} px"
+        if prtf.resolution_m is not None:
+            title += f" = {prtf.resolution_m * 1e9:.1f} nm"
+        title += " (half period)"
+    ax.set_xlim(0, max(0.5, float(prtf.frequency_per_px.max(initial=0.0))))
+    ax.set_ylim(0, max(1.1, float(np.nanmax(prtf.values, initial=0.0)) * 1.05) if finite.any() else 1.1)
+    ax.set_xlabel("spatial frequency (cycles / pixel)")
+    ax.set_ylabel("PRTF")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+
+
+def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfResult | None = None) -> str:
     metrics = result.metrics
     parts = [f"{result.measurement.name}: {result.method}", f"{result.iterations} it",
              f"R = {metrics.get('r_factor', float('nan')):.4f}",
              f"LLK = {metrics.get('llk_poisson', float('nan')):.3f}"]
     if "free_llk_poisson" in metrics:
         parts.append(f"free LLK = {metrics['free_llk_poisson']:.3f}")
+    if ensemble is not None:
+        parts.append(f"{ensemble.size} runs")
+    if prtf is not None and prtf.resolution_px is not None:
+        parts.append(f"resolution {prtf.resolution_px:.2f} px")
     if result.interrupted:
         parts.append("INTERRUPTED")
     return ", ".join(parts)
@@ -115,18 +179,21 @@ def _plot_history(result: Result, ax) -> None:
     """Training and free-pixel loss against iteration."""
     history = result.history
     if history:
-        iterations = [h["iteration"] for h in history]
+        iterations = np.array([h.get("iteration", np.nan) for h in history], dtype=np.float64)
         for key, label in (("loss", "training"), ("free_loss", "free pixels")):
-            values = [h.get(key, np.nan) for h in history]
-            if np.isfinite(values).any():
-                ax.semilogy(iterations, values, label=label)
-        ax.legend()
+            values = np.array([h.get(key, np.nan) for h in history], dtype=np.float64)
+            shown = np.isfinite(values) & (values > 0) & np.isfinite(iterations)
+            if shown.any():
+                ax.semilogy(iterations[shown], values[shown], label=label)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no convergence history", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title(f"convergence ({result.method})", fontsize=9)
 
 
 def _save(fig, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    fig.savefig(temporary, format="png", dpi=80)
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        fig.savefig(temporary, format="png", dpi=80)

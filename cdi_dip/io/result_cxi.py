@@ -1,0 +1,221 @@
+"""Read back a result CXI written by :func:`cdi_dip.io.writers.write_result_cxi`.
+
+Everything a report needs is in the file: the aligned object and support,
+the measured intensity and mask it was fitted to (``instrument_1``), the
+fitted intensities, the convergence history, metrics, alignment, runs and
+configuration (``image_1/process_1``), and the free-pixel mask. An ensemble
+of runs and its PRTF, when the writer stored them, live in
+``process_1/results/ensemble/`` and ``process_1/results/prtf/`` under the
+dataset names of :func:`cdi_dip.ensemble.ensemble_datasets` and
+:func:`cdi_dip.ensemble.prtf_datasets`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..ensemble import EnsembleResult, PrtfResult, ensemble_from_datasets, prtf_from_datasets
+from ..errors import InvalidInputError
+from ..types import AlignInfo, Measurement, Result
+from .cxi import DETECTOR, IMAGE_DATA, read_cxi_meta
+
+__all__ = ["ENSEMBLE_GROUP", "PRTF_GROUP", "StoredResult", "read_result_cxi"]
+
+PROCESS = "/entry_1/image_1/process_1"
+RESULTS = f"{PROCESS}/results"
+ENSEMBLE_GROUP = f"{RESULTS}/ensemble"
+"""Where an ensemble's maps are stored (dataset names: :data:`cdi_dip.ensemble.ENSEMBLE_DATASETS`)."""
+PRTF_GROUP = f"{RESULTS}/prtf"
+"""Where a PRTF is stored (dataset names: :data:`cdi_dip.ensemble.PRTF_DATASETS`)."""
+
+_NOT_METRICS = {"method", "wall_s", "device", "seed", "interrupted", "shift_px", "ramp_rad_per_px",
+                "phase_offset_rad", "runs", "solver", "history", "model_intensity", "ensemble", "prtf"}
+
+
+@dataclass
+class StoredResult:
+    """A result CXI as read back.
+
+    Attributes
+    ----------
+    result : Result
+        The reconstruction, its measurement and everything the writer stored.
+    ensemble : EnsembleResult or None
+        Ensemble maps, when stored (without the members themselves).
+    prtf : PrtfResult or None
+        PRTF curve and resolution, when stored.
+    command : str
+        Command line that produced the file.
+    version : str
+        cdi-dip version that wrote it.
+    date : str
+        When it was written (ISO 8601).
+    """
+
+    result: Result
+    ensemble: EnsembleResult | None = None
+    prtf: PrtfResult | None = None
+    command: str = ""
+    version: str = ""
+    date: str = ""
+
+
+def _text(node: Any, default: str = "") -> str:
+    if not isinstance(node, h5py.Dataset):
+        return default
+    value = node[()]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _value(node: h5py.Dataset) -> Any:
+    """A stored scalar or array as plain Python/NumPy (empty datasets become NaN)."""
+    if node.shape is None:
+        return math.nan
+    value = node[()]
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray):
+        return value
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _history(group: Any) -> list[dict[str, float]]:
+    """History columns back to one dict per entry (NaN cells dropped)."""
+    if not isinstance(group, h5py.Group) or not len(group):
+        return []
+    columns = {key: np.asarray(node[()], dtype=np.float64) for key, node in group.items()
+               if isinstance(node, h5py.Dataset)}
+    length = max(column.size for column in columns.values())
+    return [{key: float(column[i]) for key, column in columns.items() if i < column.size and np.isfinite(column[i])}
+            for i in range(length)]
+
+
+def _datasets(group: Any) -> dict[str, Any] | None:
+    if not isinstance(group, h5py.Group):
+        return None
+    return {key: node[()] for key, node in group.items() if isinstance(node, h5py.Dataset)}
+
+
+def _results(file: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics, and the other stored results by name."""
+    group = file.get(RESULTS)
+    if not isinstance(group, h5py.Group):
+        return {}, {}
+    metrics: dict[str, Any] = {}
+    other: dict[str, Any] = {}
+    for key, node in group.items():
+        if not isinstance(node, h5py.Dataset) or key == "model_intensity":
+            continue
+        value = _value(node)
+        if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[key] = float(value)
+        else:
+            other[key] = value
+    return metrics, other
+
+
+def _measurement(file: h5py.File, path: Path, shape: tuple[int, ...]) -> Measurement:
+    intensity = file.get(f"{DETECTOR}/data")
+    if not isinstance(intensity, h5py.Dataset) or tuple(intensity.shape) != shape:
+        raise InvalidInputError(f"{path} holds no measured intensity of the object's shape {shape} at "
+                                f"{DETECTOR}/data: give a result file written by cdi-dip reconstruct")
+    mask = file.get(f"{DETECTOR}/mask")
+    valid = (np.asarray(mask[()]) == 0) if isinstance(mask, h5py.Dataset) else np.ones(shape, dtype=bool)
+    roi_node = file.get("/entry_1/image_1/detector_roi")
+    roi = [tuple(int(v) for v in row) for row in roi_node[()]] if isinstance(roi_node, h5py.Dataset) else []
+    return Measurement(
+        intensity=np.asarray(intensity[()], dtype=np.float32),
+        valid=valid,
+        meta=read_cxi_meta(file),
+        source=_text(file.get(f"{DETECTOR}/source")),
+        name=_text(file.get("/entry_1/title"), path.stem),
+        roi=roi,
+    )
+
+
+def _json(text: Any, default: Any) -> Any:
+    if not isinstance(text, str) or not text:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return default
+
+
+def read_result_cxi(path: Path) -> StoredResult:
+    """Read a result CXI back into a :class:`~cdi_dip.types.Result`.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``<scan-name>.cxi`` written by ``cdi-dip reconstruct``.
+
+    Returns
+    -------
+    StoredResult
+
+    Raises
+    ------
+    InvalidInputError
+        The file is missing, not HDF5, or not a cdi-dip result (no object at
+        ``/entry_1/image_1/data`` or no measured data beside it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path} does not exist: give the .cxi file of a reconstruction")
+    try:
+        file = h5py.File(path, "r")
+    except OSError:
+        raise InvalidInputError(f"{path} is not an HDF5/CXI file: give the .cxi file of a reconstruction") from None
+    with file:
+        node = file.get(IMAGE_DATA)
+        if not isinstance(node, h5py.Dataset) or node.ndim not in (2, 3):
+            raise InvalidInputError(f"{path} has no 2D/3D object at {IMAGE_DATA}: give a result written by "
+                                    "cdi-dip reconstruct")
+        obj = np.asarray(node[()]).astype(np.complex64)
+        support_node = file.get("/entry_1/image_1/mask")
+        support = (np.asarray(support_node[()]) != 0) if isinstance(support_node, h5py.Dataset) else np.abs(obj) > 0
+        measurement = _measurement(file, path, obj.shape)
+        metrics, stored = _results(file)
+        model = file.get(f"{RESULTS}/model_intensity")
+        free = file.get(f"{PROCESS}/masks/free")
+        ensemble_data = _datasets(file.get(ENSEMBLE_GROUP))
+        prtf_data = _datasets(file.get(PRTF_GROUP))
+        result = Result(
+            obj=obj,
+            support=support,
+            measurement=measurement,
+            method=str(stored.get("method") or _text(file.get(f"{PROCESS}/method"), "unknown")),
+            metrics=metrics,
+            history=_history(file.get(f"{RESULTS}/history")),
+            iterations=int(metrics.get("iterations", 0)),
+            wall_s=float(stored.get("wall_s", math.nan)),
+            device=str(stored.get("device", "")),
+            seed=int(stored.get("seed", 0)) if np.isfinite(stored.get("seed", 0)) else 0,
+            interrupted=bool(stored.get("interrupted", False)),
+            align=AlignInfo(
+                shift_px=tuple(float(v) for v in np.atleast_1d(stored.get("shift_px", ()))),
+                ramp_rad_per_px=tuple(float(v) for v in np.atleast_1d(stored.get("ramp_rad_per_px", ()))),
+                phase_offset_rad=float(stored.get("phase_offset_rad", 0.0)),
+            ),
+            config=_json(_text(file.get(f"{PROCESS}/configuration")), {}),
+            runs=_json(stored.get("runs"), []),
+            model_intensity=np.asarray(model[()], dtype=np.float32) if isinstance(model, h5py.Dataset) else None,
+            free=(np.asarray(free[()]) != 0) if isinstance(free, h5py.Dataset) else None,
+            extra={"solver": _json(stored.get("solver"), {})},
+        )
+        return StoredResult(
+            result=result,
+            ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
+            prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
+            command=_text(file.get(f"{PROCESS}/command")),
+            version=_text(file.get(f"{PROCESS}/version")),
+            date=_text(file.get(f"{PROCESS}/date")),
+        )
