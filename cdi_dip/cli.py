@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import __version__
+from . import cli_options as opt
 from .errors import CdiDipError, InvalidInputError, ReconstructionError
 
 app = typer.Typer(
@@ -35,17 +36,6 @@ EXIT_INTERRUPTED = 130
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"cdi-dip: error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _parse_ints(text: str, name: str) -> tuple[int, ...]:
-    """``"128,128"`` -> ``(128, 128)``; an InvalidInputError naming the option otherwise."""
-    try:
-        values = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
-    except ValueError:
-        raise InvalidInputError(f"{name} {text!r}: give integers separated by commas, e.g. 128,128") from None
-    if not values:
-        raise InvalidInputError(f"{name} is empty: give integers separated by commas, e.g. 128,128")
-    return values
 
 
 def _setup_logging(quiet: bool, verbose: bool) -> None:
@@ -69,17 +59,11 @@ def build_config(
     config_file: Optional[Path],
     overrides: dict[str, Any],
 ):
-    """TOML file (if any) merged with command-line options, validated once."""
+    """TOML file (if any) merged with command-line options (None: not given), validated once."""
     from .config import config_from_dict, load_toml, merge
 
     base = load_toml(config_file) if config_file is not None else {}
-    clean = {k: v for k, v in overrides.items() if v is not None and v != {}}
-    for section in ("prep", "projection", "dip"):
-        if section in clean:
-            clean[section] = {k: v for k, v in clean[section].items() if v is not None}
-            if not clean[section]:
-                del clean[section]
-    return config_from_dict(merge(base, clean))
+    return config_from_dict(merge(base, opt.drop_unset(overrides)))
 
 
 class _Progress:
@@ -158,43 +142,43 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-MethodOption = Annotated[
-    Optional[str], typer.Option("--method", "-m", help="dip, hio, raar or er [default: hio]")
-]
-
-
 @app.command()
 def reconstruct(
     input: Annotated[str, typer.Argument(help="CXI/HDF5 file (file.h5:/dataset), TIFF file, directory or glob of TIFF frames, NPY/NPZ.")],
-    method: MethodOption = None,
-    gpu: Annotated[bool, typer.Option("--gpu", help="Run on the first CUDA GPU (same as --device cuda).")] = False,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N [default: auto]")] = None,
+    method: opt.Method = None,
+    gpu: opt.Gpu = False,
+    device: opt.Device = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.")] = Path("results"),
-    mask: Annotated[Optional[list[str]], typer.Option(help="Mask file (nonzero = excluded); repeat to combine.")] = None,
-    iterations: Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations (length of the default plan).")] = None,
-    runs: Annotated[Optional[int], typer.Option(help="Random starts; the best by free likelihood is kept.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Base random seed.")] = None,
-    plan: Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")] = None,
-    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis.")] = None,
-    centre: Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file (options override it).")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")] = False,
+    mask: opt.Masks = None,
+    iterations: opt.Iterations = None,
+    runs: opt.Runs = None,
+    seed: opt.Seed = None,
+    plan: opt.Plan = None,
+    noise: opt.Noise = None,
+    max_size: opt.MaxSize = None,
+    centre: opt.Centre = None,
+    threshold: opt.Threshold = None,
+    dark: opt.Dark = None,
+    flat: opt.Flat = None,
+    roi: opt.Roi = None,
+    bin: opt.Bin = None,
+    saturation: opt.Saturation = None,
+    beamstop_radius: opt.BeamstopRadius = None,
+    aliens: opt.Aliens = None,
+    config: opt.Config = None,
+    json_output: opt.Json = False,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Reconstruct one scan and write OUT/<scan-name>/ (CXI, TIFFs, report.png, summary.json)."""
     _setup_logging(quiet, verbose)
     _sigterm_as_interrupt()
     try:
-        if gpu and device not in (None, "cuda") and not str(device).startswith("cuda"):
-            raise InvalidInputError(f"--gpu and --device {device} contradict each other: give one of them")
-        cfg = build_config(config, {
-            "method": method, "iterations": iterations, "runs": runs, "seed": seed,
-            "device": "cuda" if gpu and device is None else device,
-            "prep": {"max_size": max_size, "centre": centre, "threshold": threshold},
-            "projection": {"plan": plan},
-        })
+        cfg = build_config(config, opt.run_overrides(
+            method=method, iterations=iterations, runs=runs, seed=seed, gpu=gpu, device=device, noise=noise,
+            max_size=max_size, centre=centre, threshold=threshold, plan=plan, dark=dark, flat=flat, roi=roi,
+            bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
+        ))
         from .pipeline import reconstruct_scan
 
         show_progress = not quiet and not json_output and sys.stderr.isatty()
@@ -238,10 +222,10 @@ def simulate(
 
         if kind not in ("crystal", "cell"):
             raise InvalidInputError(f"--kind {kind!r}: choose crystal or cell")
-        frame = _parse_ints(shape, "--shape")
+        frame = tuple(opt.parse_ints(shape, "--shape"))
         if len(frame) not in (2, 3) or min(frame) < 8:
             raise InvalidInputError(f"--shape {shape}: give 2 or 3 sizes of at least 8 pixels, e.g. 128,128")
-        offset_px = _parse_ints(offset, "--offset") if offset else None
+        offset_px = tuple(opt.parse_ints(offset, "--offset")) if offset else None
         if offset_px is not None and len(offset_px) != len(frame):
             raise InvalidInputError(f"--offset {offset} has {len(offset_px)} values but --shape has {len(frame)}")
         if peak_counts <= 0:
@@ -267,16 +251,37 @@ def simulate(
 @app.command()
 def inspect(
     input: Annotated[str, typer.Argument(help="Any input reconstruct accepts.")],
-    mask: Annotated[Optional[list[str]], typer.Option(help="Mask file (nonzero = excluded); repeat to combine.")] = None,
-    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Cap for the suggested frame.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print as one JSON object.")] = False,
+    mask: opt.Masks = None,
+    max_size: opt.MaxSize = None,
+    centre: opt.Centre = None,
+    threshold: opt.Threshold = None,
+    dark: opt.Dark = None,
+    flat: opt.Flat = None,
+    roi: opt.Roi = None,
+    bin: opt.Bin = None,
+    saturation: opt.Saturation = None,
+    beamstop_radius: opt.BeamstopRadius = None,
+    aliens: opt.Aliens = None,
+    config: opt.Config = None,
+    png: Annotated[Optional[Path], typer.Option(help="Also draw the frame(s) with the excluded pixels coloured by reason into this PNG.")] = None,
+    json_output: opt.Json = False,
 ) -> None:
-    """Show what was read: shape, counts, peak, excluded pixels by reason, geometry, suggested frame."""
+    """Show what was read and found: shape, counts, peak, excluded pixels by reason, geometry, suggested frame."""
     _setup_logging(False, False)
     try:
-        from .inspection import describe
+        cfg = build_config(config, opt.run_overrides(
+            max_size=max_size, centre=centre, threshold=threshold, dark=dark, flat=flat, roi=roi, bin=bin,
+            saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
+        ))
+        from .inspection import describe, inspect_input
 
-        info = describe(input, mask_specs=mask or (), max_size=max_size)
+        inspection = inspect_input(input, cfg, mask_specs=mask or ())
+        info = describe(inspection, source=input)
+        if png is not None:
+            from .report import write_mask_figure
+
+            _check_parent(png)
+            info["png"] = str(write_mask_figure(inspection.conditioned, png))
     except InvalidInputError as exc:
         raise _fail(str(exc), EXIT_INVALID) from None
     if json_output:
@@ -289,6 +294,17 @@ def inspect(
     for key, value in info.items():
         table.add_row(key, json.dumps(value, default=_json_default) if isinstance(value, (dict, list)) else str(value))
     Console().print(table)
+
+
+def _check_parent(path: Path) -> None:
+    """An output file's folder must exist and be writable."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InvalidInputError(f"{path}: folder {folder} does not exist; create it or choose another path")
+    import os
+
+    if not os.access(folder, os.W_OK):
+        raise InvalidInputError(f"{path}: folder {folder} is not writable; choose another path")
 
 
 @app.command()

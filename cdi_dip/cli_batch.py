@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from . import cli_options as opt
 from .errors import InvalidInputError
 
 # cdi_dip.cli imports this module to register `batch`; it is imported back only
@@ -107,21 +108,29 @@ def batch(
     workers: Annotated[Optional[int], typer.Option(help="Local worker processes (spawned); 1 runs in this process. With several GPUs and --device cuda/auto, worker k uses cuda:k (default 1).", show_default=False)] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address, e.g. tcp://host:8786 (needs Dask: pip install 'cdi-dip\\[cluster]').")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip scans already reconstructed with the same configuration.")] = False,
-    method: Annotated[Optional[str], typer.Option("--method", "-m", help="dip, hio, raar or er (default hio).")] = None,
-    gpu: Annotated[bool, typer.Option("--gpu", help="Run on CUDA GPUs (same as --device cuda).")] = False,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")] = None,
-    mask: Annotated[Optional[list[str]], typer.Option(help="Mask file for every scan (nonzero = excluded); repeat to combine.")] = None,
-    iterations: Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations (length of the default plan).")] = None,
-    runs: Annotated[Optional[int], typer.Option(help="Random starts per scan; the best by free likelihood is kept.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed, the same for every scan.")] = None,
-    plan: Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")] = None,
-    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis.")] = None,
-    centre: Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.")] = None,
+    method: opt.Method = None,
+    gpu: opt.Gpu = False,
+    device: opt.Device = None,
+    mask: opt.Masks = None,
+    iterations: opt.Iterations = None,
+    runs: opt.Runs = None,
+    seed: opt.Seed = None,
+    plan: opt.Plan = None,
+    noise: opt.Noise = None,
+    max_size: opt.MaxSize = None,
+    centre: opt.Centre = None,
+    threshold: opt.Threshold = None,
+    dark: opt.Dark = None,
+    flat: opt.Flat = None,
+    roi: opt.Roi = None,
+    bin: opt.Bin = None,
+    saturation: opt.Saturation = None,
+    beamstop_radius: opt.BeamstopRadius = None,
+    aliens: opt.Aliens = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file for the whole batch (options override it).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print batch.json as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")] = False,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Reconstruct many scans, each into OUT/<scan-name>/, and write OUT/batch.json.
 
@@ -135,18 +144,15 @@ def batch(
     _cli._setup_logging(quiet, verbose)
     _cli._sigterm_as_interrupt()
     try:
-        if gpu and device is not None and not device.startswith("cuda"):
-            raise InvalidInputError(f"--gpu and --device {device} contradict each other: give one of them")
         if workers is not None and workers < 1:
             raise InvalidInputError(f"--workers {workers}: give at least 1")
         if workers is not None and scheduler:
             raise InvalidInputError("--workers and --scheduler contradict each other: the Dask cluster sets the parallelism")
-        cfg = _cli.build_config(config, {
-            "method": method, "iterations": iterations, "runs": runs, "seed": seed,
-            "device": "cuda" if gpu and device is None else device,
-            "prep": {"max_size": max_size, "centre": centre, "threshold": threshold},
-            "projection": {"plan": plan},
-        })
+        cfg = _cli.build_config(config, opt.run_overrides(
+            method=method, iterations=iterations, runs=runs, seed=seed, gpu=gpu, device=device, noise=noise,
+            max_size=max_size, centre=centre, threshold=threshold, plan=plan, dark=dark, flat=flat, roi=roi,
+            bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
+        ))
         from .batch import expand_inputs, run_batch
 
         items = inputs or []

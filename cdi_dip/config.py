@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,25 @@ class CentreMethod(str, enum.Enum):
     COM = "com"
     FRIEDEL = "friedel"
     NONE = "none"
+
+
+class NoiseModel(str, enum.Enum):
+    """Noise model of the counts: the likelihood used for validation and run selection.
+
+    Each is normalised so that a fit at the noise level scores about 1 per pixel.
+    """
+
+    POISSON = "poisson"  # Poisson deviance: the exact model of photon counting
+    GAUSSIAN = "gaussian"  # intensity least squares, variance max(n, 1)
+    AMPLITUDE = "amplitude"  # 4 (sqrt(n) - sqrt(m))**2: variance-stabilised Poisson
+
+
+class AlienHandling(str, enum.Enum):
+    """What to do with aliens (stray scattering not centrosymmetric about the peak)."""
+
+    MASK = "mask"  # find them and exclude them from every fit
+    REPORT = "report"  # find and report them, but keep fitting them
+    OFF = "off"  # do not look for them
 
 
 class DipParam(str, enum.Enum):
@@ -88,6 +109,69 @@ class PrepConfig:
             _check_range("prep.max_size", self.max_size, 8, None)
         _check_range("prep.threshold", self.threshold, 0.0, None)
         _check_range("prep.free_fraction", self.free_fraction, 0.0, 0.2)
+
+
+@dataclass
+class DetectorConfig:
+    """Detector corrections and defect finding, applied to the frames as read.
+
+    Order: dark subtraction, flat field, defect finding (gaps, saturation, hot
+    pixels, beamstop, dead pixels, aliens), binning. Every excluded pixel is
+    recorded under its reason and written into the result file.
+    """
+
+    dark: str | None = None
+    """Dark (no-beam) image file, any supported format; one frame or one per frame."""
+    flat: str | None = None
+    """Flat-field (white-field) image file."""
+    roi: list[int] | None = None
+    """Detector region the frames were read from, ``[y0, y1, x0, x1]`` (stop
+    exclusive), used to cut a full-detector dark and flat; None: the frames
+    are the whole detector."""
+    dark_hot_counts: float = 1.0
+    """Pixels whose dark exceeds this many counts are excluded (beamline rule: dark > 1)."""
+    flat_min_relative: float | None = None
+    """Pixels whose flat is below this fraction of its mean are excluded; None:
+    the beamline rule ``flat < mean - 3 std``."""
+    saturation: float | None = None
+    """Detector saturation, counts per frame: pixels at or above are excluded;
+    None: only a visible clipping plateau is."""
+    beamstop_radius: float | None = None
+    """Beamstop as a disc (ball in 3D) of this radius in pixels around the peak;
+    None: found from the data (a dark region at the peak)."""
+    find_beamstop: bool | None = None
+    """Look for a beamstop shadow; None: in 2D frames (forward CDI) only."""
+    find_gaps: bool = True
+    """Look for detector gaps (lines of zeros or of a fill value)."""
+    gap_fill_value: float | None = None
+    """Value the detector writes into gaps; None: 0."""
+    find_hot: bool = True
+    """Look for hot pixels (isolated counts far above their neighbours)."""
+    find_dead: bool | None = None
+    """Look for dead pixels (zero where the neighbours must have signal); None: 3D stacks only."""
+    aliens: AlienHandling = AlienHandling.MASK
+    """Aliens: mask (exclude), report (find only) or off."""
+    bin: list[int] | None = None
+    """Binning factors per axis (two: the detector axes of a stack); None: none."""
+
+    def validate(self) -> None:
+        if self.roi is not None and (len(self.roi) != 4 or any(not isinstance(v, int) for v in self.roi)
+                                     or not (0 <= self.roi[0] < self.roi[1] and 0 <= self.roi[2] < self.roi[3])):
+            raise InvalidInputError(
+                f"configuration: detector.roi = {self.roi}: give [y0, y1, x0, x1] with 0 <= start < stop"
+            )
+        _check_range("detector.dark_hot_counts", self.dark_hot_counts, 0.0, None)
+        if self.flat_min_relative is not None:
+            _check_range("detector.flat_min_relative", self.flat_min_relative, 0.0, 0.99)
+        if self.saturation is not None:
+            _check_range("detector.saturation", self.saturation, 1e-9, None)
+        if self.beamstop_radius is not None:
+            _check_range("detector.beamstop_radius", self.beamstop_radius, 0.0, None)
+        if self.bin is not None:
+            if len(self.bin) not in (1, 2, 3) or any(isinstance(v, bool) or not isinstance(v, int) for v in self.bin):
+                raise InvalidInputError(f"configuration: detector.bin = {self.bin}: give 1 to 3 integers")
+            for factor in self.bin:
+                _check_range("detector.bin", factor, 1, 16)
 
 
 @dataclass
@@ -178,9 +262,14 @@ class RunConfig:
     None: the method's default, set by :meth:`validate` (see ``DEFAULT_RUNS``)."""
     seed: int = 0
     """Base random seed; run k uses seed + k."""
+    noise: NoiseModel | None = None
+    """Noise model: the likelihood used for validation (free pixels), run
+    selection and the double DIP's loss. None: Poisson for validation and
+    selection, and each solver's own loss (``dip.loss``)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     prep: PrepConfig = field(default_factory=PrepConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     dip: DipConfig = field(default_factory=DipConfig)
 
@@ -197,6 +286,7 @@ class RunConfig:
         if not _DEVICE_PATTERN.match(self.device.strip().lower()):
             raise InvalidInputError(f"configuration: device = {self.device!r}: use auto, cpu, cuda or cuda:N")
         self.prep.validate()
+        self.detector.validate()
         self.projection.validate()
         self.dip.validate()
         return self
@@ -218,7 +308,8 @@ def _plain(value: Any) -> Any:
 
 def _coerce(section: str, cls: type, data: dict[str, Any]) -> Any:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and bad types."""
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{section}.{key}" if section else key
@@ -226,39 +317,50 @@ def _coerce(section: str, cls: type, data: dict[str, Any]) -> Any:
             raise InvalidInputError(
                 f"configuration: unknown key {name!r}; known keys here: {', '.join(sorted(known))}"
             )
-        default = getattr(cls(), key)
-        if dataclasses.is_dataclass(default):
-            if not isinstance(value, dict):
-                raise InvalidInputError(f"configuration: {name} must be a table of settings")
-            kwargs[key] = _coerce(name, type(default), value)
-        elif isinstance(default, enum.Enum):
-            try:
-                kwargs[key] = type(default)(value)
-            except ValueError:
-                choices = ", ".join(m.value for m in type(default))
-                raise InvalidInputError(f"configuration: {name} = {value!r}; choose one of {choices}") from None
-        else:
-            kwargs[key] = _check_scalar(name, known[key].type, value)
+        kwargs[key] = _coerce_value(name, hints[key], value)
     return cls(**kwargs)
 
 
+def _coerce_value(name: str, annotation: Any, value: Any) -> Any:
+    """One value checked against its field's type (``X | None``, enums, lists, scalars)."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    if options:
+        if value is None and type(None) in options:
+            return None
+        annotation = next(option for option in options if option is not type(None))
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"configuration: {name} must be a table of settings")
+        return _coerce(name, annotation, value)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        try:
+            return annotation(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in annotation)
+            raise InvalidInputError(f"configuration: {name} = {value!r}; choose one of {choices}") from None
+    if typing.get_origin(annotation) is list:
+        if not isinstance(value, (list, tuple)):
+            raise InvalidInputError(f"configuration: {name} must be a list, got {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_check_scalar(f"{name}[{index}]", item_type, item) for index, item in enumerate(value)]
+    return _check_scalar(name, annotation, value)
+
+
 def _check_scalar(name: str, annotation: Any, value: Any) -> Any:
-    text = str(annotation)
-    if value is None and "None" in text:
-        return None
-    if "bool" in text:
+    """A bool, int, float or str value checked against its type."""
+    if annotation is bool:
         if not isinstance(value, bool):
             raise InvalidInputError(f"configuration: {name} must be true or false, got {value!r}")
         return value
-    if text.startswith("int") or text == "int | None":
+    if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidInputError(f"configuration: {name} must be an integer, got {value!r}")
         return value
-    if text.startswith("float"):
+    if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInputError(f"configuration: {name} must be a number, got {value!r}")
         return float(value)
-    if text.startswith("str"):
+    if annotation is str:
         if not isinstance(value, str):
             raise InvalidInputError(f"configuration: {name} must be a string, got {value!r}")
         return value

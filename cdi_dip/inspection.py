@@ -1,48 +1,91 @@
-"""What ``cdi-dip inspect`` reports about an input, as plain data."""
+"""What ``cdi-dip inspect`` reports about an input, as plain data.
+
+The input goes through the same preparation as ``reconstruct`` (detector
+corrections, defect finding, binning, framing), so what ``inspect`` shows is
+what a reconstruction would use.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .config import PrepConfig
+from .config import RunConfig
 from .io.readers import read_measurement
-from .preprocess import find_centre, prepare
+from .pipeline import read_calibration
+from .preprocess import condition_detector, find_centre, prepare
+from .types import Measurement
 
 
-def describe(source: str, *, mask_specs: Sequence[str] = (), max_size: int | None = None) -> dict[str, Any]:
-    """Read an input and summarise it.
+@dataclass
+class Inspection:
+    """An input as read, after conditioning, and framed for the solvers."""
+
+    read: Measurement
+    conditioned: Measurement
+    framed: Measurement
+
+
+def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) -> Inspection:
+    """Read an input and prepare it as ``reconstruct`` would (raises InvalidInputError on bad input)."""
+    read = read_measurement(source, mask_specs=mask_specs)
+    conditioned = condition_detector(read, cfg.detector, dark=read_calibration(cfg.detector.dark, "--dark"),
+                                     flat=read_calibration(cfg.detector.flat, "--flat"))
+    return Inspection(read=read, conditioned=conditioned, framed=prepare(conditioned, cfg.prep))
+
+
+def _box(mask: np.ndarray) -> list[list[int]]:
+    """``[start, stop)`` per axis of the pixels of a mask."""
+    where = np.argwhere(mask)
+    return [[int(lo), int(hi) + 1] for lo, hi in zip(where.min(axis=0), where.max(axis=0))]
+
+
+def _detector_pixels(mask: np.ndarray) -> int:
+    """Detector pixels a mask touches (in a stack: in any frame)."""
+    return int(np.count_nonzero(mask.any(axis=0) if mask.ndim == 3 else mask))
+
+
+def describe(inspection: Inspection, *, source: str) -> dict[str, Any]:
+    """Summary of an inspection as plain data.
 
     Returns
     -------
     dict
         ``shape``, ``dtype``, total and maximum counts, peak position, valid
-        fraction, excluded pixels by reason, geometry, and the frame that
-        ``reconstruct`` would use (shape and detector region).
+        fraction, the excluded pixels by reason (``excluded``: pixels or
+        voxels; ``excluded_detector_px``: detector pixels, a stack's frames
+        together; ``excluded_box``: where they lie), facts found
+        (``preparation``: saturation, aliens kept...), geometry, and the frame
+        ``reconstruct`` would use (``suggested_frame``, ``suggested_roi`` in
+        detector pixels).
     """
-    measurement = read_measurement(source, mask_specs=mask_specs)
-    intensity, valid = measurement.intensity, measurement.valid
-    cfg = PrepConfig(max_size=max_size)
-    prepared = prepare(measurement, cfg)
-    meta = measurement.meta
+    conditioned, framed = inspection.conditioned, inspection.framed
+    intensity, valid = conditioned.intensity, conditioned.valid
     counts = intensity[valid]
+    meta = conditioned.meta
+    masks = {reason: mask for reason, mask in conditioned.masks.items() if mask.any()}
     return {
         "input": source,
-        "name": measurement.name,
-        "shape": list(measurement.shape),
-        "dtype": str(intensity.dtype),
+        "name": conditioned.name,
+        "shape": list(inspection.read.shape),
+        "dtype": str(inspection.read.intensity.dtype),
+        "conditioned_shape": list(conditioned.shape),
         "total_counts": float(counts.sum()),
         "max_counts": float(counts.max()) if counts.size else 0.0,
         "peak_px": [int(i) for i in np.unravel_index(int(np.argmax(np.where(valid, intensity, -1))), intensity.shape)],
-        "centre_px": list(find_centre(intensity, valid, cfg.centre)),
+        "centre_px": [int(c) for c in find_centre(intensity, valid, RunConfig().prep.centre)],
         "zero_fraction": float(np.mean(counts == 0)) if counts.size else 1.0,
         "valid_fraction": float(valid.mean()),
-        "excluded": dict(measurement.excluded),
+        "excluded": dict(conditioned.excluded),
+        "excluded_detector_px": {reason: _detector_pixels(mask) for reason, mask in masks.items()},
+        "excluded_box": {reason: _box(mask) for reason, mask in masks.items()},
+        "preparation": dict(conditioned.notes),
         "wavelength_m": meta.wavelength_m,
         "distance_m": meta.distance_m,
         "pixel_size_m": list(meta.pixel_size_m) if meta.pixel_size_m else None,
-        "suggested_frame": list(prepared.shape),
-        "suggested_roi": [list(r) for r in prepared.roi],
+        "suggested_frame": list(framed.shape),
+        "suggested_roi": [list(r) for r in framed.roi],
     }

@@ -51,11 +51,56 @@ def chi_square(model_intensity: torch.Tensor, counts: torch.Tensor, mask: torch.
     return float(((n - m).square() / m.clamp_min(1.0)).mean())
 
 
+def amplitude_deviance(model_intensity: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean of ``4 (sqrt(n) - sqrt(m))**2``: the amplitude (variance-stabilised) misfit.
+
+    ``sqrt`` of a Poisson count has a variance close to 1/4 for counts >> 1,
+    so the figure is close to 1 at the noise level, like the Poisson
+    deviance.
+    """
+    n = _masked(counts, mask).clamp_min(0)
+    m = _masked(model_intensity, mask).clamp_min(0)
+    if n.numel() == 0:
+        return float("nan")
+    return float(4.0 * (n.sqrt() - m.sqrt()).square().mean())
+
+
+LIKELIHOODS = {
+    "poisson": poisson_deviance,
+    "gaussian": chi_square,
+    "amplitude": amplitude_deviance,
+}
+"""Negative log-likelihood per pixel (normalised to ~1 at the noise level) of each noise model."""
+
+
+def negative_log_likelihood(model_intensity: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor,
+                            noise: str = "poisson") -> float:
+    """Normalised negative log-likelihood of the counts under a noise model.
+
+    Parameters
+    ----------
+    model_intensity, counts : torch.Tensor, real, shape S
+        Model intensities and measured counts, photons.
+    mask : torch.Tensor, bool, shape S
+        Pixels to use.
+    noise : {"poisson", "gaussian", "amplitude"}
+        :func:`poisson_deviance`, :func:`chi_square` (Gaussian with Poisson
+        variance) or :func:`amplitude_deviance`.
+
+    Returns
+    -------
+    float
+        About 1 for a fit at the noise level; NaN for an empty mask.
+    """
+    return LIKELIHOODS[str(noise)](model_intensity, counts, mask)
+
+
 def data_metrics(
     model_intensity: torch.Tensor,
     counts: torch.Tensor,
     valid: torch.Tensor,
     free: torch.Tensor | None = None,
+    noise: str = "poisson",
 ) -> dict[str, float]:
     """All data-fit figures at once.
 
@@ -66,19 +111,27 @@ def data_metrics(
         Pixels used for fitting (free pixels already removed).
     free : torch.Tensor, bool, shape S, optional
         Held-out pixels, never used in fitting.
+    noise : {"poisson", "gaussian", "amplitude"}
+        The noise model; besides the Poisson figures, its own likelihood is
+        reported as ``llk_<noise>`` (and ``free_llk_<noise>``).
 
     Returns
     -------
     dict
-        ``r_factor``, ``llk_poisson``, ``chi2`` and, with ``free``,
-        ``free_llk_poisson`` and ``free_r_factor``.
+        ``r_factor``, ``llk_poisson``, ``chi2``, ``llk_<noise>`` and, with
+        ``free``, ``free_llk_poisson``, ``free_llk_<noise>`` and
+        ``free_r_factor``.
     """
     result = {
         "r_factor": r_factor(model_intensity, counts, valid),
         "llk_poisson": poisson_deviance(model_intensity, counts, valid),
         "chi2": chi_square(model_intensity, counts, valid),
     }
+    if noise != "poisson":
+        result[f"llk_{noise}"] = negative_log_likelihood(model_intensity, counts, valid, noise)
     if free is not None and bool(free.any()):
         result["free_llk_poisson"] = poisson_deviance(model_intensity, counts, free)
         result["free_r_factor"] = r_factor(model_intensity, counts, free)
+        if noise != "poisson":
+            result[f"free_llk_{noise}"] = negative_log_likelihood(model_intensity, counts, free, noise)
     return result

@@ -24,11 +24,12 @@ from .align import align_object
 from .config import RunConfig
 from .device import make_generator, resolve_device
 from .errors import InvalidInputError, ReconstructionError
-from .io.readers import read_measurement
+from .free_pixels import select_free_islands
+from .io.readers import read_array, read_measurement
 from .io.writers import write_json, write_result_cxi, write_tiffs
 from .metrics import data_metrics
 from .physics import FarField
-from .preprocess import prepare, select_free_pixels
+from .preprocess import condition_detector, prepare
 from .solvers import get_solver
 from .types import Measurement, Result, SolverOutput
 
@@ -37,19 +38,29 @@ log = logging.getLogger(__name__)
 IterCallback = Callable[[dict[str, Any]], None]
 
 
+def noise_model(cfg: RunConfig) -> str:
+    """The noise model's name used for validation and selection (Poisson unless ``cfg.noise`` says)."""
+    return "poisson" if cfg.noise is None else cfg.noise.value
+
+
 def _run_metrics(output: SolverOutput, counts: torch.Tensor, valid: torch.Tensor,
-                 free: torch.Tensor | None, physics: FarField) -> tuple[dict[str, float], np.ndarray]:
+                 free: torch.Tensor | None, physics: FarField, noise: str) -> tuple[dict[str, float], np.ndarray]:
     obj = torch.from_numpy(output.obj).to(counts.device)
     model = physics.intensity(obj)
-    metrics = data_metrics(model, counts, valid, free)
+    metrics = data_metrics(model, counts, valid, free, noise=noise)
     metrics["support_size"] = int(output.support.sum())
     return metrics, model.float().cpu().numpy()
 
 
-def _selection_score(metrics: dict[str, float]) -> float:
-    """Lower is better: free likelihood when there are free pixels, else training."""
-    score = metrics.get("free_llk_poisson", metrics["llk_poisson"])
+def _selection_score(metrics: dict[str, float], noise: str) -> float:
+    """Lower is better: the free likelihood under the noise model when there are free pixels, else training."""
+    score = metrics.get(f"free_llk_{noise}", metrics.get(f"llk_{noise}", metrics["llk_poisson"]))
     return score if np.isfinite(score) else float("inf")
+
+
+def hold_out_free_pixels(valid: np.ndarray, cfg: RunConfig) -> np.ndarray:
+    """The free (held-out) pixels of a run: islands among the valid pixels, from ``cfg.seed``."""
+    return select_free_islands(valid, cfg.prep.free_fraction, rng=np.random.default_rng(cfg.seed))
 
 
 def reconstruct(
@@ -77,9 +88,8 @@ def reconstruct(
     """
     device = resolve_device(cfg.device)
     physics = FarField(measurement.shape)
-    free_np = select_free_pixels(
-        measurement.valid, cfg.prep.free_fraction, np.random.default_rng(cfg.seed)
-    )
+    noise = noise_model(cfg)
+    free_np = hold_out_free_pixels(measurement.valid, cfg)
     counts = torch.from_numpy(measurement.intensity.astype(np.float32)).to(device)
     free = torch.from_numpy(free_np).to(device)
     fit_valid = torch.from_numpy(measurement.valid & ~free_np).to(device)
@@ -100,8 +110,8 @@ def reconstruct(
             interrupted = True
             log.warning("interrupted before run %d produced a result", run)
             break
-        metrics, model = _run_metrics(output, counts, fit_valid, free, physics)
-        score = _selection_score(metrics)
+        metrics, model = _run_metrics(output, counts, fit_valid, free, physics, noise)
+        score = _selection_score(metrics, noise)
         runs.append({"run": run, "seed": seed, "iterations": output.iterations, **metrics})
         log.info("run %d (seed %d): %s", run, seed, metrics)
         if best is None or score < best[0]:
@@ -138,7 +148,9 @@ def reconstruct(
         runs=runs,
         model_intensity=model,
         free=free_np,
-        extra={"solver": output.extra, "masks": {"valid": measurement.valid, "free": free_np}},
+        extra={"solver": output.extra, "noise": noise,
+               "masks": {"valid": measurement.valid, "free": free_np,
+                         **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}}},
     )
 
 
@@ -206,6 +218,8 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         "device": result.device,
         "shape": list(result.measurement.shape),
         "roi": [list(r) for r in result.measurement.roi],
+        "excluded": dict(result.measurement.excluded),
+        "preparation": dict(result.measurement.notes),
         "iterations": result.iterations,
         "runs": len(result.runs),
         "wall_s": round(result.wall_s, 3),
@@ -223,9 +237,30 @@ def failure_summary(source: str, error: BaseException, method: str = "") -> dict
             "error": str(error), "version": __version__}
 
 
+def read_calibration(spec: str | None, role: str) -> np.ndarray | None:
+    """A dark or flat image from a file (any supported format), or None."""
+    if spec is None:
+        return None
+    image = np.asarray(read_array(spec))
+    if np.iscomplexobj(image) or image.ndim not in (2, 3):
+        raise InvalidInputError(f"{role} {spec}: give a real 2D detector frame (or one frame per data frame), "
+                                f"got {image.dtype} {image.shape}")
+    return image.astype(np.float64)
+
+
 def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) -> Measurement:
-    """Read and prepare one scan (raises InvalidInputError on bad input)."""
-    return prepare(read_measurement(source, mask_specs=mask_specs), cfg.prep)
+    """Read, condition (corrections, defects, binning) and frame one scan.
+
+    Raises
+    ------
+    InvalidInputError
+        On bad input: nothing has been written.
+    """
+    measurement = read_measurement(source, mask_specs=mask_specs)
+    detector = cfg.detector
+    conditioned = condition_detector(measurement, detector, dark=read_calibration(detector.dark, "--dark"),
+                                     flat=read_calibration(detector.flat, "--flat"))
+    return prepare(conditioned, cfg.prep)
 
 
 def reconstruct_scan(

@@ -1,9 +1,18 @@
 """Preparation of a measurement for the solvers.
 
-Threshold, find the zero frequency (the Bragg peak, or the centre of Friedel
-symmetry when a beamstop hides it), cut an FFT-friendly frame centred on it
-(cropping or padding with excluded pixels, optionally capped in size), record
-the detector region used, and hold out a set of free pixels for validation.
+Two stages, each a function of a :class:`~cdi_dip.types.Measurement`:
+
+1. :func:`condition_detector`: dark subtraction and flat field
+   (:mod:`cdi_dip.corrections`), defects found in the data and excluded by
+   reason (:mod:`cdi_dip.defects`: gaps, saturation, hot and dead pixels,
+   beamstop, aliens), binning;
+2. :func:`prepare`: photon threshold, the zero frequency found (the Bragg
+   peak, or the centre of Friedel symmetry when a beamstop hides it), an
+   FFT-friendly frame cut around it (cropping or padding with excluded
+   pixels, optionally capped in size), the detector region recorded.
+
+Every excluded pixel keeps its reason (``Measurement.masks``) through both
+stages, so the result file can say why each pixel was left out.
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from .config import CentreMethod, PrepConfig
+from .config import AlienHandling, CentreMethod, DetectorConfig, PrepConfig
+from .corrections import bin_frames, correct_measurement
+from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
 from .errors import InvalidInputError
 from .types import Measurement
 
@@ -154,66 +165,22 @@ def extract_window(array: np.ndarray, roi: list[tuple[int, int]], fill: float | 
     return out
 
 
-def select_free_pixels(
-    valid: np.ndarray,
-    fraction: float,
-    rng: np.random.Generator,
-    *,
-    island_radius_px: int = 1,
-    exclude_centre_px: int = 3,
-) -> np.ndarray:
-    """Choose held-out ("free") pixels in small islands among the valid ones.
-
-    Islands (cubes of side ``2*island_radius_px + 1``) keep a free pixel's
-    neighbours out of the fit too, so that the fit cannot interpolate into it
-    through the object's finite extent. The few pixels nearest the zero
-    frequency are never held out (they carry most of the signal).
-
-    Parameters
-    ----------
-    valid : numpy.ndarray, bool
-    fraction : float
-        Target fraction of valid pixels to hold out (0 switches it off).
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    numpy.ndarray, bool, same shape
-        True on free pixels (always a subset of ``valid``).
-    """
-    n_valid = int(valid.sum())
-    if fraction <= 0 or n_valid == 0:
-        return np.zeros_like(valid)
-    island_volume = (2 * island_radius_px + 1) ** valid.ndim
-    n_seeds = max(1, int(round(fraction * n_valid / island_volume)))
-    seeds = np.zeros(valid.shape, dtype=bool)
-    flat = rng.choice(valid.size, size=min(n_seeds, valid.size), replace=False)
-    seeds.flat[flat] = True
-    for axis in range(valid.ndim):
-        grown = seeds.copy()
-        for step in range(1, island_radius_px + 1):
-            grown |= np.roll(seeds, step, axis=axis) | np.roll(seeds, -step, axis=axis)
-        seeds = grown
-    grids = np.indices(valid.shape, sparse=True)
-    radius2 = sum((g - n // 2) ** 2 for g, n in zip(grids, valid.shape))
-    centre_region = radius2 <= exclude_centre_px**2
-    return seeds & valid & ~centre_region
-
-
 def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
     """Threshold, centre and frame a measurement for the solvers.
 
     Parameters
     ----------
     measurement : Measurement
-        As read from disk.
+        As read from disk (and conditioned by :func:`condition_detector`).
     cfg : PrepConfig
 
     Returns
     -------
     Measurement
         A new measurement whose peak is at the array centre, with an
-        FFT-friendly shape and ``roi`` recording the detector pixels used.
+        FFT-friendly shape, ``roi`` recording the detector pixels used, and
+        the masks by reason cut to the same frame (plus ``"padding"`` for
+        pixels beyond the detector).
 
     Raises
     ------
@@ -228,32 +195,243 @@ def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
             f"({cfg.threshold:g}): check the mask and --threshold"
         )
     centre = find_centre(intensity, valid, cfg.centre)
-    roi = [centred_window(c, n, cfg.max_size) for c, n in zip(centre, intensity.shape)]
-    sizes = [stop - start for start, stop in roi]
+    window = [centred_window(c, n, cfg.max_size) for c, n in zip(centre, intensity.shape)]
+    sizes = [stop - start for start, stop in window]
     if min(sizes) < MIN_FRAME:
         raise InvalidInputError(
             f"{measurement.source}: the frame around the peak at {centre} would be {tuple(sizes)}, "
             f"smaller than {MIN_FRAME} pixels per axis: use a larger detector region or --centre none"
         )
-    framed = extract_window(intensity, roi, 0.0).astype(np.float32)
-    framed_valid = extract_window(valid, roi, False)
-    excluded = dict(measurement.excluded)
-    padded = int(framed_valid.size - extract_window(np.ones_like(valid), roi, False).sum())
-    if padded:
-        excluded["padding"] = padded
+    framed = extract_window(intensity, window, 0.0).astype(np.float32)
+    framed_valid = extract_window(valid, window, False)
+    masks = {reason: extract_window(mask, window, False) for reason, mask in measurement.masks.items()}
+    excluded = {reason: int(np.count_nonzero(mask)) for reason, mask in masks.items()}
+    inside = extract_window(np.ones(valid.shape, dtype=bool), window, False)
+    if not inside.all():
+        masks["padding"] = ~inside
+        excluded["padding"] = int(np.count_nonzero(~inside))
     framed[~framed_valid] = 0
-    log.info("peak at %s, frame %s from detector region %s", centre, tuple(sizes), roi)
+    log.info("peak at %s, frame %s from array region %s", centre, tuple(sizes), window)
+    notes = {**measurement.notes, "centre_px": [int(c) for c in centre]}
     return replace(
         measurement,
         intensity=framed,
         valid=framed_valid,
-        excluded=excluded,
-        roi=[(a + s, a + e) for (s, e), (a, _) in zip(roi, _origin(measurement))],
+        excluded={reason: n for reason, n in excluded.items() if n},
+        masks={reason: mask for reason, mask in masks.items() if mask.any()},
+        roi=detector_roi(measurement, window),
+        notes=notes,
     )
 
 
-def _origin(measurement: Measurement) -> list[tuple[int, int]]:
-    """Detector offsets of the current array, so ROIs compose across steps."""
-    if measurement.roi:
-        return list(measurement.roi)
-    return [(0, n) for n in measurement.shape]
+def detector_roi(measurement: Measurement, window: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Detector pixels ``[start, stop)`` per axis covered by ``window`` of the measurement's array.
+
+    Composes the measurement's own ``roi`` (where its array sits on the
+    detector) with its ``binning`` (detector pixels per array pixel).
+    """
+    origin = [start for start, _ in measurement.roi] if measurement.roi else [0] * measurement.ndim
+    binning = measurement.binning or (1,) * measurement.ndim
+    return [(o + s * b, o + e * b) for (s, e), o, b in zip(window, origin, binning)]
+
+
+# -- detector conditioning -------------------------------------------------------------
+def frames_roi(cfg: DetectorConfig, ndim: int) -> list[tuple[int, int]] | None:
+    """``detector.roi`` (``[y0, y1, x0, x1]``) as ``(start, stop)`` pairs of the detector axes."""
+    if cfg.roi is None:
+        return None
+    del ndim  # the roi names the detector axes, the last two of a frame or a stack
+    return [(int(cfg.roi[0]), int(cfg.roi[1])), (int(cfg.roi[2]), int(cfg.roi[3]))]
+
+
+def _place_on_detector(measurement: Measurement, roi: list[tuple[int, int]] | None) -> Measurement:
+    """Record that the frames are the detector region ``roi`` (checked against their size)."""
+    if roi is None:
+        return measurement
+    frame_shape = measurement.shape[-2:]
+    for (start, stop), n in zip(roi, frame_shape):
+        if stop - start != n:
+            raise InvalidInputError(
+                f"{measurement.source}: --roi {start}:{stop} spans {stop - start} pixels but the frames have "
+                f"{n} along that axis; give the detector region the frames were read from"
+            )
+    axes = [(0, measurement.shape[0])] if measurement.ndim == 3 else []
+    return replace(measurement, roi=axes + list(roi))
+
+
+def defect_options(cfg: DetectorConfig) -> DefectOptions:
+    """The defect finders' settings from the ``[detector]`` configuration."""
+    return DefectOptions(
+        beamstop=cfg.find_beamstop,
+        beamstop_radius_px=cfg.beamstop_radius,
+        gaps=cfg.find_gaps,
+        gap_fill_value=cfg.gap_fill_value,
+        hot=cfg.find_hot,
+        dead=cfg.find_dead,
+        saturation=False,  # a property of the raw counts: see exclude_saturated
+        aliens=AlienHandling(cfg.aliens) is not AlienHandling.OFF,
+    )
+
+
+def defect_reference_peak(measurement: Measurement) -> tuple[int, ...] | None:
+    """The zero frequency the defect finders measure from (beamstop search, alien mirror).
+
+    2D frames: the centre of Friedel symmetry, which a beamstop, unmasked or
+    not, cannot hide. 3D stacks (Bragg CDI, no beamstop): the brightest valid
+    pixel, or the middle of a saturated (clipped) peak.
+    """
+    if measurement.ndim == 2 and measurement.valid.any():
+        return friedel_centre(measurement.intensity, measurement.valid)
+    return peak_guess(measurement.intensity, measurement.valid, measurement.masks.get("saturated"))
+
+
+def exclude_defects(measurement: Measurement, cfg: DetectorConfig) -> Measurement:
+    """Find detector defects in the data and exclude them, each under its reason.
+
+    With ``detector.aliens = "report"`` aliens are found and counted
+    (``notes["aliens_kept_px"]``) but stay valid. Saturation is not looked
+    for here (see :func:`exclude_saturated`).
+
+    Parameters
+    ----------
+    measurement : Measurement
+    cfg : DetectorConfig
+
+    Returns
+    -------
+    Measurement
+    """
+    options = defect_options(cfg)
+    options.peak = defect_reference_peak(measurement)
+    notes = dict(measurement.notes)
+    found = detect_defects(measurement.intensity, measurement.valid, options=options)
+    for reason in REASONS:
+        if reason == "invalid_input":
+            continue
+        if reason == "alien" and AlienHandling(cfg.aliens) is AlienHandling.REPORT:
+            kept = int(np.count_nonzero(found[reason]))
+            if kept:
+                notes["aliens_kept_px"] = kept
+                log.warning("%s: %d alien pixels found and kept (detector.aliens = report)",
+                            measurement.source, kept)
+            continue
+        measurement = measurement.exclude(reason, found[reason])
+    return replace(measurement, notes=notes)
+
+
+def exclude_saturated(measurement: Measurement, cfg: DetectorConfig) -> Measurement:
+    """Exclude pixels at or above the detector's saturation, on the raw counts per frame.
+
+    The level is ``detector.saturation`` when given; otherwise a clipping
+    plateau in the data, if there is one (several pixels sharing exactly the
+    largest count: ``notes["clipping_plateau_counts"]``). Run it before
+    dark and flat corrections, which change the counts.
+    """
+    level = cfg.saturation
+    notes = dict(measurement.notes)
+    if level is None:
+        level = guess_saturation(measurement.intensity, measurement.valid)
+        if level is None:
+            return measurement
+        notes["clipping_plateau_counts"] = level
+        log.warning("%s: %d pixels share the largest count %g: excluded as saturated (set --saturation to "
+                    "override)", measurement.source,
+                    int(np.count_nonzero(measurement.valid & (measurement.intensity >= level))), level)
+    saturated = find_saturated(measurement.intensity, level, valid=measurement.valid)
+    return replace(measurement.exclude("saturated", saturated), notes=notes)
+
+
+def _bin_factors(factors: list[int], ndim: int) -> tuple[int, ...]:
+    if len(factors) == 1:
+        return (int(factors[0]),) * ndim
+    if ndim == 3 and len(factors) == 2:
+        return (1, int(factors[0]), int(factors[1]))
+    if len(factors) != ndim:
+        raise InvalidInputError(
+            f"--bin {','.join(map(str, factors))}: give one factor, or one per axis ({ndim} for this data)"
+        )
+    return tuple(int(f) for f in factors)
+
+
+def bin_measurement(measurement: Measurement, factors: list[int]) -> Measurement:
+    """Sum blocks of detector pixels (exact Poisson counts; a block with an excluded pixel is excluded).
+
+    An excluded block keeps the reason of its excluded pixels (the first one
+    in the measurement's order of reasons). The pixel size in the geometry is
+    multiplied by the factors of the detector axes.
+
+    Parameters
+    ----------
+    measurement : Measurement
+    factors : list of int
+        One factor for every axis, one per axis, or (stacks) two for the
+        detector axes.
+
+    Returns
+    -------
+    Measurement
+    """
+    steps = _bin_factors(factors, measurement.ndim)
+    if all(step == 1 for step in steps):
+        return measurement
+    intensity, valid = bin_frames(measurement.intensity, measurement.valid, steps)
+    masks: dict[str, np.ndarray] = {}
+    taken = valid.copy()
+    for reason, mask in measurement.masks.items():
+        blocks, _ = bin_frames(mask.astype(np.float32), np.ones(mask.shape, dtype=bool), steps)
+        mask_binned = (blocks > 0) & ~taken
+        if mask_binned.any():
+            masks[reason] = mask_binned
+            taken |= mask_binned
+    if not taken.all():  # blocks cut at the edge, or excluded for an unrecorded reason
+        masks["binning"] = ~taken
+    meta = measurement.meta
+    if meta.pixel_size_m is not None:
+        meta = replace(meta, pixel_size_m=(meta.pixel_size_m[0] * steps[-2], meta.pixel_size_m[1] * steps[-1]))
+    binning = tuple(b * s for b, s in zip(measurement.binning or (1,) * measurement.ndim, steps))
+    log.info("binned %s by %s to %s", measurement.shape, steps, intensity.shape)
+    return replace(measurement, intensity=intensity, valid=valid, masks=masks, meta=meta, binning=binning,
+                   excluded={reason: int(np.count_nonzero(mask)) for reason, mask in masks.items()})
+
+
+def condition_detector(
+    measurement: Measurement,
+    cfg: DetectorConfig,
+    *,
+    dark: np.ndarray | None = None,
+    flat: np.ndarray | None = None,
+) -> Measurement:
+    """Detector corrections, defect exclusion and binning of a measurement as read.
+
+    Parameters
+    ----------
+    measurement : Measurement
+        As read (:func:`cdi_dip.io.read_measurement`).
+    cfg : DetectorConfig
+    dark, flat : numpy.ndarray, optional
+        Calibration images (``detector.dark``/``detector.flat`` as read):
+        one detector frame (cut with ``detector.roi``), or one per frame.
+
+    Returns
+    -------
+    Measurement
+        Corrected counts; excluded pixels recorded by reason (``saturated``,
+        ``dark``, ``flat``, ``gap``, ``hot``, ``beamstop``, ``dead``,
+        ``alien``...); ``roi`` in detector pixels; ``binning`` set.
+
+    Notes
+    -----
+    Order: saturation (raw counts), dark, flat, the other defects, binning.
+    """
+    roi = frames_roi(cfg, measurement.ndim)
+    conditioned = exclude_saturated(measurement, cfg)
+    conditioned = correct_measurement(conditioned, dark=dark, flat=flat, roi=roi,
+                                      hot_dark_counts=cfg.dark_hot_counts, min_flat_relative=cfg.flat_min_relative)
+    conditioned = _place_on_detector(conditioned, roi)
+    conditioned = exclude_defects(conditioned, cfg)
+    if not conditioned.valid.any():
+        raise InvalidInputError(f"{measurement.source}: every pixel is excluded ({conditioned.excluded}); "
+                                "check the mask, --dark/--flat and --saturation")
+    if cfg.bin is not None:
+        conditioned = bin_measurement(conditioned, cfg.bin)
+    return conditioned

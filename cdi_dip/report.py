@@ -197,3 +197,72 @@ def _plot_history(result: Result, ax) -> None:
 def _save(fig, path: Path) -> None:
     with atomic_write(path) as temporary:
         fig.savefig(temporary, format="png", dpi=80)
+
+
+# -- the masks of a measurement (cdi-dip inspect --png) ---------------------------------
+MASK_COLOURS = {
+    "nan": "#ffffff", "inf": "#ffffff", "negative": "#bbbbbb", "file_mask": "#00bfff", "mask_file": "#1e90ff",
+    "simulated_mask": "#00bfff", "dark": "#ff00ff", "flat": "#9400d3", "gap": "#00ff7f", "beamstop": "#00ffff",
+    "saturated": "#ff4500", "hot": "#ff0000", "dead": "#ffd700", "alien": "#7fff00", "padding": "#444444",
+    "binning": "#808080",
+}
+"""Colour of each exclusion reason in the mask figure (others: light grey)."""
+
+
+def _detector_views(measurement) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
+    """The images to draw: 2D the frame; 3D the sum over frames and the frame through the peak."""
+    intensity, masks = measurement.intensity, measurement.masks
+    if measurement.ndim == 2:
+        return [("frame", intensity, masks)]
+    peak = int(np.unravel_index(int(np.argmax(np.where(measurement.valid, intensity, -1))), intensity.shape)[0])
+    summed = {reason: mask.any(axis=0) for reason, mask in masks.items()}
+    at_peak = {reason: mask[peak] for reason, mask in masks.items()}
+    return [("sum over frames (masked in any frame)", intensity.sum(axis=0), summed),
+            (f"frame {peak} (brightest)", intensity[peak], at_peak)]
+
+
+def write_mask_figure(measurement, path: Path) -> Path:
+    """Draw a measurement's counts on a log scale with its excluded pixels coloured by reason.
+
+    Parameters
+    ----------
+    measurement : Measurement
+        Usually after :func:`cdi_dip.preprocess.condition_detector`, whose
+        ``masks`` say why each pixel is excluded.
+    path : pathlib.Path
+        PNG to write (atomically).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Patch
+
+    views = _detector_views(measurement)
+    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views), 6), squeeze=False)
+    legend: dict[str, str] = {}
+    for ax, (title, image, masks) in zip(axes[0], views):
+        shown = ax.imshow(_log_image(image), cmap="gray", origin="lower", interpolation="nearest")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="log10(counts + 1)")
+        overlay = np.zeros((*image.shape, 4))
+        for reason, mask in masks.items():
+            if mask.any():
+                colour = MASK_COLOURS.get(reason, "#dddddd")
+                overlay[mask] = to_rgba(colour, alpha=0.85)
+                legend[reason] = colour
+        ax.imshow(overlay, origin="lower", interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+    if legend:
+        handles = [Patch(color=colour, label=f"{reason} ({measurement.excluded.get(reason, 0)} px)")
+                   for reason, colour in legend.items()]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=9)
+    fig.suptitle(f"{measurement.source}: {measurement.shape}, excluded pixels by reason", fontsize=11)
+    fig.tight_layout(rect=(0, 0.08 if legend else 0, 1, 1))
+    _save(fig, Path(path))
+    plt.close(fig)
+    return Path(path)

@@ -604,3 +604,108 @@ def write_simulated_scan(path: Path, scan: SimulatedScan) -> None:
     with atomic_write(truth) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(scan.ground_truth, dtype=np.complex64))
     log.info("wrote ground truth to %s", truth)
+
+
+# -- planted detector defects -----------------------------------------------------
+@dataclass
+class PlantedDefects:
+    """Counts with detector defects planted into them, and where they are.
+
+    Attributes
+    ----------
+    counts : numpy.ndarray, float32, frame shape
+        The counts as a faulty detector would record them.
+    truth : dict of str to numpy.ndarray of bool
+        Planted pixels by reason (``beamstop``, ``gap``, ``hot``,
+        ``saturated``), disjoint; none of them is marked in any mask.
+    saturation_counts : float or None
+        The level the counts were clipped at.
+    """
+
+    counts: np.ndarray
+    truth: dict[str, np.ndarray]
+    saturation_counts: float | None = None
+
+
+def _clip_level(counts: np.ndarray, usable: np.ndarray, regions: int) -> float:
+    """The highest level above which the counts form at least ``regions`` separate blobs of 3+ pixels."""
+    from ._ndimage import label
+
+    for fraction in np.geomspace(0.7, 0.02, 40):
+        level = float(np.floor(fraction * counts[usable].max()))
+        labels, count = label(usable & (counts > level))
+        sizes = np.bincount(labels.ravel())[1:]
+        if count and int(np.count_nonzero(sizes >= 3)) >= regions:
+            return level
+    raise InvalidInputError(f"the pattern has no {regions} separate bright regions to saturate")
+
+
+def plant_defects(counts: np.ndarray, *, rng: np.random.Generator, peak: Sequence[int] | None = None,
+                  beamstop_radius_px: float = 0.0, gap_px: int = 0, hot: int = 0,
+                  saturated_regions: int = 0) -> PlantedDefects:
+    """Plant unmasked detector defects into simulated counts (for tests and benchmarks).
+
+    Parameters
+    ----------
+    counts : numpy.ndarray, frame shape
+        Clean counts (e.g. :attr:`SimulatedScan.counts` without a mask).
+    rng : numpy.random.Generator
+        Where the hot pixels go.
+    peak : sequence of int, optional
+        Zero frequency; default the brightest pixel.
+    beamstop_radius_px : float
+        A beamstop shadow: zero counts within this radius of ``peak``.
+    gap_px : int
+        A detector gap: this many lines of zeros along the last axis, a
+        quarter of the frame away from the peak.
+    hot : int
+        Hot pixels: this many isolated pixels, away from the other defects,
+        set far above their neighbours (but below any saturation level).
+    saturated_regions : int
+        Clip the counts at the highest level above which at least this many
+        separate regions of three or more pixels lie (a saturated detector).
+
+    Returns
+    -------
+    PlantedDefects
+    """
+    from ._ndimage import dilate, neighbour_top2
+
+    work = np.asarray(counts, dtype=np.float32).copy()
+    shape = work.shape
+    centre = tuple(int(p) for p in peak) if peak is not None else \
+        tuple(int(i) for i in np.unravel_index(int(np.argmax(work)), shape))
+    truth: dict[str, np.ndarray] = {}
+    taken = np.zeros(shape, dtype=bool)
+    if beamstop_radius_px > 0:
+        grids = np.indices(shape, sparse=True)
+        truth["beamstop"] = sum((g - c) ** 2 for g, c in zip(grids, centre)) <= beamstop_radius_px**2
+        taken |= truth["beamstop"]
+    if gap_px > 0:
+        start = min(centre[-1] + shape[-1] // 4, shape[-1] - gap_px)
+        gap = np.zeros(shape, dtype=bool)
+        gap[..., start:start + gap_px] = True
+        truth["gap"] = gap & ~taken
+        taken |= gap
+    work[taken] = 0
+    level = None
+    if saturated_regions > 0:
+        level = _clip_level(work, ~taken, saturated_regions)
+        truth["saturated"] = (work >= level) & ~taken
+        taken |= truth["saturated"]
+        work = np.minimum(work, level)
+    if hot > 0:
+        first, _, _ = neighbour_top2(work, np.ones(shape, dtype=bool))
+        ceiling = level if level is not None else np.inf
+        value = np.minimum(10.0 * np.clip(first, 0, None) + 50.0, ceiling - 1)
+        allowed = ~dilate(taken, 2) & (value > 5 * np.clip(first, 0, None) + 20)
+        allowed[tuple(slice(0, 1) for _ in shape)] = False
+        choice = rng.choice(np.flatnonzero(allowed), size=hot, replace=False)
+        hot_mask = np.zeros(shape, dtype=bool)
+        hot_mask.flat[choice] = True
+        if (dilate(hot_mask, 1).sum() < hot * 3**len(shape)):  # two draws touching: draw again
+            return plant_defects(counts, rng=rng, peak=peak, beamstop_radius_px=beamstop_radius_px,
+                                 gap_px=gap_px, hot=hot, saturated_regions=saturated_regions)
+        truth["hot"] = hot_mask
+        work[hot_mask] = value[hot_mask]
+    return PlantedDefects(counts=work, truth=truth, saturation_counts=level)

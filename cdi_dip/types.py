@@ -7,7 +7,7 @@ Detector arrays have shape ``(ny, nx)`` (2D forward CDI) or ``(nz, ny, nx)``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -54,11 +54,21 @@ class Measurement:
         Short scan name used for output folder and file names.
     excluded : dict of str to int
         Number of excluded pixels by reason (``"nan"``, ``"negative"``,
-        ``"file_mask"``, ...).
+        ``"file_mask"``, ``"hot"``, ``"beamstop"``...), each pixel counted once.
     roi : list of (int, int)
-        For each axis, the ``[start, stop)`` range of the original detector
-        array that this array covers (``start`` may be negative, or ``stop``
-        beyond the detector, where the frame was padded).
+        For each axis, the ``[start, stop)`` range of detector pixels that this
+        array covers (``start`` may be negative, or ``stop`` beyond the
+        detector, where the frame was padded). With binning, array pixel ``i``
+        covers detector pixels ``[start + i*b, start + (i+1)*b)``.
+    masks : dict of str to numpy.ndarray
+        Excluded pixels by reason, bool arrays of the data's shape (True =
+        excluded for that reason), disjoint; the keys are those of
+        ``excluded``.
+    binning : tuple of int
+        Detector pixels summed into one array pixel, per axis (empty: none).
+    notes : dict
+        Facts the preparation found (``centre_px``, ``aliens_kept_px``...),
+        plain data for the summary.
     """
 
     intensity: np.ndarray
@@ -68,6 +78,9 @@ class Measurement:
     name: str = "scan"
     excluded: dict[str, int] = field(default_factory=dict)
     roi: list[tuple[int, int]] = field(default_factory=list)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    binning: tuple[int, ...] = ()
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ndim(self) -> int:
@@ -78,6 +91,30 @@ class Measurement:
     def shape(self) -> tuple[int, ...]:
         """Shape of the detector array."""
         return tuple(self.intensity.shape)
+
+    def exclude(self, reason: str, mask: np.ndarray) -> "Measurement":
+        """A copy with the pixels of ``mask`` excluded under ``reason``.
+
+        Only pixels still valid are attributed to ``reason`` (each excluded
+        pixel keeps its first reason); their intensity becomes 0.
+
+        Parameters
+        ----------
+        reason : str
+            Name of the reason (``"hot"``, ``"dark"``...).
+        mask : numpy.ndarray, bool, the data's shape
+            True on the pixels to exclude.
+        """
+        new = np.asarray(mask, dtype=bool) & self.valid
+        count = int(np.count_nonzero(new))
+        if count == 0:
+            return self
+        masks = dict(self.masks)
+        masks[reason] = masks[reason] | new if reason in masks else new
+        excluded = dict(self.excluded)
+        excluded[reason] = excluded.get(reason, 0) + count
+        intensity = np.where(new, 0, self.intensity).astype(self.intensity.dtype)
+        return replace(self, intensity=intensity, valid=self.valid & ~new, masks=masks, excluded=excluded)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from cdi_dip.preprocess import (
     friedel_centre,
     is_fft_friendly,
     prepare,
-    select_free_pixels,
 )
 from cdi_dip.types import Measurement
 
@@ -85,16 +84,3 @@ def test_prepare_rejects_empty_data():
     meas = Measurement(intensity=np.zeros((16, 16), np.float32), valid=np.ones((16, 16), bool), source="empty")
     with pytest.raises(InvalidInputError, match="empty"):
         prepare(meas, PrepConfig())
-
-
-def test_free_pixels_are_valid_islands_away_from_the_centre(rng):
-    valid = np.ones((64, 64), dtype=bool)
-    valid[:, 10] = False
-    free = select_free_pixels(valid, 0.05, rng)
-    assert not (free & ~valid).any()
-    assert 0.02 < free.sum() / valid.sum() < 0.08
-    assert not free[30:35, 30:35].any()
-    # islands: most free pixels have a free neighbour
-    neighbours = np.roll(free, 1, 0) | np.roll(free, -1, 0) | np.roll(free, 1, 1) | np.roll(free, -1, 1)
-    assert (free & neighbours).sum() > 0.8 * free.sum()
-    assert not select_free_pixels(valid, 0.0, rng).any()

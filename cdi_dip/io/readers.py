@@ -456,12 +456,15 @@ def read_measurement(spec: str, *, mask_specs: Sequence[str] = ()) -> Measuremen
             extra |= _fit_mask(_read_mask(mask_spec), data.shape, mask_spec)
         reasons.append(("mask_file", extra))
     excluded_px: dict[str, int] = {}
+    masks: dict[str, np.ndarray] = {}
     bad = np.zeros(data.shape, dtype=bool)
     for reason, hit in reasons:
-        count = int(np.count_nonzero(hit & ~bad))
+        new = hit & ~bad
+        count = int(np.count_nonzero(new))
         if count:
             excluded_px[reason] = count
-            bad |= hit
+            masks[reason] = new
+            bad |= new
     intensity[bad] = 0.0
     valid = ~bad
     if not valid.any():
@@ -480,6 +483,7 @@ def read_measurement(spec: str, *, mask_specs: Sequence[str] = ()) -> Measuremen
         name=scan_name(spec),
         excluded=excluded_px,
         roi=[(0, n) for n in data.shape],
+        masks=masks,
     )
 
 
