@@ -158,7 +158,7 @@ class DetectorConfig:
         if self.roi is not None and (len(self.roi) != 4 or any(not isinstance(v, int) for v in self.roi)
                                      or not (0 <= self.roi[0] < self.roi[1] and 0 <= self.roi[2] < self.roi[3])):
             raise InvalidInputError(
-                f"configuration: detector.roi = {self.roi}: give [y0, y1, x0, x1] with 0 <= start < stop"
+                f"configuration: detector.roi (--roi) = {self.roi}: give y0,y1,x0,x1 with 0 <= start < stop"
             )
         _check_range("detector.dark_hot_counts", self.dark_hot_counts, 0.0, None)
         if self.flat_min_relative is not None:
@@ -169,7 +169,7 @@ class DetectorConfig:
             _check_range("detector.beamstop_radius", self.beamstop_radius, 0.0, None)
         if self.bin is not None:
             if len(self.bin) not in (1, 2, 3) or any(isinstance(v, bool) or not isinstance(v, int) for v in self.bin):
-                raise InvalidInputError(f"configuration: detector.bin = {self.bin}: give 1 to 3 integers")
+                raise InvalidInputError(f"configuration: detector.bin (--bin) = {self.bin}: give 1 to 3 integers")
             for factor in self.bin:
                 _check_range("detector.bin", factor, 1, 16)
 
@@ -195,6 +195,9 @@ class ProjectionConfig:
     """Iterations between shrinkwrap updates; 0 switches shrinkwrap off."""
     metric_period: int = 20
     """Iterations between convergence metrics (each costs a host sync)."""
+    positivity: bool = False
+    """Also constrain the object's real part to be non-negative (specimens in
+    forward CDI; not crystals, whose phase is a displacement field)."""
 
     def validate(self) -> None:
         _check_range("projection.beta", self.beta, 0.0, 1.0)

@@ -84,3 +84,77 @@ def test_prepare_rejects_empty_data():
     meas = Measurement(intensity=np.zeros((16, 16), np.float32), valid=np.ones((16, 16), bool), source="empty")
     with pytest.raises(InvalidInputError, match="empty"):
         prepare(meas, PrepConfig())
+
+
+# -- detector conditioning -------------------------------------------------------------
+from cdi_dip.config import AlienHandling, DetectorConfig  # noqa: E402
+from cdi_dip.preprocess import bin_measurement, condition_detector, detector_roi  # noqa: E402
+from cdi_dip.simulate import plant_defects, simulate_scan  # noqa: E402
+
+
+def _stack(rng, shape=(12, 32, 32)):
+    counts = simulate_scan("crystal", shape, rng=rng, peak_counts=1e4).counts
+    return Measurement(intensity=counts, valid=np.ones(shape, bool), source="stack", roi=[(0, n) for n in shape])
+
+
+def test_the_roi_places_the_frames_on_the_detector_and_cuts_dark_and_flat(rng):
+    measurement = _stack(rng)
+    dark = np.zeros((64, 64))
+    dark[10 + 3, 20 + 4] = 9.0  # hot without beam, inside the frames' region
+    flat = np.ones((64, 64))
+    cfg = DetectorConfig(roi=[10, 42, 20, 52], flat_min_relative=0.5)
+    conditioned = condition_detector(measurement, cfg, dark=dark, flat=flat)
+    assert conditioned.roi == [(0, 12), (10, 42), (20, 52)]
+    assert conditioned.masks["dark"][:, 3, 4].all() and conditioned.excluded["dark"] == 12
+    framed = prepare(conditioned, PrepConfig(max_size=16))
+    (z0, z1), (y0, y1), (x0, x1) = framed.roi
+    assert 10 <= y0 and y1 <= 42 and 20 <= x0 and x1 <= 52  # detector pixels, not array pixels
+    with pytest.raises(InvalidInputError, match="roi"):
+        condition_detector(measurement, DetectorConfig(roi=[0, 16, 0, 32]))
+
+
+def test_saturation_is_found_on_raw_counts_before_the_flat_field(rng):
+    counts = simulate_scan("crystal", (64, 64), rng=rng, peak_counts=1e5).counts
+    planted = plant_defects(counts, rng=rng, saturated_regions=2)
+    measurement = Measurement(intensity=planted.counts, valid=np.ones(counts.shape, bool), source="clipped")
+    flat = rng.normal(1.0, 0.02, size=counts.shape)  # breaks the plateau if applied first
+    conditioned = condition_detector(measurement, DetectorConfig(), flat=flat)
+    assert np.array_equal(conditioned.masks["saturated"], planted.truth["saturated"])
+    assert conditioned.notes["clipping_plateau_counts"] == planted.saturation_counts
+
+
+def test_aliens_reported_but_kept_or_off():
+    rng = np.random.default_rng(7)
+    counts = simulate_scan("crystal", (48, 48, 48), rng=rng, peak_counts=1e5).counts
+    counts[30:35, 8:13, 36:41] += rng.poisson(30.0, (5, 5, 5))
+    measurement = Measurement(intensity=counts, valid=np.ones(counts.shape, bool), source="alien")
+    masked = condition_detector(measurement, DetectorConfig())
+    reported = condition_detector(measurement, DetectorConfig(aliens=AlienHandling.REPORT))
+    off = condition_detector(measurement, DetectorConfig(aliens=AlienHandling.OFF))
+    assert masked.excluded["alien"] >= 125
+    assert "alien" not in reported.excluded and reported.notes["aliens_kept_px"] == masked.excluded["alien"]
+    assert "alien" not in off.excluded and "aliens_kept_px" not in off.notes
+
+
+def test_binning_keeps_reasons_counts_and_maps_back_to_detector_pixels(rng):
+    measurement = _stack(rng, (8, 16, 16))
+    hot = np.zeros(measurement.shape, bool)
+    hot[:, 5, 6] = True
+    measurement = measurement.exclude("hot", hot)
+    binned = bin_measurement(measurement, [2, 2])
+    assert binned.shape == (8, 8, 8) and binned.binning == (1, 2, 2)
+    assert binned.masks["hot"][:, 2, 3].all() and binned.excluded["hot"] == 8
+    lost = measurement.intensity[:, 4:6, 6:8].sum()  # the other pixels of the blocks holding the hot one
+    assert binned.intensity.sum() == pytest.approx(measurement.intensity.sum() - lost)
+    assert detector_roi(binned, [(0, 8), (2, 6), (1, 5)]) == [(0, 8), (4, 12), (2, 10)]
+
+
+def test_prepare_carries_the_masks_by_reason_into_the_frame(rng):
+    measurement = _stack(rng, (8, 24, 30))
+    hot = np.zeros(measurement.shape, bool)
+    hot[4, 12, 15] = True
+    framed = prepare(measurement.exclude("hot", hot), PrepConfig())
+    for reason, mask in framed.masks.items():
+        assert mask.shape == framed.shape and not (mask & framed.valid).any()
+        assert framed.excluded[reason] == mask.sum()
+    assert framed.excluded["hot"] == 1

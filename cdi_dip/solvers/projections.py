@@ -102,6 +102,34 @@ def raar_update(
     return torch.where(support, projected, beta * obj + (1.0 - 2.0 * beta) * projected)
 
 
+def positive_update(algorithm: str, update: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                    obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """One update with the object constraint ``x in S`` and ``Re x >= 0`` (Fienup 1982, HIO with positivity).
+
+    ER projects onto the constraint: the real part is clipped at 0 inside
+    the support, the object zeroed outside. HIO and RAAR treat the pixels
+    where ``Re P_M x < 0`` as violating the constraint, like pixels outside
+    the support.
+
+    Parameters
+    ----------
+    algorithm : {"ER", "HIO", "RAAR"}
+    update : callable
+        The algorithm's update ``(x, P_M x, S) -> x'``.
+    obj, projected : torch.Tensor, complex, shape S
+        ``x`` and ``P_M x``.
+    support : torch.Tensor, bool, shape S
+
+    Returns
+    -------
+    torch.Tensor, complex, shape S
+    """
+    if algorithm == "ER":
+        clipped = torch.complex(projected.real.clamp_min(0), projected.imag)
+        return torch.where(support, clipped, torch.zeros((), dtype=projected.dtype, device=projected.device))
+    return update(obj, projected, support & (projected.real >= 0))
+
+
 IterCallback = Callable[[dict[str, Any]], None]
 
 
@@ -250,7 +278,10 @@ def solve_projections(
             update = updates[step.algorithm]
             for _ in range(step.iterations):
                 projected = physics.ifft(project_modulus(physics.fft(x), amplitude, valid_f))
-                x = update(x, projected, support)
+                if opts.positivity:
+                    x = positive_update(step.algorithm, update, x, projected, support)
+                else:
+                    x = update(x, projected, support)
                 iteration += 1
                 if period and iteration % period == 0 and iteration <= last_shrinkwrap:
                     sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
@@ -263,6 +294,8 @@ def solve_projections(
         log.warning("interrupted at iteration %d of %d; returning the current object", iteration, total)
 
     obj = torch.where(support, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    if opts.positivity:
+        obj = torch.complex(obj.real.clamp_min(0), obj.imag)
     if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
         raise ReconstructionError(
             f"the iterate became NaN or Inf by iteration {iteration}: "
