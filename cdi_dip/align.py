@@ -52,6 +52,9 @@ CENTRE_ROUNDS = 4
 CENTRE_TOLERANCE_PX = 1e-3
 """Centre-of-mass error (px) below which :func:`align_object` stops correcting."""
 
+TWIN_SKEW_LEVEL = 0.05
+"""Dimensionless third moment of the amplitude below which the twin is chosen by the phase instead."""
+
 PHASE_ERROR_LEVEL = 0.1
 """Reference amplitude (fraction of its maximum) above which the phase error is measured."""
 
@@ -406,6 +409,17 @@ def _default_support(obj: np.ndarray, support: np.ndarray | None) -> np.ndarray:
     return amplitude >= PHASE_ERROR_LEVEL * peak
 
 
+def centring_weights(obj: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """``|x|**2`` on the support grown by two pixels: smooth at the support's edge, so the
+    centre of mass follows a sub-pixel shift of the object (a hard-edged ``|x|`` on the
+    support does not)."""
+    grown = support
+    for axis in range(support.ndim):
+        grown = grown | np.roll(grown, 1, axis) | np.roll(grown, -1, axis)
+        grown = grown | np.roll(grown, 1, axis) | np.roll(grown, -1, axis)
+    return np.where(grown, np.abs(obj) ** 2, 0.0)
+
+
 def _centre(obj: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Shift ``obj`` (sub-pixel) and ``support`` (rounded) so the weighted centre of mass is central.
 
@@ -413,25 +427,88 @@ def _centre(obj: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarra
     ``|obj|`` a little; a few corrections of the sub-pixel shift (the support
     keeps its first rounded shift) fix it.
     """
-    shift = np.array(centre_of_mass_shift(np.abs(obj) * support))
+    shift = np.array(centre_of_mass_shift(centring_weights(obj, support)))
     moved_support = np.roll(support, [int(round(s)) for s in shift], axis=tuple(range(obj.ndim)))
     for _ in range(CENTRE_ROUNDS):
         moved = subpixel_shift(obj, shift)
-        residual = np.array(centre_of_mass_shift(np.abs(moved) * moved_support))
+        residual = np.array(centre_of_mass_shift(centring_weights(moved, moved_support)))
         if np.abs(residual).max() < CENTRE_TOLERANCE_PX:
             break
         shift = shift + residual
     return moved, moved_support, tuple(float(s) for s in shift)
 
 
+def twin_statistic(obj: np.ndarray, support: np.ndarray) -> float:
+    """A number that changes sign when a centred object is replaced by its twin.
+
+    The amplitude's third central moment, summed over the axes and made
+    dimensionless, is odd under ``r -> -r``. For an object whose amplitude is
+    nearly centrosymmetric (a small third moment, below
+    :data:`TWIN_SKEW_LEVEL`), the amplitude-weighted phase curvature
+    ``sum |x| phi |r|**2 / sum |x| |r|**2`` takes over: the twin's phase is
+    ``-phi(-r)``, so its even part, and this sum, change sign.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, shape S, centred (centre of mass at ``n // 2``)
+    support : numpy.ndarray, bool, shape S
+
+    Returns
+    -------
+    float
+        Positive for the standard orientation (:func:`resolve_twin` keeps it).
+    """
+    weights = np.where(support, np.abs(obj), 0.0)
+    total = weights.sum()
+    if total <= 0:
+        return 0.0
+    coords = _positions(obj.shape)
+    skew = 0.0
+    radius2 = np.zeros(obj.shape)
+    for axis, coord in enumerate(coords):
+        values = _broadcast(coord, axis, obj.ndim)
+        mean = float((weights * values).sum() / total)
+        spread = float(np.sqrt((weights * (values - mean) ** 2).sum() / total)) or 1.0
+        skew += float((weights * ((values - mean) / spread) ** 3).sum() / total)
+        radius2 = radius2 + (values - mean) ** 2
+    if abs(skew) >= TWIN_SKEW_LEVEL:
+        return skew
+    phase = np.angle(obj)
+    return float((weights * phase * radius2).sum() / max((weights * radius2).sum(), 1e-300))
+
+
+def resolve_twin(obj: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Choose between a centred object and its twin ``conj(x(-r))`` by :func:`twin_statistic`.
+
+    Two reconstructions of one measurement that converged to twins of each
+    other come out in the same orientation.
+
+    Returns
+    -------
+    obj : numpy.ndarray, complex128, shape S
+    support : numpy.ndarray, bool, shape S
+        Flipped with the object when it was replaced.
+    twinned : bool
+        True when the twin was taken.
+    """
+    if twin_statistic(obj, support) >= 0:
+        return obj, support, False
+    return twin(obj), twin(support.astype(np.float64)).real > 0.5, True
+
+
 def align_object(obj: np.ndarray, support: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, AlignInfo]:
     """Put a reconstructed object in standard form.
 
-    1. Shift (sub-pixel, Fourier) so that the amplitude-weighted centre of
-       mass of the support is at the frame centre; the support moves by the
-       rounded shift.
-    2. Remove the linear phase ramp (:func:`remove_phase_ramp`).
-    3. Set the mean phase on the support to zero (:func:`remove_phase_offset`).
+    1. Roll by whole pixels so that the centre of mass of ``|x|**2`` on the
+       support (grown by 2 px) is within half a pixel of the frame centre
+       (exact; an object split by the frame edge comes together).
+    2. Remove the linear phase ramp (:func:`remove_phase_ramp`), so that the
+       sub-pixel shift acts on a spectrum centred in the frame.
+    3. Shift by the remaining fraction of a pixel (Fourier); the support
+       moves by the rounded shift. The small ramp left on the moved support
+       is removed too.
+    4. Take the twin when :func:`twin_statistic` says so (:func:`resolve_twin`).
+    5. Set the mean phase on the support to zero (:func:`remove_phase_offset`).
 
     Parameters
     ----------
@@ -451,10 +528,18 @@ def align_object(obj: np.ndarray, support: np.ndarray | None) -> tuple[np.ndarra
     out_dtype = np.complex64 if arr.dtype in (np.complex64, np.float32) else np.complex128
     obj = _complex(arr)
     support = _default_support(obj, support)
-    obj, support, shift = _centre(obj, support)
+    rolled = [int(round(v)) for v in centre_of_mass_shift(centring_weights(obj, support))]
+    axes = tuple(range(obj.ndim))
+    obj, support = np.roll(obj, rolled, axis=axes), np.roll(support, rolled, axis=axes)
     obj, ramp = remove_phase_ramp(obj, support)
+    obj, support, fine = _centre(obj, support)
+    shift = tuple(r + f for r, f in zip(rolled, fine))
+    obj, residual = remove_phase_ramp(obj, support)  # the support moved by whole pixels only
+    ramp = tuple(g + r for g, r in zip(ramp, residual))
+    obj, support, twinned = resolve_twin(obj, support)
     obj, offset = remove_phase_offset(obj, support)
-    info = AlignInfo(shift_px=tuple(float(s) for s in shift), ramp_rad_per_px=ramp, phase_offset_rad=offset)
+    info = AlignInfo(shift_px=tuple(float(s) for s in shift), ramp_rad_per_px=ramp, phase_offset_rad=offset,
+                     twin=twinned)
     log.debug("aligned: %s", info)
     return obj.astype(out_dtype), support, info
 

@@ -309,26 +309,76 @@ def _check_parent(path: Path) -> None:
 
 @app.command()
 def compare(
-    result: Annotated[str, typer.Argument(help="Result .cxi, .npy/.npz, or file.h5:/dataset of a complex object.")],
-    reference: Annotated[str, typer.Argument(help="Reference object (e.g. the ground truth <stem>_truth.npy).")],
-    json_output: Annotated[bool, typer.Option("--json", help="Print as one JSON object.")] = False,
+    objects: Annotated[list[str], typer.Argument(help="Two objects (RESULT REFERENCE), or three or more for all their "
+                                                 "pairwise errors: result .cxi, .npy/.npz, or file.h5:/dataset.")],
+    json_output: opt.Json = False,
 ) -> None:
-    """Symmetry-adjusted error between two objects (global phase and scale, shift, twin and phase ramp removed)."""
+    """Symmetry-adjusted error between objects (global phase and scale, shift, twin and phase ramp removed)."""
     _setup_logging(False, False)
     try:
+        if len(objects) < 2:
+            raise InvalidInputError("compare needs at least two objects: RESULT REFERENCE (or more for pairwise errors)")
         from .align import compare_objects
         from .io.readers import read_object
 
-        figures = compare_objects(read_object(result), read_object(reference))
+        arrays = [read_object(spec) for spec in objects]
+        if len(arrays) == 2:
+            figures = {"result": objects[0], "reference": objects[1], **compare_objects(*arrays)}
+        else:
+            import numpy as np
+
+            from .ensemble import pairwise_errors
+
+            matrix = pairwise_errors(arrays)
+            off = ~np.eye(len(arrays), dtype=bool)
+            figures = {"objects": list(objects), "pairwise_errors": matrix.tolist(),
+                       "mean_pairwise_error": float(matrix[off].mean()), "max_pairwise_error": float(matrix[off].max())}
     except InvalidInputError as exc:
         raise _fail(str(exc), EXIT_INVALID) from None
-    figures = {"result": result, "reference": reference, **figures}
     if json_output:
         _print_json(figures)
+    elif "pairwise_errors" in figures:
+        _render_pairwise(figures)
     else:
         typer.echo(f"symmetry-adjusted error: {figures['error']:.4f}")
         typer.echo(f"phase error (rad): {figures.get('phase_error_rad', float('nan')):.4f}")
         typer.echo(f"twin: {figures.get('twin')}, shift (px): {figures.get('shift_px')}")
+
+
+def _render_pairwise(figures: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = figures["objects"]
+    table = Table(title="symmetry-adjusted error of row against column (the reference)")
+    table.add_column("")
+    for index in range(len(names)):
+        table.add_column(str(index))
+    for index, (name, row) in enumerate(zip(names, figures["pairwise_errors"])):
+        table.add_row(f"{index}: {name}", *(f"{value:.4f}" for value in row))
+    console = Console()
+    console.print(table)
+    console.print(f"mean pairwise error {figures['mean_pairwise_error']:.4f}, max {figures['max_pairwise_error']:.4f}")
+
+
+@app.command()
+def report(
+    result: Annotated[Path, typer.Argument(help="A result .cxi written by cdi-dip reconstruct.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for report.png and report.html [default: beside the result].")] = None,
+    json_output: opt.Json = False,
+) -> None:
+    """Rebuild report.png and report.html from a result file."""
+    _setup_logging(False, False)
+    try:
+        from .report_html import regenerate_report
+
+        files = regenerate_report(result, out)
+    except InvalidInputError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    if json_output:
+        _print_json({"result": str(result), "files": [str(f) for f in files]})
+    else:
+        typer.echo("wrote " + " and ".join(str(f) for f in files))
 
 
 @app.command()

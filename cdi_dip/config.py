@@ -263,6 +263,12 @@ class RunConfig:
     runs: int | None = None
     """Random starts; the best by free (else training) likelihood is kept.
     None: the method's default, set by :meth:`validate` (see ``DEFAULT_RUNS``)."""
+    keep: int | None = None
+    """How many of the best runs are matched and averaged into the result (with a
+    per-voxel uncertainty map and the PRTF); None: half of the runs, at least 1."""
+    keep_max_error: float = 0.35
+    """A kept run whose symmetry-adjusted error against the best run exceeds this
+    (a start that stagnated) is left out of the average."""
     seed: int = 0
     """Base random seed; run k uses seed + k."""
     noise: NoiseModel | None = None
@@ -283,6 +289,9 @@ class RunConfig:
         if self.runs is None:
             self.runs = DEFAULT_RUNS[self.method]
         _check_range("runs", self.runs, 1, 1000)
+        if self.keep is not None:
+            _check_range("keep", self.keep, 1, self.runs)
+        _check_range("keep_max_error", self.keep_max_error, 0.0, 10.0)
         _check_range("seed", self.seed, 0, 2**63 - 1)
         from .device import _DEVICE_PATTERN  # local: keeps torch import lazy-friendly
 

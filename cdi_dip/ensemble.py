@@ -50,7 +50,7 @@ ENSEMBLE_DATASETS = ("mean", "amplitude_std", "phase_std_rad", "support_union", 
                      "errors_to_reference", "twin", "pairwise_errors")
 """Names under which :func:`ensemble_datasets` stores an ensemble (e.g. in a result CXI)."""
 
-PRTF_DATASETS = ("frequency_per_px", "values", "threshold", "resolution_px", "resolution_m")
+PRTF_DATASETS = ("frequency_per_px", "values", "threshold", "resolution_px", "resolution_m", "members")
 """Names under which :func:`prtf_datasets` stores a PRTF (``resolution_*`` NaN when unknown)."""
 
 
@@ -576,6 +576,10 @@ class PrtfResult:
     resolution_m : float or None
         The same in metres, when the geometry is known (2D), computed with
         shells in physical frequency (exact for non-square pixels).
+    members : int
+        Runs in the ensemble (0: unknown). Members with random phases give a
+        PRTF of about ``1/sqrt(members)``, so the ``1/e`` criterion needs at
+        least 8 of them (:attr:`criterion_reachable`).
     """
 
     frequency_per_px: np.ndarray
@@ -583,12 +587,27 @@ class PrtfResult:
     threshold: float = PRTF_THRESHOLD
     resolution_px: float | None = None
     resolution_m: float | None = None
+    members: int = 0
+
+    @property
+    def random_phase_floor(self) -> float:
+        """The PRTF of members whose phases are random, ``1/sqrt(members)`` (NaN when unknown)."""
+        return 1.0 / np.sqrt(self.members) if self.members > 0 else float("nan")
+
+    @property
+    def criterion_reachable(self) -> bool:
+        """Whether members disagreeing at random could bring the PRTF below the threshold."""
+        return not self.members or self.random_phase_floor < self.threshold
 
     def summary(self) -> dict[str, Any]:
-        """``resolution_px``, ``resolution_nm`` (None when unknown) and the criterion."""
-        return {"resolution_px": self.resolution_px,
-                "resolution_nm": None if self.resolution_m is None else self.resolution_m * 1e9,
-                "criterion": f"PRTF < {self.threshold:.3f}"}
+        """``resolution_px``, ``resolution_nm`` (None when unknown), the criterion, and the members."""
+        out = {"resolution_px": self.resolution_px,
+               "resolution_nm": None if self.resolution_m is None else self.resolution_m * 1e9,
+               "criterion": f"PRTF < {self.threshold:.3f}", "members": self.members}
+        if not self.criterion_reachable:
+            out["note"] = (f"{self.members} runs: a PRTF of random phases is {self.random_phase_floor:.2f}, above the "
+                           "criterion; keep at least 8 runs (--runs 16 --keep 8) for a resolution")
+        return out
 
 
 def compute_prtf(objects_matched: Sequence[np.ndarray] | np.ndarray, counts: np.ndarray, valid: np.ndarray, *,
@@ -604,7 +623,8 @@ def compute_prtf(objects_matched: Sequence[np.ndarray] | np.ndarray, counts: np.
     PrtfResult
     """
     freq, values = prtf(objects_matched, counts, valid, ramp_rad_per_px=ramp_rad_per_px)
-    result = PrtfResult(freq, values, threshold, resolution_from_prtf(freq, values, threshold))
+    result = PrtfResult(freq, values, threshold, resolution_from_prtf(freq, values, threshold),
+                        members=len(objects_matched))
     pixel = object_pixel_size_m(meta, np.shape(counts))
     if pixel is not None:
         freq_m, values_m = prtf(objects_matched, counts, valid, ramp_rad_per_px=ramp_rad_per_px, spacing=pixel)
@@ -666,7 +686,8 @@ def prtf_datasets(result: PrtfResult) -> dict[str, np.ndarray]:
             "values": np.asarray(result.values, dtype=np.float64),
             "threshold": np.float64(result.threshold),
             "resolution_px": number(result.resolution_px),
-            "resolution_m": number(result.resolution_m)}
+            "resolution_m": number(result.resolution_m),
+            "members": np.int64(result.members)}
 
 
 def prtf_from_datasets(data: dict[str, Any]) -> PrtfResult:
@@ -678,4 +699,5 @@ def prtf_from_datasets(data: dict[str, Any]) -> PrtfResult:
     return PrtfResult(np.asarray(data["frequency_per_px"], dtype=np.float64),
                       np.asarray(data["values"], dtype=np.float64),
                       float(np.asarray(data.get("threshold", PRTF_THRESHOLD))),
-                      number(data.get("resolution_px", np.nan)), number(data.get("resolution_m", np.nan)))
+                      number(data.get("resolution_px", np.nan)), number(data.get("resolution_m", np.nan)),
+                      int(np.asarray(data.get("members", 0))))

@@ -20,18 +20,17 @@ import numpy as np
 import torch
 
 from . import __version__
-from .align import align_object
 from .config import RunConfig
-from .device import make_generator, resolve_device
+from .device import resolve_device
 from .errors import InvalidInputError, ReconstructionError
 from .free_pixels import select_free_islands
 from .io.readers import read_array, read_measurement
+from .io.vtk import write_vti
 from .io.writers import write_json, write_result_cxi, write_tiffs
-from .metrics import data_metrics
 from .physics import FarField
 from .preprocess import condition_detector, prepare
-from .solvers import get_solver
-from .types import Measurement, Result, SolverOutput
+from .restarts import FitData, combine_runs, run_starts
+from .types import Measurement, Result
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +42,22 @@ def noise_model(cfg: RunConfig) -> str:
     return "poisson" if cfg.noise is None else cfg.noise.value
 
 
-def _run_metrics(output: SolverOutput, counts: torch.Tensor, valid: torch.Tensor,
-                 free: torch.Tensor | None, physics: FarField, noise: str) -> tuple[dict[str, float], np.ndarray]:
-    obj = torch.from_numpy(output.obj).to(counts.device)
-    model = physics.intensity(obj)
-    metrics = data_metrics(model, counts, valid, free, noise=noise)
-    metrics["support_size"] = int(output.support.sum())
-    return metrics, model.float().cpu().numpy()
-
-
-def _selection_score(metrics: dict[str, float], noise: str) -> float:
-    """Lower is better: the free likelihood under the noise model when there are free pixels, else training."""
-    score = metrics.get(f"free_llk_{noise}", metrics.get(f"llk_{noise}", metrics["llk_poisson"]))
-    return score if np.isfinite(score) else float("inf")
-
-
 def hold_out_free_pixels(valid: np.ndarray, cfg: RunConfig) -> np.ndarray:
     """The free (held-out) pixels of a run: islands among the valid pixels, from ``cfg.seed``."""
     return select_free_islands(valid, cfg.prep.free_fraction, rng=np.random.default_rng(cfg.seed))
+
+
+def fit_data(measurement: Measurement, cfg: RunConfig, device: torch.device) -> tuple[FitData, np.ndarray]:
+    """The counts and masks of a prepared measurement on the device, with its free pixels."""
+    free = hold_out_free_pixels(measurement.valid, cfg)
+    data = FitData(
+        counts=torch.from_numpy(measurement.intensity.astype(np.float32)).to(device),
+        fit_valid=torch.from_numpy(measurement.valid & ~free).to(device),
+        free=torch.from_numpy(free).to(device),
+        physics=FarField(measurement.shape),
+        noise=noise_model(cfg),
+    )
+    return data, free
 
 
 def reconstruct(
@@ -84,73 +81,53 @@ def reconstruct(
     Returns
     -------
     Result
-        The best run by free-pixel Poisson likelihood, aligned.
+        Aligned: the mean of the best ``cfg.keep`` runs by free-pixel
+        likelihood that agree with the best one (``extra["ensemble"]``,
+        ``extra["prtf"]``), or the best run alone.
     """
     device = resolve_device(cfg.device)
-    physics = FarField(measurement.shape)
-    noise = noise_model(cfg)
-    free_np = hold_out_free_pixels(measurement.valid, cfg)
-    counts = torch.from_numpy(measurement.intensity.astype(np.float32)).to(device)
-    free = torch.from_numpy(free_np).to(device)
-    fit_valid = torch.from_numpy(measurement.valid & ~free_np).to(device)
-    solve = get_solver(cfg.method)
+    data, free = fit_data(measurement, cfg, device)
     start = time.perf_counter()
-    best: tuple[float, SolverOutput, dict[str, float], np.ndarray, int] | None = None
-    runs: list[dict[str, Any]] = []
-    interrupted = False
-    for run in range(cfg.runs):
-        seed = cfg.seed + run
-        callback = None
-        if on_iter is not None:
-            callback = lambda info, run=run: on_iter({**info, "run": run, "runs": cfg.runs})  # noqa: E731
-        try:
-            output = solve(counts, fit_valid, physics, cfg,
-                           generator=make_generator(seed, device), free=free, on_iter=callback)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted before run %d produced a result", run)
-            break
-        metrics, model = _run_metrics(output, counts, fit_valid, free, physics, noise)
-        score = _selection_score(metrics, noise)
-        runs.append({"run": run, "seed": seed, "iterations": output.iterations, **metrics})
-        log.info("run %d (seed %d): %s", run, seed, metrics)
-        if best is None or score < best[0]:
-            best = (score, output, metrics, model, run)
-        if output.interrupted:
-            interrupted = True
-            break
-    if best is None:
-        raise ReconstructionError("interrupted before any run finished: nothing to write")
+    runs, interrupted = run_starts(data, cfg, device, on_iter=on_iter)
+    if not runs:
+        raise ReconstructionError("interrupted before any run finished: nothing to write" if interrupted else
+                                  "every run diverged (NaN or Inf in the object): nothing written; "
+                                  "try --method er or another --seed")
+    solve_s = time.perf_counter() - start
+    combined = combine_runs(runs, measurement, data, cfg)
     wall_s = time.perf_counter() - start
-    _, output, metrics, model, kept_run = best
-    if not np.all(np.isfinite(output.obj)):
-        raise ReconstructionError("the reconstruction diverged (NaN or Inf in the object); nothing written")
-    for entry in runs:
-        entry["kept"] = entry["run"] == kept_run
-    obj, support, align_info = align_object(output.obj, output.support)
-    total_iterations = sum(r["iterations"] for r in runs)
-    metrics["iterations"] = output.iterations
-    metrics["seconds_per_iteration"] = wall_s / max(total_iterations, 1)
+    member_indices = {run.index for run in combined.members}
+    records = [{**run.record(), "kept": run.index == combined.best.index, "averaged": run.index in member_indices}
+               for run in sorted(runs, key=lambda r: r.index)]
+    total_iterations = sum(r["iterations"] for r in records)
+    metrics = dict(combined.metrics)
+    metrics["iterations"] = combined.best.output.iterations
+    metrics["seconds_per_iteration"] = solve_s / max(total_iterations, 1)
+    extra: dict[str, Any] = {
+        "solver": combined.best.output.extra, "noise": data.noise,
+        "masks": {"valid": measurement.valid, "free": free,
+                  **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}},
+    }
+    if combined.ensemble is not None:
+        extra["ensemble"], extra["prtf"] = combined.ensemble, combined.prtf
     return Result(
-        obj=obj.astype(np.complex64),
-        support=support,
+        obj=combined.obj,
+        support=combined.support,
         measurement=measurement,
         method=cfg.method.value,
         metrics=metrics,
-        history=output.history,
-        iterations=output.iterations,
+        history=combined.best.output.history,
+        iterations=combined.best.output.iterations,
         wall_s=wall_s,
         device=str(device),
         seed=cfg.seed,
         interrupted=interrupted,
-        align=align_info,
+        align=combined.align,
         config=cfg.to_dict(),
-        runs=runs,
-        model_intensity=model,
-        free=free_np,
-        extra={"solver": output.extra, "noise": noise,
-               "masks": {"valid": measurement.valid, "free": free_np,
-                         **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}}},
+        runs=records,
+        model_intensity=combined.model,
+        free=free,
+        extra=extra,
     )
 
 
@@ -172,25 +149,43 @@ def write_outputs(result: Result, out_dir: Path, *, command_line: str) -> dict[s
     """Write every file of one scan atomically and return its summary.
 
     The files go to a temporary folder beside the final one, which replaces
-    ``OUT/<scan-name>/`` only once everything is written.
+    ``OUT/<scan-name>/`` only once everything is written: the result CXI,
+    amplitude and phase TIFFs (and the ensemble's standard deviations), a
+    VTK image (``.vti``) for ParaView, ``report.png``, ``report.html`` and
+    ``summary.json``.
     """
     from .report import write_report  # matplotlib only when writing
+    from .report_html import write_report_html
 
     name = result.measurement.name
     final = scan_output_dir(out_dir, name)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
+    ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
     try:
         cxi_path = staging / f"{name}.cxi"
         write_result_cxi(cxi_path, result, command_line=command_line, version=__version__)
-        files = [cxi_path, *write_tiffs(staging, name, result.obj)]
-        files += write_report(result, staging)
-        summary = make_summary(result, final, [final / f.name for f in files] + [final / "summary.json"])
+        maps = _uncertainty_maps(result)
+        files = [cxi_path, *write_tiffs(staging, name, result.obj, maps)]
+        files.append(write_vti(staging / f"{name}.vti", np.abs(result.obj), np.angle(result.obj), extra=maps))
+        files += write_report(result, staging, ensemble=ensemble, prtf=prtf)
+        html_path = staging / "report.html"
+        names = [f.name for f in files] + [html_path.name, "summary.json"]
+        summary = make_summary(result, final, [final / n for n in names])
+        write_report_html(html_path, {**summary, "command": command_line}, png_name="report.png")
         write_json(staging / "summary.json", summary)
         _replace_dir(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summary
+
+
+def _uncertainty_maps(result: Result) -> dict[str, np.ndarray]:
+    """Per-voxel standard deviations of an ensemble, to write beside amplitude and phase."""
+    ensemble = result.extra.get("ensemble")
+    if ensemble is None:
+        return {}
+    return {"amplitude_std": ensemble.amplitude_std, "phase_std": ensemble.phase_std_rad}
 
 
 def _replace_dir(staging: Path, final: Path) -> None:
@@ -208,7 +203,7 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
     """The ``summary.json`` contract of one scan (see DESIGN.md)."""
     name = result.measurement.name
     metrics = {k: v for k, v in result.metrics.items() if k not in ("iterations", "seconds_per_iteration")}
-    return {
+    summary = {
         "input": result.measurement.source,
         "output": str(folder / f"{name}.cxi"),
         "files": [str(f) for f in files],
@@ -227,8 +222,16 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         "metrics": metrics,
         "seed": result.seed,
         "version": __version__,
+        "alignment": {"shift_px": list(result.align.shift_px), "ramp_rad_per_px": list(result.align.ramp_rad_per_px),
+                      "phase_offset_rad": result.align.phase_offset_rad, "twin": result.align.twin},
         "config": result.config,
     }
+    ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
+    if ensemble is not None:
+        summary["ensemble"] = ensemble.summary()
+    if prtf is not None:
+        summary["resolution"] = prtf.summary()
+    return summary
 
 
 def failure_summary(source: str, error: BaseException, method: str = "") -> dict[str, Any]:

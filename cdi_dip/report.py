@@ -135,7 +135,12 @@ def _plot_prtf(prtf: PrtfResult, ax) -> None:
     finite = np.isfinite(prtf.values)
     ax.plot(prtf.frequency_per_px[finite], prtf.values[finite], "o-", markersize=3, label="PRTF")
     ax.axhline(prtf.threshold, color="tab:red", linestyle="--", label=f"1/e = {prtf.threshold:.3f}")
+    if prtf.members:
+        ax.axhline(prtf.random_phase_floor, color="tab:gray", linestyle="-.", linewidth=0.8,
+                   label=f"random phases, {prtf.members} runs")
     title = "PRTF: never below 1/e (limited by the detector edge)"
+    if not prtf.criterion_reachable:
+        title = f"PRTF of {prtf.members} runs: too few for the 1/e criterion (keep 8 or more)"
     if prtf.resolution_px is not None:
         ax.axvline(1.0 / (2.0 * prtf.resolution_px), color="tab:gray", linestyle=":")
         title = f"PRTF: resolution {prtf.resolution_px:.2f} px"

@@ -207,9 +207,6 @@ def report_summary(result: Any, result_cxi: Path, files: Iterable[Path], *, ense
 
     summary = make_summary(result, Path(result_cxi).parent, list(files))
     summary["output"] = str(result_cxi)
-    summary["alignment"] = {"shift_px": list(result.align.shift_px),
-                            "ramp_rad_per_px": list(result.align.ramp_rad_per_px),
-                            "phase_offset_rad": result.align.phase_offset_rad}
     if prtf is not None:
         summary["resolution"] = prtf.summary()
     if ensemble is not None:

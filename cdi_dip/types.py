@@ -159,11 +159,15 @@ class AlignInfo:
         Linear phase ramp removed, per axis, in radians per pixel.
     phase_offset_rad : float
         Constant phase removed.
+    twin : bool
+        True when the twin ``conj(x(-r))`` of the centred, ramp-free object
+        was taken (after the shift and ramp, before the phase offset).
     """
 
     shift_px: tuple[float, ...] = ()
     ramp_rad_per_px: tuple[float, ...] = ()
     phase_offset_rad: float = 0.0
+    twin: bool = False
 
 
 @dataclass

@@ -36,7 +36,7 @@ PRTF_GROUP = f"{RESULTS}/prtf"
 """Where a PRTF is stored (dataset names: :data:`cdi_dip.ensemble.PRTF_DATASETS`)."""
 
 _NOT_METRICS = {"method", "wall_s", "device", "seed", "interrupted", "shift_px", "ramp_rad_per_px",
-                "phase_offset_rad", "runs", "solver", "history", "model_intensity", "ensemble", "prtf"}
+                "phase_offset_rad", "twin", "runs", "solver", "history", "model_intensity", "ensemble", "prtf"}
 
 
 @dataclass
@@ -204,6 +204,7 @@ def read_result_cxi(path: Path) -> StoredResult:
                 shift_px=tuple(float(v) for v in np.atleast_1d(stored.get("shift_px", ()))),
                 ramp_rad_per_px=tuple(float(v) for v in np.atleast_1d(stored.get("ramp_rad_per_px", ()))),
                 phase_offset_rad=float(stored.get("phase_offset_rad", 0.0)),
+                twin=bool(stored.get("twin", False)),
             ),
             config=_json(_text(file.get(f"{PROCESS}/configuration")), {}),
             runs=_json(stored.get("runs"), []),

@@ -63,7 +63,8 @@ def _data_array(name: str, volume: np.ndarray) -> str:
 
 
 def write_vti(path: Path, amplitude: np.ndarray, phase: np.ndarray, *,
-              spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence[float] = (0.0, 0.0, 0.0)) -> Path:
+              spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence[float] = (0.0, 0.0, 0.0),
+              extra: dict[str, np.ndarray] | None = None) -> Path:
     """Write amplitude and phase as a VTK XML ImageData file, atomically.
 
     Parameters
@@ -77,6 +78,9 @@ def write_vti(path: Path, amplitude: np.ndarray, phase: np.ndarray, *,
         Voxel size in ``(x, y, z)`` order (e.g. metres or nm), default 1.
     origin : sequence of 3 float
         Position of voxel ``[0, 0, 0]``, ``(x, y, z)`` order.
+    extra : dict of str to numpy.ndarray, optional
+        More point-data arrays of the same shape (e.g. ``amplitude_std``);
+        NaN values are written as they are.
 
     Returns
     -------
@@ -93,6 +97,11 @@ def write_vti(path: Path, amplitude: np.ndarray, phase: np.ndarray, *,
     if amp.shape != pha.shape:
         raise InvalidInputError(f"amplitude shape {np.shape(amplitude)} and phase shape {np.shape(phase)} differ: "
                                 "give arrays of one shape")
+    more = {name: _as_volume(array, name) for name, array in (extra or {}).items()}
+    for name, volume in more.items():
+        if volume.shape != amp.shape or name in ("amplitude", "phase"):
+            raise InvalidInputError(f"extra array {name!r} of shape {volume.shape}: give arrays of the amplitude's "
+                                    f"shape {amp.shape}, not named amplitude or phase")
     step = _triple(spacing, "spacing", positive=True)
     start = _triple(origin, "origin", positive=False)
     nz, ny, nx = amp.shape
@@ -106,6 +115,7 @@ def write_vti(path: Path, amplitude: np.ndarray, phase: np.ndarray, *,
         '      <PointData Scalars="amplitude">\n'
         f"{_data_array('amplitude', amp)}"
         f"{_data_array('phase', pha)}"
+        + "".join(_data_array(name, volume) for name, volume in more.items()) +
         "      </PointData>\n"
         "      <CellData>\n"
         "      </CellData>\n"

@@ -17,7 +17,11 @@ CXI result layout (readable by h5py and silx without this package)::
     /entry_1/image_1/process_1/results/...        metrics, iterations, wall_s, device, seed,
                                                   interrupted, alignment, runs (JSON),
                                                   history/<column>, model_intensity
-    /entry_1/image_1/process_1/masks/<name>       uint8 named masks (1 = True), when given
+    /entry_1/image_1/process_1/results/ensemble/  mean, amplitude_std, phase_std_rad, supports,
+                                                  errors of the averaged runs (several runs kept)
+    /entry_1/image_1/process_1/results/prtf/      PRTF per shell and the resolution
+    /entry_1/image_1/process_1/masks/<name>       uint8 masks (1 = True): valid, free, and
+                                                  excluded/<reason> for every exclusion reason
     /entry_1/data_1/data                          soft link to /entry_1/image_1/data
     /entry_1/instrument_1/...                     geometry as in the input file, and the
                                                   measured intensity and mask it was fitted to
@@ -97,7 +101,8 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- TIFF
 
 
-def write_tiffs(directory: Path, name: str, obj: np.ndarray) -> list[Path]:
+def write_tiffs(directory: Path, name: str, obj: np.ndarray,
+                maps: dict[str, np.ndarray] | None = None) -> list[Path]:
     """Write the amplitude and phase of an object as float32 TIFFs.
 
     Parameters
@@ -108,16 +113,20 @@ def write_tiffs(directory: Path, name: str, obj: np.ndarray) -> list[Path]:
         Scan name; files are ``<name>_amplitude.tif`` and ``<name>_phase.tif``.
     obj : numpy.ndarray, complex, shape (ny, nx) or (nz, ny, nx)
         The object; a 3D object is written as a multi-page stack.
+    maps : dict of str to numpy.ndarray, optional
+        More real maps of the object's shape, each written as
+        ``<name>_<key>.tif`` (e.g. ``amplitude_std``).
 
     Returns
     -------
     list of pathlib.Path
-        The two files written.
+        The files written.
     """
     obj = np.asarray(obj)
     images = {
         "amplitude": np.abs(obj).astype(np.float32),
         "phase": np.angle(obj).astype(np.float32),
+        **{key: np.asarray(value, dtype=np.float32) for key, value in (maps or {}).items()},
     }
     paths = []
     for kind, image in images.items():
@@ -185,6 +194,7 @@ def _write_results(process: h5py.Group, result: Result) -> None:
         if key in results:
             del results[key]  # the Result field wins over a metric of the same name
         _write_value(results, key, value)
+    _write_value(results, "twin", bool(result.align.twin))
     _string(results, "runs", _dumps(result.runs))
     solver_extra = result.extra.get("solver")
     if solver_extra:
@@ -195,7 +205,22 @@ def _write_results(process: h5py.Group, result: Result) -> None:
     if result.model_intensity is not None:
         model = np.asarray(result.model_intensity, dtype=np.float32)
         dataset = results.create_dataset("model_intensity", data=model, **compression(model))
-        dataset.attrs["description"] = "fitted intensities |F(obj)|^2 of the kept run, before alignment"
+        dataset.attrs["description"] = "fitted intensities |F(obj)|^2 in the frame of the data"
+    _write_ensemble(results, result)
+
+
+def _write_ensemble(results: h5py.Group, result: Result) -> None:
+    """The ensemble maps and PRTF, when the result averages several runs."""
+    from ..ensemble import ensemble_datasets, prtf_datasets
+
+    for name, item, to_datasets in (("ensemble", result.extra.get("ensemble"), ensemble_datasets),
+                                    ("prtf", result.extra.get("prtf"), prtf_datasets)):
+        if item is None:
+            continue
+        group = nx_group(results, name, "NXcollection")
+        for key, array in to_datasets(item).items():
+            array = np.asarray(array)
+            group.create_dataset(key, data=array, **(compression(array) if array.ndim >= 2 else {}))
 
 
 def _write_masks(process: h5py.Group, result: Result) -> None:

@@ -1,0 +1,238 @@
+"""Random starts of a solver, ranked by validation, and combined into one result.
+
+:func:`run_starts` runs a solver ``cfg.runs`` times from seeds ``seed, seed +
+1, ...`` and scores every run by its likelihood on the free (held-out)
+pixels. :func:`combine_runs` aligns the best run
+(:func:`cdi_dip.align.align_object`) and, when more than one run is kept,
+matches the others onto it through the trivial symmetries, averages them
+and measures their spread and phase-retrieval transfer function
+(:mod:`cdi_dip.ensemble`). Runs that disagree with the best one by more than
+``cfg.keep_max_error`` (a stagnated start) are left out of the average.
+
+The object written is then the ensemble mean, in the aligned frame of the
+best run; its fitted intensities and data metrics are computed after moving
+it back into the frame of the data (twin undone, phase ramp restored).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .align import _apply_ramp, align_object, remove_phase_offset, twin
+from .config import RunConfig
+from .device import make_generator
+from .ensemble import EnsembleResult, PrtfResult, compute_prtf, ensemble_statistics
+from .errors import ReconstructionError
+from .metrics import data_metrics
+from .physics import FarField
+from .solvers import get_solver
+from .types import AlignInfo, Measurement, SolverOutput
+
+log = logging.getLogger(__name__)
+
+IterCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FitData:
+    """What every run fits: the counts and masks on the device, and the forward model.
+
+    Attributes
+    ----------
+    counts : torch.Tensor, float32, frame shape
+        Measured photons, centred.
+    fit_valid : torch.Tensor, bool, frame shape
+        Pixels fitted (valid, free pixels removed).
+    free : torch.Tensor, bool, frame shape
+        Held-out pixels.
+    physics : FarField
+    noise : str
+        Noise model of validation and selection (``poisson``, ``gaussian``, ``amplitude``).
+    """
+
+    counts: torch.Tensor
+    fit_valid: torch.Tensor
+    free: torch.Tensor
+    physics: FarField
+    noise: str = "poisson"
+
+    def metrics(self, obj: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        """Data metrics of an object in the frame of the data, and its model intensities (host)."""
+        model = self.physics.intensity(torch.from_numpy(np.ascontiguousarray(obj)).to(self.counts.device))
+        return data_metrics(model, self.counts, self.fit_valid, self.free, noise=self.noise), model.float().cpu().numpy()
+
+
+@dataclass
+class Run:
+    """One random start: its solver output and validation figures."""
+
+    index: int
+    seed: int
+    output: SolverOutput
+    metrics: dict[str, float]
+    model: np.ndarray
+    score: float
+
+    def record(self) -> dict[str, Any]:
+        """The run's line in ``Result.runs``."""
+        return {"run": self.index, "seed": self.seed, "iterations": self.output.iterations, "score": self.score,
+                **self.metrics}
+
+
+def selection_score(metrics: dict[str, float], noise: str) -> float:
+    """Lower is better: the free likelihood under the noise model when there are free pixels, else training."""
+    score = metrics.get(f"free_llk_{noise}", metrics.get(f"llk_{noise}", metrics["llk_poisson"]))
+    return score if math.isfinite(score) else math.inf
+
+
+def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
+               on_iter: IterCallback | None = None) -> tuple[list[Run], bool]:
+    """Run the solver from ``cfg.runs`` seeds; Ctrl-C stops after the current run.
+
+    Returns
+    -------
+    runs : list of Run
+        Every run that finished (or was stopped with a usable object), best first.
+    interrupted : bool
+        True when the user stopped it.
+    """
+    solve = get_solver(cfg.method)
+    runs: list[Run] = []
+    interrupted = False
+    for index in range(cfg.runs):
+        seed = cfg.seed + index
+        callback = None
+        if on_iter is not None:
+            callback = lambda info, index=index: on_iter({**info, "run": index, "runs": cfg.runs})  # noqa: E731
+        try:
+            output = solve(data.counts, data.fit_valid, data.physics, cfg, generator=make_generator(seed, device),
+                           free=data.free, on_iter=callback)
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted before run %d produced a result", index)
+            break
+        if not np.all(np.isfinite(output.obj)):
+            log.warning("run %d (seed %d) diverged: NaN or Inf in the object; left out", index, seed)
+            continue
+        metrics, model = data.metrics(output.obj)
+        metrics["support_size"] = int(output.support.sum())
+        runs.append(Run(index, seed, output, metrics, model, selection_score(metrics, data.noise)))
+        log.info("run %d (seed %d): %s", index, seed, metrics)
+        if output.interrupted:
+            interrupted = True
+            break
+    return sorted(runs, key=lambda run: run.score), interrupted
+
+
+def kept_count(cfg: RunConfig, available: int) -> int:
+    """How many of the best runs go into the ensemble: ``cfg.keep``, else half the runs (at least 1)."""
+    wanted = cfg.keep if cfg.keep is not None else max(1, cfg.runs // 2)
+    return max(1, min(int(wanted), available))
+
+
+@dataclass
+class Combined:
+    """The result of several runs: the object to write and how it was made.
+
+    Attributes
+    ----------
+    obj : numpy.ndarray, complex64, frame shape
+        Aligned object (the ensemble mean, or the best run).
+    support : numpy.ndarray, bool, frame shape
+    align : AlignInfo
+        The alignment of the best run (the frame of ``obj``).
+    metrics : dict
+        Data metrics of ``obj`` in the frame of the data.
+    model : numpy.ndarray, float32, frame shape
+        ``|F obj|**2`` in the frame of the data.
+    best : Run
+    members : list of Run
+        The runs averaged (the best first).
+    ensemble : EnsembleResult or None
+        With two or more members.
+    prtf : PrtfResult or None
+        With two or more members.
+    """
+
+    obj: np.ndarray
+    support: np.ndarray
+    align: AlignInfo
+    metrics: dict[str, float]
+    model: np.ndarray
+    best: Run
+    members: list[Run] = field(default_factory=list)
+    ensemble: EnsembleResult | None = None
+    prtf: PrtfResult | None = None
+
+
+def to_data_frame(obj: np.ndarray, align: AlignInfo) -> np.ndarray:
+    """An object in the aligned frame moved back to the frame of the data, up to a shift.
+
+    The twin is undone and the phase ramp restored, so that ``|F x|**2`` is
+    comparable with the counts (a real-space shift does not change it).
+    """
+    moved = twin(obj) if align.twin else np.asarray(obj)
+    return _apply_ramp(moved, align.ramp_rad_per_px).astype(np.complex64)
+
+
+def _members(best_obj: np.ndarray, best_support: np.ndarray, candidates: list[Run],
+             cfg: RunConfig) -> tuple[EnsembleResult, list[Run]]:
+    """Match the candidates to the aligned best run, dropping those that disagree with it."""
+    objects = [best_obj] + [run.output.obj for run in candidates[1:]]
+    supports = [best_support] + [run.output.support for run in candidates[1:]]
+    ensemble = ensemble_statistics(objects, supports, pairwise=len(objects) <= 8)
+    agree = [0] + [k for k in range(1, len(objects)) if ensemble.errors_to_reference[k] <= cfg.keep_max_error]
+    if len(agree) < len(objects):
+        dropped = [candidates[k].index for k in range(len(objects)) if k not in agree]
+        log.warning("runs %s disagree with the best run (error > %.2f): left out of the ensemble",
+                    dropped, cfg.keep_max_error)
+        ensemble = ensemble_statistics(objects, supports, keep=agree, pairwise=len(agree) <= 8)
+    return ensemble, [candidates[k] for k in agree]
+
+
+def combine_runs(runs: list[Run], measurement: Measurement, data: FitData, cfg: RunConfig) -> Combined:
+    """Align the best run and average it with the next best ones that agree with it.
+
+    Parameters
+    ----------
+    runs : list of Run
+        Best first (:func:`run_starts`).
+    measurement : Measurement
+        The prepared data (for the PRTF and its geometry).
+    data : FitData
+    cfg : RunConfig
+        ``keep`` and ``keep_max_error``.
+
+    Returns
+    -------
+    Combined
+    """
+    if not runs:
+        raise ReconstructionError("no run produced a finite object: nothing to write; try another --seed or method")
+    best = runs[0]
+    obj, support, align = align_object(best.output.obj, best.output.support)
+    count = kept_count(cfg, len(runs))
+    if count == 1:
+        return Combined(obj.astype(np.complex64), support, align, dict(best.metrics), best.model, best, [best])
+    start = time.perf_counter()
+    ensemble, members = _members(obj, support, runs[:count], cfg)
+    if ensemble.size == 1:
+        return Combined(obj.astype(np.complex64), support, align, dict(best.metrics), best.model, best, [best],
+                        ensemble=None)
+    mean, _ = remove_phase_offset(ensemble.mean, ensemble.support_majority)
+    metrics, model = data.metrics(to_data_frame(mean, align))
+    metrics["support_size"] = int(ensemble.support_majority.sum())
+    in_data_frame = np.stack([to_data_frame(member, align) for member in ensemble.objects])
+    prtf = compute_prtf(in_data_frame, measurement.intensity, measurement.valid, meta=measurement.meta)
+    log.info("ensemble of %d runs (%.1f s): %s; resolution %s px", ensemble.size, time.perf_counter() - start,
+             ensemble.summary(), prtf.resolution_px)
+    return Combined(mean.astype(np.complex64), ensemble.support_majority, align, metrics, model, best, members,
+                    ensemble, prtf)
