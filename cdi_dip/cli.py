@@ -152,6 +152,7 @@ def reconstruct(
     mask: opt.Masks = None,
     iterations: opt.Iterations = None,
     runs: opt.Runs = None,
+    keep: opt.Keep = None,
     seed: opt.Seed = None,
     plan: opt.Plan = None,
     noise: opt.Noise = None,
@@ -175,7 +176,7 @@ def reconstruct(
     _sigterm_as_interrupt()
     try:
         cfg = build_config(config, opt.run_overrides(
-            method=method, iterations=iterations, runs=runs, seed=seed, gpu=gpu, device=device, noise=noise,
+            method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
             max_size=max_size, centre=centre, threshold=threshold, plan=plan, dark=dark, flat=flat, roi=roi,
             bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
         ))

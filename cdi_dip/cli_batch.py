@@ -114,6 +114,7 @@ def batch(
     mask: opt.Masks = None,
     iterations: opt.Iterations = None,
     runs: opt.Runs = None,
+    keep: opt.Keep = None,
     seed: opt.Seed = None,
     plan: opt.Plan = None,
     noise: opt.Noise = None,
@@ -149,7 +150,7 @@ def batch(
         if workers is not None and scheduler:
             raise InvalidInputError("--workers and --scheduler contradict each other: the Dask cluster sets the parallelism")
         cfg = _cli.build_config(config, opt.run_overrides(
-            method=method, iterations=iterations, runs=runs, seed=seed, gpu=gpu, device=device, noise=noise,
+            method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
             max_size=max_size, centre=centre, threshold=threshold, plan=plan, dark=dark, flat=flat, roi=roi,
             bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
         ))

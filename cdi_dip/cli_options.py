@@ -21,6 +21,7 @@ Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N [
 Masks = Annotated[Optional[list[str]], typer.Option("--mask", help="Mask file (nonzero = excluded); repeat to combine.")]
 Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations (length of the default plan; DIP budget).")]
 Runs = Annotated[Optional[int], typer.Option(help="Random starts; the best by free likelihood is kept.")]
+Keep = Annotated[Optional[int], typer.Option(help="Best runs averaged into the result, with uncertainty maps and the PRTF [default: half the runs].")]
 Seed = Annotated[Optional[int], typer.Option(help="Base random seed.")]
 Plan = Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")]
 Noise = Annotated[Optional[str], typer.Option(help="Noise model for validation, run selection and the DIP loss: poisson, gaussian or amplitude.")]
@@ -71,7 +72,7 @@ def detector_overrides(*, dark: str | None = None, flat: str | None = None, roi:
 
 
 def run_overrides(*, method: str | None = None, iterations: int | None = None, runs: int | None = None,
-                  seed: int | None = None, gpu: bool = False, device: str | None = None,
+                  keep: int | None = None, seed: int | None = None, gpu: bool = False, device: str | None = None,
                   noise: str | None = None, max_size: int | None = None, centre: str | None = None,
                   threshold: float | None = None, plan: str | None = None,
                   **detector: Any) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def run_overrides(*, method: str | None = None, iterations: int | None = None, r
 
     Parameters
     ----------
-    method, iterations, runs, seed, gpu, device, noise, max_size, centre, threshold, plan
+    method, iterations, runs, keep, seed, gpu, device, noise, max_size, centre, threshold, plan
         The command's options (None: not given).
     **detector
         The options of :func:`detector_overrides`.
@@ -91,7 +92,7 @@ def run_overrides(*, method: str | None = None, iterations: int | None = None, r
         the options not given left out (so a TOML file's values stand).
     """
     data = {
-        "method": method, "iterations": iterations, "runs": runs, "seed": seed,
+        "method": method, "iterations": iterations, "runs": runs, "keep": keep, "seed": seed,
         "device": device_choice(gpu, device), "noise": noise,
         "prep": {"max_size": max_size, "centre": centre, "threshold": threshold},
         "projection": {"plan": plan},

@@ -29,6 +29,7 @@ from .io.vtk import write_vti
 from .io.writers import write_json, write_result_cxi, write_tiffs
 from .physics import FarField
 from .preprocess import condition_detector, prepare
+from .provenance import software_versions
 from .restarts import FitData, combine_runs, run_starts
 from .types import Measurement, Result
 
@@ -104,7 +105,7 @@ def reconstruct(
     metrics["iterations"] = combined.best.output.iterations
     metrics["seconds_per_iteration"] = solve_s / max(total_iterations, 1)
     extra: dict[str, Any] = {
-        "solver": combined.best.output.extra, "noise": data.noise,
+        "solver": combined.best.output.extra, "noise": data.noise, "versions": software_versions(device),
         "masks": {"valid": measurement.valid, "free": free,
                   **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}},
     }
@@ -222,6 +223,7 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         "metrics": metrics,
         "seed": result.seed,
         "version": __version__,
+        "versions": result.extra.get("versions", {}),
         "alignment": {"shift_px": list(result.align.shift_px), "ramp_rad_per_px": list(result.align.ramp_rad_per_px),
                       "phase_offset_rad": result.align.phase_offset_rad, "twin": result.align.twin},
         "config": result.config,

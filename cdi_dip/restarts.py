@@ -97,15 +97,24 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
                on_iter: IterCallback | None = None) -> tuple[list[Run], bool]:
     """Run the solver from ``cfg.runs`` seeds; Ctrl-C stops after the current run.
 
+    A run that fails at run time (NaN or Inf in the iterate) is logged and
+    left out; only when every run fails is the failure raised.
+
     Returns
     -------
     runs : list of Run
         Every run that finished (or was stopped with a usable object), best first.
     interrupted : bool
         True when the user stopped it.
+
+    Raises
+    ------
+    ReconstructionError
+        When every run failed.
     """
     solve = get_solver(cfg.method)
     runs: list[Run] = []
+    failures: list[str] = []
     interrupted = False
     for index in range(cfg.runs):
         seed = cfg.seed + index
@@ -119,6 +128,10 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
             interrupted = True
             log.warning("interrupted before run %d produced a result", index)
             break
+        except ReconstructionError as exc:  # one diverged start must not cost the others
+            log.warning("run %d (seed %d) failed: %s", index, seed, exc)
+            failures.append(str(exc))
+            continue
         if not np.all(np.isfinite(output.obj)):
             log.warning("run %d (seed %d) diverged: NaN or Inf in the object; left out", index, seed)
             continue
@@ -129,6 +142,8 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
         if output.interrupted:
             interrupted = True
             break
+    if not runs and failures:
+        raise ReconstructionError(f"every run failed; the first: {failures[0]}")
     return sorted(runs, key=lambda run: run.score), interrupted
 
 

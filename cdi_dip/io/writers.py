@@ -12,6 +12,7 @@ CXI result layout (readable by h5py and silx without this package)::
     /entry_1/image_1/detector_roi                 int64 (ndim, 2): [start, stop) per axis
     /entry_1/image_1/process_1/program            "cdi-dip"
     /entry_1/image_1/process_1/version, command, date, method
+    /entry_1/image_1/process_1/versions/...       python, torch, cuda, numpy, h5py, platform, device_name
     /entry_1/image_1/process_1/configuration      JSON string of the full configuration
     /entry_1/image_1/process_1/parameters/...     the same configuration as a group tree
     /entry_1/image_1/process_1/results/...        metrics, iterations, wall_s, device, seed,
@@ -244,6 +245,9 @@ def _write_process(image: h5py.Group, result: Result, command_line: str, version
     _string(process, "date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     _string(process, "method", result.method)
     _string(process, "configuration", _dumps(result.config, indent=1))
+    versions = nx_group(process, "versions", "NXcollection")
+    for key, value in (result.extra.get("versions") or {}).items():
+        _string(versions, key, str(value))
     parameters = nx_group(process, "parameters", "NXcollection")
     for key, value in result.config.items():
         _write_value(parameters, key, value)

@@ -1,0 +1,116 @@
+"""Results a scientist can compare: alignment of every run, ensembles, reports (issue 5)."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cdi_dip.align import align_object, compare_objects, remove_phase_ramp, resolve_twin, subpixel_shift, twin
+from cdi_dip.cli import app
+from cdi_dip.config import ProjectionConfig, RunConfig
+from cdi_dip.pipeline import reconstruct
+from cdi_dip.preprocess import condition_detector, prepare
+from cdi_dip.simulate import faceted_crystal, simulate_scan
+
+runner = CliRunner()
+FAST = ProjectionConfig(plan="2*(20*ER+80*HIO)+40*ER")
+
+
+@pytest.fixture(scope="module")
+def crystal_scan():
+    rng = np.random.default_rng(21)
+    return simulate_scan("crystal", (64, 64), rng=rng, peak_counts=1e5, offset_px=(4, -3))
+
+
+def _run(scan, **settings):
+    cfg = RunConfig(device="cpu", projection=FAST, **settings).validate()
+    return reconstruct(prepare(condition_detector(scan.to_measurement("sim"), cfg.detector), cfg.prep), cfg)
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (24, 24, 24)])
+def test_an_object_and_its_disguised_twin_align_to_the_same_object(shape):
+    obj = faceted_crystal(shape, rng=np.random.default_rng(3))
+    support = np.abs(obj) > 0.1 * np.abs(obj).max()
+    disguised = twin(subpixel_shift(obj * np.exp(0.7j), [2.4] * len(shape)))
+    first, _, first_info = align_object(obj, support)
+    second, _, second_info = align_object(disguised, np.abs(disguised) > 0.1 * np.abs(disguised).max())
+    assert first_info.twin != second_info.twin
+    assert np.linalg.norm(first - second) / np.linalg.norm(first) < 0.05
+
+
+def test_resolve_twin_is_an_involution_on_its_choice():
+    obj = faceted_crystal((40, 40), rng=np.random.default_rng(8))
+    support = np.abs(obj) > 0.1 * np.abs(obj).max()
+    chosen, chosen_support, _ = resolve_twin(obj, support)
+    again, _, flipped = resolve_twin(chosen, chosen_support)
+    assert not flipped and np.array_equal(again, chosen)
+
+
+def test_two_seeds_after_alignment_differ_pixelwise_about_as_much_as_up_to_symmetries(crystal_scan):
+    first = _run(crystal_scan, runs=1, seed=0)
+    second = _run(crystal_scan, runs=1, seed=5)
+    pixelwise = np.linalg.norm(first.obj - second.obj) / np.linalg.norm(second.obj)
+    adjusted = compare_objects(first.obj, second.obj)["error"]
+    assert pixelwise < 1.5 * adjusted + 1e-3
+
+
+def test_off_centre_peak_leaves_no_ramp_and_zero_mean_phase(crystal_scan):
+    result = _run(crystal_scan, runs=1)
+    figures = compare_objects(result.obj, crystal_scan.ground_truth)
+    assert np.abs(figures["ramp_rad_per_px"]).max() < 0.01  # rad/px against the truth
+    _, own_ramp = remove_phase_ramp(result.obj, result.support)
+    assert np.abs(own_ramp).max() < 1e-3
+    assert abs(np.angle(np.sum(result.obj[result.support]))) < 1e-3
+
+
+def test_ensemble_averages_the_runs_that_agree_and_is_written_and_reported(crystal_scan, tmp_path):
+    path = tmp_path / "scan.npy"
+    np.save(path, np.where(crystal_scan.valid, crystal_scan.counts, 0))
+    result = runner.invoke(app, ["reconstruct", str(path), "--out", str(tmp_path / "out"), "--json", "--device",
+                                 "cpu", "--runs", "4", "--keep", "3"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    members = summary["ensemble"]["members"]
+    assert 1 < members <= 3 and summary["resolution"]["members"] == members
+    folder = tmp_path / "out" / "scan"
+    names = {p.name for p in folder.iterdir()}
+    assert {"scan.cxi", "scan.vti", "scan_amplitude_std.tif", "scan_phase_std.tif", "report.png",
+            "report.html", "summary.json"} <= names
+    with h5py.File(folder / "scan.cxi", "r") as file:
+        stored = file["/entry_1/image_1/process_1/results"]
+        assert stored["ensemble/amplitude_std"].shape == (64, 64)
+        assert stored["prtf/values"].ndim == 1 and int(stored["prtf/members"][()]) == members
+        runs = json.loads(stored["runs"][()])
+    assert sum(run["averaged"] for run in runs) == members and sum(run["kept"] for run in runs) == 1
+    html = (folder / "report.html").read_text()
+    assert "Ensemble of runs" in html and "report.png" in html
+    regenerated = runner.invoke(app, ["report", str(folder / "scan.cxi"), "--out", str(tmp_path / "again"), "--json"])
+    assert regenerated.exit_code == 0, regenerated.output
+    assert {p.name for p in (tmp_path / "again").iterdir()} == {"report.png", "report.html"}
+
+
+def test_a_stagnated_run_is_left_out_of_the_ensemble(crystal_scan):
+    result = _run(crystal_scan, runs=3, keep=3, keep_max_error=0.0)  # nobody agrees exactly with the best
+    assert "ensemble" not in result.extra and result.obj.shape == (64, 64)
+    assert sum(run["averaged"] for run in result.runs) == 1
+
+
+def test_compare_three_objects_gives_the_pairwise_matrix(tmp_path):
+    obj = faceted_crystal((32, 32), rng=np.random.default_rng(4))
+    paths = []
+    for index, moved in enumerate([obj, np.roll(obj, 3, axis=0) * 1j, twin(obj)]):
+        paths.append(tmp_path / f"o{index}.npy")
+        np.save(paths[-1], moved)
+    other = faceted_crystal((32, 32), rng=np.random.default_rng(9))
+    np.save(tmp_path / "other.npy", other)
+    result = runner.invoke(app, ["compare", *map(str, paths), str(tmp_path / "other.npy"), "--json"])
+    assert result.exit_code == 0, result.output
+    matrix = np.array(json.loads(result.output)["pairwise_errors"])
+    assert matrix.shape == (4, 4) and np.allclose(np.diag(matrix), 0)
+    assert matrix[:3, :3].max() < 1e-3 and matrix[3, :3].min() > 0.2
+    single = runner.invoke(app, ["compare", str(paths[0])])
+    assert single.exit_code == 2 and "at least two" in single.output
