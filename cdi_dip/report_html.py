@@ -161,18 +161,27 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
             ("shift (px)", alignment.get("shift_px")),
             ("phase ramp (rad/px)", alignment.get("ramp_rad_per_px")),
             ("phase offset (rad)", alignment.get("phase_offset_rad")),
+            ("twin taken", alignment.get("twin")),
         ])))
+    excluded = summary.get("excluded") or {}
+    if excluded:
+        parts.append(_section("Excluded pixels (free in every fit)", _rows(sorted(excluded.items()))))
     resolution = summary.get("resolution") or {}
     if resolution:
         parts.append(_section("Resolution (PRTF)", _rows([
             ("half-period resolution (px)", resolution.get("resolution_px")),
             ("half-period resolution (nm)", resolution.get("resolution_nm")),
             ("criterion", resolution.get("criterion")),
+            ("runs in the PRTF", resolution.get("members")),
+            *([("note", resolution["note"])] if resolution.get("note") else []),
         ])))
     ensemble = summary.get("ensemble") or {}
     if ensemble:
         parts.append(_section("Ensemble of runs", _rows(sorted(ensemble.items()))))
     parts.append(_section("Figures", _image(path.parent, png_name)))
+    versions = summary.get("versions") or {}
+    if versions:
+        parts.append(_section("Software and device", _rows(sorted(versions.items()))))
     config = summary.get("config")
     if config is not None:
         text = json.dumps(config, indent=2, sort_keys=True, default=str)
