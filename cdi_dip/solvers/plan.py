@@ -208,7 +208,7 @@ def format_plan(steps: list[Step]) -> str:
 def default_plan(method: str, iterations: int | None = None) -> str:
     """The default plan of a projection method.
 
-    ``hio`` and ``raar``: ``4*(20*ER+180*ALG)+80*ER`` (800 iterations). Short
+    ``hio`` and ``raar``: ``4*(20*ER+180*ALG)+80*ER`` (880 iterations). Short
     ER blocks between the HIO/RAAR blocks let shrinkwrap see a clean,
     support-constrained object; the final ER block (without shrinkwrap)
     settles the estimate on the last support. ``er``: ``N*ER``.
@@ -219,7 +219,7 @@ def default_plan(method: str, iterations: int | None = None) -> str:
         ``"hio"``, ``"raar"`` or ``"er"`` (case-insensitive).
     iterations : int, optional
         Total iterations; the block sizes are scaled so the plan has exactly
-        this many. None: the default total (800).
+        this many. None: the default total (880).
 
     Returns
     -------
