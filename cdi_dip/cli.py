@@ -155,6 +155,7 @@ def reconstruct(
     keep: opt.Keep = None,
     seed: opt.Seed = None,
     plan: opt.Plan = None,
+    param: opt.Param = None,
     noise: opt.Noise = None,
     max_size: opt.MaxSize = None,
     centre: opt.Centre = None,
@@ -177,7 +178,7 @@ def reconstruct(
     try:
         cfg = build_config(config, opt.run_overrides(
             method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
-            max_size=max_size, centre=centre, threshold=threshold, plan=plan, dark=dark, flat=flat, roi=roi,
+            max_size=max_size, centre=centre, threshold=threshold, plan=plan, param=param, dark=dark, flat=flat, roi=roi,
             bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
         ))
         from .pipeline import reconstruct_scan

@@ -117,6 +117,7 @@ def batch(
     keep: opt.Keep = None,
     seed: opt.Seed = None,
     plan: opt.Plan = None,
+    param: opt.Param = None,
     noise: opt.Noise = None,
     max_size: opt.MaxSize = None,
     centre: opt.Centre = None,
@@ -151,7 +152,7 @@ def batch(
             raise InvalidInputError("--workers and --scheduler contradict each other: the Dask cluster sets the parallelism")
         cfg = _cli.build_config(config, opt.run_overrides(
             method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
-            max_size=max_size, centre=centre, threshold=threshold, plan=plan, dark=dark, flat=flat, roi=roi,
+            max_size=max_size, centre=centre, threshold=threshold, plan=plan, param=param, dark=dark, flat=flat, roi=roi,
             bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
         ))
         from .batch import expand_inputs, run_batch

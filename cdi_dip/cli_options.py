@@ -24,6 +24,7 @@ Runs = Annotated[Optional[int], typer.Option(help="Random starts; the best by fr
 Keep = Annotated[Optional[int], typer.Option(help="Best runs averaged into the result, with uncertainty maps and the PRTF [default: half the runs].")]
 Seed = Annotated[Optional[int], typer.Option(help="Base random seed.")]
 Plan = Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")]
+Param = Annotated[Optional[str], typer.Option(help="Double DIP object: mag-phase (crystals) or real-imag (specimens with Re >= 0).")]
 Noise = Annotated[Optional[str], typer.Option(help="Noise model for validation, run selection and the DIP loss: poisson, gaussian or amplitude.")]
 MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis.")]
 Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.")]
@@ -74,13 +75,13 @@ def detector_overrides(*, dark: str | None = None, flat: str | None = None, roi:
 def run_overrides(*, method: str | None = None, iterations: int | None = None, runs: int | None = None,
                   keep: int | None = None, seed: int | None = None, gpu: bool = False, device: str | None = None,
                   noise: str | None = None, max_size: int | None = None, centre: str | None = None,
-                  threshold: float | None = None, plan: str | None = None,
+                  threshold: float | None = None, plan: str | None = None, param: str | None = None,
                   **detector: Any) -> dict[str, Any]:
     """Everything a reconstruction command was given, as nested configuration data.
 
     Parameters
     ----------
-    method, iterations, runs, keep, seed, gpu, device, noise, max_size, centre, threshold, plan
+    method, iterations, runs, keep, seed, gpu, device, noise, max_size, centre, threshold, plan, param
         The command's options (None: not given).
     **detector
         The options of :func:`detector_overrides`.
@@ -88,7 +89,7 @@ def run_overrides(*, method: str | None = None, iterations: int | None = None, r
     Returns
     -------
     dict
-        Top-level keys and ``prep``, ``projection``, ``detector`` tables, with
+        Top-level keys and ``prep``, ``projection``, ``dip``, ``detector`` tables, with
         the options not given left out (so a TOML file's values stand).
     """
     data = {
@@ -96,6 +97,7 @@ def run_overrides(*, method: str | None = None, iterations: int | None = None, r
         "device": device_choice(gpu, device), "noise": noise,
         "prep": {"max_size": max_size, "centre": centre, "threshold": threshold},
         "projection": {"plan": plan},
+        "dip": {"param": param},
         "detector": detector_overrides(**detector),
     }
     return drop_unset(data)
