@@ -1,5 +1,11 @@
 """Object supports: the initial one from the autocorrelation, and shrinkwrap.
 
+:func:`autocorrelation_support` thresholds the autocorrelation (about twice
+the object) when the zero frequency is measured;
+:func:`half_autocorrelation_support` gives a support of about the object's
+own size when a beamstop hides the zero frequency; :func:`shrinkwrap`
+refines either from the current object.
+
 References
 ----------
 S. Marchesini et al., "X-ray image reconstruction from a diffraction pattern
@@ -192,8 +198,10 @@ def half_autocorrelation_support(
     beamstop's loss is concentrated, then halves the region about the
     origin: for a centrosymmetric object ``(S - S) / 2 = S``; for any object
     the area of ``(S - S) / 2`` is at least that of ``S`` (Brunn-Minkowski),
-    so the support is not too small on average, only offset for strongly
-    asymmetric shapes (shrinkwrap then moves it).
+    though for an asymmetric shape it may sit offset from ``S`` (shrinkwrap
+    then moves it). Meant for a missing centre: with the centre measured the
+    envelope outside the core is the pedestal itself, and the support comes
+    out smaller than the object (use :func:`autocorrelation_support`).
 
     Parameters
     ----------
