@@ -61,6 +61,19 @@ def crystal_cases_2d(count: int, *, seed: int, shape=(128, 128), peak_counts=1e5
     return cases
 
 
+def cell_cases_2d(count: int, *, seed: int, shape=(128, 128), peak_counts=1e6, max_offset_px: int = 4,
+                  beamstop_radius_px: float = 4) -> list[Case]:
+    """2D cells (forward CDI) behind a beamstop, the direct beam off-centre by up to ``max_offset_px`` per axis."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for index in range(count):
+        offset = tuple(int(v) for v in rng.integers(-max_offset_px, max_offset_px + 1, size=len(shape)))
+        scan = simulate_scan("cell", shape, rng=rng, peak_counts=peak_counts, offset_px=offset,
+                             beamstop_radius_px=beamstop_radius_px)
+        cases.append(Case(f"{index}: offset {offset}", scan))
+    return cases
+
+
 def as_measurement(scan: SimulatedScan, name: str) -> Measurement:
     """A simulated scan as if read from disk."""
     return Measurement(intensity=scan.counts, valid=scan.valid, meta=scan.meta, source=name, name=name,

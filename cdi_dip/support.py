@@ -1,5 +1,11 @@
 """Object supports: the initial one from the autocorrelation, and shrinkwrap.
 
+:func:`autocorrelation_support` thresholds the autocorrelation (about twice
+the object) when the zero frequency is measured;
+:func:`half_autocorrelation_support` gives a support of about the object's
+own size when a beamstop hides the zero frequency; :func:`shrinkwrap`
+refines either from the current object.
+
 References
 ----------
 S. Marchesini et al., "X-ray image reconstruction from a diffraction pattern
@@ -72,6 +78,29 @@ def shrinkwrap(obj: torch.Tensor, *, sigma_px: float, threshold: float) -> torch
     return blurred >= threshold * blurred.max()
 
 
+def autocorrelation(counts: torch.Tensor, valid: torch.Tensor, physics: FarField) -> torch.Tensor:
+    """Magnitude of the object's autocorrelation estimated from the measured intensities.
+
+    Parameters
+    ----------
+    counts : torch.Tensor, real, frame shape, centred
+        Measured photon counts.
+    valid : torch.Tensor, bool, frame shape
+        True where the counts are used; excluded pixels count as zero.
+    physics : FarField
+        Forward model of the frame.
+
+    Returns
+    -------
+    torch.Tensor, float32, frame shape, centred
+        ``|F^-1(I)|``, the origin at the frame centre. With excluded pixels
+        around the zero frequency (a beamstop) this is the autocorrelation
+        minus a smooth low-pass part: its broad pedestal is missing.
+    """
+    intensity = torch.where(valid, counts.float().clamp_min(0), torch.zeros((), device=counts.device))
+    return physics.inverse(intensity.to(torch.complex64)).abs()
+
+
 def autocorrelation_support(
     counts: torch.Tensor,
     valid: torch.Tensor,
@@ -83,7 +112,8 @@ def autocorrelation_support(
 
     The autocorrelation is the inverse Fourier transform of the measured
     intensities (excluded pixels set to zero). It spans about twice the
-    object's extent along every axis, a loose but safe first support.
+    object's extent along every axis, a loose but safe first support when
+    the zero frequency is measured.
 
     Parameters
     ----------
@@ -101,11 +131,110 @@ def autocorrelation_support(
     torch.Tensor, bool, frame shape, centred
         Never empty (the origin, where the autocorrelation peaks, is kept).
     """
-    intensity = torch.where(valid, counts.float().clamp_min(0), torch.zeros((), device=counts.device))
-    autocorrelation = physics.inverse(intensity.to(torch.complex64)).abs()
     # A light blur removes isolated noise speckles above the threshold.
-    smooth = gaussian_blur(autocorrelation, 1.0)
+    smooth = gaussian_blur(autocorrelation(counts, valid, physics), 1.0)
     return shrinkwrap(smooth, sigma_px=0.0, threshold=threshold)
+
+
+def _radius_px(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Distance of every pixel from the frame centre (index ``n // 2``), pixels."""
+    axes = [torch.arange(n, device=device, dtype=torch.float32) - n // 2 for n in shape]
+    grids = torch.meshgrid(*axes, indexing="ij")
+    return torch.sqrt(sum(g.square() for g in grids))
+
+
+def missing_centre_radius_px(valid: torch.Tensor) -> float:
+    """Radius of the excluded region around the zero frequency (a beamstop), pixels.
+
+    Parameters
+    ----------
+    valid : torch.Tensor, bool, frame shape, centred
+        True where the counts are used.
+
+    Returns
+    -------
+    float
+        Distance from the frame centre to the nearest valid pixel: 0 when the
+        centre itself is measured, about the beamstop radius behind a
+        beamstop (its holder arm does not count).
+    """
+    if not bool(valid.any()):
+        return float(max(valid.shape))
+    radius = _radius_px(tuple(valid.shape), valid.device)
+    return float(radius[valid].min())
+
+
+def _scaled_about_centre(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """``out(r) = mask(factor * r)`` about the frame centre; False where ``factor * r`` leaves the frame."""
+    shape = tuple(mask.shape)
+    index = []
+    inside = torch.ones(shape, dtype=torch.bool, device=mask.device)
+    for axis, n in enumerate(shape):
+        view = [1] * len(shape)
+        view[axis] = n
+        source = (torch.arange(n, device=mask.device) - n // 2) * factor + n // 2
+        inside = inside & ((source >= 0) & (source < n)).reshape(view)
+        index.append(source.clamp(0, n - 1).reshape(view))
+    return mask[tuple(index)] & inside
+
+
+def half_autocorrelation_support(
+    counts: torch.Tensor,
+    valid: torch.Tensor,
+    physics: FarField,
+    *,
+    threshold: float,
+    core_radius_px: float,
+    envelope_sigma_px: float = 2.0,
+    smooth_sigma_px: float = 1.0,
+) -> torch.Tensor:
+    """Initial support of about the object's own size, robust to a beamstop.
+
+    Behind a beamstop the measured autocorrelation has lost its broad
+    pedestal (the missing low frequencies) but keeps its edges and texture
+    out to its true extent, which is twice the object's. This support
+    thresholds the autocorrelation's envelope (its blurred magnitude)
+    relative to the envelope's maximum *outside* a central core, where the
+    beamstop's loss is concentrated, then halves the region about the
+    origin: for a centrosymmetric object ``(S - S) / 2 = S``; for any object
+    the area of ``(S - S) / 2`` is at least that of ``S`` (Brunn-Minkowski),
+    though for an asymmetric shape it may sit offset from ``S`` (shrinkwrap
+    then moves it). Meant for a missing centre: with the centre measured the
+    envelope outside the core is the pedestal itself, and the support comes
+    out smaller than the object (use :func:`autocorrelation_support`).
+
+    Parameters
+    ----------
+    counts : torch.Tensor, real, frame shape, centred
+        Measured photon counts.
+    valid : torch.Tensor, bool, frame shape, centred
+        True where the counts are used.
+    physics : FarField
+        Forward model of the frame.
+    threshold : float
+        Relative threshold, 0-1, of the envelope's maximum outside the core.
+    core_radius_px : float
+        Radius of the central core ignored for the reference level, pixels
+        (of the autocorrelation, i.e. object space).
+    envelope_sigma_px : float
+        Blur of the autocorrelation magnitude that gives its envelope, pixels.
+    smooth_sigma_px : float
+        Blur of the halved region (threshold 0.5) that fills its pinholes, pixels.
+
+    Returns
+    -------
+    torch.Tensor, bool, frame shape, centred
+        Never empty (the origin is kept).
+    """
+    envelope = gaussian_blur(autocorrelation(counts, valid, physics), envelope_sigma_px)
+    core = _radius_px(tuple(envelope.shape), envelope.device) < core_radius_px
+    outside_core = torch.where(core, torch.zeros((), device=envelope.device), envelope)
+    full_extent = (envelope >= threshold * outside_core.max()) | core
+    half = _scaled_about_centre(full_extent, 2)
+    smooth = gaussian_blur(half.float(), smooth_sigma_px) >= 0.5
+    centre = tuple(n // 2 for n in smooth.shape)
+    smooth[centre] = True
+    return smooth
 
 
 def sigma_schedule(start: float, end: float, fraction: float) -> float:
@@ -114,4 +243,12 @@ def sigma_schedule(start: float, end: float, fraction: float) -> float:
     return float(start) + (float(end) - float(start)) * fraction
 
 
-__all__ = ["autocorrelation_support", "gaussian_blur", "shrinkwrap", "sigma_schedule"]
+__all__ = [
+    "autocorrelation",
+    "autocorrelation_support",
+    "gaussian_blur",
+    "half_autocorrelation_support",
+    "missing_centre_radius_px",
+    "shrinkwrap",
+    "sigma_schedule",
+]

@@ -5,10 +5,17 @@ modulus projection ``P_M x`` and the support ``S`` (``P_S`` keeps the object
 inside ``S`` and zeroes it outside). One outer loop,
 :func:`solve_projections`, runs any plan of them (``3*(20*ER+180*HIO)+20*ER``).
 
+The object constraints are chosen once per run from the data
+(:func:`choose_constraints`): positivity when the pattern is centrosymmetric
+(a real specimen), and, when the zero frequency is hidden (a beamstop), an
+initial support of the object's own size (half the autocorrelation) and a
+lower shrinkwrap threshold. docs/projections.md has the measurements behind
+these choices.
+
 References
 ----------
 J. R. Fienup, "Phase retrieval algorithms: a comparison", Appl. Opt. 21,
-2758 (1982) (ER, HIO).
+2758 (1982) (ER, HIO, positivity).
 D. R. Luke, "Relaxed averaged alternating reflections for diffraction
 imaging", Inverse Problems 21, 37 (2005) (RAAR).
 S. Marchesini et al., Phys. Rev. B 68, 140101 (2003) (shrinkwrap).
@@ -18,19 +25,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 
-from ..config import RunConfig
+from ..config import ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
 from ..metrics import poisson_deviance, r_factor
 from ..physics import FarField, project_modulus
-from ..support import autocorrelation_support, shrinkwrap, sigma_schedule
+from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
+                       sigma_schedule)
 from ..types import SolverOutput
 from .plan import default_plan, parse_plan, plan_length
 
 log = logging.getLogger(__name__)
+
+MISSING_CENTRE_MIN_RADIUS_PX = 1.5
+"""The centre counts as missing (``ProjectionConfig.missing_centre`` None) when
+no valid pixel lies within this distance of the zero frequency: at least the
+3x3 (3x3x3) pixels around it are excluded, not just a hot or saturated one."""
+
+HALF_SUPPORT_CORE_FRACTION = 1 / 16
+"""Core of the autocorrelation left out of the half-autocorrelation support's
+reference level, as a fraction of the smallest frame size (8 px for 128^2;
+6 to 10 px gave the same cells, 4 px worse: docs/projections.md)."""
 
 
 def er_update(obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
@@ -130,6 +149,171 @@ def positive_update(algorithm: str, update: Callable[[torch.Tensor, torch.Tensor
     return update(obj, projected, support & (projected.real >= 0))
 
 
+def _mirrored(array: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``array(-q)`` about the frame centre (index ``n // 2``), and where ``-q`` is inside the frame."""
+    mirrored = array
+    has_partner = torch.ones(array.shape, dtype=torch.bool, device=array.device)
+    for axis, n in enumerate(array.shape):
+        mirrored = torch.flip(mirrored, dims=(axis,))
+        if n % 2 == 0:  # index 0 mirrors onto index n, outside the frame
+            mirrored = torch.roll(mirrored, 1, dims=axis)
+            edge = torch.ones(n, dtype=torch.bool, device=array.device)
+            edge[0] = False
+            view = [1] * array.ndim
+            view[axis] = n
+            has_partner = has_partner & edge.reshape(view)
+    return mirrored, has_partner
+
+
+class FriedelAsymmetry(NamedTuple):
+    """Friedel asymmetry of a pattern and its standard error from shot noise (both dimensionless)."""
+
+    value: float
+    standard_error: float
+
+
+def friedel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *, min_pair_counts: float = 20.0) -> FriedelAsymmetry:
+    """Fraction of the measured signal that breaks Friedel symmetry, beyond shot noise.
+
+    The diffraction of a real object is centrosymmetric, ``I(q) = I(-q)``;
+    a phase that varies across the object (a crystal's displacement field)
+    breaks the symmetry. The measure compares Anscombe amplitudes
+    ``a = sqrt(n + 3/8)``, whose shot noise has a variance of about 1/4 (for
+    more than a few photons), so that the noise can be subtracted::
+
+        A = sum_q [(a(q) - a(-q))^2 - 1/2] / sum_q [n(q) + n(-q)]
+
+    over the pixels ``q`` where both ``q`` and ``-q`` are valid and hold at
+    least ``min_pair_counts`` photons together.
+
+    Parameters
+    ----------
+    counts : torch.Tensor, real, frame shape, centred
+        Measured photons (zero frequency at index ``n // 2``).
+    valid : torch.Tensor, bool, frame shape
+    min_pair_counts : float
+        Pairs with fewer photons are left out (their noise is far from Gaussian).
+
+    Returns
+    -------
+    FriedelAsymmetry
+        ``value``: about 0 for a real object (1e-3 to 3e-3 for a simulated
+        cell with 10% absorption), 6e-3 and more for simulated strained
+        crystals; ``standard_error``: its shot-noise standard error
+        (``sqrt(pairs) / sum``). Both 0 when no pair qualifies.
+    """
+    zero = torch.zeros((), dtype=torch.float64, device=counts.device)
+    counts = torch.where(valid, counts.double().clamp_min(0), zero)
+    mirrored, has_partner = _mirrored(counts)
+    mirrored_valid, _ = _mirrored(valid)
+    pairs = valid & mirrored_valid & has_partner & (counts + mirrored >= min_pair_counts)
+    total = float((counts + mirrored)[pairs].sum())
+    if total <= 0:
+        return FriedelAsymmetry(0.0, 0.0)
+    excess = float((((counts + 0.375).sqrt() - (mirrored + 0.375).sqrt()).square() - 0.5)[pairs].sum())
+    return FriedelAsymmetry(excess / total, float(pairs.sum()) ** 0.5 / total)
+
+
+@dataclass(frozen=True)
+class ObjectConstraints:
+    """The object constraints of one reconstruction, chosen from the data and the configuration.
+
+    Attributes
+    ----------
+    support : torch.Tensor, bool, frame shape, centred
+        Initial support.
+    positivity : bool
+        Whether ``Re x >= 0`` is imposed inside the support.
+    missing_centre : bool
+        Whether the zero frequency is treated as unmeasured (a beamstop).
+    shrinkwrap_threshold : float
+        Relative threshold of shrinkwrap for this data.
+    friedel_asymmetry : FriedelAsymmetry or None
+        The measured asymmetry, when positivity was chosen automatically.
+    missing_centre_radius_px : float
+        Distance from the zero frequency to the nearest valid pixel.
+    """
+
+    support: torch.Tensor
+    positivity: bool
+    missing_centre: bool
+    shrinkwrap_threshold: float
+    friedel_asymmetry: FriedelAsymmetry | None
+    missing_centre_radius_px: float
+
+    def summary(self) -> dict[str, Any]:
+        """Plain facts for the solver's ``extra`` (and the result file)."""
+        facts: dict[str, Any] = {
+            "positivity": self.positivity,
+            "missing_centre": self.missing_centre,
+            "missing_centre_radius_px": self.missing_centre_radius_px,
+            "initial_support": "half-autocorrelation" if self.missing_centre else "autocorrelation",
+            "initial_support_px": int(self.support.sum()),
+            "shrinkwrap_threshold": self.shrinkwrap_threshold,
+        }
+        if self.friedel_asymmetry is not None:
+            facts["friedel_asymmetry"] = self.friedel_asymmetry.value
+            facts["friedel_asymmetry_error"] = self.friedel_asymmetry.standard_error
+        return facts
+
+
+def _choose_positivity(counts: torch.Tensor, valid: torch.Tensor,
+                       opts: ProjectionConfig) -> tuple[bool, FriedelAsymmetry | None]:
+    """``opts.positivity``, or when None: on if the pattern is centrosymmetric beyond two standard errors."""
+    if opts.positivity is not None:
+        return bool(opts.positivity), None
+    asymmetry = friedel_asymmetry(counts, valid)
+    symmetric = asymmetry.value + 2 * asymmetry.standard_error <= opts.positivity_max_asymmetry
+    return symmetric, asymmetry
+
+
+def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
+                       opts: ProjectionConfig) -> ObjectConstraints:
+    """Initial support, positivity and shrinkwrap threshold for one measurement.
+
+    Parameters
+    ----------
+    counts : torch.Tensor, float32, frame shape, centred
+        Measured photons; 0 where invalid.
+    valid : torch.Tensor, bool, frame shape
+        Pixels fitted.
+    physics : FarField
+    opts : ProjectionConfig
+        ``positivity`` and ``missing_centre`` (None: automatic), thresholds.
+
+    Returns
+    -------
+    ObjectConstraints
+
+    Notes
+    -----
+    Automatic choices, each logged: positivity is on when the Friedel
+    asymmetry (:func:`friedel_asymmetry`) plus two standard errors is at most
+    ``opts.positivity_max_asymmetry``: a real object, never a strained
+    crystal. The centre is missing when no valid pixel lies within
+    ``MISSING_CENTRE_MIN_RADIUS_PX`` of the zero frequency; then the initial
+    support is :func:`~cdi_dip.support.half_autocorrelation_support` and
+    shrinkwrap uses ``opts.missing_centre_shrinkwrap_threshold``.
+    """
+    radius_px = missing_centre_radius_px(valid)
+    missing = (radius_px >= MISSING_CENTRE_MIN_RADIUS_PX if opts.missing_centre is None
+               else bool(opts.missing_centre))
+    if missing:
+        core_px = HALF_SUPPORT_CORE_FRACTION * min(physics.shape)
+        support = half_autocorrelation_support(counts, valid, physics, threshold=opts.half_support_threshold,
+                                               core_radius_px=core_px)
+        threshold = opts.missing_centre_shrinkwrap_threshold
+    else:
+        support = autocorrelation_support(counts, valid, physics, threshold=opts.support_threshold)
+        threshold = opts.shrinkwrap_threshold
+    positivity, asymmetry = _choose_positivity(counts, valid, opts)
+    constraints = ObjectConstraints(support=support, positivity=positivity, missing_centre=missing,
+                                    shrinkwrap_threshold=threshold, friedel_asymmetry=asymmetry,
+                                    missing_centre_radius_px=radius_px)
+    log.info("object constraints: %s", constraints.summary())
+    return constraints
+
+
 IterCallback = Callable[[dict[str, Any]], None]
 
 
@@ -202,8 +386,9 @@ def solve_projections(
     physics : FarField
         Forward model of the frame.
     cfg : RunConfig
-        Uses ``cfg.projection`` (plan, beta, support and shrinkwrap settings,
-        metric period), ``cfg.method`` and ``cfg.iterations`` (default plan).
+        Uses ``cfg.projection`` (plan, beta, object constraints, support and
+        shrinkwrap settings, metric period), ``cfg.method`` and
+        ``cfg.iterations`` (default plan).
     generator : torch.Generator
         Source of the random starting phases (on the device of ``counts``).
     free : torch.Tensor, bool, frame shape, optional
@@ -220,7 +405,9 @@ def solve_projections(
         support, history entries ``iteration``, ``algorithm``, ``loss`` (mean
         Poisson deviance on the valid pixels), ``r_factor``, ``support_size``
         and ``free_loss`` (with ``free``), ``interrupted`` after Ctrl-C, and
-        ``extra["plan"]``.
+        ``extra``: ``plan`` and the constraints chosen
+        (:meth:`ObjectConstraints.summary`: ``positivity``,
+        ``missing_centre``, ``initial_support``, ``shrinkwrap_threshold``...).
 
     Raises
     ------
@@ -236,13 +423,14 @@ def solve_projections(
     _check_inputs(counts, valid, physics, free)
     log.info("projection plan %s (%d iterations)", plan_text, total)
 
-    centred_support = autocorrelation_support(counts, valid, physics, threshold=opts.support_threshold)
+    constraints = choose_constraints(counts, valid, physics, opts)
+    positivity = constraints.positivity
     # Everything in FFT order from here on: no shifts inside the loop.
     counts_f = physics.to_fft_order(counts.float())
     valid_f = physics.to_fft_order(valid)
     free_f = physics.to_fft_order(free) if free is not None and bool(free.any()) else None
     amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=counts.device))
-    support = physics.to_fft_order(centred_support)
+    support = physics.to_fft_order(constraints.support)
     x = _initial_object(amplitude, support, physics, generator)
 
     updates = _updates(opts.beta)
@@ -278,7 +466,7 @@ def solve_projections(
             update = updates[step.algorithm]
             for _ in range(step.iterations):
                 projected = physics.ifft(project_modulus(physics.fft(x), amplitude, valid_f))
-                if opts.positivity:
+                if positivity:
                     x = positive_update(step.algorithm, update, x, projected, support)
                 else:
                     x = update(x, projected, support)
@@ -286,7 +474,7 @@ def solve_projections(
                 if period and iteration % period == 0 and iteration <= last_shrinkwrap:
                     sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
                                            iteration / max(last_shrinkwrap, 1))
-                    support = shrinkwrap(x, sigma_px=sigma, threshold=opts.shrinkwrap_threshold)
+                    support = shrinkwrap(x, sigma_px=sigma, threshold=constraints.shrinkwrap_threshold)
                 if iteration % opts.metric_period == 0 or iteration == total:
                     record(step.algorithm)
     except KeyboardInterrupt:
@@ -294,7 +482,7 @@ def solve_projections(
         log.warning("interrupted at iteration %d of %d; returning the current object", iteration, total)
 
     obj = torch.where(support, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    if opts.positivity:
+    if positivity:
         obj = torch.complex(obj.real.clamp_min(0), obj.imag)
     if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
         raise ReconstructionError(
@@ -307,8 +495,18 @@ def solve_projections(
         history=history,
         iterations=iteration,
         interrupted=interrupted,
-        extra={"plan": plan_text},
+        extra={"plan": plan_text, **constraints.summary()},
     )
 
 
-__all__ = ["er_update", "hio_update", "raar_update", "solve_projections"]
+__all__ = [
+    "FriedelAsymmetry",
+    "ObjectConstraints",
+    "choose_constraints",
+    "er_update",
+    "friedel_asymmetry",
+    "hio_update",
+    "positive_update",
+    "raar_update",
+    "solve_projections",
+]
