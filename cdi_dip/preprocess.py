@@ -100,9 +100,18 @@ def friedel_centre(intensity: np.ndarray, valid: np.ndarray) -> tuple[int, ...]:
     return tuple(int(round(s / 2)) for s in twice_centre)
 
 
+BEAMSTOP_SEARCH_PX = {2: 12, 3: 2}
+"""How close (px) excluded pixels must be to the brightest valid pixel for ``auto`` centring to
+suspect a hidden zero frequency, by number of dimensions. Behind a beamstop the brightest valid
+pixel of a forward-CDI pattern is often a speckle 7-9 px from the true centre (18 of 60 simulated
+cells); 12 px centred all 60 and moved none of 80 crystal frames. 3D Bragg data have no beamstop,
+and the Friedel search of a large stack is costly, so there only pixels touching the peak count."""
+
+
 def _peak_hidden(intensity: np.ndarray, valid: np.ndarray, peak: tuple[int, ...]) -> bool:
-    """True when excluded pixels touch the brightest valid pixel (a beamstop edge)."""
-    window = tuple(slice(max(p - 2, 0), p + 3) for p in peak)
+    """True when excluded pixels lie near the brightest valid pixel (a beamstop's edge)."""
+    reach = BEAMSTOP_SEARCH_PX.get(intensity.ndim, 2)
+    window = tuple(slice(max(p - reach, 0), p + reach + 1) for p in peak)
     return not bool(valid[window].all())
 
 
@@ -117,7 +126,8 @@ def find_centre(intensity: np.ndarray, valid: np.ndarray, method: CentreMethod) 
     method : CentreMethod
         ``max``: brightest valid pixel; ``com``: centre of mass; ``friedel``:
         centre of symmetry; ``none``: the array centre; ``auto``: ``max``
-        unless excluded pixels touch it (a beamstop), then ``friedel``.
+        unless excluded pixels lie near it (:data:`BEAMSTOP_SEARCH_PX`: a
+        beamstop), then ``friedel``.
     """
     if method is CentreMethod.NONE:
         return tuple(n // 2 for n in intensity.shape)
