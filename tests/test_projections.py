@@ -401,3 +401,4 @@ def test_a_normal_finish_returns_the_final_iterate():
     output, counts, valid, _, model = interrupted_fit(stop_at=10**6)
     assert not output.interrupted and "best_iteration" not in output.extra
     assert poisson_deviance(model, counts, valid) == pytest.approx(output.history[-1]["loss"], rel=1e-4)
+

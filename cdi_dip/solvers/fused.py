@@ -320,8 +320,14 @@ def _load_c_library() -> ctypes.CDLL | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
+def _pool_of_process(pid: int, threads: int) -> ThreadPoolExecutor:
+    del pid  # a key only: a forked child must not use its parent's pool, whose threads it does not have
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cdi-dip-fused")
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """Worker threads of this process for the C kernels (ctypes releases the GIL while they run)."""
+    return _pool_of_process(os.getpid(), threads)
 
 
 def _check_c_operand(tensor: torch.Tensor, dtype: torch.dtype) -> None:
