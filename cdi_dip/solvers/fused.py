@@ -2,9 +2,9 @@
 
 An iteration of ER, HIO or RAAR is ``fft -> modulus projection -> ifft ->
 update``. Written as torch expressions, the two elementwise steps cost more
-than the two FFTs on a CPU (``abs`` of a complex tensor alone costs about as
-much as the FFT pair, and every ``where`` or product is one more pass over
-memory). This module does each step in one pass:
+than the two FFTs on a CPU (``torch.abs`` of a complex tensor alone costs
+about as much as the FFT pair, and every ``where`` or product is one more
+pass over memory). This module does each step in one pass:
 
 - :meth:`Backend.project_modulus_` replaces ``field`` by the masked modulus
   projection :func:`cdi_dip.physics.project_modulus` in place;
@@ -23,8 +23,8 @@ Two implementations of the same equations, chosen by :func:`select_backend`:
   cached under ``$CDI_DIP_CACHE`` (default ``~/.cache/cdi-dip``) and called
   through :mod:`ctypes` on the tensors' memory. ctypes releases the GIL, so
   large arrays are split over ``torch.get_num_threads()`` Python threads.
-- ``"torch"`` (any device): a few in-place torch operations (no complex
-  ``abs``, no temporaries beyond one real scratch frame).
+- ``"torch"`` (any device): a few in-place torch operations on kept
+  scratch frames.
 
 ``CDI_DIP_KERNELS=auto|c|torch`` overrides the choice (``auto``: C on CPU when
 it compiles, torch otherwise). docs/speed.md has the measurements.
@@ -64,15 +64,15 @@ _C_SOURCE = r"""
 #include <math.h>
 
 /* field <- amp / max(|field|, eps) * field where valid; unchanged elsewhere. |field| is rounded from
-   double, as hypotf and torch.abs are, so that the result is exactly that of
-   cdi_dip.physics.project_modulus (a float sqrt(re^2 + im^2) is up to an ulp off, and HIO amplifies
-   an ulp to 1e-3 within 30 iterations; docs/speed.md). */
+   double, as torch.abs (hypot) rounds it, so that the result is cdi_dip.physics.project_modulus's
+   bit for bit. A float sqrt(re^2 + im^2) would be up to twice as fast on frames that fit in cache,
+   but an ulp off for a few percent of pixels, and HIO amplifies an ulp to 1e-3 within 30 iterations. */
 void cdi_modulus(float *restrict f, const float *restrict amp, const uint8_t *restrict valid,
                  int64_t n, float eps) {
     for (int64_t i = 0; i < n; i++) {
         float re = f[2 * i], im = f[2 * i + 1];
         float magnitude = (float)sqrt((double)re * re + (double)im * im);
-        magnitude = magnitude > eps ? magnitude : eps;
+        magnitude = magnitude < eps ? eps : magnitude;  /* clamp_min: NaN stays NaN */
         float s = valid[i] ? amp[i] / magnitude : 1.0f;
         f[2 * i] = re * s;
         f[2 * i + 1] = im * s;
@@ -222,7 +222,9 @@ class Backend:
 class TorchBackend(Backend):
     """The fused steps as in-place torch operations (any device, a few passes over memory).
 
-    Keeps one real and one complex scratch frame between calls.
+    Keeps one real and one complex scratch frame between calls. Rounds as
+    the pure functions do (on a GPU, up to the fused multiply-adds its
+    compiler may contract).
     """
 
     name = "torch"

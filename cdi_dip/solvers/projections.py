@@ -34,7 +34,7 @@ import torch
 from ..config import ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
 from ..metrics import poisson_deviance, r_factor
-from ..physics import FarField, project_modulus
+from ..physics import FarField
 from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
                        sigma_schedule)
 from ..types import SolverOutput
