@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--sizes3d", default="64,128,256", help="3D frame sizes")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per cell (2 for frames of 2^24 voxels)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    parser.add_argument("--columns", default=",".join(label for label, *_ in COLUMNS),
+                        help="comma-separated column labels to measure")
     parser.add_argument("--json", default=None, help="also write the cells to this JSON file")
     args = parser.parse_args()
     global clock
@@ -154,9 +156,10 @@ def main() -> None:
     device = resolve_device(args.device)
     shapes = [(n, n) for n in map(int, args.sizes.split(",") if args.sizes else [])]
     shapes += [(n, n, n) for n in map(int, args.sizes3d.split(",") if args.sizes3d else [])]
+    columns = [column for column in COLUMNS if column[0] in args.columns.split(",")]
     print(f"machine: {machine_description()}, device {device}, {args.clock} clock")
-    print("| frame | FFT pair (ms) | " + " | ".join(label for label, *_ in COLUMNS) + " |")
-    print("|---|---|" + "---|" * len(COLUMNS))
+    print("| frame | FFT pair (ms) | " + " | ".join(label for label, *_ in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     rows = []
     for shape in shapes:
         voxels = int(np.prod(shape))
@@ -168,7 +171,7 @@ def main() -> None:
         fft_s = (fft_pairs_seconds(shape, device, long) - fft_pairs_seconds(shape, device, short)) / (long - short)
         cells = {label: measure_cell(counts, valid, physics, algorithm, period, metrics, device, short, long,
                                      repeats)
-                 for label, algorithm, period, metrics in COLUMNS}
+                 for label, algorithm, period, metrics in columns}
         rows.append({"shape": list(shape), "fft_pair_s": fft_s,
                      "cells": {label: dataclasses.asdict(cell) for label, cell in cells.items()}})
         print(f"| {'x'.join(map(str, shape))} | {fft_s * 1e3:.2f} | "
