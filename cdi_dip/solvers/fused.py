@@ -4,7 +4,8 @@ An iteration of ER, HIO or RAAR is ``fft -> modulus projection -> ifft ->
 update``. Written as torch expressions, the two elementwise steps cost more
 than the two FFTs on a CPU (``torch.abs`` of a complex tensor alone costs
 about as much as the FFT pair, and every ``where`` or product is one more
-pass over memory). This module does each step in one pass:
+pass over memory). This module does each step in place, in one pass with
+its C kernels:
 
 - :meth:`Backend.project_modulus_` replaces ``field`` by the masked modulus
   projection :func:`cdi_dip.physics.project_modulus` in place;
@@ -32,6 +33,7 @@ it compiles, torch otherwise). docs/speed.md has the measurements.
 
 from __future__ import annotations
 
+import abc
 import ctypes
 import functools
 import hashlib
@@ -167,11 +169,12 @@ class ModulusTarget:
                    free_one=(~valid).float().contiguous())
 
 
-class Backend:
+class Backend(abc.ABC):
     """The two fused steps on one device; see :class:`TorchBackend` and :class:`CBackend`."""
 
-    name = "abstract"
+    name: str
 
+    @abc.abstractmethod
     def project_modulus_(self, field: torch.Tensor, target: ModulusTarget) -> torch.Tensor:
         """Masked modulus projection in place (:func:`cdi_dip.physics.project_modulus`).
 
@@ -186,8 +189,8 @@ class Backend:
         torch.Tensor
             ``field``.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def update_(self, projected: torch.Tensor, obj: torch.Tensor, support: torch.Tensor,
                 coefficients: tuple[float, float], positivity: int) -> torch.Tensor:
         """The new iterate, written over ``projected``.
@@ -216,7 +219,6 @@ class Backend:
         torch.Tensor
             ``projected``, now the new iterate.
         """
-        raise NotImplementedError
 
 
 class TorchBackend(Backend):
