@@ -161,6 +161,13 @@ class ModulusTarget:
     valid: torch.Tensor
     free_one: torch.Tensor
 
+    def __post_init__(self) -> None:
+        for name, dtype in (("amplitude", torch.float32), ("valid", torch.bool), ("free_one", torch.float32)):
+            tensor = getattr(self, name)
+            if tensor.dtype != dtype or not tensor.is_contiguous() or tensor.shape != self.amplitude.shape:
+                raise ValueError(f"ModulusTarget.{name} must be a contiguous {dtype} tensor of the amplitude's "
+                                 f"shape (use ModulusTarget.build)")
+
     @classmethod
     def build(cls, amplitude: torch.Tensor, valid: torch.Tensor) -> ModulusTarget:
         """From measured magnitudes (any values where invalid) and the valid mask, both in FFT order."""
@@ -335,7 +342,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _check_c_operand(tensor: torch.Tensor, dtype: torch.dtype) -> None:
-    if tensor.device.type != "cpu" or tensor.dtype != dtype or not tensor.is_contiguous():
+    if not (tensor.is_cpu and tensor.dtype == dtype and tensor.is_contiguous()):
         raise ValueError(f"the C kernels need contiguous {dtype} CPU tensors, got {tensor.dtype} on "
                          f"{tensor.device} (contiguous: {tensor.is_contiguous()})")
 
@@ -348,22 +355,27 @@ class CBackend(Backend):
     def __init__(self, library: ctypes.CDLL):
         self._library = library
 
-    def _run(self, function, n: int, make_args) -> None:
-        """Call ``function(*make_args(start, stop))`` over ``[0, n)`` in chunks, one per thread.
+    @staticmethod
+    def _run(function, n: int, pointers: tuple[int, ...], item_bytes: tuple[int, ...], scalars: tuple) -> None:
+        """``function(*pointers, n, *scalars)`` over ``[0, n)``, in one chunk per thread for large ``n``.
 
         Waits for every chunk even when interrupted (Ctrl-C), so that no thread
         writes into memory the caller has let go of.
         """
-        threads = max(1, min(torch.get_num_threads(), n // MIN_CHUNK))
-        if threads == 1:
-            function(*make_args(0, n))
+        threads = min(torch.get_num_threads(), n // MIN_CHUNK)
+        if threads <= 1:
+            function(*pointers, n, *scalars)
             return
+
+        def chunk(start: int, stop: int) -> tuple:
+            return (*(pointer + start * size for pointer, size in zip(pointers, item_bytes)), stop - start, *scalars)
+
         bounds = [n * k // threads // 64 * 64 for k in range(threads)] + [n]
-        futures: list[Future] = [_pool(threads).submit(function, *make_args(bounds[k], bounds[k + 1]))
+        futures: list[Future] = [_pool(threads).submit(function, *chunk(bounds[k], bounds[k + 1]))
                                  for k in range(1, threads)]
         interrupted = None
         try:
-            function(*make_args(bounds[0], bounds[1]))
+            function(*chunk(bounds[0], bounds[1]))
         finally:
             for future in futures:
                 while True:
@@ -377,21 +389,16 @@ class CBackend(Backend):
 
     def project_modulus_(self, field: torch.Tensor, target: ModulusTarget) -> torch.Tensor:
         _check_c_operand(field, torch.complex64)
-        _check_c_operand(target.amplitude, torch.float32)
-        _check_c_operand(target.valid, torch.bool)
-        f, amp, valid = field.data_ptr(), target.amplitude.data_ptr(), target.valid.data_ptr()
         self._run(self._library.cdi_modulus, field.numel(),
-                  lambda start, stop: (f + 8 * start, amp + 4 * start, valid + start, stop - start, EPS))
+                  (field.data_ptr(), target.amplitude.data_ptr(), target.valid.data_ptr()), (8, 4, 1), (EPS,))
         return field
 
     def update_(self, projected, obj, support, coefficients, positivity):
-        for tensor in (projected, obj):
-            _check_c_operand(tensor, torch.complex64)
+        _check_c_operand(projected, torch.complex64)
+        _check_c_operand(obj, torch.complex64)
         _check_c_operand(support, torch.bool)
-        a, b = coefficients
-        p, x, s = projected.data_ptr(), obj.data_ptr(), support.data_ptr()
-        self._run(self._library.cdi_update, projected.numel(),
-                  lambda start, stop: (p + 8 * start, x + 8 * start, s + start, stop - start, a, b, positivity))
+        self._run(self._library.cdi_update, projected.numel(), (projected.data_ptr(), obj.data_ptr(), support.data_ptr()),
+                  (8, 8, 1), (*coefficients, positivity))
         return projected
 
 
