@@ -18,7 +18,8 @@ single-threaded whatever the setting). cohere is timed through its own
 
 cdi-dip is timed through :func:`cdi_dip.solvers.projections.solve_projections`
 the same two ways (shrinkwrap every 20 iterations, its default, and none),
-as the difference of a long and a short run so that set-up cancels.
+as the difference of a long and a short run so that set-up cancels (median
+of three). The machine may be shared: run it more than once and compare.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def peer_seconds(python: str, data_file: Path, iterations: int, shrinkwrap: bool
     return json.loads(output.strip().splitlines()[-1])
 
 
-def ours_per_iteration(counts: np.ndarray, iterations: int, shrinkwrap_period: int) -> float:
-    """cdi-dip's HIO seconds per iteration, (long - short) / (iterations - 10)."""
+def ours_per_iteration(counts: np.ndarray, iterations: int, shrinkwrap_period: int, repeats: int = 3) -> float:
+    """cdi-dip's HIO seconds per iteration: median over repeats of (long - short) / (iterations - 10)."""
     from speed_projections import solver_seconds
 
     shape = counts.shape
@@ -77,9 +78,12 @@ def ours_per_iteration(counts: np.ndarray, iterations: int, shrinkwrap_period: i
     valid = torch.ones(shape, dtype=torch.bool)
     physics = FarField(shape)
     device = torch.device("cpu")
-    short = solver_seconds(tensor, valid, physics, "HIO", 10, shrinkwrap_period, device)
-    long = solver_seconds(tensor, valid, physics, "HIO", iterations, shrinkwrap_period, device)
-    return (long - short) / (iterations - 10)
+    samples = []
+    for _ in range(repeats):
+        short = solver_seconds(tensor, valid, physics, "HIO", 10, shrinkwrap_period, device)
+        long = solver_seconds(tensor, valid, physics, "HIO", iterations, shrinkwrap_period, device)
+        samples.append((long - short) / (iterations - 10))
+    return float(np.median(samples))
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from .free_pixels import select_free_islands
 from .io.readers import read_array, read_measurement
 from .io.vtk import write_vti
 from .io.writers import write_json, write_result_cxi, write_tiffs
+from .memory import check_memory, estimate_memory_bytes
 from .physics import FarField
 from .preprocess import condition_detector, prepare
 from .provenance import software_versions
@@ -85,8 +86,16 @@ def reconstruct(
         Aligned: the mean of the best ``cfg.keep`` runs by free-pixel
         likelihood that agree with the best one (``extra["ensemble"]``,
         ``extra["prtf"]``), or the best run alone.
+
+    Raises
+    ------
+    InvalidInputError
+        At once, when the run's estimated memory exceeds what the device has
+        free (:func:`cdi_dip.memory.check_memory`).
     """
     device = resolve_device(cfg.device)
+    check_memory(estimate_memory_bytes(cfg, measurement.shape), device,
+                 f"{cfg.method.value} on a {'x'.join(map(str, measurement.shape))} frame")
     data, free = fit_data(measurement, cfg, device)
     start = time.perf_counter()
     runs, interrupted = run_starts(data, cfg, device, on_iter=on_iter)

@@ -21,11 +21,13 @@ from cdi_dip.solvers.projections import (
     raar_update,
     solve_projections,
 )
+from cdi_dip.solvers.plan import parse_plan
 from cdi_dip.support import (
     autocorrelation_support,
     half_autocorrelation_support,
     missing_centre_radius_px,
     shrinkwrap,
+    sigma_schedule,
 )
 
 BETA = 0.9
@@ -267,3 +269,136 @@ def test_behind_a_beamstop_the_missing_centre_is_recovered_not_zeroed():
     # (forcing it to zero in the modulus projection gives a ratio of 1e-4 and an error of 0.96).
     assert 0.7 < model[hidden].sum() / expected[hidden].sum() < 1.4
     assert compare_objects(output.obj, truth)["error"] < 0.5
+
+
+# -- the fused loop against a straightforward one (issue 7) ------------------------------------
+def reference_solve(counts, valid, physics, cfg, generator) -> np.ndarray:
+    """The plan as a plain loop of the pure updates and :func:`project_modulus` (the loop before issue 7)."""
+    opts = cfg.projection
+    steps = parse_plan(opts.plan)
+    constraints = choose_constraints(counts, valid, physics, opts)
+    counts_f, valid_f = physics.to_fft_order(counts.float()), physics.to_fft_order(valid)
+    amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros(()))
+    support = physics.to_fft_order(constraints.support)
+    phase = torch.rand(amplitude.shape, generator=generator) * (2 * torch.pi)
+    x = torch.where(support, physics.ifft(torch.polar(amplitude, phase)), torch.zeros((), dtype=torch.complex64))
+    updates = {"ER": er_update, "HIO": lambda x, p, s: hio_update(x, p, s, beta=opts.beta),
+               "RAAR": lambda x, p, s: raar_update(x, p, s, beta=opts.beta)}
+    total = sum(step.iterations for step in steps)
+    last_shrinkwrap = total - steps[-1].iterations if len(steps) > 1 and steps[-1].algorithm == "ER" else total
+    iteration = 0
+    for step in steps:
+        for _ in range(step.iterations):
+            projected = physics.ifft(project_modulus(physics.fft(x), amplitude, valid_f))
+            if constraints.positivity:
+                x = positive_update(step.algorithm, updates[step.algorithm], x, projected, support)
+            else:
+                x = updates[step.algorithm](x, projected, support)
+            iteration += 1
+            if iteration % opts.shrinkwrap_period == 0 and iteration <= last_shrinkwrap:
+                sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
+                                       iteration / last_shrinkwrap)
+                support = shrinkwrap(x, sigma_px=sigma, threshold=constraints.shrinkwrap_threshold)
+    obj = torch.where(support, x, torch.zeros((), dtype=x.dtype))
+    if constraints.positivity:
+        obj = torch.complex(obj.real.clamp_min(0), obj.imag)
+    return physics.to_centred(obj).numpy()
+
+
+def crystal_counts(shape, seed: int):
+    return counts_of(faceted_crystal(shape, rng=np.random.default_rng(seed), dislocation=True), peak=1e5, seed=seed)
+
+
+@pytest.mark.parametrize("kernels", ["c", "torch"])
+@pytest.mark.parametrize("case", ["crystal-2d", "cell-beamstop-2d", "crystal-3d"])
+def test_the_fused_loop_gives_the_object_of_the_plain_loop(case, kernels, monkeypatch):
+    monkeypatch.setenv("CDI_DIP_KERNELS", kernels)
+    if case == "crystal-2d":
+        counts, valid = crystal_counts((32, 32), seed=21)
+    elif case == "cell-beamstop-2d":
+        _, counts, valid = tiny_cell(2)
+    else:
+        counts, valid = crystal_counts((16, 16, 16), seed=22)
+    physics = FarField(tuple(counts.shape))
+    plan = "10*ER+30*HIO+20*RAAR+10*ER"
+    cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan=plan, shrinkwrap_period=10, metric_period=7)).validate()
+    output = solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(4))
+    expected = reference_solve(counts, valid, physics, cfg, torch.Generator().manual_seed(4))
+    assert output.extra["positivity"] == (case == "cell-beamstop-2d")
+    assert np.linalg.norm(output.obj - expected) <= 1e-5 * np.linalg.norm(expected)
+
+
+@pytest.mark.parametrize("kernels", ["c", "torch"])
+@pytest.mark.parametrize("algorithm,positivity", [("ER", False), ("ER", True), ("HIO", False), ("HIO", True),
+                                                  ("RAAR", False), ("RAAR", True)])
+def test_each_fused_step_is_its_equation(algorithm, positivity, kernels):
+    from cdi_dip.solvers.fused import ModulusTarget, outside_coefficients, positivity_mode, select_backend
+
+    generator = torch.Generator().manual_seed(9)
+    shape = (384, 384)  # > 2 * MIN_CHUNK elements: the C backend splits the work over two threads
+    obj, field = random_complex(shape, generator), random_complex(shape, generator)
+    amplitude = torch.rand(shape, generator=generator) * 3
+    valid = torch.rand(shape, generator=generator) > 0.2
+    support = torch.rand(shape, generator=generator) > 0.5
+    backend = select_backend(torch.device("cpu"), kernels)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fused_field = backend.project_modulus_(field.clone(), ModulusTarget.build(amplitude, valid))
+        projected = random_complex(shape, generator)
+        updated = backend.update_(projected.clone(), obj, support, outside_coefficients(algorithm, BETA),
+                                  positivity_mode(algorithm, positivity))
+    finally:
+        torch.set_num_threads(threads)
+    assert backend.name == kernels
+    assert torch.equal(fused_field, project_modulus(field, amplitude, valid))
+    update = {"ER": er_update, "HIO": lambda x, p, s: hio_update(x, p, s, beta=BETA),
+              "RAAR": lambda x, p, s: raar_update(x, p, s, beta=BETA)}[algorithm]
+    expected = positive_update(algorithm, update, obj, projected, support) if positivity else update(obj, projected,
+                                                                                                      support)
+    assert torch.allclose(updated, expected, rtol=1e-6, atol=1e-6)
+
+
+# -- Ctrl-C keeps the best iterate (issue 8) ------------------------------------------------------
+def interrupted_fit(stop_at: int, free_fraction: float = 0.0):
+    """A crystal fit stopped by Ctrl-C (KeyboardInterrupt from ``on_iter``) at iteration ``stop_at``."""
+    counts, valid = crystal_counts((32, 32), seed=31)
+    free = None
+    if free_fraction:
+        free = (torch.rand((32, 32), generator=torch.Generator().manual_seed(5)) < free_fraction) & valid
+        valid = valid & ~free
+    physics = FarField((32, 32))
+    cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan="20*ER+300*HIO+20*ER", metric_period=10)).validate()
+
+    def stop(entry):
+        if entry["iteration"] >= stop_at:
+            raise KeyboardInterrupt
+
+    output = solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(2), free=free,
+                               on_iter=stop)
+    model = physics.intensity(torch.from_numpy(output.obj))
+    return output, counts, valid, free, model
+
+
+@pytest.mark.parametrize("free_fraction", [0.0, 0.1])
+def test_ctrl_c_returns_the_best_checkpoint_not_the_current_hio_iterate(free_fraction):
+    from cdi_dip.metrics import poisson_deviance
+
+    output, counts, valid, free, model = interrupted_fit(stop_at=320, free_fraction=free_fraction)
+    assert output.interrupted and output.iterations == 320
+    key = "free_loss" if free is not None else "loss"
+    best = min(output.history, key=lambda entry: entry[key])
+    assert output.extra["best_iteration"] == best["iteration"] < 320  # HIO at 320 is poorer than an earlier one
+    # The object returned is the one whose figures were recorded at that checkpoint, with its support.
+    assert poisson_deviance(model, counts, valid) == pytest.approx(best["loss"], rel=1e-4)
+    assert int(output.support.sum()) == best["support_size"]
+    assert best[key] < 0.5 * output.history[-1][key]
+
+
+def test_a_normal_finish_returns_the_final_iterate():
+    from cdi_dip.metrics import poisson_deviance
+
+    output, counts, valid, _, model = interrupted_fit(stop_at=10**6)
+    assert not output.interrupted and "best_iteration" not in output.extra
+    assert poisson_deviance(model, counts, valid) == pytest.approx(output.history[-1]["loss"], rel=1e-4)
+

@@ -24,6 +24,7 @@ S. Marchesini et al., Phys. Rev. B 68, 140101 (2003) (shrinkwrap).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -33,10 +34,11 @@ import torch
 from ..config import ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
 from ..metrics import poisson_deviance, r_factor
-from ..physics import FarField, project_modulus
+from ..physics import FarField
 from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
                        sigma_schedule)
 from ..types import SolverOutput
+from .fused import ModulusTarget, outside_coefficients, positivity_mode, select_backend
 from .plan import default_plan, parse_plan, plan_length
 
 log = logging.getLogger(__name__)
@@ -317,15 +319,6 @@ def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarFi
 IterCallback = Callable[[dict[str, Any]], None]
 
 
-def _updates(beta: float) -> dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]:
-    """The update of each plan algorithm name, in one place."""
-    return {
-        "ER": er_update,
-        "HIO": lambda x, p, s: hio_update(x, p, s, beta=beta),
-        "RAAR": lambda x, p, s: raar_update(x, p, s, beta=beta),
-    }
-
-
 def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
                   free: torch.Tensor | None) -> None:
     for name, array in (("counts", counts), ("valid", valid), ("free", free)):
@@ -364,6 +357,53 @@ def _shrinkwrap_iterations(steps: list, period: int) -> tuple[int, int]:
     return period, last
 
 
+def constrained_object(obj: torch.Tensor, support: torch.Tensor, positivity: bool) -> torch.Tensor:
+    """The object a run reports from an iterate: ``P_S x``, with ``Re x`` clipped at 0 under positivity.
+
+    Parameters
+    ----------
+    obj : torch.Tensor, complex, frame shape
+        The iterate ``x`` (HIO and RAAR iterates are not zero outside the support).
+    support : torch.Tensor, bool, frame shape
+    positivity : bool
+
+    Returns
+    -------
+    torch.Tensor, complex, frame shape
+        A new tensor.
+    """
+    estimate = torch.where(support, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
+    if positivity:
+        estimate = torch.complex(estimate.real.clamp_min(0), estimate.imag)
+    return estimate
+
+
+@dataclass
+class _Best:
+    """The best support-constrained iterate seen at the metric checkpoints (returned after Ctrl-C)."""
+
+    score: float = float("inf")
+    obj: torch.Tensor | None = None
+    support: torch.Tensor | None = None
+    iteration: int = 0
+
+    def offer(self, score: float, estimate: torch.Tensor, support: torch.Tensor, iteration: int) -> None:
+        """Keep ``estimate`` (a fresh tensor, kept by reference: no copy) when its score is lower."""
+        if score < self.score:
+            self.score, self.obj, self.support, self.iteration = score, estimate, support, iteration
+
+
+def _checkpoint_entry(estimate: torch.Tensor, physics: FarField, counts_f: torch.Tensor, valid_f: torch.Tensor,
+                      free_f: torch.Tensor | None) -> dict[str, float]:
+    """Data-fit figures of a support-constrained estimate (FFT order): ``loss``, ``r_factor``, ``free_loss``."""
+    field = physics.fft(estimate)
+    model = field.real.square() + field.imag.square()
+    entry = {"loss": poisson_deviance(model, counts_f, valid_f), "r_factor": r_factor(model, counts_f, valid_f)}
+    if free_f is not None:
+        entry["free_loss"] = poisson_deviance(model, counts_f, free_f)
+    return entry
+
+
 def solve_projections(
     counts: torch.Tensor,
     valid: torch.Tensor,
@@ -392,7 +432,8 @@ def solve_projections(
     generator : torch.Generator
         Source of the random starting phases (on the device of ``counts``).
     free : torch.Tensor, bool, frame shape, optional
-        Held-out pixels, used only for the ``free_loss`` in the history.
+        Held-out pixels, used only for the ``free_loss`` in the history (and
+        to choose the object returned after Ctrl-C).
     on_iter : callable, optional
         Called every ``cfg.projection.metric_period`` iterations with
         ``iteration``, ``total``, ``loss``, ``algorithm`` (and the rest of
@@ -401,11 +442,16 @@ def solve_projections(
     Returns
     -------
     SolverOutput
-        Centred complex64 object (``P_S`` of the last iterate), centred bool
-        support, history entries ``iteration``, ``algorithm``, ``loss`` (mean
-        Poisson deviance on the valid pixels), ``r_factor``, ``support_size``
-        and ``free_loss`` (with ``free``), ``interrupted`` after Ctrl-C, and
-        ``extra``: ``plan`` and the constraints chosen
+        Centred complex64 object (:func:`constrained_object` of the last
+        iterate; after Ctrl-C, of the best iterate at the metric checkpoints
+        by ``free_loss``, else ``loss``), centred bool support (that of the
+        returned object), history entries ``iteration``, ``algorithm``,
+        ``loss`` (mean Poisson deviance on the valid pixels of
+        :func:`constrained_object` of the iterate), ``r_factor``,
+        ``support_size`` and ``free_loss`` (with ``free``), ``interrupted``
+        after Ctrl-C, and ``extra``: ``plan``, ``kernels`` (the fused-step
+        implementation, :mod:`cdi_dip.solvers.fused`), ``best_iteration``
+        after Ctrl-C, and the constraints chosen
         (:meth:`ObjectConstraints.summary`: ``positivity``,
         ``missing_centre``, ``initial_support``, ``shrinkwrap_threshold``...).
 
@@ -415,6 +461,14 @@ def solve_projections(
         For a bad plan or inputs that do not match the frame.
     ReconstructionError
         When the iterate becomes NaN or Inf.
+
+    Notes
+    -----
+    One iteration is two FFTs and two fused elementwise passes
+    (:class:`~cdi_dip.solvers.fused.Backend`); nothing inside the loop waits
+    for the device except the metric checkpoints (every ``metric_period``
+    iterations: one more FFT, the float64 figures and one reference to the
+    support-constrained estimate kept while it is the best).
     """
     opts = cfg.projection
     plan_text = opts.plan if opts.plan is not None else default_plan(cfg.method.value, cfg.iterations)
@@ -430,46 +484,41 @@ def solve_projections(
     valid_f = physics.to_fft_order(valid)
     free_f = physics.to_fft_order(free) if free is not None and bool(free.any()) else None
     amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=counts.device))
-    support = physics.to_fft_order(constraints.support)
-    x = _initial_object(amplitude, support, physics, generator)
+    support = physics.to_fft_order(constraints.support).contiguous()
+    x = _initial_object(amplitude, support, physics, generator).to(torch.complex64).contiguous()
+    target = ModulusTarget.build(amplitude, valid_f)
+    backend = select_backend(x.device)
+    log.debug("fused steps: %s", backend.name)
 
-    updates = _updates(opts.beta)
     period, last_shrinkwrap = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
     history: list[dict[str, Any]] = []
+    best = _Best()
     iteration = 0
     interrupted = False
 
     def record(algorithm: str) -> None:
-        estimate = torch.where(support, x, torch.zeros((), dtype=x.dtype, device=x.device))
-        field = physics.fft(estimate)
-        model = field.real.square() + field.imag.square()
-        entry: dict[str, Any] = {
-            "iteration": iteration,
-            "algorithm": algorithm,
-            "loss": poisson_deviance(model, counts_f, valid_f),
-            "r_factor": r_factor(model, counts_f, valid_f),
-            "support_size": int(support.sum()),
-        }
-        if free_f is not None:
-            entry["free_loss"] = poisson_deviance(model, counts_f, free_f)
-        if not torch.isfinite(torch.tensor(entry["loss"])):
+        estimate = constrained_object(x, support, positivity)
+        entry: dict[str, Any] = {"iteration": iteration, "algorithm": algorithm,
+                                 **_checkpoint_entry(estimate, physics, counts_f, valid_f, free_f),
+                                 "support_size": int(support.sum())}
+        if not math.isfinite(entry["loss"]):
             raise ReconstructionError(
                 f"the {algorithm} iterate became NaN or Inf at iteration {iteration}: "
                 "the data may hold NaN/Inf counts, or try a smaller projection.beta"
             )
         history.append(entry)
+        best.offer(entry.get("free_loss", entry["loss"]), estimate, support, iteration)
         if on_iter is not None:
             on_iter({**entry, "total": total})
 
     try:
         for step in steps:
-            update = updates[step.algorithm]
+            coefficients = outside_coefficients(step.algorithm, opts.beta)
+            mode = positivity_mode(step.algorithm, positivity)
             for _ in range(step.iterations):
-                projected = physics.ifft(project_modulus(physics.fft(x), amplitude, valid_f))
-                if positivity:
-                    x = positive_update(step.algorithm, update, x, projected, support)
-                else:
-                    x = update(x, projected, support)
+                projected = physics.ifft(backend.project_modulus_(physics.fft(x), target))
+                x = backend.update_(projected, x, support, coefficients, mode)
+                del projected
                 iteration += 1
                 if period and iteration % period == 0 and iteration <= last_shrinkwrap:
                     sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
@@ -479,11 +528,18 @@ def solve_projections(
                     record(step.algorithm)
     except KeyboardInterrupt:
         interrupted = True
-        log.warning("interrupted at iteration %d of %d; returning the current object", iteration, total)
 
-    obj = torch.where(support, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    if positivity:
-        obj = torch.complex(obj.real.clamp_min(0), obj.imag)
+    extra: dict[str, Any] = {"plan": plan_text, "kernels": backend.name, **constraints.summary()}
+    if interrupted and best.obj is not None:
+        log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
+                    iteration, total, best.iteration)
+        obj, support = best.obj, best.support
+        extra["best_iteration"] = best.iteration
+    else:
+        if interrupted:
+            log.warning("interrupted at iteration %d of %d, before the first metric checkpoint; "
+                        "returning the current object", iteration, total)
+        obj = constrained_object(x, support, positivity)
     if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
         raise ReconstructionError(
             f"the iterate became NaN or Inf by iteration {iteration}: "
@@ -495,7 +551,7 @@ def solve_projections(
         history=history,
         iterations=iteration,
         interrupted=interrupted,
-        extra={"plan": plan_text, **constraints.summary()},
+        extra=extra,
     )
 
 
@@ -503,6 +559,7 @@ __all__ = [
     "FriedelAsymmetry",
     "ObjectConstraints",
     "choose_constraints",
+    "constrained_object",
     "er_update",
     "friedel_asymmetry",
     "hio_update",
