@@ -136,7 +136,7 @@ class DipConfig:
     """Data loss: amplitude (L2 on sqrt counts) or poisson (likelihood)."""
     learning_rate: float = 0.01
     """Adam learning rate."""
-    channels: int = 64
+    channels: int = 32
     """Channels of the generator's hidden layers."""
     depth: int = 4
     """Number of upsampling blocks of each generator."""

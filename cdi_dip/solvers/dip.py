@@ -59,7 +59,7 @@ from .nets import DoubleDip, input_grid
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ITERATIONS: dict[int, int] = {2: 2000, 3: 1500}
+DEFAULT_ITERATIONS: dict[int, int] = {2: 1000, 3: 1500}
 """Iterations of the data fit (the kept trajectory: probe or pre-fit not
 included) when ``RunConfig.iterations`` is None, by number of dimensions.
 Chosen by measurement (docs/dip.md)."""
