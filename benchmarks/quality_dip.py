@@ -88,16 +88,16 @@ def select_cases(args: argparse.Namespace) -> list[CrystalCase]:
 
 def run_case(case: CrystalCase, method: str, cfg: RunConfig) -> dict[str, Any]:
     """Reconstruct one case with one method; return its figures."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = reconstruct(prepare(as_measurement(case.scan, case.key), cfg.prep), cfg)
-    wall_s = time.perf_counter() - start
+    wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     figures = score(result.obj, case.scan.ground_truth)
     solver = result.extra.get("solver", {})
     record = {
         "key": case.key, "group": case.group, "label": case.label, "method": method,
         "error": figures["error"], "phase_error_rad": figures["phase_error_rad"],
         "r_factor": result.metrics.get("r_factor"), "free_llk_poisson": result.metrics.get("free_llk_poisson"),
-        "wall_s": wall_s, "iterations": sum(r["iterations"] for r in result.runs),
+        "wall_s": wall_s, "cpu_s": cpu_s, "iterations": sum(r["iterations"] for r in result.runs),
     }
     for name in ("stop_iteration", "work_iterations", "probe_losses", "kept_probe", "polish_kept", "early_stop"):
         if name in solver:
@@ -139,7 +139,7 @@ def print_tables(records: list[dict[str, Any]], methods: list[str]) -> None:
         print(f"| {key}: {label} | {cells} |")
     print()
     ratio_head = f" {methods[0]}/{methods[1]} |" if len(methods) > 1 else ""
-    print("| subgroup | n | " + " | ".join(f"{m} median error | {m} median time (s)" for m in methods)
+    print("| subgroup | n | " + " | ".join(f"{m} median error | {m} median wall / CPU time (s)" for m in methods)
           + " |" + ratio_head)
     print("|---|---|" + "---|" * (2 * len(methods)) + ("---|" if len(methods) > 1 else ""))
     groups = sorted({r["group"] for r in records}, key=lambda g: GROUP_ORDER.index(g) if g in GROUP_ORDER else 99)
@@ -150,7 +150,9 @@ def print_tables(records: list[dict[str, Any]], methods: list[str]) -> None:
             recs = [r for r in records if r["group"] == group and r["method"] == method]
             if recs:
                 medians[method] = statistics.median(r["error"] for r in recs)
-                cells.append(f"{medians[method]:.4f} | {statistics.median(r['wall_s'] for r in recs):.1f}")
+                cpu = [r["cpu_s"] for r in recs if "cpu_s" in r]
+                cpu_text = f"{statistics.median(cpu):.1f}" if len(cpu) == len(recs) else "-"
+                cells.append(f"{medians[method]:.4f} | {statistics.median(r['wall_s'] for r in recs):.1f} / {cpu_text}")
             else:
                 cells.append("- | -")
         n = len({r["key"] for r in records if r["group"] == group})
@@ -204,7 +206,7 @@ def main() -> None:
             record = run_case(case, method, make_config(method, overrides))
             records.append(record)
             print(f"{case.key} {method:4s} error {record['error']:.4f} phase {record['phase_error_rad']:.3f} "
-                  f"time {record['wall_s']:.1f} s  ({case.label})", flush=True)
+                  f"time {record['wall_s']:.1f} s (cpu {record['cpu_s']:.1f} s)  ({case.label})", flush=True)
             if args.json is not None:
                 save_records(args.json, records, meta)
     print(f"\nmachine: {meta['machine']}")
