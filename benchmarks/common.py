@@ -84,3 +84,57 @@ def score(obj: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Symmetry-adjusted error and phase error against the ground truth."""
     figures = compare_objects(obj, truth)
     return {"error": float(figures["error"]), "phase_error_rad": float(figures.get("phase_error_rad", np.nan))}
+
+
+@dataclass
+class CrystalCase:
+    """One case of the double-DIP benchmark (issue 3), with what makes it hard."""
+
+    dim: int
+    index: int
+    dislocation: bool
+    beamstop_px: int
+    offset_px: tuple[int, ...]
+    scan: SimulatedScan
+
+    @property
+    def key(self) -> str:
+        """Unique name of the case within one simulation seed, e.g. ``2d-07``."""
+        return f"{self.dim}d-{self.index:02d}"
+
+    @property
+    def group(self) -> str:
+        """Subgroup the medians are taken over: ``2d``, ``2d-beamstop``, ``3d`` (``3d-beamstop``)."""
+        return f"{self.dim}d" + ("-beamstop" if self.beamstop_px > 0 else "")
+
+    @property
+    def label(self) -> str:
+        parts = [f"offset {self.offset_px}"]
+        if self.dislocation:
+            parts.append("dislocation")
+        if self.beamstop_px:
+            parts.append(f"beamstop {self.beamstop_px} px")
+        return ", ".join(parts)
+
+
+def crossed_crystal_cases(count: int, *, seed: int, shape: tuple[int, ...], peak_counts: float = 1e5,
+                          beamstop_px: int = 3, max_offset_px: int = 6) -> list[CrystalCase]:
+    """Faceted crystals with off-centre peaks, dislocation and beamstop crossed.
+
+    Case ``i`` has a dislocation when ``i`` is odd and a beamstop of radius
+    ``beamstop_px`` when ``i // 2`` is odd, so that every block of four holds
+    each combination once (20 cases: 5 of each). ``beamstop_px = 0`` gives no
+    beamstop anywhere. The cases depend only on ``seed``, ``count`` and
+    ``shape``: any subset can be re-made alone.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for index in range(count):
+        offset = tuple(int(v) for v in rng.integers(-max_offset_px, max_offset_px + 1, size=len(shape)))
+        dislocation = index % 2 == 1
+        radius = beamstop_px if (index // 2) % 2 == 1 else 0
+        scan = simulate_scan("crystal", shape, rng=rng, peak_counts=peak_counts, offset_px=offset,
+                             dislocation=dislocation, beamstop_radius_px=radius)
+        cases.append(CrystalCase(dim=len(shape), index=index, dislocation=dislocation, beamstop_px=radius,
+                                 offset_px=offset, scan=scan))
+    return cases

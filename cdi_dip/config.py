@@ -243,7 +243,7 @@ class ProjectionConfig:
 
 @dataclass
 class DipConfig:
-    """Double deep image prior."""
+    """Double deep image prior (docs/dip.md: what each setting does and how its default was measured)."""
 
     param: DipParam = DipParam.MAG_PHASE
     """Object parameterisation: mag-phase (crystals) or real-imag (specimens)."""
@@ -251,23 +251,45 @@ class DipConfig:
     """Data loss: amplitude (L2 on sqrt counts) or poisson (likelihood)."""
     learning_rate: float = 0.01
     """Adam learning rate."""
-    channels: int = 64
+    channels: int = 32
     """Channels of the generator's hidden layers."""
     depth: int = 4
     """Number of upsampling blocks of each generator."""
+    warm_start_runs: int = 8
+    """HIO runs inside the object box that start the networks (the best by free
+    likelihood is kept); 0: random starts with probes, on the whole box."""
+    warm_start_threshold: float = 0.08
+    """Shrinkwrap threshold of the warm start, relative to the blurred amplitude's maximum (0-1)."""
+    prefit_iterations: int = 300
+    """Adam iterations fitting the networks to the warm-start object before the data fit."""
+    support_margin_px: int | None = 1
+    """The data fit masks the object with the warm-start support dilated by this
+    many pixels; None: no mask (the whole box). Ignored without a warm start."""
+    warmup_iterations: int = 100
+    """The learning rate ramps up linearly over this many data-fit iterations
+    after the pre-fit (0: none)."""
     probes: int = 4
-    """Short probe starts per run; the best by training loss is continued."""
+    """Without a warm start: short probe starts per run; the best by training loss is continued."""
     probe_iterations: int = 250
     """Iterations of each probe."""
     polish_iterations: int = 20
     """ER iterations at the end with the support from the DIP amplitude; 0: none."""
     patience: int = 400
     """Early stop when the free-pixel loss has not improved for this many iterations."""
+    mixed_precision: bool = False
+    """On CUDA, run the generators' convolutions in bfloat16 autocast (not yet
+    measured on a GPU: off by default)."""
 
     def validate(self) -> None:
         _check_range("dip.learning_rate", self.learning_rate, 1e-6, 1.0)
         _check_range("dip.channels", self.channels, 1, 1024)
         _check_range("dip.depth", self.depth, 1, 8)
+        _check_range("dip.warm_start_runs", self.warm_start_runs, 0, 1000)
+        _check_range("dip.warm_start_threshold", self.warm_start_threshold, 0.0, 1.0)
+        _check_range("dip.prefit_iterations", self.prefit_iterations, 0, None)
+        if self.support_margin_px is not None:
+            _check_range("dip.support_margin_px", self.support_margin_px, 0, 64)
+        _check_range("dip.warmup_iterations", self.warmup_iterations, 0, None)
         _check_range("dip.probes", self.probes, 1, 64)
         _check_range("dip.probe_iterations", self.probe_iterations, 1, None)
         _check_range("dip.polish_iterations", self.polish_iterations, 0, None)

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from cdi_dip.config import DipConfig, DipLoss, DipParam, Method, RunConfig
-from cdi_dip.errors import ReconstructionError
+from cdi_dip.errors import InvalidInputError, ReconstructionError
 from cdi_dip.physics import FarField, pad_to_frame
 from cdi_dip.solvers import dip as dip_module
-from cdi_dip.solvers.dip import data_loss, estimate_dip_memory_bytes, object_shape, solve_dip
+from cdi_dip.solvers import dip_warmstart
+from cdi_dip.solvers.dip import (check_device_memory, data_loss, estimate_dip_memory_bytes, object_shape,
+                                 solve_dip)
 from cdi_dip.solvers.nets import DoubleDip, Generator
 
 
@@ -38,10 +40,17 @@ def _data(frame_shape, seed=0, peak=1e4):
 
 
 def _cfg(iterations=40, **dip):
-    settings = {"probes": 2, "probe_iterations": 10, "channels": 8, "depth": 2, "polish_iterations": 10,
+    """A tiny double DIP: one warm-start run, a short pre-fit; ``warm_start_runs=0`` for probes."""
+    settings = {"warm_start_runs": 1, "prefit_iterations": 20, "warmup_iterations": 5, "probes": 2,
+                "probe_iterations": 10, "channels": 8, "depth": 2, "polish_iterations": 10,
                 "learning_rate": 0.02, "patience": 1000}
     settings.update(dip)
     return RunConfig(method=Method.DIP, iterations=iterations, dip=DipConfig(**settings)).validate()
+
+
+def _outside_box(frame_shape):
+    inside = pad_to_frame(torch.ones(object_shape(frame_shape), dtype=torch.bool), frame_shape).numpy()
+    return ~inside
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (15, 17), (8, 6, 10)])
@@ -121,21 +130,51 @@ def test_solver_ignores_counts_at_excluded_pixels():
     assert np.isfinite(outputs[1].obj).all()
 
 
-def test_fit_lowers_the_loss_and_returns_frame_shaped_object():
+@pytest.mark.parametrize("warm_start_runs", [1, 0])
+def test_fit_lowers_the_loss_and_returns_frame_shaped_object(warm_start_runs):
     counts, valid, free, physics = _data((32, 32), seed=0)
-    output = solve_dip(counts, valid, physics, _cfg(iterations=60), generator=torch.Generator().manual_seed(0),
-                       free=free)
+    cfg = _cfg(iterations=60, warm_start_runs=warm_start_runs)
+    output = solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
     losses = [entry["loss"] for entry in output.history]
     assert losses[-1] < 0.5 * losses[0]
     assert output.extra["best_free_loss"] < output.history[0]["free_loss"]
     assert output.obj.shape == (32, 32) and output.obj.dtype == np.complex64
     assert output.support.shape == (32, 32) and output.support.dtype == bool
     # The object lives in the central half of the frame: zero outside.
-    outside = np.ones((32, 32), bool)
-    outside[8:24, 8:24] = False
-    assert np.all(output.obj[outside] == 0)
-    assert len(output.extra["probe_losses"]) == 2
+    assert np.all(output.obj[_outside_box((32, 32))] == 0)
     assert set(output.extra["parameters"]) == {"g1", "g2"}
+    if warm_start_runs:
+        assert len(output.extra["warm_start_scores"]) == 1
+    else:
+        assert len(output.extra["probe_losses"]) == 2
+
+
+def test_warm_start_keeps_the_support_in_the_box_and_the_best_run():
+    counts, valid, free, physics = _data((32, 32), seed=7)
+    shape = object_shape((32, 32))
+    start = dip_warmstart.warm_start(counts, valid, free, physics, shape, runs=3, threshold=0.08,
+                                     generator=torch.Generator().manual_seed(0))
+    support = start.support.numpy()
+    assert support.any() and not support[_outside_box((32, 32))].any()
+    assert np.all(start.obj.numpy()[~support] == 0)
+    assert len(start.scores) == 3 and start.score == min(start.scores) == start.scores[start.run]
+
+
+def test_fit_masks_the_object_with_the_dilated_warm_start_support(monkeypatch):
+    counts, valid, free, physics = _data((32, 32), seed=8)
+    seen = {}
+    original = dip_warmstart.warm_start
+
+    def recording_warm_start(*args, **kwargs):
+        seen["start"] = original(*args, **kwargs)
+        return seen["start"]
+
+    monkeypatch.setattr(dip_warmstart, "warm_start", recording_warm_start)
+    cfg = _cfg(iterations=30, support_margin_px=1, polish_iterations=0)
+    output = solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
+    allowed = dip_module._dilate(seen["start"].support).numpy()
+    assert np.abs(output.obj).max() > 0
+    assert np.all(output.obj[~allowed] == 0)
 
 
 def test_fit_3d():
@@ -166,13 +205,32 @@ def test_keyboard_interrupt_from_callback_returns_best_iterate():
         if len(seen) == 4:
             raise KeyboardInterrupt
 
-    output = solve_dip(counts, valid, physics, _cfg(iterations=200), generator=torch.Generator().manual_seed(0),
+    output = solve_dip(counts, valid, physics, _cfg(iterations=200, warm_start_runs=0), generator=torch.Generator().manual_seed(0),
                        free=free, on_iter=on_iter)
     assert output.interrupted
     assert output.obj.shape == (32, 32) and np.isfinite(output.obj).all()
     assert np.abs(output.obj).max() > 0
     assert {"iteration", "total", "loss", "free_loss", "stage"} <= set(seen[0])
     assert seen[0]["stage"] == "probe"
+
+
+@pytest.mark.parametrize("stage", ["warm-start", "prefit"])
+def test_keyboard_interrupt_in_warm_start_or_prefit_returns_a_valid_object(stage):
+    counts, valid, free, physics = _data((32, 32), seed=3)
+    calls = []
+
+    def on_iter(info):
+        calls.append(info["stage"])
+        if info["stage"] == stage and calls.count(stage) == 3:
+            raise KeyboardInterrupt
+
+    cfg = _cfg(iterations=200, warm_start_runs=2, prefit_iterations=400)
+    output = solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0),
+                       free=free, on_iter=on_iter)
+    assert output.interrupted and calls[-1] == stage
+    assert output.obj.shape == (32, 32) and np.isfinite(output.obj).all()
+    assert np.abs(output.obj).max() > 0
+    assert np.all(output.obj[_outside_box((32, 32))] == 0)
 
 
 def test_non_finite_loss_restores_best_iterate(monkeypatch):
@@ -193,12 +251,29 @@ def test_non_finite_loss_restores_best_iterate(monkeypatch):
     assert output.extra["stop_iteration"] <= 25
 
 
-def test_no_finite_iterate_raises():
+def test_no_finite_iterate_raises(monkeypatch):
     counts, valid, free, physics = _data((16, 16), seed=6)
-    counts[8, 8] = float("inf")  # a valid pixel with an infinite count: every loss is infinite
+    monkeypatch.setattr(dip_module, "loss_map", lambda intensity, counts, kind: intensity * float("inf"))
     with pytest.raises(ReconstructionError):
-        solve_dip(counts, valid, physics, _cfg(iterations=20, probes=1), generator=torch.Generator().manual_seed(0),
-                  free=free)
+        solve_dip(counts, valid, physics, _cfg(iterations=20, warm_start_runs=0, probes=1),
+                  generator=torch.Generator().manual_seed(0), free=free)
+
+
+def test_non_finite_fit_falls_back_to_the_warm_start(monkeypatch):
+    counts, valid, free, physics = _data((16, 16), seed=6)
+    monkeypatch.setattr(dip_module, "loss_map", lambda intensity, counts, kind: intensity * float("inf"))
+    output = solve_dip(counts, valid, physics, _cfg(iterations=20, polish_iterations=0),
+                       generator=torch.Generator().manual_seed(0), free=free)
+    assert "non_finite_at" in output.extra
+    assert np.isfinite(output.obj).all() and np.abs(output.obj).max() > 0
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1.0])
+def test_non_finite_or_negative_counts_on_valid_pixels_are_refused(bad):
+    counts, valid, free, physics = _data((16, 16), seed=6)
+    counts[8, 8] = bad
+    with pytest.raises(InvalidInputError, match="valid pixels"):
+        solve_dip(counts, valid, physics, _cfg(iterations=5), generator=torch.Generator().manual_seed(0), free=free)
 
 
 def test_memory_estimate_grows_with_size_and_channels():
@@ -209,3 +284,27 @@ def test_memory_estimate_grows_with_size_and_channels():
     assert estimate_dip_memory_bytes((64, 64, 64), cfg) > estimate_dip_memory_bytes((64, 64), cfg)
     wide = RunConfig(method=Method.DIP, dip=DipConfig(channels=2 * cfg.dip.channels))
     assert estimate_dip_memory_bytes((64, 64), wide) > small
+
+
+def test_memory_check_refuses_a_run_that_cannot_fit(monkeypatch):
+    cfg = RunConfig(method=Method.DIP)
+    needed = estimate_dip_memory_bytes((64, 64, 64), cfg)
+    monkeypatch.setattr(dip_module, "_cuda_free_bytes", lambda device: needed // 2)
+    with pytest.raises(InvalidInputError, match="GiB free.*--max-size.*dip.channels.*--device cpu"):
+        check_device_memory((64, 64, 64), cfg, torch.device("cuda"))
+    monkeypatch.setattr(dip_module, "_cuda_free_bytes", lambda device: 2 * needed)
+    check_device_memory((64, 64, 64), cfg, torch.device("cuda"))
+    # The CPU is never refused.
+    monkeypatch.setattr(dip_module, "_cuda_free_bytes", lambda device: 0)
+    check_device_memory((64, 64, 64), cfg, torch.device("cpu"))
+
+
+@pytest.mark.gpu
+def test_tiny_fit_on_cuda():
+    counts, valid, free, physics = _data((32, 32), seed=0)
+    device = torch.device("cuda")
+    output = solve_dip(counts.to(device), valid.to(device), physics, _cfg(iterations=60),
+                       generator=torch.Generator(device=device).manual_seed(0), free=free.to(device))
+    losses = [entry["loss"] for entry in output.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert output.obj.shape == (32, 32) and np.isfinite(output.obj).all()

@@ -6,26 +6,36 @@ Reference: Z. Zhuang, D. Yang, F. Hofmann, D. Barmherzig and J. Sun,
 
 The object ``X`` has half the detector frame size along every axis and is the
 output of two untrained generators (:class:`~cdi_dip.solvers.nets.DoubleDip`),
-zero-padded into the frame: no support and no shrinkwrap. Adam fits the
-networks' weights to the measured counts ``n`` through a masked loss on the
-valid pixels only:
+zero-padded into the frame. Adam fits the networks' weights to the measured
+counts ``n`` through a masked loss on the valid pixels only:
 
 - ``amplitude``: ``mean (sqrt(n) - |F pad X|)**2``;
 - ``poisson``: ``mean (m - n log m)`` with ``m = |F pad X|**2 + eps``.
 
-A run is:
+A run (docs/dip.md explains and measures every step):
 
-1. ``dip.probes`` short *probes* of ``dip.probe_iterations`` iterations from
-   different random starts; the probe with the lowest training loss (mean of
-   its last iterations) is kept. A start succeeds or fails within its first
-   few hundred iterations and the training loss tells which.
-2. The kept probe continues up to ``iterations`` in total (``RunConfig
-   .iterations``, else :data:`DEFAULT_ITERATIONS`), keeping the best iterate by
-   the loss on the held-out *free* pixels (by the training loss without them)
-   and stopping once it has not improved for ``dip.patience`` iterations.
-3. An optional error-reduction polish of ``dip.polish_iterations``
-   iterations with the support ``|X| > 0.15 max |X|`` (dilated by one pixel),
-   kept only where it lowers the free (else training) loss.
+1. *Warm start* (``dip.warm_start_runs > 0``, the default): that many HIO runs
+   inside the object box with shrinkwrap bounded by the box
+   (:mod:`~cdi_dip.solvers.dip_warmstart`); the run with the lowest free-pixel
+   Poisson deviance is kept. Gradient descent on the DIP from a random start
+   stagnates on most hard cases (dislocations, beamstop); HIO finds the basin.
+2. *Pre-fit*: ``dip.prefit_iterations`` Adam steps fit the networks to the
+   warm-start object (complex L2).
+3. *Fit*: the data loss, on the object masked by the warm-start support
+   dilated by ``dip.support_margin_px`` (None: the whole box), with the
+   learning rate ramped up over ``dip.warmup_iterations``; ``iterations``
+   (``RunConfig.iterations``, else :data:`DEFAULT_ITERATIONS`) in total, keeping
+   the best iterate by the loss on the held-out *free* pixels (by the
+   training loss without them) and stopping once it has not improved for
+   ``dip.patience`` iterations.
+4. An optional error-reduction polish of ``dip.polish_iterations`` iterations
+   with the support ``|X| > 0.15 max |X|`` (dilated by one pixel), kept only
+   where it lowers the free (else training) loss.
+
+Without a warm start (``dip.warm_start_runs = 0``, the plain recipe of the
+seed documents) step 1-2 are replaced by ``dip.probes`` short probes from
+random starts, the one with the lowest training loss continued, on the whole
+box.
 """
 
 from __future__ import annotations
@@ -42,17 +52,17 @@ import torch
 
 from ..config import DipLoss, DipParam, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
-from ..physics import FarField, pad_to_frame, project_modulus
+from ..physics import FarField, crop_centre, pad_to_frame, project_modulus
 from ..types import SolverOutput
+from . import dip_warmstart
 from .nets import DoubleDip, input_grid
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ITERATIONS: dict[int, int] = {2: 2000, 3: 1500}
-"""Iterations of the kept run (its probe included) when ``RunConfig.iterations``
-is None, by number of dimensions. Chosen by measurement (see
-``docs/``/the benchmark notes): on simulated 128**2 crystals the free loss
-stops improving after about 1000-2000 iterations at learning rate 1e-2."""
+DEFAULT_ITERATIONS: dict[int, int] = {2: 1000, 3: 1500}
+"""Iterations of the data fit (the kept trajectory: probe or pre-fit not
+included) when ``RunConfig.iterations`` is None, by number of dimensions.
+Chosen by measurement (docs/dip.md)."""
 
 PHASE_HEAD = "unit"
 """Phase head of the ``mag-phase`` parameterisation: ``"unit"`` (normalised
@@ -70,6 +80,8 @@ POLISH_THRESHOLD = 0.15
 _POISSON_EPS = 1e-4  # photons: floor of the model intensity in the Poisson loss
 _AMPLITUDE_EPS = 1e-12  # photons: keeps sqrt differentiable at zero intensity
 _PROBE_SCORE_WINDOW = 0.1  # fraction of a probe's last iterations averaged for its score
+_BYTES_FLOAT = 4
+_BYTES_COMPLEX = 8
 
 IterCallback = Callable[[dict[str, Any]], None]
 
@@ -127,18 +139,23 @@ def data_loss(model_intensity: torch.Tensor, counts: torch.Tensor, mask: torch.T
     return masked_mean(loss_map(model_intensity, safe_counts, kind), mask)
 
 
+# -- memory -----------------------------------------------------------------------
 def estimate_dip_memory_bytes(frame_shape: Sequence[int], cfg: RunConfig) -> int:
-    """Rough peak memory of one double-DIP run, in bytes.
+    """Peak memory of one double-DIP run, in bytes (an upper estimate).
 
-    Counts the activations that autograd keeps (about four float32 tensors of
-    ``channels`` per generator block, plus the full-resolution head), the
-    parameters with their gradients and Adam moments, and the complex64
-    far-field arrays; then doubles it for workspaces and allocator slack.
+    Counts what autograd keeps for the backward pass of both generators
+    (per upsampling block: the convolution input, the normalised and the
+    activated maps at the block's resolution and the upsampled map, all
+    float32 with ``channels`` channels; then the head's maps at full
+    resolution), the parameters with their gradients and two Adam moments,
+    the complex64 far-field arrays of the loss and the warm start, and adds
+    half again for convolution workspaces and allocator rounding. Measured
+    against the peak resident memory of CPU runs in docs/dip.md.
 
     Parameters
     ----------
     frame_shape : sequence of int
-        Detector frame shape.
+        Detector frame shape (pixels).
     cfg : RunConfig
 
     Returns
@@ -149,18 +166,58 @@ def estimate_dip_memory_bytes(frame_shape: Sequence[int], cfg: RunConfig) -> int
     channels, depth = cfg.dip.channels, cfg.dip.depth
     grid = input_grid(shape, depth)
     ndim = len(shape)
-    activations = 0
-    for level in range(depth + 1):
+    saved_values = 0
+    for level in range(depth):
         voxels = math.prod(n * 2**level for n in grid)
-        activations += 4 * channels * voxels
+        saved_values += 3 * channels * voxels + channels * voxels * 2**ndim  # conv in, norm, act; upsampled
+    full = math.prod(n * 2**depth for n in grid)
+    saved_values += 3 * channels * full  # head: conv in, norm, act (the 1x1 conv reads the last)
     kernel = 3**ndim
-    params = (depth + 1) * (channels * channels * kernel + 3 * channels) + 2 * channels
+    params = depth * (channels * channels * kernel + 3 * channels) + channels * channels * kernel + 5 * channels
+    per_net = _BYTES_FLOAT * (saved_values + 4 * params)  # activations; weights, grads, two Adam moments
     frame = math.prod(int(n) for n in frame_shape)
-    per_net = 4 * activations + 16 * params
-    total = 2 * per_net + 8 * frame * 10 + 4 * frame * 6
-    return int(2 * total)
+    object_voxels = math.prod(shape)
+    far_field = _BYTES_COMPLEX * frame * 6 + _BYTES_FLOAT * frame * 8  # padded object, fields; counts, masks, loss
+    objects = _BYTES_COMPLEX * object_voxels * 8  # phasor, magnitude, product, best iterate, warm start, target
+    return int(1.5 * (2 * per_net + far_field + objects))
 
 
+def _cuda_free_bytes(device: torch.device) -> int:
+    """Free memory on a CUDA device, bytes (a function of its own so tests can replace it)."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def check_device_memory(frame_shape: Sequence[int], cfg: RunConfig, device: torch.device) -> None:
+    """Refuse at once a double-DIP run that cannot fit in the GPU's free memory.
+
+    Parameters
+    ----------
+    frame_shape : sequence of int
+    cfg : RunConfig
+    device : torch.device
+        Only CUDA devices are checked.
+
+    Raises
+    ------
+    InvalidInputError
+        When :func:`estimate_dip_memory_bytes` exceeds the free memory, with a
+        line that says what is needed, what is free and how to fix it.
+    """
+    if torch.device(device).type != "cuda":
+        return
+    needed = estimate_dip_memory_bytes(frame_shape, cfg)
+    free = _cuda_free_bytes(torch.device(device))
+    if needed > free:
+        gib = 2**30
+        raise InvalidInputError(
+            f"the double DIP needs about {needed / gib:.1f} GiB of GPU memory for a {tuple(frame_shape)} frame "
+            f"with dip.channels = {cfg.dip.channels}, but {device} has {free / gib:.1f} GiB free: use a smaller "
+            "--max-size, fewer dip.channels, or --device cpu"
+        )
+
+
+# -- one run ----------------------------------------------------------------------
 @dataclass
 class _Best:
     """Best iterate of a trajectory by its score (free loss, else training loss)."""
@@ -174,13 +231,24 @@ class _Best:
 
 @dataclass
 class _Trajectory:
+    """One set of networks being fitted, with what the fit needs around it."""
+
     model: DoubleDip
     optimizer: torch.optim.Optimizer
     seed: int
+    support: torch.Tensor | None = None  # bool, object shape; None = the whole box
+    warmup: int = 0
     iteration: int = 0
     best: _Best = field(default_factory=_Best)
     history: list[dict[str, float]] = field(default_factory=list)
     recent_losses: list[torch.Tensor] = field(default_factory=list)
+
+    def object(self) -> torch.Tensor:
+        """The current object (object shape, complex64), masked by the support."""
+        obj = self.model()
+        if self.support is None:
+            return obj
+        return torch.where(self.support, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
 
 
 class _Problem:
@@ -207,7 +275,7 @@ class _Problem:
 
 
 class _Runner:
-    """One double-DIP run: probes, fit, polish; keeps the best iterate for interrupts."""
+    """One double-DIP run: warm start or probes, pre-fit, fit, polish; keeps the best iterate for interrupts."""
 
     def __init__(self, problem: _Problem, cfg: RunConfig, generator: torch.Generator,
                  on_iter: IterCallback | None):
@@ -221,29 +289,34 @@ class _Runner:
         self.object_shape = object_shape(self.frame_shape)
         ndim = len(self.frame_shape)
         self.total = int(cfg.iterations) if cfg.iterations is not None else DEFAULT_ITERATIONS[ndim]
-        self.probe_iterations = min(self.dip.probe_iterations, self.total) if self.dip.probes > 1 else 0
-        self.work_total = (self.dip.probes * self.probe_iterations + self.total - self.probe_iterations
+        self.warm_runs = self.dip.warm_start_runs
+        self.probe_count = 1 if self.warm_runs > 0 else self.dip.probes
+        self.probe_iterations = min(self.dip.probe_iterations, self.total) if self.probe_count > 1 else 0
+        self.work_total = (self.warm_runs * dip_warmstart.ITERATIONS_PER_RUN
+                           + (self.dip.prefit_iterations if self.warm_runs > 0 else 0)
+                           + self.probe_count * self.probe_iterations + self.total - self.probe_iterations
                            + self.dip.polish_iterations)
         self.work_done = 0
+        # Drawn first, so that the networks do not depend on how many warm-start runs consumed the generator.
+        self.network_seeds = self._network_seeds()
         self.probes: list[_Trajectory] = []
         self.kept: _Trajectory | None = None
+        self.warm: dip_warmstart.WarmStart | None = None
         self.stage = "probe"
         self.extra: dict[str, Any] = {}
 
     # -- building -----------------------------------------------------------
-    def _probe_seeds(self) -> list[int]:
-        count = max(1, self.dip.probes)
-        seeds = torch.randint(0, 2**62, (count,), generator=self.generator, device=self.generator.device)
+    def _network_seeds(self) -> list[int]:
+        seeds = torch.randint(0, 2**62, (self.probe_count,), generator=self.generator, device=self.generator.device)
         return [int(s) for s in seeds.tolist()]
 
-    def _new_trajectory(self, seed: int) -> _Trajectory:
+    def _new_trajectory(self, seed: int, *, support: torch.Tensor | None = None, warmup: int = 0) -> _Trajectory:
         init = torch.Generator().manual_seed(seed)
         model = DoubleDip(self.object_shape, self.dip.param, channels=self.dip.channels, depth=self.dip.depth,
                           generator=init, device=self.device, phase_head=PHASE_HEAD,
-                          autocast=self.device.type == "cuda")
-        self._match_power(model)
+                          autocast=self.dip.mixed_precision and self.device.type == "cuda")
         optimizer = torch.optim.Adam(model.parameters(), lr=self.dip.learning_rate)
-        return _Trajectory(model=model, optimizer=optimizer, seed=seed)
+        return _Trajectory(model=model, optimizer=optimizer, seed=seed, support=support, warmup=warmup)
 
     @torch.no_grad()
     def _match_power(self, model: DoubleDip) -> None:
@@ -254,15 +327,96 @@ class _Runner:
         if float(model_power) > 0 and float(measured) > 0:
             model.log_scale.fill_(0.5 * math.log(float(measured) / float(model_power)))
 
+    # -- progress -----------------------------------------------------------
+    def _report(self, loss: float, free_loss: float | None) -> None:
+        if self.on_iter is None:
+            return
+        info: dict[str, Any] = {"iteration": self.work_done, "total": self.work_total, "loss": loss,
+                                "stage": self.stage}
+        if free_loss is not None:
+            info["free_loss"] = free_loss
+        if self.stage == "probe":
+            info["probe"] = len(self.probes) - 1
+        self.on_iter(info)
+
+    # -- warm start and pre-fit ---------------------------------------------
+    def run_warm_start(self) -> None:
+        """HIO runs inside the box; keeps the best as the start of the networks."""
+        self.stage = "warm-start"
+        scores: list[float] = []
+
+        def on_step() -> None:
+            self.work_done += 1
+            if self.work_done % CHECK_PERIOD == 0:
+                self._report(min(scores) if scores else math.nan, None)
+
+        def on_run(score: float) -> None:
+            scores.append(score)
+
+        self.warm = dip_warmstart.warm_start(
+            self.problem.counts, self.problem.valid, self.problem.free, self.problem.physics, self.object_shape,
+            runs=self.warm_runs, threshold=self.dip.warm_start_threshold, generator=self.generator,
+            on_step=on_step, on_run=on_run)
+        self.extra["warm_start_scores"] = self.warm.scores
+        self.extra["warm_start_kept"] = self.warm.run
+        self.extra["warm_start_support_size"] = int(self.warm.support.sum())
+        if self.warm.interrupted:
+            raise KeyboardInterrupt
+
+    def _fit_support(self) -> torch.Tensor | None:
+        """The warm-start support dilated by ``dip.support_margin_px``, object shape; None: the whole box."""
+        if self.dip.support_margin_px is None or self.warm is None:
+            return None
+        support = self.warm.support
+        for _ in range(self.dip.support_margin_px):
+            support = _dilate(support)
+        return crop_centre(support, self.object_shape)
+
+    def run_prefit(self) -> None:
+        """Fit the networks to the warm-start object (complex L2), then hand them to the data fit."""
+        self.stage = "prefit"
+        assert self.warm is not None
+        seed = self.network_seeds[0]
+        traj = self._new_trajectory(seed, support=self._fit_support(), warmup=self.dip.warmup_iterations)
+        target = _global_phase_removed(crop_centre(self.warm.obj, self.object_shape))
+        with torch.no_grad():
+            traj.model.log_scale.fill_(math.log(max(float(target.abs().max()), 1e-12)))
+        power = target.abs().square().mean().clamp_min(1e-30)
+        optimizer = torch.optim.Adam(traj.model.parameters(), lr=self.dip.learning_rate)
+        self.kept = traj
+        for step in range(self.dip.prefit_iterations):
+            misfit = (traj.model() - target).abs().square().mean() / power
+            optimizer.zero_grad(set_to_none=True)
+            misfit.backward()
+            optimizer.step()
+            self.work_done += 1
+            if step % CHECK_PERIOD == 0:
+                self._report(float(misfit.detach()), None)
+        self.extra["prefit_misfit"] = float(misfit.detach()) if self.dip.prefit_iterations else math.nan
+        self.stage = "fit"
+
     # -- iterating ----------------------------------------------------------
+    def _evaluate(self, traj: _Trajectory) -> tuple[torch.Tensor, float, float | None]:
+        with torch.no_grad():
+            obj = traj.object()
+            train, free = self.problem.losses(pad_to_frame(obj, self.frame_shape))
+        return obj, float(train), None if free is None else float(free)
+
+    def _set_learning_rate(self, traj: _Trajectory) -> None:
+        if traj.warmup > 0:
+            scale = min(1.0, (traj.iteration + 1) / traj.warmup)
+            for group in traj.optimizer.param_groups:
+                group["lr"] = self.dip.learning_rate * scale
+
     def _step(self, traj: _Trajectory) -> None:
         """One Adam step; every CHECK_PERIOD iterations: best iterate, history, callback."""
         check = traj.iteration % CHECK_PERIOD == 0
-        obj = traj.model()
+        obj = traj.object()
         train, free = self.problem.losses(pad_to_frame(obj, self.frame_shape))
         traj.recent_losses.append(train.detach())
         if check:
             self._check(traj, obj.detach(), float(train.detach()), None if free is None else float(free))
+        self._set_learning_rate(traj)
         traj.optimizer.zero_grad(set_to_none=True)
         train.backward()
         traj.optimizer.step()
@@ -282,17 +436,6 @@ class _Runner:
         traj.history.append(entry)
         self._report(loss, free_loss)
 
-    def _report(self, loss: float, free_loss: float | None) -> None:
-        if self.on_iter is None:
-            return
-        info: dict[str, Any] = {"iteration": self.work_done, "total": self.work_total, "loss": loss,
-                                "stage": self.stage}
-        if free_loss is not None:
-            info["free_loss"] = free_loss
-        if self.stage == "probe":
-            info["probe"] = len(self.probes) - 1
-        self.on_iter(info)
-
     def _probe_score(self, traj: _Trajectory) -> float:
         window = max(1, int(round(_PROBE_SCORE_WINDOW * len(traj.recent_losses))))
         score = float(torch.stack(traj.recent_losses[-window:]).mean())
@@ -300,14 +443,19 @@ class _Runner:
         return score if math.isfinite(score) else math.inf
 
     def run_probes(self) -> None:
-        seeds = self._probe_seeds()
+        """Random starts on the whole box; the one with the lowest training loss is kept."""
+        self.stage = "probe"
+        seeds = self.network_seeds
         if self.probe_iterations == 0:
             self.kept = self._new_trajectory(seeds[0])
+            self._match_power(self.kept.model)
+            self.stage = "fit"
             return
         scores: list[float] = []
         best_index = -1
         for seed in seeds:
             traj = self._new_trajectory(seed)
+            self._match_power(traj.model)
             self.probes.append(traj)
             try:
                 while traj.iteration < self.probe_iterations:
@@ -329,6 +477,7 @@ class _Runner:
                                       "try a smaller dip.learning_rate")
         self.kept = self.probes[best_index]
         self.extra["kept_probe"] = best_index
+        self.stage = "fit"
 
     def run_fit(self) -> None:
         self.stage = "fit"
@@ -340,24 +489,28 @@ class _Runner:
                 if traj.iteration - traj.best.iteration > self.dip.patience and traj.best.obj is not None:
                     self.extra["early_stop"] = True
                     break
-            # Check the last iterate too.
-            with torch.no_grad():
-                obj = traj.model()
-                train, free = self.problem.losses(pad_to_frame(obj, self.frame_shape))
-            self._check(traj, obj, float(train), None if free is None else float(free))
+            self._check(traj, *self._evaluate(traj))  # the last iterate too
         except _NonFinite as exc:
             self.extra["non_finite_at"] = exc.iteration
             log.warning("double DIP: non-finite loss at iteration %d; keeping the best iterate (%d)",
                         exc.iteration, traj.best.iteration)
 
+    # -- results ------------------------------------------------------------
     def best_frame(self) -> tuple[torch.Tensor, _Best, list[dict[str, float]], int]:
         """Best iterate so far (frame shape), its record, history and iterations."""
         candidates = [self.kept] if self.kept is not None and self.kept.best.obj is not None else \
             [t for t in self.probes if t.best.obj is not None]
-        if not candidates:
-            raise ReconstructionError("the double DIP produced no finite iterate; try a smaller dip.learning_rate")
-        traj = min(candidates, key=lambda t: t.best.score)
-        return pad_to_frame(traj.best.obj, self.frame_shape), traj.best, traj.history, traj.iteration
+        if candidates:
+            traj = min(candidates, key=lambda t: t.best.score)
+            return pad_to_frame(traj.best.obj, self.frame_shape), traj.best, traj.history, traj.iteration
+        if self.warm is not None:
+            # Interrupted during the pre-fit: the warm start is the best there is.
+            frame = self.warm.obj
+            train, free = self.problem.losses(frame)
+            best = _Best(score=self.warm.score, obj=frame, iteration=0, loss=float(train),
+                         free_loss=math.nan if free is None else float(free))
+            return frame, best, [], 0
+        raise ReconstructionError("the double DIP produced no finite iterate; try a smaller dip.learning_rate")
 
     @torch.no_grad()
     def polish(self, frame: torch.Tensor, best: _Best, history: list[dict[str, float]],
@@ -365,7 +518,7 @@ class _Runner:
         """Error reduction with the support of the DIP amplitude; kept only if it lowers the score."""
         self.stage = "polish"
         problem = self.problem
-        box = pad_to_frame(torch.ones(self.object_shape, dtype=torch.bool, device=frame.device), self.frame_shape)
+        box = dip_warmstart.object_box(self.frame_shape, self.object_shape, frame.device)
         support = _dilate(_threshold_support(frame, POLISH_THRESHOLD)) & box
         obj = frame * support
         for step in range(self.dip.polish_iterations):
@@ -393,6 +546,14 @@ class _NonFinite(Exception):
         self.iteration = iteration
 
 
+def _global_phase_removed(obj: torch.Tensor) -> torch.Tensor:
+    """``obj * exp(-i arg sum obj)``: the same object with a real, positive mean (Re >= 0 friendly)."""
+    total = obj.sum()
+    if float(total.abs()) == 0.0:
+        return obj
+    return obj * (total.abs() / total).conj()
+
+
 def _threshold_support(frame: torch.Tensor, threshold: float) -> torch.Tensor:
     amplitude = frame.abs()
     return amplitude > threshold * amplitude.max()
@@ -415,6 +576,11 @@ def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor 
                                 f"{free.dtype} {tuple(free.shape)}")
     if not bool(valid.any()):
         raise InvalidInputError("no valid pixel to fit: check the mask (True = valid in memory)")
+    used = valid if free is None else valid | free
+    used_counts = counts[used]
+    if not bool(torch.isfinite(used_counts).all()) or bool((used_counts < 0).any()):
+        raise InvalidInputError("counts must be finite and non-negative on valid pixels: mark NaN, Inf and "
+                                "negative pixels as excluded (cdi_dip.preprocess does)")
 
 
 def solve_dip(
@@ -439,17 +605,18 @@ def solve_dip(
         Far-field model of the frame.
     cfg : RunConfig
         ``cfg.dip`` holds every knob; ``cfg.iterations`` the iteration budget of
-        the kept run (None: :data:`DEFAULT_ITERATIONS`).
+        the data fit (None: :data:`DEFAULT_ITERATIONS`).
     generator : torch.Generator
-        Source of every random number (probe seeds, hence network inputs and
-        weights).
+        Source of every random number (network seeds, hence inputs and
+        weights; the warm start's random phases).
     free : torch.Tensor, bool, frame shape, optional
-        Held-out pixels for early stopping; never in the training loss.
+        Held-out pixels for choosing the warm start and for early stopping;
+        never in the training loss.
     on_iter : callable, optional
         Called every :data:`CHECK_PERIOD` iterations with ``iteration`` and
         ``total`` (work done / planned over all stages), ``loss``,
-        ``free_loss`` (with ``free``), ``stage`` (``probe``, ``fit``,
-        ``polish``) and ``probe`` (during probes).
+        ``free_loss`` (with ``free``, in the fit), ``stage`` (``warm-start``,
+        ``prefit``, ``probe``, ``fit``, ``polish``) and ``probe`` (during probes).
 
     Returns
     -------
@@ -457,26 +624,36 @@ def solve_dip(
         ``obj`` complex64 of the frame shape (the half-size object padded,
         centred), ``support`` where ``|obj| > 0.1 max``, ``history`` of the kept
         run, and ``extra`` with ``stop_iteration``, ``best_free_loss``,
-        ``best_loss``, ``probe_losses``, ``parameters``, ``param``, ``loss``...
+        ``best_loss``, ``warm_start_scores``, ``probe_losses``, ``parameters``,
+        ``param``, ``loss``...
 
     Raises
     ------
+    InvalidInputError
+        Inputs that do not match the frame, or a CUDA run that cannot fit in
+        the free GPU memory (checked before anything is allocated).
     ReconstructionError
         When no finite iterate was ever reached.
 
     Notes
     -----
     Ctrl-C (``KeyboardInterrupt``, also from ``on_iter``) stops the run and
-    returns the best iterate so far with ``interrupted=True``. A non-finite
-    loss stops the run with the best iterate (``extra["non_finite_at"]``).
+    returns the best iterate so far with ``interrupted=True`` (during the
+    warm start: the best projection iterate). A non-finite loss stops the
+    run with the best iterate (``extra["non_finite_at"]``).
     """
     _check_inputs(counts, valid, free, physics)
+    check_device_memory(physics.shape, cfg, counts.device)
     start = time.perf_counter()
     problem = _Problem(counts, valid, free, physics, cfg.dip.loss)
     runner = _Runner(problem, cfg, generator, on_iter)
     interrupted = False
     try:
-        runner.run_probes()
+        if runner.warm_runs > 0:
+            runner.run_warm_start()
+            runner.run_prefit()
+        else:
+            runner.run_probes()
         runner.run_fit()
     except KeyboardInterrupt:
         interrupted = True
@@ -500,6 +677,7 @@ def solve_dip(
         "object_shape": list(runner.object_shape),
         "iterations_budget": runner.total,
         "work_iterations": runner.work_done,
+        "memory_estimate_bytes": estimate_dip_memory_bytes(physics.shape, cfg),
         "wall_s": time.perf_counter() - start,
         **runner.extra,
     }
@@ -509,4 +687,5 @@ def solve_dip(
                         iterations=iterations, interrupted=interrupted, extra=extra)
 
 
-__all__ = ["DEFAULT_ITERATIONS", "data_loss", "estimate_dip_memory_bytes", "loss_map", "object_shape", "solve_dip"]
+__all__ = ["DEFAULT_ITERATIONS", "check_device_memory", "data_loss", "estimate_dip_memory_bytes", "loss_map",
+           "object_shape", "solve_dip"]

@@ -60,8 +60,8 @@ def _upsample(ndim: int) -> nn.Module:
 
 
 def input_grid(out_shape: Sequence[int], depth: int) -> tuple[int, ...]:
-    """Shape of the random input: ``ceil(n / 2**depth)`` per axis (at least 1)."""
-    return tuple(max(1, math.ceil(int(n) / 2**depth)) for n in out_shape)
+    """Shape of the random input: ``ceil(n / 2**depth)`` per axis, at least 2 (reflection padding needs 2)."""
+    return tuple(max(2, math.ceil(int(n) / 2**depth)) for n in out_shape)
 
 
 class Generator(nn.Module):
