@@ -77,10 +77,11 @@ class DipParam(str, enum.Enum):
 
 
 class DipLoss(str, enum.Enum):
-    """Data loss of the double DIP."""
+    """Data loss of the double DIP (``--noise`` picks the one of the same name)."""
 
-    AMPLITUDE = "amplitude"
-    POISSON = "poisson"
+    AMPLITUDE = "amplitude"  # (sqrt(n) - sqrt(m))**2: robust default
+    POISSON = "poisson"  # m - n log m: the likelihood of photon counting
+    GAUSSIAN = "gaussian"  # (m - n)**2 / max(n, 1): intensity least squares
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:

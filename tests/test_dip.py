@@ -9,8 +9,9 @@ from cdi_dip.errors import InvalidInputError, ReconstructionError
 from cdi_dip.physics import FarField, pad_to_frame
 from cdi_dip.solvers import dip as dip_module
 from cdi_dip.solvers import dip_warmstart
-from cdi_dip.solvers.dip import (check_device_memory, data_loss, estimate_dip_memory_bytes, object_shape,
-                                 solve_dip)
+from cdi_dip.config import NoiseModel
+from cdi_dip.solvers.dip import (check_device_memory, data_loss, estimate_dip_memory_bytes, loss_kind,
+                                 object_shape, solve_dip)
 from cdi_dip.solvers.nets import DoubleDip, Generator
 
 
@@ -308,3 +309,23 @@ def test_tiny_fit_on_cuda():
     losses = [entry["loss"] for entry in output.history]
     assert losses[-1] < 0.5 * losses[0]
     assert output.obj.shape == (32, 32) and np.isfinite(output.obj).all()
+
+
+def test_noise_model_selects_the_dip_loss():
+    assert loss_kind(RunConfig(dip=DipConfig(loss=DipLoss.POISSON))) is DipLoss.POISSON
+    for noise in NoiseModel:
+        cfg = RunConfig(noise=noise, dip=DipConfig(loss=DipLoss.AMPLITUDE))
+        assert loss_kind(cfg) is DipLoss(noise.value)
+
+
+@pytest.mark.parametrize("kind", list(DipLoss))
+def test_each_loss_is_smallest_at_noise_free_intensity(kind):
+    # Without noise every loss is minimised (zero gradient) by the true intensity, pixel by pixel.
+    counts = torch.tensor([0.0, 0.5, 3.0, 40.0, 900.0])
+    truth = counts.clone().requires_grad_(True)
+    loss = data_loss(truth, counts, torch.ones_like(counts, dtype=torch.bool), kind)
+    loss.backward()
+    assert torch.all(truth.grad[1:].abs() < 1e-3)
+    for factor in (0.8, 1.25):
+        assert data_loss(counts[1:] * factor, counts[1:], torch.ones(4, dtype=torch.bool), kind) > \
+            data_loss(counts[1:], counts[1:], torch.ones(4, dtype=torch.bool), kind)

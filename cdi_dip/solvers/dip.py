@@ -101,16 +101,25 @@ def loss_map(model_intensity: torch.Tensor, counts: torch.Tensor, kind: DipLoss)
     counts : torch.Tensor, float32, frame shape
         Measured photons (non-negative and finite: see :func:`data_loss`).
     kind : DipLoss
-        ``amplitude``: ``(sqrt(n) - sqrt(m))**2``; ``poisson``: ``m - n log m``.
+        ``amplitude``: ``(sqrt(n) - sqrt(m))**2``; ``poisson``: ``m - n log m``;
+        ``gaussian``: ``(m - n)**2 / max(n, 1)``.
 
     Returns
     -------
     torch.Tensor, float32, frame shape
     """
-    if DipLoss(kind) is DipLoss.AMPLITUDE:
+    kind = DipLoss(kind)
+    if kind is DipLoss.AMPLITUDE:
         return (counts.sqrt() - (model_intensity + _AMPLITUDE_EPS).sqrt()).square()
+    if kind is DipLoss.GAUSSIAN:
+        return (model_intensity - counts).square() / counts.clamp_min(1.0)
     model = model_intensity + _POISSON_EPS
     return model - counts * model.log()
+
+
+def loss_kind(cfg: RunConfig) -> DipLoss:
+    """The DIP's data loss: the one named by ``cfg.noise`` when set, else ``cfg.dip.loss``."""
+    return DipLoss(cfg.noise.value) if cfg.noise is not None else DipLoss(cfg.dip.loss)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -645,7 +654,7 @@ def solve_dip(
     _check_inputs(counts, valid, free, physics)
     check_device_memory(physics.shape, cfg, counts.device)
     start = time.perf_counter()
-    problem = _Problem(counts, valid, free, physics, cfg.dip.loss)
+    problem = _Problem(counts, valid, free, physics, loss_kind(cfg))
     runner = _Runner(problem, cfg, generator, on_iter)
     interrupted = False
     try:
@@ -672,7 +681,7 @@ def solve_dip(
         "probe_losses": runner.extra.pop("probe_losses", []),
         "parameters": model.parameter_counts() if model is not None else {},
         "param": DipParam(cfg.dip.param).value,
-        "loss": DipLoss(cfg.dip.loss).value,
+        "loss": loss_kind(cfg).value,
         "phase_head": PHASE_HEAD if DipParam(cfg.dip.param) is DipParam.MAG_PHASE else None,
         "object_shape": list(runner.object_shape),
         "iterations_budget": runner.total,
