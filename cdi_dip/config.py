@@ -246,8 +246,10 @@ class ProjectionConfig:
 class DipConfig:
     """Double deep image prior (docs/dip.md: what each setting does and how its default was measured)."""
 
-    param: DipParam = DipParam.MAG_PHASE
-    """Object parameterisation: mag-phase (crystals) or real-imag (specimens)."""
+    param: DipParam | None = None
+    """Object parameterisation: mag-phase (crystals) or real-imag (specimens);
+    None: real-imag when the pattern is centrosymmetric (the projection
+    solvers' automatic positivity test, ``projection.positivity``), else mag-phase."""
     loss: DipLoss = DipLoss.AMPLITUDE
     """Data loss: amplitude (L2 on sqrt counts) or poisson (likelihood)."""
     learning_rate: float = 0.01

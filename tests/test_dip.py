@@ -329,3 +329,47 @@ def test_each_loss_is_smallest_at_noise_free_intensity(kind):
     for factor in (0.8, 1.25):
         assert data_loss(counts[1:] * factor, counts[1:], torch.ones(4, dtype=torch.bool), kind) > \
             data_loss(counts[1:], counts[1:], torch.ones(4, dtype=torch.bool), kind)
+
+
+def _pattern(obj: np.ndarray, peak: float, seed: int) -> torch.Tensor:
+    physics = FarField(obj.shape)
+    intensity = physics.intensity(torch.from_numpy(obj.astype(np.complex64)))
+    intensity = intensity * (peak / float(intensity.max()))
+    return torch.poisson(intensity, generator=torch.Generator().manual_seed(seed))
+
+
+def _blob(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    obj = np.zeros((48, 48))
+    obj[16:32, 18:30] = 0.5 + rng.random((16, 12))
+    return obj
+
+
+def test_parameterisation_follows_the_pattern_symmetry():
+    # A real, non-negative specimen has a centrosymmetric pattern: real-imag with positivity.
+    # A strained crystal (a non-linear phase) has not: mag-phase, no specimen constraints.
+    yy, xx = np.mgrid[:48, :48]
+    specimen = _blob(1)
+    crystal = (specimen > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
+    physics = FarField((48, 48))
+    cfg = RunConfig(method=Method.DIP)
+    valid = torch.ones((48, 48), dtype=torch.bool)
+    param, constraints = dip_module.choose_parameterisation(_pattern(specimen, 1e6, 2), valid, physics, cfg)
+    assert param is DipParam.REAL_IMAG and constraints is not None and constraints.positivity
+    param, constraints = dip_module.choose_parameterisation(_pattern(crystal, 1e6, 2), valid, physics, cfg)
+    assert param is DipParam.MAG_PHASE and constraints is None
+    forced = RunConfig(method=Method.DIP, dip=DipConfig(param=DipParam.MAG_PHASE))
+    assert dip_module.choose_parameterisation(_pattern(specimen, 1e6, 2), valid, physics, forced)[0] \
+        is DipParam.MAG_PHASE
+
+
+def test_specimen_warm_start_keeps_a_non_negative_real_part():
+    counts = _pattern(_blob(3), 1e5, 4)
+    physics = FarField((48, 48))
+    valid = torch.ones((48, 48), dtype=torch.bool)
+    _, constraints = dip_module.choose_parameterisation(counts, valid, physics, RunConfig(method=Method.DIP))
+    warm = dip_warmstart.warm_start(counts, valid, None, physics, (24, 24), runs=1, threshold=0.08,
+                                    generator=torch.Generator().manual_seed(0), specimen=constraints)
+    assert float(warm.obj.real.min()) >= 0.0
+    box = dip_warmstart.object_box((48, 48), (24, 24), torch.device("cpu"))
+    assert bool(warm.support.any()) and not bool((warm.support & ~box).any())

@@ -55,6 +55,7 @@ from ..errors import InvalidInputError, ReconstructionError
 from ..physics import FarField, crop_centre, pad_to_frame, project_modulus
 from ..types import SolverOutput
 from . import dip_warmstart
+from .projections import ObjectConstraints, choose_constraints
 from .nets import DoubleDip, input_grid
 
 log = logging.getLogger(__name__)
@@ -283,6 +284,39 @@ class _Problem:
         return train, free
 
 
+def choose_parameterisation(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
+                            cfg: RunConfig) -> tuple[DipParam, ObjectConstraints | None]:
+    """The object parameterisation, and for a specimen the constraints of its warm start.
+
+    Parameters
+    ----------
+    counts : torch.Tensor, float32, frame shape, centred
+    valid : torch.Tensor, bool, frame shape
+    physics : FarField
+    cfg : RunConfig
+        ``dip.param`` (None: automatic) and ``projection`` (positivity test).
+
+    Returns
+    -------
+    param : DipParam
+        ``cfg.dip.param``, or when None: ``real-imag`` for a centrosymmetric
+        pattern (a specimen, positivity chosen as the projection solvers
+        choose it), ``mag-phase`` otherwise (a crystal).
+    specimen : ObjectConstraints or None
+        For ``real-imag``: positivity and first support of the warm start (:func:`~cdi_dip.solvers.projections.choose_constraints`);
+        None for ``mag-phase`` (the warm start starts from the object box).
+    """
+    chosen = None if cfg.dip.param is None else DipParam(cfg.dip.param)
+    if chosen is DipParam.MAG_PHASE:
+        return DipParam.MAG_PHASE, None
+    constraints = choose_constraints(counts, valid, physics, cfg.projection)
+    if chosen is None and not constraints.positivity:
+        return DipParam.MAG_PHASE, None
+    log.info("double DIP: real-imag object, warm start with positivity %s and a %s initial support",
+             constraints.positivity, "half-autocorrelation" if constraints.missing_centre else "autocorrelation")
+    return DipParam.REAL_IMAG, constraints
+
+
 class _Runner:
     """One double-DIP run: warm start or probes, pre-fit, fit, polish; keeps the best iterate for interrupts."""
 
@@ -291,6 +325,7 @@ class _Runner:
         self.problem = problem
         self.cfg = cfg
         self.dip = cfg.dip
+        self.param, self.specimen = choose_parameterisation(problem.counts, problem.valid, problem.physics, cfg)
         self.generator = generator
         self.on_iter = on_iter
         self.device = problem.counts.device
@@ -321,7 +356,7 @@ class _Runner:
 
     def _new_trajectory(self, seed: int, *, support: torch.Tensor | None = None, warmup: int = 0) -> _Trajectory:
         init = torch.Generator().manual_seed(seed)
-        model = DoubleDip(self.object_shape, self.dip.param, channels=self.dip.channels, depth=self.dip.depth,
+        model = DoubleDip(self.object_shape, self.param, channels=self.dip.channels, depth=self.dip.depth,
                           generator=init, device=self.device, phase_head=PHASE_HEAD,
                           autocast=self.dip.mixed_precision and self.device.type == "cuda")
         optimizer = torch.optim.Adam(model.parameters(), lr=self.dip.learning_rate)
@@ -365,7 +400,7 @@ class _Runner:
         self.warm = dip_warmstart.warm_start(
             self.problem.counts, self.problem.valid, self.problem.free, self.problem.physics, self.object_shape,
             runs=self.warm_runs, threshold=self.dip.warm_start_threshold, generator=self.generator,
-            on_step=on_step, on_run=on_run)
+            specimen=self.specimen, on_step=on_step, on_run=on_run)
         self.extra["warm_start_scores"] = self.warm.scores
         self.extra["warm_start_kept"] = self.warm.run
         self.extra["warm_start_support_size"] = int(self.warm.support.sum())
@@ -680,9 +715,9 @@ def solve_dip(
         "best_free_loss": best.free_loss,
         "probe_losses": runner.extra.pop("probe_losses", []),
         "parameters": model.parameter_counts() if model is not None else {},
-        "param": DipParam(cfg.dip.param).value,
+        "param": runner.param.value,
         "loss": loss_kind(cfg).value,
-        "phase_head": PHASE_HEAD if DipParam(cfg.dip.param) is DipParam.MAG_PHASE else None,
+        "phase_head": PHASE_HEAD if runner.param is DipParam.MAG_PHASE else None,
         "object_shape": list(runner.object_shape),
         "iterations_budget": runner.total,
         "work_iterations": runner.work_done,

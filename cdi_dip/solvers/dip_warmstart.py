@@ -29,7 +29,7 @@ import torch
 from ..metrics import poisson_deviance
 from ..physics import FarField, pad_to_frame, project_modulus
 from ..support import shrinkwrap, sigma_schedule
-from .projections import er_update, hio_update
+from .projections import ObjectConstraints, er_update, hio_update, positive_update
 
 CYCLES = 4
 """ER/HIO cycles of one warm-start run."""
@@ -109,8 +109,22 @@ def _random_start(amplitude: torch.Tensor, box: torch.Tensor, physics: FarField,
     return torch.where(box, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
 
 
+def _hio(obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    return hio_update(obj, projected, support, beta=BETA)
+
+
+def _update(algorithm: str, obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor,
+            positivity: bool) -> torch.Tensor:
+    """One ER or HIO update, with ``Re x >= 0`` when ``positivity``."""
+    update = er_update if algorithm == "ER" else _hio
+    if positivity:
+        return positive_update(algorithm, update, obj, projected, support)
+    return update(obj, projected, support)
+
+
 def hio_in_box(amplitude: torch.Tensor, valid: torch.Tensor, box: torch.Tensor, physics: FarField, *,
-               threshold: float, generator: torch.Generator,
+               threshold: float, generator: torch.Generator, first_support: torch.Tensor | None = None,
+               positivity: bool = False,
                on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One warm-start run: ``CYCLES * (ER + HIO) + ER`` with shrinkwrap bounded by the box.
 
@@ -127,6 +141,10 @@ def hio_in_box(amplitude: torch.Tensor, valid: torch.Tensor, box: torch.Tensor, 
         Shrinkwrap threshold, relative to the maximum of the blurred amplitude.
     generator : torch.Generator
         Draws the random starting phases.
+    first_support : torch.Tensor, bool, frame shape, FFT order, optional
+        First support (cut to the box); default: the box.
+    positivity : bool
+        Impose ``Re x >= 0`` inside the support (:func:`positive_update`).
     on_step : callable, optional
         Called after every iteration (progress, Ctrl-C).
 
@@ -135,8 +153,8 @@ def hio_in_box(amplitude: torch.Tensor, valid: torch.Tensor, box: torch.Tensor, 
     obj, support : torch.Tensor
         Complex object (zero outside the support) and bool support, FFT order.
     """
-    obj = _random_start(amplitude, box, physics, generator)
-    support = box
+    support = box if first_support is None else first_support & box
+    obj = _random_start(amplitude, support, physics, generator)
     shrinkwrap_until = CYCLES * (ER_ITERATIONS + HIO_ITERATIONS)
     plan = [("ER", ER_ITERATIONS), ("HIO", HIO_ITERATIONS)] * CYCLES + [("ER", FINAL_ER_ITERATIONS)]
     zero = torch.zeros((), dtype=obj.dtype, device=obj.device)
@@ -145,10 +163,7 @@ def hio_in_box(amplitude: torch.Tensor, valid: torch.Tensor, box: torch.Tensor, 
         for algorithm, count in plan:
             for _ in range(count):
                 projected = physics.ifft(project_modulus(physics.fft(obj), amplitude, valid))
-                if algorithm == "ER":
-                    obj = er_update(obj, projected, support)
-                else:
-                    obj = hio_update(obj, projected, support, beta=BETA)
+                obj = _update(algorithm, obj, projected, support, positivity)
                 iteration += 1
                 if iteration <= shrinkwrap_until and iteration % SHRINKWRAP_PERIOD == 0:
                     sigma = sigma_schedule(*SHRINKWRAP_SIGMA_PX, iteration / shrinkwrap_until)
@@ -162,7 +177,7 @@ def hio_in_box(amplitude: torch.Tensor, valid: torch.Tensor, box: torch.Tensor, 
 
 def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | None, physics: FarField,
                object_shape: tuple[int, ...], *, runs: int, threshold: float, generator: torch.Generator,
-               on_step: Callable[[], None] | None = None,
+               specimen: ObjectConstraints | None = None, on_step: Callable[[], None] | None = None,
                on_run: Callable[[float], None] | None = None) -> WarmStart:
     """Best of ``runs`` box-bounded HIO runs by free-pixel (else training) Poisson deviance.
 
@@ -183,6 +198,12 @@ def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | N
         Shrinkwrap threshold (0-1).
     generator : torch.Generator
         Source of every run's random phases.
+    specimen : ObjectConstraints, optional
+        For a specimen (a centrosymmetric pattern): its positivity and first
+        support as the projection solvers choose them (:func:`choose_constraints`;
+        their shrinkwrap threshold is not used: behind a beamstop 0.15 shrank
+        the box-bounded support to a third of a cell's, 0.08 kept it).
+        None: a crystal, no positivity, the box as first support.
     on_step : callable, optional
         Called after every projection iteration.
     on_run : callable, optional
@@ -200,6 +221,8 @@ def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | N
     valid_f = physics.to_fft_order(valid)
     score_mask = physics.to_fft_order(free) if free is not None and bool(free.any()) else valid_f
     amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=counts.device))
+    first_support = None if specimen is None else physics.to_fft_order(specimen.support)
+    positivity = specimen is not None and specimen.positivity
     best: tuple[float, torch.Tensor, torch.Tensor, int] | None = None
     scores: list[float] = []
     interrupted = False
@@ -212,7 +235,8 @@ def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | N
     for run in range(runs):
         try:
             obj, support = hio_in_box(amplitude, valid_f, box, physics, threshold=threshold,
-                                      generator=generator, on_step=on_step)
+                                      generator=generator, first_support=first_support,
+                                      positivity=positivity, on_step=on_step)
         except _Interrupted as stop:
             obj, support, interrupted = stop.obj, stop.support, True
         score = score_of(obj)
