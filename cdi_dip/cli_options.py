@@ -15,7 +15,7 @@ import typer
 
 from .errors import InvalidInputError
 
-Method = Annotated[Optional[str], typer.Option("--method", "-m", help="dip, hio, raar or er [default: hio]")]
+Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er [default: auto: dip for crystals, hio for specimens]")]
 Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N [default: auto]")]
 Masks = Annotated[Optional[list[str]], typer.Option("--mask", help="Mask file (nonzero = excluded); repeat to combine.")]

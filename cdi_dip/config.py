@@ -34,6 +34,7 @@ from .errors import InvalidInputError
 class Method(str, enum.Enum):
     """Reconstruction method."""
 
+    AUTO = "auto"  # dip for crystals, hio for specimens (a centrosymmetric pattern): the best measured
     DIP = "dip"
     HIO = "hio"
     RAAR = "raar"
@@ -309,13 +310,17 @@ double DIP already probes several starts inside one run."""
 class RunConfig:
     """Everything one reconstruction needs besides the data."""
 
-    method: Method = Method.HIO
-    """Reconstruction method: dip, hio, raar or er."""
+    method: Method = Method.AUTO
+    """Reconstruction method: auto, dip, hio, raar or er. ``auto`` (resolved by
+    :func:`cdi_dip.pipeline.choose_method` once the data are known): the double
+    DIP for crystals, HIO for specimens whose pattern is centrosymmetric, the
+    best of each on the benchmarks (docs/dip.md)."""
     iterations: int | None = None
     """Total iterations; None: the method's default."""
     runs: int | None = None
     """Random starts; the best by free (else training) likelihood is kept.
-    None: the method's default, set by :meth:`validate` (see ``DEFAULT_RUNS``)."""
+    None: the method's default, set by :meth:`validate` (see ``DEFAULT_RUNS``;
+    for ``auto``, once the method is chosen: :meth:`with_method`)."""
     keep: int | None = None
     """How many of the best runs are matched and averaged into the result (with a
     per-voxel uncertainty map and the PRTF); None: half of the runs, at least 1."""
@@ -342,11 +347,13 @@ class RunConfig:
         """Check every field; return self so calls can chain."""
         if self.iterations is not None:
             _check_range("iterations", self.iterations, 1, None)
-        if self.runs is None:
+        self.method = Method(self.method)
+        if self.runs is None and self.method is not Method.AUTO:
             self.runs = DEFAULT_RUNS[self.method]
-        _check_range("runs", self.runs, 1, 1000)
+        if self.runs is not None:
+            _check_range("runs", self.runs, 1, 1000)
         if self.keep is not None:
-            _check_range("keep", self.keep, 1, self.runs)
+            _check_range("keep", self.keep, 1, self.runs if self.runs is not None else 1000)
         _check_range("keep_max_error", self.keep_max_error, 0.0, 10.0)
         _check_range("seed", self.seed, 0, 2**63 - 1)
         from .device import _DEVICE_PATTERN  # local: keeps torch import lazy-friendly
@@ -358,6 +365,14 @@ class RunConfig:
         self.projection.validate()
         self.dip.validate()
         return self
+
+    def with_method(self, method: Method) -> "RunConfig":
+        """A copy that runs ``method`` (not ``auto``), with that method's default runs where none were asked for."""
+        if Method(method) is Method.AUTO:
+            raise ValueError("with_method needs a concrete method, not auto")
+        runs = self.runs if self.runs is not None else DEFAULT_RUNS[Method(method)]
+        keep = self.keep if self.keep is None or self.keep <= runs else runs
+        return dataclasses.replace(self, method=Method(method), runs=runs, keep=keep)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (enums as strings), for JSON, TOML and the result file."""

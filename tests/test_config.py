@@ -6,8 +6,20 @@ from cdi_dip.errors import InvalidInputError
 
 def test_defaults_validate():
     cfg = RunConfig().validate()
-    assert cfg.method is Method.HIO
+    assert cfg.method is Method.AUTO and cfg.runs is None  # runs follow the method chosen from the data
     assert config_from_dict({}).to_dict() == cfg.to_dict()
+
+
+def test_with_method_sets_that_methods_default_runs():
+    from cdi_dip.config import DEFAULT_RUNS
+
+    cfg = RunConfig().validate()
+    assert cfg.with_method(Method.HIO).runs == DEFAULT_RUNS[Method.HIO]
+    assert cfg.with_method(Method.DIP).runs == DEFAULT_RUNS[Method.DIP]
+    asked = RunConfig(runs=6, keep=3).validate()
+    assert asked.with_method(Method.DIP).runs == 6 and asked.with_method(Method.DIP).keep == 3
+    with pytest.raises(ValueError):
+        cfg.with_method(Method.AUTO)
 
 
 def test_toml_round_trip(tmp_path):

@@ -373,3 +373,24 @@ def test_specimen_warm_start_keeps_a_non_negative_real_part():
     assert float(warm.obj.real.min()) >= 0.0
     box = dip_warmstart.object_box((48, 48), (24, 24), torch.device("cpu"))
     assert bool(warm.support.any()) and not bool((warm.support & ~box).any())
+
+
+def test_auto_method_is_dip_for_a_crystal_and_hio_for_a_specimen():
+    from cdi_dip.pipeline import choose_method
+    from cdi_dip.types import Measurement
+
+    yy, xx = np.mgrid[:48, :48]
+    specimen = _blob(5)
+    crystal = (specimen > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
+    valid = np.ones((48, 48), dtype=bool)
+
+    def method_for(obj, cfg):
+        counts = _pattern(obj, 1e6, 6).numpy()
+        return choose_method(Measurement(intensity=counts, valid=valid, name="x"), cfg.validate())
+
+    assert method_for(crystal, RunConfig()) is Method.DIP
+    assert method_for(specimen, RunConfig()) is Method.HIO
+    assert method_for(crystal, RunConfig(method=Method.RAAR)) is Method.RAAR
+    planned = RunConfig()
+    planned.projection.plan = "20*HIO+10*ER"
+    assert method_for(crystal, planned) is Method.HIO

@@ -259,7 +259,7 @@ class ObjectConstraints:
         return facts
 
 
-def _choose_positivity(counts: torch.Tensor, valid: torch.Tensor,
+def choose_positivity(counts: torch.Tensor, valid: torch.Tensor,
                        opts: ProjectionConfig) -> tuple[bool, FriedelAsymmetry | None]:
     """``opts.positivity``, or when None: on if the pattern is centrosymmetric beyond two standard errors."""
     if opts.positivity is not None:
@@ -308,7 +308,7 @@ def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarFi
     else:
         support = autocorrelation_support(counts, valid, physics, threshold=opts.support_threshold)
         threshold = opts.shrinkwrap_threshold
-    positivity, asymmetry = _choose_positivity(counts, valid, opts)
+    positivity, asymmetry = choose_positivity(counts, valid, opts)
     constraints = ObjectConstraints(support=support, positivity=positivity, missing_centre=missing,
                                     shrinkwrap_threshold=threshold, friedel_asymmetry=asymmetry,
                                     missing_centre_radius_px=radius_px)
