@@ -63,7 +63,13 @@ def fit_data(measurement: Measurement, cfg: RunConfig, device: torch.device) -> 
     return data, free
 
 
-def choose_method(measurement: Measurement, cfg: RunConfig) -> Method:
+AUTO_DIP_MAX_CPU_VOXELS = 64**3
+"""Largest frame (pixels or voxels) for which ``auto`` runs the double DIP on a
+CPU: a 64^3 frame takes it about 9 minutes on one core (docs/dip.md), and its
+time grows with the frame; larger frames get HIO there, the DIP on a GPU."""
+
+
+def choose_method(measurement: Measurement, cfg: RunConfig, device: torch.device) -> Method:
     """The method that runs: ``cfg.method``, or for ``auto`` the best measured for this kind of data.
 
     A centrosymmetric pattern (Friedel asymmetry within two standard errors
@@ -71,8 +77,10 @@ def choose_method(measurement: Measurement, cfg: RunConfig) -> Method:
     forced on) comes from a real specimen: HIO with positivity (on simulated
     cells behind a 4 px beamstop, median error 0.148 against the double DIP's
     0.24). Anything else is a crystal: the double DIP (0.025 against HIO's
-    0.087 on 2D crystals; docs/dip.md). A projection plan (``--plan``) asks
-    for the projection solvers: HIO (the plan names the algorithms).
+    0.087 on 2D crystals; docs/dip.md), except on a CPU for frames larger
+    than :data:`AUTO_DIP_MAX_CPU_VOXELS` (HIO, with a warning). A projection
+    plan (``--plan``) asks for the projection solvers: HIO (the plan names
+    the algorithms).
     """
     if cfg.method is not Method.AUTO:
         return cfg.method
@@ -80,10 +88,18 @@ def choose_method(measurement: Measurement, cfg: RunConfig) -> Method:
         return Method.HIO
     counts = torch.from_numpy(np.where(measurement.valid, measurement.intensity, 0.0).astype(np.float32))
     specimen, asymmetry = choose_positivity(counts, torch.from_numpy(measurement.valid), cfg.projection)
-    method = Method.HIO if specimen else Method.DIP
     detail = "forced" if asymmetry is None else f"Friedel asymmetry {asymmetry.value:.2g} +- {asymmetry.standard_error:.1g}"
-    log.info("method auto: %s (%s pattern, %s)", method.value, "centrosymmetric" if specimen else "crystal", detail)
-    return method
+    if specimen:
+        log.info("method auto: hio (centrosymmetric pattern, %s)", detail)
+        return Method.HIO
+    voxels = int(np.prod(measurement.shape))
+    if device.type == "cpu" and voxels > AUTO_DIP_MAX_CPU_VOXELS:
+        log.warning("method auto: hio, not dip: a %s frame would take the double DIP well over 15 minutes on a "
+                    "CPU; use a GPU, --max-size 64, or --method dip to run it anyway",
+                    "x".join(map(str, measurement.shape)))
+        return Method.HIO
+    log.info("method auto: dip (crystal, %s)", detail)
+    return Method.DIP
 
 
 def reconstruct(
@@ -118,8 +134,8 @@ def reconstruct(
         free (:func:`cdi_dip.memory.check_memory`).
     """
     requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
-    cfg = cfg.with_method(choose_method(measurement, cfg))
     device = resolve_device(cfg.device)
+    cfg = cfg.with_method(choose_method(measurement, cfg, device))
     check_memory(estimate_memory_bytes(cfg, measurement.shape), device,
                  f"{cfg.method.value} on a {'x'.join(map(str, measurement.shape))} frame")
     data, free = fit_data(measurement, cfg, device)

@@ -386,7 +386,8 @@ def test_auto_method_is_dip_for_a_crystal_and_hio_for_a_specimen():
 
     def method_for(obj, cfg):
         counts = _pattern(obj, 1e6, 6).numpy()
-        return choose_method(Measurement(intensity=counts, valid=valid, name="x"), cfg.validate())
+        return choose_method(Measurement(intensity=counts, valid=valid, name="x"), cfg.validate(),
+                             torch.device("cpu"))
 
     assert method_for(crystal, RunConfig()) is Method.DIP
     assert method_for(specimen, RunConfig()) is Method.HIO
@@ -394,3 +395,15 @@ def test_auto_method_is_dip_for_a_crystal_and_hio_for_a_specimen():
     planned = RunConfig()
     planned.projection.plan = "20*HIO+10*ER"
     assert method_for(crystal, planned) is Method.HIO
+
+
+def test_auto_method_keeps_large_frames_off_the_cpu_dip(monkeypatch):
+    from cdi_dip import pipeline
+    from cdi_dip.types import Measurement
+
+    yy, xx = np.mgrid[:48, :48]
+    crystal = (_blob(5) > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
+    measurement = Measurement(intensity=_pattern(crystal, 1e6, 6).numpy(), valid=np.ones((48, 48), bool), name="x")
+    monkeypatch.setattr(pipeline, "AUTO_DIP_MAX_CPU_VOXELS", 48 * 48 - 1)
+    assert pipeline.choose_method(measurement, RunConfig().validate(), torch.device("cpu")) is Method.HIO
+    assert pipeline.choose_method(measurement, RunConfig().validate(), torch.device("meta")) is Method.DIP
