@@ -65,6 +65,9 @@ DEFAULT_ITERATIONS: dict[int, int] = {2: 1000, 3: 1500}
 included) when ``RunConfig.iterations`` is None, by number of dimensions.
 Chosen by measurement (docs/dip.md)."""
 
+DEFAULT_WARM_START_RUNS: dict[int, int] = {2: 16, 3: 8}
+"""Warm-start runs when ``dip.warm_start_runs`` is None, by number of dimensions (docs/dip.md)."""
+
 PHASE_HEAD = "unit"
 """Phase head of the ``mag-phase`` parameterisation: ``"unit"`` (normalised
 two-channel phasor, represents phase vortices) or ``"tanh"`` (``pi*tanh``)."""
@@ -333,7 +336,8 @@ class _Runner:
         self.object_shape = object_shape(self.frame_shape)
         ndim = len(self.frame_shape)
         self.total = int(cfg.iterations) if cfg.iterations is not None else DEFAULT_ITERATIONS[ndim]
-        self.warm_runs = self.dip.warm_start_runs
+        self.warm_runs = (self.dip.warm_start_runs if self.dip.warm_start_runs is not None
+                          else DEFAULT_WARM_START_RUNS[ndim])
         self.probe_count = 1 if self.warm_runs > 0 else self.dip.probes
         self.probe_iterations = min(self.dip.probe_iterations, self.total) if self.probe_count > 1 else 0
         self.work_total = (self.warm_runs * dip_warmstart.ITERATIONS_PER_RUN
