@@ -21,7 +21,7 @@ import numpy as np
 from common import limit_threads, machine_description
 
 from cdi_dip.align import compare_objects
-from cdi_dip.config import RunConfig
+from cdi_dip.config import Method, RunConfig
 from cdi_dip.pipeline import reconstruct
 from cdi_dip.preprocess import condition_detector, prepare
 from cdi_dip.simulate import simulate_scan
@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--method", default="hio",
+                        help="auto, dip, hio, raar or er (default hio: the method docs/benchmarks.md measured)")
     args = parser.parse_args()
     limit_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -43,7 +45,7 @@ def main() -> None:
                              dislocation=index % 3 == 2)
         results = []
         for seed in (0, 100):
-            cfg = RunConfig(device="cpu", runs=1, seed=seed).validate()
+            cfg = RunConfig(method=Method(args.method), device="cpu", runs=1, seed=seed).validate()
             results.append(reconstruct(prepare(condition_detector(scan.to_measurement("a"), cfg.detector),
                                                cfg.prep), cfg))
         first, second = (r.obj for r in results)

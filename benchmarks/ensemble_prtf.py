@@ -22,7 +22,7 @@ import numpy as np
 from common import limit_threads, machine_description
 
 from cdi_dip.align import _centred_fft, _centred_ifft, compare_objects
-from cdi_dip.config import RunConfig
+from cdi_dip.config import Method, RunConfig
 from cdi_dip.ensemble import compute_prtf, match_to_reference, object_pixel_size_m
 from cdi_dip.pipeline import reconstruct
 from cdi_dip.preprocess import condition_detector, prepare
@@ -73,11 +73,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--method", default="hio",
+                        help="auto, dip, hio, raar or er (default hio: the method docs/benchmarks.md measured)")
     args = parser.parse_args()
     limit_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     scan = simulate_scan("crystal", (128, 128), rng=rng, peak_counts=1e5, offset_px=(3, -2))
-    cfg = RunConfig(device="cpu", runs=args.runs, keep=args.keep).validate()
+    cfg = RunConfig(method=Method(args.method), device="cpu", runs=args.runs, keep=args.keep).validate()
     start = time.perf_counter()
     result = reconstruct(prepare(condition_detector(scan.to_measurement("prtf"), cfg.detector), cfg.prep), cfg)
     elapsed = time.perf_counter() - start
