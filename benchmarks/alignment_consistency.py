@@ -18,7 +18,7 @@ import argparse
 import statistics
 
 import numpy as np
-from common import limit_threads, machine_description
+from common import add_method_argument, limit_threads, machine_description
 
 from cdi_dip.align import compare_objects
 from cdi_dip.config import Method, RunConfig
@@ -33,8 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--method", default="hio",
-                        help="auto, dip, hio, raar or er (default hio: the method docs/benchmarks.md measured)")
+    add_method_argument(parser)
     args = parser.parse_args()
     limit_threads(args.threads)
     rng = np.random.default_rng(args.seed)

@@ -38,6 +38,12 @@ def limit_threads(threads: int | None) -> None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+def add_method_argument(parser, default: str = "hio") -> None:
+    """``--method`` of a benchmark whose figures in docs/benchmarks.md were measured with ``default``."""
+    parser.add_argument("--method", default=default,
+                        help=f"auto, dip, hio, raar or er (default {default}: the method docs/benchmarks.md measured)")
+
+
 @dataclass
 class Case:
     """One simulated benchmark case."""

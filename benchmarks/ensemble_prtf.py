@@ -19,7 +19,7 @@ import argparse
 import time
 
 import numpy as np
-from common import limit_threads, machine_description
+from common import add_method_argument, limit_threads, machine_description
 
 from cdi_dip.align import _centred_fft, _centred_ifft, compare_objects
 from cdi_dip.config import Method, RunConfig
@@ -73,8 +73,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--method", default="hio",
-                        help="auto, dip, hio, raar or er (default hio: the method docs/benchmarks.md measured)")
+    add_method_argument(parser)
     args = parser.parse_args()
     limit_threads(args.threads)
     rng = np.random.default_rng(args.seed)

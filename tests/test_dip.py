@@ -345,12 +345,16 @@ def _blob(seed: int) -> np.ndarray:
     return obj
 
 
+def _strained_blob(seed: int) -> np.ndarray:
+    """The blob's support with a non-linear (strain-like) phase: a pattern without Friedel symmetry."""
+    yy, xx = np.mgrid[:48, :48]
+    return (_blob(seed) > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
+
+
 def test_parameterisation_follows_the_pattern_symmetry():
     # A real, non-negative specimen has a centrosymmetric pattern: real-imag with positivity.
     # A strained crystal (a non-linear phase) has not: mag-phase, no specimen constraints.
-    yy, xx = np.mgrid[:48, :48]
-    specimen = _blob(1)
-    crystal = (specimen > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
+    specimen, crystal = _blob(1), _strained_blob(1)
     physics = FarField((48, 48))
     cfg = RunConfig(method=Method.DIP)
     valid = torch.ones((48, 48), dtype=torch.bool)
@@ -379,9 +383,7 @@ def test_auto_method_is_dip_for_a_crystal_and_hio_for_a_specimen():
     from cdi_dip.pipeline import choose_method
     from cdi_dip.types import Measurement
 
-    yy, xx = np.mgrid[:48, :48]
-    specimen = _blob(5)
-    crystal = (specimen > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
+    specimen, crystal = _blob(5), _strained_blob(5)
     valid = np.ones((48, 48), dtype=bool)
 
     def method_for(obj, cfg):
@@ -401,9 +403,8 @@ def test_auto_method_keeps_large_frames_off_the_cpu_dip(monkeypatch):
     from cdi_dip import pipeline
     from cdi_dip.types import Measurement
 
-    yy, xx = np.mgrid[:48, :48]
-    crystal = (_blob(5) > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
-    measurement = Measurement(intensity=_pattern(crystal, 1e6, 6).numpy(), valid=np.ones((48, 48), bool), name="x")
+    measurement = Measurement(intensity=_pattern(_strained_blob(5), 1e6, 6).numpy(), valid=np.ones((48, 48), bool),
+                              name="x")
     monkeypatch.setattr(pipeline, "AUTO_DIP_MAX_CPU_VOXELS", 48 * 48 - 1)
     assert pipeline.choose_method(measurement, RunConfig().validate(), torch.device("cpu")) is Method.HIO
     assert pipeline.choose_method(measurement, RunConfig().validate(), torch.device("meta")) is Method.DIP

@@ -55,7 +55,7 @@ from ..errors import InvalidInputError, ReconstructionError
 from ..physics import FarField, crop_centre, pad_to_frame, project_modulus
 from ..types import SolverOutput
 from . import dip_warmstart
-from .projections import ObjectConstraints, choose_constraints
+from .projections import ObjectConstraints, choose_constraints, choose_positivity
 from .nets import DoubleDip, input_grid
 
 log = logging.getLogger(__name__)
@@ -312,9 +312,9 @@ def choose_parameterisation(counts: torch.Tensor, valid: torch.Tensor, physics: 
     chosen = None if cfg.dip.param is None else DipParam(cfg.dip.param)
     if chosen is DipParam.MAG_PHASE:
         return DipParam.MAG_PHASE, None
+    if chosen is None and not choose_positivity(counts, valid, cfg.projection)[0]:
+        return DipParam.MAG_PHASE, None  # a crystal: no need for the autocorrelation support
     constraints = choose_constraints(counts, valid, physics, cfg.projection)
-    if chosen is None and not constraints.positivity:
-        return DipParam.MAG_PHASE, None
     log.info("double DIP: real-imag object, warm start with positivity %s and a %s initial support",
              constraints.positivity, "half-autocorrelation" if constraints.missing_centre else "autocorrelation")
     return DipParam.REAL_IMAG, constraints
