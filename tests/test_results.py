@@ -71,7 +71,9 @@ def test_ensemble_averages_the_runs_that_agree_and_is_written_and_reported(cryst
     path = tmp_path / "scan.npy"
     np.save(path, np.where(crystal_scan.valid, crystal_scan.counts, 0))
     result = runner.invoke(app, ["reconstruct", str(path), "--out", str(tmp_path / "out"), "--json", "--device",
-                                 "cpu", "--runs", "4", "--keep", "3", "--method", "hio"])  # any method; hio is quick
+                                 "cpu", "--runs", "6", "--keep", "3", "--method", "hio"])
+    # Any method; HIO is quick. Its starts reach the basin about every other time on this 64^2 crystal, so six
+    # starts leave the best at least one that agrees with it.
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     members = summary["ensemble"]["members"]
