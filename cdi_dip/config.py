@@ -70,6 +70,14 @@ class AlienHandling(str, enum.Enum):
     OFF = "off"  # do not look for them
 
 
+class RimHandling(str, enum.Enum):
+    """What to do with the one-pixel rim around a beamstop shadow the tool found."""
+
+    TEST = "test"  # hold it out of a first pass, fit it again where that pass predicts its counts
+    EXCLUDE = "exclude"  # always exclude it (a beamstop with a soft edge)
+    KEEP = "keep"  # always fit it (a sharp shadow)
+
+
 class DipParam(str, enum.Enum):
     """Parameterisation of the double-DIP object."""
 
@@ -143,6 +151,12 @@ class DetectorConfig:
     None: found from the data (a dark region at the peak)."""
     find_beamstop: bool | None = None
     """Look for a beamstop shadow; None: in 2D frames (forward CDI) only."""
+    beamstop_rim: RimHandling = RimHandling.TEST
+    """The one-pixel rim around a found shadow, which a real beamstop's edge may half cover:
+    ``test`` holds it out of a first reconstruction and fits it again when that
+    reconstruction predicts its counts to within ``RIM_TOLERANCE`` (a sharp
+    shadow; :mod:`cdi_dip.rim`), ``exclude`` always excludes it, ``keep``
+    always fits it."""
     find_gaps: bool = True
     """Look for detector gaps (lines of zeros or of a fill value)."""
     gap_fill_value: float | None = None

@@ -31,10 +31,10 @@ from .errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 
-REASONS = ("invalid_input", "beamstop", "gap", "hot", "dead", "saturated", "alien")
+REASONS = ("invalid_input", "beamstop", "beamstop_rim", "gap", "hot", "dead", "saturated", "alien")
 """Keys of :func:`detect_defects`' result, in reporting order."""
 
-PRIORITY = ("invalid_input", "gap", "beamstop", "saturated", "hot", "dead", "alien")
+PRIORITY = ("invalid_input", "gap", "beamstop", "beamstop_rim", "saturated", "hot", "dead", "alien")
 """Order in which a pixel flagged for several reasons is attributed to one."""
 
 
@@ -671,6 +671,9 @@ class DefectOptions:
     """Beamstop as a disc/ball of this radius at ``peak`` (or the centre); None: find it."""
     beamstop_level_counts: float = 0.0
     """Largest count inside a beamstop shadow."""
+    beamstop_rim_px: int = 1
+    """Width of the rim reported around a found shadow (``"beamstop_rim"``), pixels: where a real
+    beamstop's edge may half cover the detector."""
     gaps: bool = True
     """Look for detector gaps."""
     gap_fill_value: float | None = None
@@ -705,8 +708,9 @@ def detect_defects(
 ) -> dict[str, np.ndarray]:
     """Run every defect detector and attribute each excluded pixel to one reason.
 
-    Detectors run in the order gap, saturated, hot, beamstop, dead, alien,
-    each seeing the pixels flagged before as invalid. A pixel is reported
+    Detectors run in the order gap, saturated, hot, beamstop (and the rim
+    of a found shadow, ``"beamstop_rim"``), dead, alien, each seeing the
+    pixels flagged before as invalid. A pixel is reported
     under one reason only, the first in :data:`PRIORITY`.
 
     Parameters
@@ -744,8 +748,11 @@ def detect_defects(
         keep("hot", find_hot_pixels(counts, work, threshold=opts.hot_threshold, significance=opts.hot_significance))
     beamstop = opts.beamstop if opts.beamstop is not None else (counts.ndim == 2)
     if beamstop or opts.beamstop_radius_px is not None:
-        keep("beamstop", find_beamstop(counts, work, peak=opts.peak, radius_px=opts.beamstop_radius_px,
-                                       level_counts=opts.beamstop_level_counts))
+        shadow = find_beamstop(counts, work, peak=opts.peak, radius_px=opts.beamstop_radius_px,
+                               level_counts=opts.beamstop_level_counts, margin_px=0)
+        keep("beamstop", shadow)
+        if opts.beamstop_radius_px is None and opts.beamstop_rim_px > 0 and shadow.any():
+            keep("beamstop_rim", dilate(shadow, opts.beamstop_rim_px) & work)
     if opts.dead or (opts.dead is None and counts.ndim == 3):
         keep("dead", find_dead_pixels(counts, work, min_neighbour_counts=opts.dead_min_neighbour_counts))
     if opts.aliens:

@@ -58,7 +58,8 @@ def describe(inspection: Inspection, *, source: str) -> dict[str, Any]:
         fraction, the excluded pixels by reason (``excluded``: pixels or
         voxels; ``excluded_detector_px``: detector pixels, a stack's frames
         together; ``excluded_box``: where they lie), facts found
-        (``preparation``: saturation, aliens kept...), geometry, and the frame
+        (``preparation``: saturation, aliens kept...), pixels held out of a
+        first pass (``provisional``: a found beamstop's rim), geometry, and the frame
         ``reconstruct`` would use (``suggested_frame``, ``suggested_roi`` in
         detector pixels).
     """
@@ -83,6 +84,8 @@ def describe(inspection: Inspection, *, source: str) -> dict[str, Any]:
         "excluded_detector_px": {reason: _detector_pixels(mask) for reason, mask in masks.items()},
         "excluded_box": {reason: _box(mask) for reason, mask in masks.items()},
         "preparation": dict(conditioned.notes),
+        "provisional": {"beamstop_rim": int(np.count_nonzero(conditioned.provisional))}
+        if conditioned.provisional is not None else {},
         "wavelength_m": meta.wavelength_m,
         "distance_m": meta.distance_m,
         "pixel_size_m": list(meta.pixel_size_m) if meta.pixel_size_m else None,

@@ -32,6 +32,7 @@ from .physics import FarField
 from .preprocess import condition_detector, prepare
 from .provenance import software_versions
 from .restarts import FitData, combine_runs, run_starts
+from .rim import check_rim, with_rim, without_rim
 from .solvers.projections import choose_positivity
 from .types import Measurement, Result
 
@@ -110,6 +111,12 @@ def reconstruct(
 ) -> Result:
     """Reconstruct a prepared measurement with ``cfg.runs`` random starts.
 
+    Provisional pixels (the rim of a beamstop shadow the tool found) are left
+    out of a first pass. When that pass ran the double DIP and predicts their
+    counts (:func:`cdi_dip.rim.check_rim`), the rim is lit and a second pass
+    fits it with the rest; otherwise it stays excluded (``beamstop_rim``).
+    Either way ``extra["beamstop_rim"]`` says what was measured and done.
+
     Parameters
     ----------
     measurement : Measurement
@@ -134,6 +141,34 @@ def reconstruct(
         free (:func:`cdi_dip.memory.check_memory`).
     """
     requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
+    first = _reconstruct_pass(without_rim(measurement), cfg, requested, on_iter)
+    if measurement.provisional is None:
+        return first
+    if first.method != Method.DIP.value:
+        # HIO, ER and RAAR leave a missing centre short of power (they predicted 2-4x too few counts on
+        # the rim of planted crystals), so their prediction cannot vouch for the rim: it stays excluded.
+        first.extra["beamstop_rim"] = {"pixels": int(np.count_nonzero(measurement.provisional)), "tested": False,
+                                       "readmitted": False}
+        return first
+    rim = check_rim(measurement, first.model_intensity)
+    if first.interrupted or not rim.lit:
+        first.extra["beamstop_rim"] = rim.summary(readmitted=False)
+        return first
+    log.info("beamstop rim lit: reconstructing again with its %d pixels", rim.pixels)
+    second = _reconstruct_pass(with_rim(measurement), cfg, requested, on_iter)
+    if second.interrupted:  # Ctrl-C during the second pass: the finished first one is the better result
+        log.warning("interrupted while fitting the beamstop rim: keeping the first pass, without it")
+        first.extra["beamstop_rim"] = rim.summary(readmitted=False)
+        first.interrupted = True
+        return first
+    second.extra["beamstop_rim"] = rim.summary(readmitted=True)
+    second.wall_s += first.wall_s
+    return second
+
+
+def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any],
+                      on_iter: IterCallback | None) -> Result:
+    """One reconstruction of every pixel the measurement has valid; see :func:`reconstruct`."""
     device = resolve_device(cfg.device)
     cfg = cfg.with_method(choose_method(measurement, cfg, device))
     check_memory(estimate_memory_bytes(cfg, measurement.shape), device,
@@ -279,6 +314,8 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
                       "phase_offset_rad": result.align.phase_offset_rad, "twin": result.align.twin},
         "config": result.config,
     }
+    if "beamstop_rim" in result.extra:
+        summary["beamstop_rim"] = result.extra["beamstop_rim"]
     ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
     if ensemble is not None:
         summary["ensemble"] = ensemble.summary()

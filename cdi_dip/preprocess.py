@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .config import AlienHandling, CentreMethod, DetectorConfig, PrepConfig
+from .config import AlienHandling, CentreMethod, DetectorConfig, PrepConfig, RimHandling
 from .corrections import bin_frames, correct_measurement
 from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
 from .errors import InvalidInputError
@@ -221,6 +221,10 @@ def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
         masks["padding"] = ~inside
         excluded["padding"] = int(np.count_nonzero(~inside))
     framed[~framed_valid] = 0
+    provisional = None
+    if measurement.provisional is not None:
+        provisional = extract_window(measurement.provisional, window, False) & framed_valid
+        provisional = provisional if provisional.any() else None
     log.info("peak at %s, frame %s from array region %s", centre, tuple(sizes), window)
     notes = {**measurement.notes, "centre_px": [int(c) for c in centre]}
     return replace(
@@ -231,6 +235,7 @@ def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
         masks={reason: mask for reason, mask in masks.items() if mask.any()},
         roi=detector_roi(measurement, window),
         notes=notes,
+        provisional=provisional,
     )
 
 
@@ -295,11 +300,22 @@ def defect_reference_peak(measurement: Measurement) -> tuple[int, ...] | None:
     return peak_guess(measurement.intensity, measurement.valid, measurement.masks.get("saturated"))
 
 
+def _hold_out_rim(measurement: Measurement, rim: np.ndarray, handling: RimHandling) -> Measurement:
+    """The rim of a found beamstop shadow: provisional (``test``: see :mod:`cdi_dip.rim`) or kept (``keep``)."""
+    if not rim.any() or handling is RimHandling.KEEP:
+        return measurement
+    previous = measurement.provisional if measurement.provisional is not None else np.zeros_like(rim)
+    return replace(measurement, provisional=previous | rim)
+
+
 def exclude_defects(measurement: Measurement, cfg: DetectorConfig) -> Measurement:
     """Find detector defects in the data and exclude them, each under its reason.
 
     With ``detector.aliens = "report"`` aliens are found and counted
-    (``notes["aliens_kept_px"]``) but stay valid. Saturation is not looked
+    (``notes["aliens_kept_px"]``) but stay valid. The rim of a found
+    beamstop shadow stays valid too, as ``provisional`` pixels
+    (``detector.beamstop_rim = "test"``), unless ``"exclude"`` asks for it to
+    be excluded under ``beamstop_rim``. Saturation is not looked
     for here (see :func:`exclude_saturated`).
 
     Parameters
@@ -324,6 +340,9 @@ def exclude_defects(measurement: Measurement, cfg: DetectorConfig) -> Measuremen
                 notes["aliens_kept_px"] = kept
                 log.warning("%s: %d alien pixels found and kept (detector.aliens = report)",
                             measurement.source, kept)
+            continue
+        if reason == "beamstop_rim" and RimHandling(cfg.beamstop_rim) is not RimHandling.EXCLUDE:
+            measurement = _hold_out_rim(measurement, found[reason], RimHandling(cfg.beamstop_rim))
             continue
         measurement = measurement.exclude(reason, found[reason])
     return replace(measurement, notes=notes)
@@ -367,7 +386,8 @@ def bin_measurement(measurement: Measurement, factors: list[int]) -> Measurement
     """Sum blocks of detector pixels (exact Poisson counts; a block with an excluded pixel is excluded).
 
     An excluded block keeps the reason of its excluded pixels (the first one
-    in the measurement's order of reasons). The pixel size in the geometry is
+    in the measurement's order of reasons). Provisional pixels (a beamstop's
+    rim) are excluded first, under ``beamstop_rim``. The pixel size in the geometry is
     multiplied by the factors of the detector axes.
 
     Parameters
@@ -384,6 +404,8 @@ def bin_measurement(measurement: Measurement, factors: list[int]) -> Measurement
     steps = _bin_factors(factors, measurement.ndim)
     if all(step == 1 for step in steps):
         return measurement
+    if measurement.provisional is not None:  # a binned pixel part rim, part lit: not testable, so excluded
+        measurement = measurement.exclude("beamstop_rim", measurement.provisional)
     intensity, valid = bin_frames(measurement.intensity, measurement.valid, steps)
     masks: dict[str, np.ndarray] = {}
     taken = valid.copy()

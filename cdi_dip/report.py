@@ -208,6 +208,7 @@ def _save(fig, path: Path) -> None:
 MASK_COLOURS = {
     "nan": "#ffffff", "inf": "#ffffff", "negative": "#bbbbbb", "file_mask": "#00bfff", "mask_file": "#1e90ff",
     "simulated_mask": "#00bfff", "dark": "#ff00ff", "flat": "#9400d3", "gap": "#00ff7f", "beamstop": "#00ffff",
+    "beamstop_rim": "#008b8b",
     "saturated": "#ff4500", "hot": "#ff0000", "dead": "#ffd700", "alien": "#7fff00", "padding": "#444444",
     "binning": "#808080",
 }

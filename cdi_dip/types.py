@@ -69,6 +69,11 @@ class Measurement:
     notes : dict
         Facts the preparation found (``centre_px``, ``aliens_kept_px``...),
         plain data for the summary.
+    provisional : numpy.ndarray of bool, same shape, or None
+        Valid pixels (counts kept) that the reconstruction holds out of its
+        fit until a first pass confirms them: the rim of a beamstop shadow the
+        tool found, which a real beamstop may half cover
+        (:func:`cdi_dip.rim.check_rim`). None: none.
     """
 
     intensity: np.ndarray
@@ -81,6 +86,7 @@ class Measurement:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     binning: tuple[int, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
+    provisional: np.ndarray | None = None
 
     @property
     def ndim(self) -> int:
@@ -114,7 +120,11 @@ class Measurement:
         excluded = dict(self.excluded)
         excluded[reason] = excluded.get(reason, 0) + count
         intensity = np.where(new, 0, self.intensity).astype(self.intensity.dtype)
-        return replace(self, intensity=intensity, valid=self.valid & ~new, masks=masks, excluded=excluded)
+        provisional = None
+        if self.provisional is not None and (self.provisional & ~new).any():
+            provisional = self.provisional & ~new
+        return replace(self, intensity=intensity, valid=self.valid & ~new, masks=masks, excluded=excluded,
+                       provisional=provisional)
 
 
 @dataclass

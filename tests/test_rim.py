@@ -1,0 +1,137 @@
+"""The rim of a found beamstop: reported apart, held out of a first pass, fitted again when lit (issue 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cdi_dip import pipeline
+from cdi_dip._ndimage import dilate
+from cdi_dip.config import DetectorConfig, Method, RimHandling, RunConfig
+from cdi_dip.defects import detect_defects
+from cdi_dip.preprocess import bin_measurement, condition_detector, prepare
+from cdi_dip.rim import check_rim
+from cdi_dip.simulate import expected_intensity, faceted_crystal, plant_defects
+from cdi_dip.types import Measurement, Result
+
+SHAPE = (64, 64)
+
+
+def planted_crystal(rim_transmission: float = 1.0, seed: int = 3):
+    """Counts of a crystal behind a sharp 3 px beamstop (zeros), the rim dimmed by ``rim_transmission``.
+
+    Returns the raw measurement, the planted shadow, its one-pixel rim and the expected (noise-free) intensity.
+    """
+    rng = np.random.default_rng(seed)
+    expected = expected_intensity(faceted_crystal(SHAPE, rng=rng))
+    expected = expected * (1e5 / expected.max())
+    peak = tuple(int(i) for i in np.unravel_index(int(np.argmax(expected)), SHAPE))
+    counts = rng.poisson(expected).astype(np.float32)
+    planted = plant_defects(counts, rng=rng, peak=peak, beamstop_radius_px=3)
+    shadow = planted.truth["beamstop"]
+    rim = dilate(shadow, 1) & ~shadow
+    counts = planted.counts.copy()
+    counts[rim] = rng.binomial(counts[rim].astype(np.int64), rim_transmission)
+    raw = Measurement(intensity=counts, valid=np.ones(SHAPE, dtype=bool), source="planted", name="planted")
+    return raw, shadow, rim, expected.astype(np.float32)
+
+
+def test_a_found_shadow_is_the_dark_pixels_and_its_rim_is_reported_apart():
+    raw, shadow, rim, _ = planted_crystal()
+    found = detect_defects(raw.intensity, raw.valid)
+    assert np.array_equal(found["beamstop"], shadow)
+    assert np.array_equal(found["beamstop_rim"], rim)
+
+
+def test_a_given_beamstop_radius_has_no_rim():
+    raw, _, _, _ = planted_crystal()
+    conditioned = condition_detector(raw, DetectorConfig(beamstop_radius=4.0))
+    assert conditioned.provisional is None
+    assert "beamstop_rim" not in conditioned.masks
+
+
+@pytest.mark.parametrize("handling", list(RimHandling))
+def test_the_rim_is_provisional_excluded_or_kept_as_configured(handling):
+    raw, shadow, rim, _ = planted_crystal()
+    conditioned = condition_detector(raw, DetectorConfig(beamstop_rim=handling))
+    assert np.array_equal(conditioned.masks["beamstop"], shadow)
+    if handling is RimHandling.TEST:
+        assert np.array_equal(conditioned.provisional, rim)
+        assert conditioned.valid[rim].all() and np.array_equal(conditioned.intensity[rim], raw.intensity[rim])
+    elif handling is RimHandling.EXCLUDE:
+        assert conditioned.provisional is None
+        assert np.array_equal(conditioned.masks["beamstop_rim"], rim) and not conditioned.valid[rim].any()
+    else:
+        assert conditioned.provisional is None and conditioned.valid[rim].all()
+
+
+def test_preparation_keeps_the_rim_in_the_frame_and_binning_excludes_it():
+    raw, _, rim, _ = planted_crystal()
+    conditioned = condition_detector(raw, DetectorConfig())
+    framed = prepare(conditioned, RunConfig().prep)
+    assert framed.provisional is not None
+    assert np.count_nonzero(framed.provisional) == np.count_nonzero(rim)
+    assert framed.valid[framed.provisional].all()
+    binned = bin_measurement(conditioned, [2, 2])
+    assert binned.provisional is None and "beamstop_rim" in binned.masks
+
+
+def provisional_measurement(rim_transmission: float):
+    raw, _, rim, expected = planted_crystal(rim_transmission)
+    return condition_detector(raw, DetectorConfig()), rim, expected
+
+
+def test_a_lit_rim_agrees_with_a_true_prediction():
+    measurement, _, expected = provisional_measurement(1.0)
+    rim = check_rim(measurement, expected)
+    assert rim.lit and abs(rim.ratio - 1) < 0.05 and rim.agreeing_fraction > 0.9
+
+
+@pytest.mark.parametrize("transmission", [0.5, 0.8])
+def test_a_dimmed_rim_does_not(transmission):
+    measurement, _, expected = provisional_measurement(transmission)
+    rim = check_rim(measurement, expected)
+    assert not rim.lit
+    assert rim.ratio == pytest.approx(transmission, abs=0.05)
+
+
+def test_a_prediction_right_only_in_sum_does_not_vouch_for_the_rim():
+    measurement, rim_mask, expected = provisional_measurement(1.0)
+    wrong = expected.copy()
+    values = wrong[rim_mask]
+    wrong[rim_mask] = np.roll(np.sort(values), len(values) // 2)  # the same sum, on the wrong pixels
+    rim = check_rim(measurement, wrong)
+    assert abs(rim.ratio - 1) < 0.05
+    assert not rim.lit
+
+
+class FakePasses:
+    """Stands in for one reconstruction pass: records what it was given, predicts ``expected``."""
+
+    def __init__(self, expected: np.ndarray, method: str):
+        self.expected, self.method, self.seen = expected, method, []
+
+    def __call__(self, measurement, cfg, requested, on_iter):
+        self.seen.append(measurement)
+        return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
+                      measurement=measurement, method=self.method, model_intensity=self.expected, wall_s=1.0)
+
+
+@pytest.mark.parametrize("transmission,method,readmitted", [(1.0, "dip", True), (0.5, "dip", False),
+                                                             (1.0, "hio", False)])
+def test_reconstruct_fits_the_rim_again_only_when_a_dip_pass_finds_it_lit(monkeypatch, transmission, method,
+                                                                          readmitted):
+    measurement, rim, expected = provisional_measurement(transmission)
+    passes = FakePasses(expected, method)
+    monkeypatch.setattr(pipeline, "_reconstruct_pass", passes)
+    result = pipeline.reconstruct(measurement, RunConfig(device="cpu", method=Method(method)))
+    first = passes.seen[0]
+    assert first.provisional is None and not first.valid[rim].any()  # the first pass never sees the rim
+    assert len(passes.seen) == (2 if readmitted else 1)
+    assert result.extra["beamstop_rim"]["readmitted"] is readmitted
+    assert result.extra["beamstop_rim"]["tested"] is (method == "dip")
+    if readmitted:
+        assert result.measurement.valid[rim].all() and result.measurement.provisional is None
+        assert result.wall_s == 2.0
+    else:
+        assert np.array_equal(result.measurement.masks["beamstop_rim"], rim)
