@@ -1,4 +1,7 @@
+import math
+
 import numpy as np
+import pytest
 import torch
 
 from cdi_dip.metrics import chi_square, data_metrics, poisson_deviance, r_factor
@@ -46,3 +49,21 @@ def test_data_metrics_reports_free_figures_only_with_free_pixels():
     free[:10] = True
     figures = data_metrics(model, counts, valid & ~free, free)
     assert {"r_factor", "llk_poisson", "chi2", "free_llk_poisson", "free_r_factor"} <= figures.keys()
+
+
+@pytest.mark.parametrize("fraction_valid", [0.0, 0.3, 1.0])
+def test_masked_figures_are_the_deviance_and_r_factor(fraction_valid):
+    from cdi_dip.metrics import MaskedFigures
+
+    generator = torch.Generator().manual_seed(12)
+    shape = (24, 20)
+    counts = torch.poisson(torch.rand(shape, generator=generator) * 3)  # many zero counts
+    mask = torch.rand(shape, generator=generator) < fraction_valid
+    figures = MaskedFigures(counts, mask)
+    for model in (counts.clone(), torch.rand(shape, generator=generator) * 5, torch.zeros(shape)):
+        deviance, r = figures(model)
+        if not mask.any():
+            assert math.isnan(deviance) and math.isnan(r)
+            continue
+        assert deviance == pytest.approx(poisson_deviance(model, counts, mask), rel=1e-9, abs=1e-12)
+        assert r == pytest.approx(r_factor(model, counts, mask), rel=1e-9, abs=1e-12)

@@ -33,7 +33,7 @@ import torch
 
 from ..config import ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
-from ..metrics import poisson_deviance, r_factor
+from ..metrics import MaskedFigures
 from ..physics import FarField
 from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
                        sigma_schedule)
@@ -393,15 +393,34 @@ class _Best:
             self.score, self.obj, self.support, self.iteration = score, estimate, support, iteration
 
 
-def _checkpoint_entry(estimate: torch.Tensor, physics: FarField, counts_f: torch.Tensor, valid_f: torch.Tensor,
-                      free_f: torch.Tensor | None) -> dict[str, float]:
-    """Data-fit figures of a support-constrained estimate (FFT order): ``loss``, ``r_factor``, ``free_loss``."""
-    field = physics.fft(estimate)
-    model = field.real.square() + field.imag.square()
-    entry = {"loss": poisson_deviance(model, counts_f, valid_f), "r_factor": r_factor(model, counts_f, valid_f)}
-    if free_f is not None:
-        entry["free_loss"] = poisson_deviance(model, counts_f, free_f)
-    return entry
+class _CheckpointFigures:
+    """The data-fit figures of the metric checkpoints (FFT order), the counts' share worked out once.
+
+    Parameters
+    ----------
+    physics : FarField
+    counts_f : torch.Tensor, float32, frame shape, FFT order
+    valid_f : torch.Tensor, bool
+        Fitted pixels.
+    free_f : torch.Tensor, bool, or None
+        Held-out pixels.
+    """
+
+    def __init__(self, physics: FarField, counts_f: torch.Tensor, valid_f: torch.Tensor,
+                 free_f: torch.Tensor | None):
+        self._physics = physics
+        self._fitted = MaskedFigures(counts_f, valid_f)
+        self._free = MaskedFigures(counts_f, free_f) if free_f is not None else None
+
+    def __call__(self, estimate: torch.Tensor) -> dict[str, float]:
+        """``loss`` (mean Poisson deviance), ``r_factor`` and ``free_loss`` of a support-constrained estimate."""
+        field = self._physics.fft(estimate)
+        model = field.real.square() + field.imag.square()
+        loss, r = self._fitted(model)
+        entry = {"loss": loss, "r_factor": r}
+        if self._free is not None:
+            entry["free_loss"] = self._free(model)[0]
+        return entry
 
 
 def solve_projections(
@@ -490,6 +509,8 @@ def solve_projections(
     backend = select_backend(x.device)
     log.debug("fused steps: %s", backend.name)
 
+    figures = _CheckpointFigures(physics, counts_f, valid_f, free_f)
+    constrained_mode = positivity_mode("ER", positivity)  # ER's update of x itself is constrained_object(x)
     period, last_shrinkwrap = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
     history: list[dict[str, Any]] = []
     best = _Best()
@@ -497,9 +518,8 @@ def solve_projections(
     interrupted = False
 
     def record(algorithm: str) -> None:
-        estimate = constrained_object(x, support, positivity)
-        entry: dict[str, Any] = {"iteration": iteration, "algorithm": algorithm,
-                                 **_checkpoint_entry(estimate, physics, counts_f, valid_f, free_f),
+        estimate = backend.update_(torch.empty_like(x).copy_(x), x, support, (0.0, 0.0), constrained_mode)
+        entry: dict[str, Any] = {"iteration": iteration, "algorithm": algorithm, **figures(estimate),
                                  "support_size": int(support.sum())}
         if not math.isfinite(entry["loss"]):
             raise ReconstructionError(
