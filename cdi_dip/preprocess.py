@@ -204,7 +204,8 @@ def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
             f"{measurement.source}: no valid pixel with counts above the threshold "
             f"({cfg.threshold:g}): check the mask and --threshold"
         )
-    centre = find_centre(intensity, valid, cfg.centre)
+    trusted = valid if measurement.provisional is None else valid & ~measurement.provisional
+    centre = find_centre(intensity, trusted, cfg.centre)  # a half-covered beamstop rim would pull it
     window = [centred_window(c, n, cfg.max_size) for c, n in zip(centre, intensity.shape)]
     sizes = [stop - start for start, stop in window]
     if min(sizes) < MIN_FRAME:

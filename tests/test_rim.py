@@ -135,3 +135,13 @@ def test_reconstruct_fits_the_rim_again_only_when_a_dip_pass_finds_it_lit(monkey
         assert result.wall_s == 2.0
     else:
         assert np.array_equal(result.measurement.masks["beamstop_rim"], rim)
+
+
+def test_a_dimmed_rim_does_not_move_the_centre_of_the_frame():
+    from cdi_dip.rim import without_rim
+
+    for seed in range(3, 9):
+        raw, _, _, _ = planted_crystal(rim_transmission=0.2, seed=seed)
+        conditioned = condition_detector(raw, DetectorConfig())
+        prep = RunConfig().prep
+        assert prepare(conditioned, prep).notes["centre_px"] == prepare(without_rim(conditioned), prep).notes["centre_px"]
