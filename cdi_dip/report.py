@@ -208,16 +208,21 @@ def _save(fig, path: Path) -> None:
 MASK_COLOURS = {
     "nan": "#ffffff", "inf": "#ffffff", "negative": "#bbbbbb", "file_mask": "#00bfff", "mask_file": "#1e90ff",
     "simulated_mask": "#00bfff", "dark": "#ff00ff", "flat": "#9400d3", "gap": "#00ff7f", "beamstop": "#00ffff",
-    "beamstop_rim": "#008b8b",
+    "beamstop_rim": "#008b8b", "beamstop_rim (tested in the fit)": "#5f9ea0",
     "saturated": "#ff4500", "hot": "#ff0000", "dead": "#ffd700", "alien": "#7fff00", "padding": "#444444",
     "binning": "#808080",
 }
 """Colour of each exclusion reason in the mask figure (others: light grey)."""
 
+PROVISIONAL_LABEL = "beamstop_rim (tested in the fit)"
+"""Legend of the provisional pixels (:attr:`cdi_dip.types.Measurement.provisional`) in the mask figure."""
+
 
 def _detector_views(measurement) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
     """The images to draw: 2D the frame; 3D the sum over frames and the frame through the peak."""
-    intensity, masks = measurement.intensity, measurement.masks
+    intensity, masks = measurement.intensity, dict(measurement.masks)
+    if measurement.provisional is not None:  # valid, but held out of a first pass: drawn too
+        masks[PROVISIONAL_LABEL] = measurement.provisional
     if measurement.ndim == 2:
         return [("frame", intensity, masks)]
     peak = int(np.unravel_index(int(np.argmax(np.where(measurement.valid, intensity, -1))), intensity.shape)[0])
@@ -264,7 +269,10 @@ def write_mask_figure(measurement, path: Path) -> Path:
         ax.imshow(overlay, origin="lower", interpolation="nearest")
         ax.set_title(title, fontsize=10)
     if legend:
-        handles = [Patch(color=colour, label=f"{reason} ({measurement.excluded.get(reason, 0)} px)")
+        counts = dict(measurement.excluded)
+        if measurement.provisional is not None:
+            counts[PROVISIONAL_LABEL] = int(np.count_nonzero(measurement.provisional))
+        handles = [Patch(color=colour, label=f"{reason} ({counts.get(reason, 0)} px)")
                    for reason, colour in legend.items()]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=9)
     fig.suptitle(f"{measurement.source}: {measurement.shape}, excluded pixels by reason", fontsize=11)

@@ -145,3 +145,21 @@ def test_a_dimmed_rim_does_not_move_the_centre_of_the_frame():
         conditioned = condition_detector(raw, DetectorConfig())
         prep = RunConfig().prep
         assert prepare(conditioned, prep).notes["centre_px"] == prepare(without_rim(conditioned), prep).notes["centre_px"]
+
+
+def test_inspect_reports_and_draws_the_rim(tmp_path):
+    from typer.testing import CliRunner
+
+    from cdi_dip.cli import app
+
+    raw, _, rim, _ = planted_crystal()
+    path = tmp_path / "frame.npy"
+    np.save(path, raw.intensity)
+    result = CliRunner().invoke(app, ["inspect", str(path), "--json", "--png", str(tmp_path / "masks.png")])
+    assert result.exit_code == 0, result.output
+    import json
+
+    described = json.loads(result.output)
+    assert described["provisional"] == {"beamstop_rim": int(np.count_nonzero(rim))}
+    assert "beamstop_rim" not in described["excluded"]
+    assert (tmp_path / "masks.png").stat().st_size > 0
