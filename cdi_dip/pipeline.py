@@ -145,8 +145,8 @@ def reconstruct(
     if measurement.provisional is None:
         return first
     if first.method != Method.DIP.value:
-        # HIO, ER and RAAR leave a missing centre short of power (they predicted 2-4x too few counts on
-        # the rim of planted crystals), so their prediction cannot vouch for the rim: it stays excluded.
+        # HIO, ER and RAAR leave a missing centre short of power (on 64^2 crystals HIO predicted 2-4x too
+        # few counts on a lit rim), so their prediction cannot vouch for the rim: it stays excluded.
         first.extra["beamstop_rim"] = {"pixels": int(np.count_nonzero(measurement.provisional)), "tested": False,
                                        "readmitted": False}
         return first

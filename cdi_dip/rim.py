@@ -16,8 +16,9 @@ reconstruction predicts there. Summed over the rim they agree to a few
 percent when it is lit (0.97-1.00 on planted crystals, a single pixel to
 about 15 %) and fall short by the covered fraction when it is not (0.49-0.50
 with the rim's counts halved). Only the double DIP's prediction is used:
-HIO leaves a missing centre short of power (2-4x too few counts predicted on
-the same rims), so after HIO the rim stays excluded.
+HIO leaves a missing centre short of power (on 64^2 crystals its prediction
+was 2-4 times below a lit rim's counts and 1-2 times below a half-covered
+one's), so after HIO the rim stays excluded.
 """
 
 from __future__ import annotations
