@@ -102,7 +102,8 @@ def planted(args: argparse.Namespace) -> None:
         found = ~conditioned.valid | rim_excluded
         recall, precision = _recall_precision(found, truth)
         totals.append((recall, precision))
-        found_by_reason = {**conditioned.masks, "beamstop": conditioned.masks.get("beamstop", rim_excluded) | rim_excluded}
+        shadow = conditioned.masks.get("beamstop", rim_excluded)
+        found_by_reason = {**conditioned.masks, "beamstop": shadow | rim_excluded}
         for reason, mask in defects.truth.items():
             per_reason.setdefault(reason, []).append(
                 _recall_precision(found_by_reason.get(reason, np.zeros_like(mask)), mask))

@@ -134,4 +134,5 @@ def with_rim(measurement: Measurement) -> Measurement:
     return replace(measurement, provisional=None)
 
 
-__all__ = ["MIN_AGREEING_FRACTION", "PIXEL_TOLERANCE", "RIM_TOLERANCE", "RimTest", "check_rim", "with_rim", "without_rim"]
+__all__ = ["MIN_AGREEING_FRACTION", "PIXEL_TOLERANCE", "RIM_TOLERANCE", "RimTest", "check_rim", "with_rim",
+           "without_rim"]

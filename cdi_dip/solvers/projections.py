@@ -510,7 +510,12 @@ def solve_projections(
     log.debug("fused steps: %s", backend.name)
 
     figures = _CheckpointFigures(physics, counts_f, valid_f, free_f)
-    constrained_mode = positivity_mode("ER", positivity)  # ER's update of x itself is constrained_object(x)
+    constrained_mode = positivity_mode("ER", positivity)
+
+    def constrained(obj: torch.Tensor) -> torch.Tensor:
+        """:func:`constrained_object` of ``obj`` on the current support, as a new tensor, by the fused ER step."""
+        return backend.update_(obj.clone(), obj, support, (0.0, 0.0), constrained_mode)
+
     period, last_shrinkwrap = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
     history: list[dict[str, Any]] = []
     best = _Best()
@@ -518,7 +523,7 @@ def solve_projections(
     interrupted = False
 
     def record(algorithm: str) -> None:
-        estimate = backend.update_(torch.empty_like(x).copy_(x), x, support, (0.0, 0.0), constrained_mode)
+        estimate = constrained(x)
         entry: dict[str, Any] = {"iteration": iteration, "algorithm": algorithm, **figures(estimate),
                                  "support_size": int(support.sum())}
         if not math.isfinite(entry["loss"]):
@@ -559,7 +564,7 @@ def solve_projections(
         if interrupted:
             log.warning("interrupted at iteration %d of %d, before the first metric checkpoint; "
                         "returning the current object", iteration, total)
-        obj = constrained_object(x, support, positivity)
+        obj = constrained(x)
     if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
         raise ReconstructionError(
             f"the iterate became NaN or Inf by iteration {iteration}: "
