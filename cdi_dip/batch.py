@@ -38,7 +38,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import time
@@ -49,10 +48,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from . import __version__
 from .config import RunConfig
 from .errors import CdiDipError, InvalidInputError
 from .io.readers import scan_name
+from .outputs import RESULT_OBJECT, check_can_create, make_output_dir, remove_leftovers_when_free, result_folder
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +105,14 @@ def expand_inputs(items: Sequence[str], stdin_text: str | None = None) -> list[s
         Scan inputs as ``reconstruct`` accepts them. An input reached twice
         (same file) is kept once, at its first place.
 
+        An input that does not exist, a glob that matches nothing and a
+        directory without scans are kept as they are: the batch records them
+        as failed and goes on with the others.
+
     Raises
     ------
     InvalidInputError
-        An input that does not exist, a glob that matches nothing, a directory
-        without scans, ``-`` without standard input, or no input at all.
+        ``-`` without standard input, or no input at all.
     """
     expanded: list[str] = []
     for item in items:
@@ -132,6 +137,7 @@ def _stdin_lines(text: str) -> list[str]:
 
 
 def _expand_item(item: str) -> list[str]:
+    """The scans of one input; one that cannot be expanded stays as it is, to be recorded as failed."""
     path = os.path.expanduser(item)
     if os.path.isdir(path):
         return _expand_dir(item)
@@ -139,10 +145,10 @@ def _expand_item(item: str) -> list[str]:
         return [item]
     if _GLOB_CHARS & set(item):
         matches = sorted(glob.glob(item, recursive=True))
-        if not matches:
-            raise InvalidInputError(f"no file matches {item!r}: check the pattern")
-        return [scan for match in matches for scan in _expand_item(match)]
-    raise InvalidInputError(f"input {item} does not exist: check the path")
+        if matches:
+            return [scan for match in matches for scan in _expand_item(match)]
+    log.warning("input %s does not exist or matches nothing: it will be recorded as failed", item)
+    return [item]
 
 
 def _dataset_file(item: str) -> str | None:
@@ -167,9 +173,8 @@ def _expand_dir(path: str) -> list[str]:
         return [path]
     frame_dirs = [os.path.join(path, name) for name in entries if _is_tiff_scan_dir(os.path.join(where, name))]
     if not frame_dirs:
-        raise InvalidInputError(
-            f"directory {path} holds no scans (.cxi, .h5, .npy, .npz files or TIFF frames): check the path"
-        )
+        log.warning("directory %s holds no scans: it will be recorded as failed", path)
+        return [path]
     return frame_dirs
 
 
@@ -273,7 +278,26 @@ def _completed_result(folder: Path, source: str, cfg: RunConfig) -> Path | None:
     if not isinstance(summary.get("output"), str) or not _same_config(summary.get("config"), cfg.to_dict()):
         return None
     result = folder / Path(summary["output"]).name  # the folder may have moved since
-    return result if result.is_file() else None
+    return result if _result_is_complete(folder, result, summary) else None
+
+
+def _result_is_complete(folder: Path, result: Path, summary: dict[str, Any]) -> bool:
+    """Every file the summary lists is in ``folder`` and the result CXI opens with its object."""
+    files = summary.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return False
+    missing = [name for name in (Path(f).name for f in files) if not (folder / name).is_file()]
+    if missing:
+        log.info("%s is incomplete (%s missing): reconstructing again", folder, missing[0])
+        return False
+    try:
+        with h5py.File(result, "r") as file:
+            complete = isinstance(file.get(RESULT_OBJECT), h5py.Dataset)
+    except OSError:
+        complete = False
+    if not complete:
+        log.info("%s does not open as a result: reconstructing again", result)
+    return complete
 
 
 # --------------------------------------------------------------------------- one scan
@@ -447,17 +471,6 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=10)
 
 
-def _remove_staging(out_dir: Path, name: str) -> None:
-    """Remove what a terminated worker left of ``OUT/<name>/`` being written.
-
-    :func:`cdi_dip.pipeline.write_outputs` stages a scan's files in a hidden
-    ``OUT/.<name>.*.tmp`` folder; a worker killed while writing leaves it.
-    """
-    for staging in out_dir.glob(f".{glob.escape(name)}.*.tmp"):
-        if staging.is_dir():
-            shutil.rmtree(staging, ignore_errors=True)
-
-
 def _dask_client(address: str) -> Any:
     try:
         from dask.distributed import Client
@@ -548,7 +561,8 @@ def run_batch(
         not used.
     resume : bool
         Skip scans whose ``OUT/<scan-name>/summary.json`` says ``ok`` for
-        this same configuration and whose result ``.cxi`` exists.
+        this same configuration, whose listed files all exist and whose
+        result ``.cxi`` opens with its object.
     mask_specs : sequence of str
         Mask files applied to every scan.
     command_line : str
@@ -567,27 +581,28 @@ def run_batch(
     Raises
     ------
     InvalidInputError
-        No sources, ``workers < 1``, an unwritable output folder, or an
-        unreachable Dask scheduler (nothing is run).
+        No sources, ``workers < 1``, two inputs with one scan name, an
+        unwritable output folder, or an unreachable Dask scheduler (nothing
+        is run; the output folder is not created for the first four).
     KeyboardInterrupt
         After writing ``batch.json``, unfinished scans marked failed.
     """
     from .io.writers import write_json
-    from .pipeline import _check_writable, scan_output_dir
 
     if not sources:
         raise InvalidInputError("no inputs: give scan files, directories or globs")
     if workers < 1:
         raise InvalidInputError(f"--workers {workers}: give at least 1")
     out_dir = Path(out_dir)
-    _check_writable(out_dir)
+    names = _scan_names(sources)
+    check_can_create(out_dir)
+    make_output_dir(out_dir)
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
     records: list[dict[str, Any] | None] = [None] * len(sources)
-    names = _scan_names(sources)
     jobs: list[Job] = []
     for index, source in enumerate(sources):
-        done = _completed_result(scan_output_dir(out_dir, names[index]), source, cfg) if resume else None
+        done = _completed_result(result_folder(out_dir, names[index]), source, cfg) if resume else None
         if done is not None:
             records[index] = _record(source, "skipped", str(done))
         else:
@@ -619,7 +634,7 @@ def run_batch(
         executor.close()  # stops the workers now
         if pool:
             for index in (k for k, record in enumerate(records) if record is None):
-                _remove_staging(out_dir, names[index])
+                remove_leftovers_when_free(out_dir, names[index])
         done = [r if r is not None else _record(s, "failed", None, _INTERRUPTED) for r, s in zip(records, sources)]
         write_json(out_dir / "batch.json", _summary(done, time.perf_counter() - start))
         raise

@@ -19,7 +19,7 @@ Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip
 Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N [default: auto]")]
 Masks = Annotated[Optional[list[str]], typer.Option("--mask", help="Mask file (nonzero = excluded); repeat to combine.")]
-Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations (length of the default plan; DIP budget).")]
+Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations: HIO/RAAR/ER: the length of the default plan; double DIP: its data-fit iterations, with the warm start and pre-fit shortened in proportion below the default (1000 in 2D, 1500 in 3D), so a small number is a short run.")]
 Runs = Annotated[Optional[int], typer.Option(help="Random starts; the best by free likelihood is kept.")]
 Keep = Annotated[Optional[int], typer.Option(help="Best runs averaged into the result, with uncertainty maps and the PRTF [default: half the runs].")]
 Seed = Annotated[Optional[int], typer.Option(help="Base random seed.")]

@@ -278,11 +278,14 @@ class DipConfig:
     likelihood is kept); 0: random starts with probes, on the whole box.
     None: 16 in 2D (a run costs about a second there; behind a beamstop grown
     by the found mask's one-pixel margin, 8 runs missed the basin in 3 of 6
-    planted cases and 16 found it in 2 of those 3), 8 in 3D."""
+    planted cases and 16 found it in 2 of those 3), 8 in 3D, for the default
+    budget; fewer in proportion (at least 1) when ``iterations`` is smaller."""
     warm_start_threshold: float = 0.08
     """Shrinkwrap threshold of the warm start, relative to the blurred amplitude's maximum (0-1)."""
-    prefit_iterations: int = 300
-    """Adam iterations fitting the networks to the warm-start object before the data fit."""
+    prefit_iterations: int | None = None
+    """Adam iterations fitting the networks to the warm-start object before the
+    data fit. None: 300 for the default budget, fewer in proportion when
+    ``iterations`` is smaller than the default (a short run stays short)."""
     support_margin_px: int | None = 1
     """The data fit masks the object with the warm-start support dilated by this
     many pixels; None: no mask (the whole box). Ignored without a warm start."""
@@ -308,7 +311,8 @@ class DipConfig:
         if self.warm_start_runs is not None:
             _check_range("dip.warm_start_runs", self.warm_start_runs, 0, 1000)
         _check_range("dip.warm_start_threshold", self.warm_start_threshold, 0.0, 1.0)
-        _check_range("dip.prefit_iterations", self.prefit_iterations, 0, None)
+        if self.prefit_iterations is not None:
+            _check_range("dip.prefit_iterations", self.prefit_iterations, 0, None)
         if self.support_margin_px is not None:
             _check_range("dip.support_margin_px", self.support_margin_px, 0, 64)
         _check_range("dip.warmup_iterations", self.warmup_iterations, 0, None)

@@ -1,16 +1,19 @@
 """One scan from file to aligned, written result: read -> prepare -> solve -> align -> write.
 
 The library never prints: progress goes to the ``on_iter`` callback and to
-``logging``. Every file of a scan is first written into a temporary folder
-that is renamed onto ``OUT/<scan-name>/`` only when complete.
+``logging``. Where the files go and how they are kept safe is
+:mod:`cdi_dip.outputs`.
+
+Ctrl-C and SIGTERM: the solvers stop and return their best iterate; from
+then on the result is finished and written, marked interrupted (a signal
+while the runs are combined falls back to the best run alone, aligned in
+seconds). A signal before any iterate exists raises ``KeyboardInterrupt``
+and nothing is written.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,19 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
 from .config import Method, RunConfig
 from .device import resolve_device
 from .errors import InvalidInputError, ReconstructionError
 from .free_pixels import select_free_islands
-from .io.readers import read_array, read_measurement
-from .io.vtk import write_vti
-from .io.writers import write_json, write_result_cxi, write_tiffs
+from .interrupts import interrupts_deferred
+from .io.readers import read_array, read_measurement, scan_name
 from .memory import check_memory, estimate_memory_bytes
+from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
 from .physics import FarField
 from .preprocess import condition_detector, prepare
 from .provenance import software_versions
-from .restarts import FitData, combine_runs, run_starts
+from .restarts import Combined, FitData, Run, combine_runs, run_starts
 from .rim import check_rim, with_rim, without_rim
 from .solvers.projections import choose_positivity
 from .types import Measurement, Result
@@ -150,13 +152,18 @@ def reconstruct(
         first.extra["beamstop_rim"] = {"pixels": int(np.count_nonzero(measurement.provisional)), "tested": False,
                                        "readmitted": False}
         return first
-    rim = check_rim(measurement, first.model_intensity)
+    with interrupts_deferred(already=first.interrupted) as finishing:
+        rim = check_rim(measurement, first.model_intensity)
+    first.interrupted = finishing.requested
     if first.interrupted or not rim.lit:
         first.extra["beamstop_rim"] = rim.summary(readmitted=False)
         return first
     log.info("beamstop rim lit: reconstructing again with its %d pixels", rim.pixels)
-    second = _reconstruct_pass(with_rim(measurement), cfg, requested, on_iter)
-    if second.interrupted:  # Ctrl-C during the second pass: the finished first one is the better result
+    try:
+        second = _reconstruct_pass(with_rim(measurement), cfg, requested, on_iter)
+    except KeyboardInterrupt:  # before the second pass had an iterate
+        second = None
+    if second is None or second.interrupted:  # Ctrl-C during the second pass: the finished first one is better
         log.warning("interrupted while fitting the beamstop rim: keeping the first pass, without it")
         first.extra["beamstop_rim"] = rim.summary(readmitted=False)
         first.interrupted = True
@@ -177,12 +184,35 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
     start = time.perf_counter()
     runs, interrupted = run_starts(data, cfg, device, on_iter=on_iter)
     if not runs:
-        raise ReconstructionError("interrupted before any run finished: nothing to write" if interrupted else
-                                  "every run diverged (NaN or Inf in the object): nothing written; "
+        if interrupted:
+            raise KeyboardInterrupt
+        raise ReconstructionError("every run diverged (NaN or Inf in the object): nothing written; "
                                   "try --method er or another --seed")
     solve_s = time.perf_counter() - start
-    combined = combine_runs(runs, measurement, data, cfg)
-    wall_s = time.perf_counter() - start
+    combined, stopped = _combine(runs, measurement, data, cfg)
+    with interrupts_deferred(already=interrupted or stopped) as finishing:
+        return _result(combined, runs, measurement, cfg, requested, data, free, device,
+                       solve_s=solve_s, wall_s=time.perf_counter() - start, interrupted=finishing.requested)
+
+
+def _combine(runs: list[Run], measurement: Measurement, data: FitData, cfg: RunConfig) -> tuple[Combined, bool]:
+    """:func:`combine_runs`; a signal meanwhile falls back to the best run alone (aligned in seconds).
+
+    Returns the combination and whether it was interrupted; a further signal
+    during the fallback raises ``KeyboardInterrupt``.
+    """
+    try:
+        return combine_runs(runs, measurement, data, cfg), False
+    except KeyboardInterrupt:
+        log.warning("interrupted while combining the runs: keeping the best run alone")
+        with interrupts_deferred(already=True):
+            return combine_runs(runs[:1], measurement, data, cfg), True
+
+
+def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: RunConfig,
+            requested: dict[str, Any], data: FitData, free: np.ndarray, device: torch.device, *,
+            solve_s: float, wall_s: float, interrupted: bool) -> Result:
+    """The :class:`Result` of one pass: the combined object with its runs, metrics and masks."""
     member_indices = {run.index for run in combined.members}
     records = [{**run.record(), "kept": run.index == combined.best.index, "averaged": run.index in member_indices}
                for run in sorted(runs, key=lambda r: r.index)]
@@ -218,118 +248,6 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
     )
 
 
-def scan_output_dir(out_dir: Path, name: str) -> Path:
-    """Folder of one scan's results: ``OUT/<scan-name>/``."""
-    return Path(out_dir) / name
-
-
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot create output directory {out_dir}: {exc.strerror}; choose another --out") from None
-    if not os.access(out_dir, os.W_OK):
-        raise InvalidInputError(f"output directory {out_dir} is not writable; choose another --out")
-
-
-def write_outputs(result: Result, out_dir: Path, *, command_line: str) -> dict[str, Any]:
-    """Write every file of one scan atomically and return its summary.
-
-    The files go to a temporary folder beside the final one, which replaces
-    ``OUT/<scan-name>/`` only once everything is written: the result CXI,
-    amplitude and phase TIFFs (and the ensemble's standard deviations), a
-    VTK image (``.vti``) for ParaView, ``report.png``, ``report.html`` and
-    ``summary.json``.
-    """
-    from .report import write_report  # matplotlib only when writing
-    from .report_html import write_report_html
-
-    name = result.measurement.name
-    final = scan_output_dir(out_dir, name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
-    ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
-    try:
-        cxi_path = staging / f"{name}.cxi"
-        write_result_cxi(cxi_path, result, command_line=command_line, version=__version__)
-        maps = _uncertainty_maps(result)
-        files = [cxi_path, *write_tiffs(staging, name, result.obj, maps)]
-        files.append(write_vti(staging / f"{name}.vti", np.abs(result.obj), np.angle(result.obj), extra=maps))
-        files += write_report(result, staging, ensemble=ensemble, prtf=prtf)
-        html_path = staging / "report.html"
-        names = [f.name for f in files] + [html_path.name, "summary.json"]
-        summary = make_summary(result, final, [final / n for n in names])
-        write_report_html(html_path, {**summary, "command": command_line}, png_name="report.png")
-        write_json(staging / "summary.json", summary)
-        _replace_dir(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return summary
-
-
-def _uncertainty_maps(result: Result) -> dict[str, np.ndarray]:
-    """Per-voxel standard deviations of an ensemble, to write beside amplitude and phase."""
-    ensemble = result.extra.get("ensemble")
-    if ensemble is None:
-        return {}
-    return {"amplitude_std": ensemble.amplitude_std, "phase_std": ensemble.phase_std_rad}
-
-
-def _replace_dir(staging: Path, final: Path) -> None:
-    """Move ``staging`` onto ``final``, replacing an older result folder."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[str, Any]:
-    """The ``summary.json`` contract of one scan (see DESIGN.md)."""
-    name = result.measurement.name
-    metrics = {k: v for k, v in result.metrics.items() if k not in ("iterations", "seconds_per_iteration")}
-    summary = {
-        "input": result.measurement.source,
-        "output": str(folder / f"{name}.cxi"),
-        "files": [str(f) for f in files],
-        "method": result.method,
-        "status": "ok",
-        "interrupted": result.interrupted,
-        "device": result.device,
-        "shape": list(result.measurement.shape),
-        "roi": [list(r) for r in result.measurement.roi],
-        "excluded": dict(result.measurement.excluded),
-        "preparation": dict(result.measurement.notes),
-        "iterations": result.iterations,
-        "runs": len(result.runs),
-        "wall_s": round(result.wall_s, 3),
-        "seconds_per_iteration": result.metrics.get("seconds_per_iteration"),
-        "metrics": metrics,
-        "seed": result.seed,
-        "version": __version__,
-        "versions": result.extra.get("versions", {}),
-        "alignment": {"shift_px": list(result.align.shift_px), "ramp_rad_per_px": list(result.align.ramp_rad_per_px),
-                      "phase_offset_rad": result.align.phase_offset_rad, "twin": result.align.twin},
-        "config": result.config,
-    }
-    if "beamstop_rim" in result.extra:
-        summary["beamstop_rim"] = result.extra["beamstop_rim"]
-    ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
-    if ensemble is not None:
-        summary["ensemble"] = ensemble.summary()
-    if prtf is not None:
-        summary["resolution"] = prtf.summary()
-    return summary
-
-
-def failure_summary(source: str, error: BaseException, method: str = "") -> dict[str, Any]:
-    """Summary of a scan that failed (batch records these)."""
-    return {"input": source, "output": None, "files": [], "method": method, "status": "failed",
-            "error": str(error), "version": __version__}
-
-
 def read_calibration(spec: str | None, role: str) -> np.ndarray | None:
     """A dark or flat image from a file (any supported format), or None."""
     if spec is None:
@@ -356,6 +274,12 @@ def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) ->
     return prepare(conditioned, cfg.prep)
 
 
+def scan_inputs(source: str, cfg: RunConfig, mask_specs: Sequence[str] = ()) -> list[str]:
+    """Every input a scan reads: its data, mask files, dark and flat (none may be written over)."""
+    calibration = [spec for spec in (cfg.detector.dark, cfg.detector.flat) if spec is not None]
+    return [source, *mask_specs, *calibration]
+
+
 def reconstruct_scan(
     source: str,
     cfg: RunConfig,
@@ -365,7 +289,12 @@ def reconstruct_scan(
     command_line: str = "",
     on_iter: IterCallback | None = None,
 ) -> dict[str, Any]:
-    """Read, reconstruct and write one scan; return its summary.
+    """Read, reconstruct and write one scan into ``OUT/<scan-name>/``; return its summary.
+
+    Everything that can be checked is checked before anything is written:
+    the result folder (not an input's, not another program's), that ``OUT``
+    can be created, the device, and the input itself. The result folder is
+    then held for this run alone (:func:`cdi_dip.outputs.claim_result_folder`).
 
     Raises
     ------
@@ -373,12 +302,18 @@ def reconstruct_scan(
         Bad input or output folder (nothing is written).
     ReconstructionError
         The reconstruction failed at run time.
+    KeyboardInterrupt
+        Stopped before any iterate existed (nothing is written).
     """
     out_dir = Path(out_dir)
+    inputs = scan_inputs(source, cfg, mask_specs)
+    check_output_target(result_folder(out_dir, scan_name(source)), inputs)
+    check_can_create(out_dir)
+    resolve_device(cfg.device)
     measurement = load_scan(source, cfg, mask_specs=mask_specs)
-    _check_writable(out_dir)
-    try:
-        result = reconstruct(measurement, cfg, on_iter=on_iter)
-    except torch.cuda.OutOfMemoryError:
-        raise ReconstructionError("out of GPU memory: use a smaller --max-size or --device cpu") from None
-    return write_outputs(result, out_dir, command_line=command_line)
+    with claim_result_folder(out_dir, measurement.name, inputs) as folder:
+        try:
+            result = reconstruct(measurement, cfg, on_iter=on_iter)
+        except torch.cuda.OutOfMemoryError:
+            raise ReconstructionError("out of GPU memory: use a smaller --max-size or --device cpu") from None
+        return folder.write(result, command_line=command_line)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .io._atomic import atomic_write
+from .io.summary import make_summary
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +213,6 @@ def report_summary(result: Any, result_cxi: Path, files: Iterable[Path], *, ense
     -------
     dict
     """
-    from .pipeline import make_summary
-
     summary = make_summary(result, Path(result_cxi).parent, list(files))
     summary["output"] = str(result_cxi)
     if prtf is not None:

@@ -31,6 +31,7 @@ from .config import RunConfig
 from .device import make_generator
 from .ensemble import EnsembleResult, PrtfResult, compute_prtf, ensemble_statistics
 from .errors import ReconstructionError
+from .interrupts import interrupts_deferred
 from .metrics import data_metrics
 from .physics import FarField
 from .solvers import get_solver
@@ -97,6 +98,9 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
                on_iter: IterCallback | None = None) -> tuple[list[Run], bool]:
     """Run the solver from ``cfg.runs`` seeds; Ctrl-C stops after the current run.
 
+    A signal while a run is being scored is deferred: the run is kept and
+    no further run starts.
+
     A run that fails at run time (NaN or Inf in the iterate) is logged and
     left out; only when every run fails is the failure raised.
 
@@ -132,19 +136,27 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
             log.warning("run %d (seed %d) failed: %s", index, seed, exc)
             failures.append(str(exc))
             continue
-        if not np.all(np.isfinite(output.obj)):
-            log.warning("run %d (seed %d) diverged: NaN or Inf in the object; left out", index, seed)
-            continue
-        metrics, model = data.metrics(output.obj)
-        metrics["support_size"] = int(output.support.sum())
-        runs.append(Run(index, seed, output, metrics, model, selection_score(metrics, data.noise)))
-        log.info("run %d (seed %d): %s", index, seed, metrics)
-        if output.interrupted:
+        with interrupts_deferred(already=output.interrupted) as finishing:  # a finished run is kept whatever comes
+            run = _scored_run(index, seed, output, data)
+        if run is not None:
+            runs.append(run)
+        if finishing.requested:
             interrupted = True
             break
     if not runs and failures:
         raise ReconstructionError(f"every run failed; the first: {failures[0]}")
     return sorted(runs, key=lambda run: run.score), interrupted
+
+
+def _scored_run(index: int, seed: int, output: SolverOutput, data: FitData) -> Run | None:
+    """The run with its validation figures; None (logged) when its object is not finite."""
+    if not np.all(np.isfinite(output.obj)):
+        log.warning("run %d (seed %d) diverged: NaN or Inf in the object; left out", index, seed)
+        return None
+    metrics, model = data.metrics(output.obj)
+    metrics["support_size"] = int(output.support.sum())
+    log.info("run %d (seed %d): %s", index, seed, metrics)
+    return Run(index, seed, output, metrics, model, selection_score(metrics, data.noise))
 
 
 def kept_count(cfg: RunConfig, available: int) -> int:

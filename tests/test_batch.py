@@ -88,8 +88,6 @@ def test_expand_glob_dataset_spec_and_stdin_list(tmp_path):
 
 
 @pytest.mark.parametrize("items, stdin, message", [
-    (["missing.cxi"], None, "does not exist"),
-    (["nothing*.cxi"], None, "matches"),
     (["-"], None, "standard input"),
     (["-"], "# only a comment\n\n", "no inputs"),
     ([], None, "no inputs"),
@@ -100,10 +98,12 @@ def test_expand_rejects_bad_inputs(tmp_path, monkeypatch, items, stdin, message)
         expand_inputs(items, stdin_text=stdin)
 
 
-def test_empty_directory_is_an_error(tmp_path):
+def test_inputs_that_cannot_be_expanded_are_kept_to_be_recorded_as_failed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     _touch(tmp_path / "empty" / "readme.txt")
-    with pytest.raises(InvalidInputError, match="holds no scans"):
-        expand_inputs([str(tmp_path / "empty")])
+    good = _touch(tmp_path / "good.cxi")
+    assert expand_inputs(["missing.cxi", "nothing*.cxi", "empty", good]) == ["missing.cxi", "nothing*.cxi", "empty",
+                                                                              good]
 
 
 # --------------------------------------------------------------------------- end to end

@@ -33,6 +33,7 @@ import tifffile
 from ..errors import InvalidInputError
 from ..types import Measurement, ScanMeta
 from .cxi import DATA_PATHS, DETECTOR_MASK, GROUND_TRUTH, IMAGE_DATA, is_cxi, read_cxi_meta
+from .names import safe_scan_name
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,23 @@ def _is_glob(spec: str) -> bool:
 
 def scan_name(spec: str) -> str:
     """Short scan name of an input: the file name without extension, the
-    directory name of a folder of frames, the parent directory of a glob."""
+    directory name of a folder of frames, the parent directory of a glob;
+    made safe as a folder name (:func:`cdi_dip.io.names.safe_scan_name`)."""
     if _is_glob(spec):
         name = Path(spec).expanduser().parent.resolve().name
     else:
         path, _ = _split_spec(spec)
         name = path.resolve().name if path.is_dir() else path.stem
-    return name or "scan"
+    return safe_scan_name(name)
+
+
+def input_paths(spec: str) -> list[Path]:
+    """The files or folders an input spec reads: its file (``file.h5:/path``
+    included), its folder of frames, or the files a glob matches."""
+    if _is_glob(spec):
+        return [Path(p) for p in glob.glob(str(Path(spec).expanduser()))]
+    path, _ = _split_spec(spec)
+    return [path]
 
 
 # --------------------------------------------------------------------------- format detection

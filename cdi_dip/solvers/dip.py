@@ -52,6 +52,7 @@ import torch
 
 from ..config import DipLoss, DipParam, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
+from ..interrupts import interrupts_deferred
 from ..physics import FarField, crop_centre, pad_to_frame, project_modulus
 from ..types import SolverOutput
 from . import dip_warmstart
@@ -66,7 +67,12 @@ included) when ``RunConfig.iterations`` is None, by number of dimensions.
 Chosen by measurement (docs/dip.md)."""
 
 DEFAULT_WARM_START_RUNS: dict[int, int] = {2: 16, 3: 8}
-"""Warm-start runs when ``dip.warm_start_runs`` is None, by number of dimensions (docs/dip.md)."""
+"""Warm-start runs when ``dip.warm_start_runs`` is None, by number of dimensions (docs/dip.md),
+for the default budget; a smaller ``RunConfig.iterations`` asks for proportionally fewer (at least 1)."""
+
+DEFAULT_PREFIT_ITERATIONS = 300
+"""Pre-fit iterations when ``dip.prefit_iterations`` is None, for the default budget; a smaller
+``RunConfig.iterations`` asks for proportionally fewer."""
 
 PHASE_HEAD = "unit"
 """Phase head of the ``mag-phase`` parameterisation: ``"unit"`` (normalised
@@ -336,12 +342,15 @@ class _Runner:
         self.object_shape = object_shape(self.frame_shape)
         ndim = len(self.frame_shape)
         self.total = int(cfg.iterations) if cfg.iterations is not None else DEFAULT_ITERATIONS[ndim]
+        share = min(1.0, self.total / DEFAULT_ITERATIONS[ndim])  # a shorter budget shortens the default stages too
         self.warm_runs = (self.dip.warm_start_runs if self.dip.warm_start_runs is not None
-                          else DEFAULT_WARM_START_RUNS[ndim])
+                          else max(1, math.ceil(DEFAULT_WARM_START_RUNS[ndim] * share)))
+        self.prefit_iterations = (self.dip.prefit_iterations if self.dip.prefit_iterations is not None
+                                  else math.ceil(DEFAULT_PREFIT_ITERATIONS * share))
         self.probe_count = 1 if self.warm_runs > 0 else self.dip.probes
         self.probe_iterations = min(self.dip.probe_iterations, self.total) if self.probe_count > 1 else 0
         self.work_total = (self.warm_runs * dip_warmstart.ITERATIONS_PER_RUN
-                           + (self.dip.prefit_iterations if self.warm_runs > 0 else 0)
+                           + (self.prefit_iterations if self.warm_runs > 0 else 0)
                            + self.probe_count * self.probe_iterations + self.total - self.probe_iterations
                            + self.dip.polish_iterations)
         self.work_done = 0
@@ -432,7 +441,7 @@ class _Runner:
         power = target.abs().square().mean().clamp_min(1e-30)
         optimizer = torch.optim.Adam(traj.model.parameters(), lr=self.dip.learning_rate)
         self.kept = traj
-        for step in range(self.dip.prefit_iterations):
+        for step in range(self.prefit_iterations):
             misfit = (traj.model() - target).abs().square().mean() / power
             optimizer.zero_grad(set_to_none=True)
             misfit.backward()
@@ -440,7 +449,7 @@ class _Runner:
             self.work_done += 1
             if step % CHECK_PERIOD == 0:
                 self._report(float(misfit.detach()), None)
-        self.extra["prefit_misfit"] = float(misfit.detach()) if self.dip.prefit_iterations else math.nan
+        self.extra["prefit_misfit"] = float(misfit.detach()) if self.prefit_iterations else math.nan
         self.stage = "fit"
 
     # -- iterating ----------------------------------------------------------
@@ -706,12 +715,22 @@ def solve_dip(
     except KeyboardInterrupt:
         interrupted = True
         log.warning("double DIP interrupted at stage %s; returning the best iterate so far", runner.stage)
-    frame, best, history, iterations = runner.best_frame()
+    with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
+        frame, best, history, iterations = runner.best_frame()
+    interrupted = interrupted or finishing.requested
     if not interrupted and cfg.dip.polish_iterations > 0:
         try:
             frame = runner.polish(frame, best, history, iterations)
         except KeyboardInterrupt:
             interrupted = True
+    with interrupts_deferred(already=interrupted) as finishing:
+        return _output(runner, frame, best, history, iterations, interrupted or finishing.requested, start)
+
+
+def _output(runner: _Runner, frame: torch.Tensor, best: _Best, history: list[dict[str, float]], iterations: int,
+            interrupted: bool, start: float) -> SolverOutput:
+    """The run's :class:`SolverOutput`: its object, support, history and what it did (``extra``)."""
+    cfg, physics = runner.cfg, runner.problem.physics
     model = runner.kept.model if runner.kept is not None and runner.kept.model is not None else None
     extra: dict[str, Any] = {
         "stop_iteration": best.iteration,

@@ -33,6 +33,7 @@ import torch
 
 from ..config import ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
+from ..interrupts import interrupts_deferred
 from ..metrics import MaskedFigures
 from ..physics import FarField
 from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
@@ -554,30 +555,31 @@ def solve_projections(
     except KeyboardInterrupt:
         interrupted = True
 
-    extra: dict[str, Any] = {"plan": plan_text, "kernels": backend.name, **constraints.summary()}
-    if interrupted and best.obj is not None:
-        log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
-                    iteration, total, best.iteration)
-        obj, support = best.obj, best.support
-        extra["best_iteration"] = best.iteration
-    else:
-        if interrupted:
-            log.warning("interrupted at iteration %d of %d, before the first metric checkpoint; "
-                        "returning the current object", iteration, total)
-        obj = constrained(x)
-    if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
-        raise ReconstructionError(
-            f"the iterate became NaN or Inf by iteration {iteration}: "
-            "the data may hold NaN/Inf counts, or try a smaller projection.beta"
+    with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
+        extra: dict[str, Any] = {"plan": plan_text, "kernels": backend.name, **constraints.summary()}
+        if interrupted and best.obj is not None:
+            log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
+                        iteration, total, best.iteration)
+            obj, support = best.obj, best.support
+            extra["best_iteration"] = best.iteration
+        else:
+            if interrupted:
+                log.warning("interrupted at iteration %d of %d, before the first metric checkpoint; "
+                            "returning the current object", iteration, total)
+            obj = constrained(x)
+        if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
+            raise ReconstructionError(
+                f"the iterate became NaN or Inf by iteration {iteration}: "
+                "the data may hold NaN/Inf counts, or try a smaller projection.beta"
+            )
+        return SolverOutput(
+            obj=physics.to_centred(obj).to(torch.complex64).cpu().numpy(),
+            support=physics.to_centred(support).cpu().numpy(),
+            history=history,
+            iterations=iteration,
+            interrupted=interrupted or finishing.requested,
+            extra=extra,
         )
-    return SolverOutput(
-        obj=physics.to_centred(obj).to(torch.complex64).cpu().numpy(),
-        support=physics.to_centred(support).cpu().numpy(),
-        history=history,
-        iterations=iteration,
-        interrupted=interrupted,
-        extra=extra,
-    )
 
 
 __all__ = [
