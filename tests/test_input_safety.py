@@ -17,6 +17,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from cdi_dip.cli import app
+from cdi_dip.config import config_from_dict
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.io import read_array, read_measurement, read_object
 from cdi_dip.pipeline import read_calibration
@@ -394,6 +395,21 @@ def test_geometry_stored_outside_the_file_is_not_read(scan_dir, outside):
     assert read_measurement(str(path)).meta.distance_m is None
 
 
+def _crafted_link(scan_dir: Path, outside: Path) -> Path:
+    path = scan_dir / "scan.cxi"
+    with h5py.File(path, "w") as file:
+        file.require_group("/entry_1/instrument_1/detector_1")
+        file[DETECTOR_DATA] = h5py.ExternalLink(str(outside / "frames.h5"), "/frames")
+    return path
+
+
+def test_cli_inspect_refuses_external_links_and_allows_them_on_request(scan_dir, outside):
+    path = _crafted_link(scan_dir, outside)
+    _one_line_exit_2(runner.invoke(app, ["inspect", str(path)]), "outside the folder", "--allow-external-links")
+    result = runner.invoke(app, ["inspect", str(path), "--allow-external-links", "--json"])
+    assert result.exit_code == 0, result.output
+
+
 def test_cli_reconstruct_refuses_external_storage_with_exit_2(scan_dir, outside, tmp_path):
     np.save(scan_dir / "scan.npy", _counts())
     dark = scan_dir / "dark.h5"
@@ -404,3 +420,29 @@ def test_cli_reconstruct_refuses_external_storage_with_exit_2(scan_dir, outside,
                                  *FAST])
     _one_line_exit_2(result, "dark.h5:/dark", "secret.txt", "--allow-external-links")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_batch_takes_allow_external_links(scan_dir, outside, tmp_path):
+    path = _crafted_link(scan_dir, outside)
+    refused = runner.invoke(app, ["batch", str(path), "--out", str(tmp_path / "a"), "--quiet", *FAST])
+    assert refused.exit_code == 1, refused.output
+    allowed = runner.invoke(app, ["batch", str(path), "--out", str(tmp_path / "b"), "--quiet",
+                                  "--allow-external-links", *FAST])
+    assert allowed.exit_code == 0, allowed.output
+    import json
+
+    failed = json.loads((tmp_path / "a" / "batch.json").read_text())["scans"][0]
+    assert failed["status"] == "failed" and "--allow-external-links" in failed["error"]
+
+
+def test_allow_external_links_flows_from_toml_and_the_command_line(tmp_path):
+    from cdi_dip.cli import build_config
+    from cdi_dip.cli_options import run_overrides
+
+    assert build_config(None, run_overrides()).input.allow_external_links is False
+    assert build_config(None, run_overrides(allow_external_links=True)).input.allow_external_links is True
+    toml = tmp_path / "run.toml"
+    toml.write_text("[input]\nallow_external_links = true\n")
+    assert build_config(toml, run_overrides()).input.allow_external_links is True  # not given: the file stands
+    with pytest.raises(InvalidInputError, match="input.allow_external_links"):
+        config_from_dict({"input": {"allow_external_links": "yes"}})
