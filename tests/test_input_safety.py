@@ -135,6 +135,18 @@ def test_folder_of_int32_frames_is_read_frame_by_frame_into_float32(tmp_path):
     assert peak < frames.size * 10, peak / frames.size
 
 
+def test_frames_of_a_wider_type_than_the_first_keep_their_values(tmp_path):
+    (tmp_path / "frames").mkdir()
+    small = np.full((8, 8), 7, np.uint8)
+    wide = np.full((8, 8), 70000, np.int32)
+    tifffile.imwrite(tmp_path / "frames" / "f0.tif", small)
+    tifffile.imwrite(tmp_path / "frames" / "f1.tif", wide)
+    array = read_array(str(tmp_path / "frames"))
+    assert array.dtype == np.int32
+    np.testing.assert_array_equal(array, np.stack([small, wide]))
+    np.testing.assert_array_equal(read_measurement(str(tmp_path / "frames")).intensity, np.stack([small, wide]))
+
+
 def test_memory_error_while_reading_is_one_line(tmp_path, monkeypatch):
     path = tmp_path / "scan.cxi"
     with h5py.File(path, "w") as file:

@@ -331,37 +331,37 @@ def _load_tiff(path: Path, role: str) -> np.ndarray:
         raise InvalidInputError(f"{path}: cannot read as TIFF ({_first_line(exc)}); the file may be truncated or corrupt") from None
 
 
-def _frames_dtype(dtypes: Sequence[np.dtype], role: str) -> np.dtype:
+def _frames_dtype(dtype: np.dtype, role: str) -> np.dtype:
     """The stack's type: float32 for real detector data (what read_measurement uses), else the stored type."""
-    dtype = np.result_type(*dtypes)
-    return np.dtype(np.float32) if role == "data" and dtype.kind in "biuf" else dtype
+    return np.dtype(np.float32) if role == "data" and np.dtype(dtype).kind in "biuf" else np.dtype(dtype)
 
 
 def _tiff_frames(files: Sequence[Path], where: str, role: str) -> np.ndarray:
     """Stack single-frame TIFF files (already sorted) along a new first axis.
 
-    Every header is read first (shapes, types, the total size checked against
-    free memory); then the frames are read one at a time into a preallocated
-    stack, so a large rocking curve needs no second full copy.
+    The first frame's header gives the stack's shape, checked against free
+    memory before any pixel is read; the frames are then read one at a time
+    into the preallocated stack (float32 for data), so a large rocking curve
+    needs no second full copy.
     """
-    layouts = [_tiff_header(file) for file in files]
-    first = layouts[0][0]
-    for file, (shape, _) in zip(files, layouts):
-        if len(shape) != 2:
-            raise InvalidInputError(f"{file}: a frame of {where} has shape {shape}; each file must hold one 2D frame")
-        if shape != first:
-            raise InvalidInputError(
-                f"{file}: frame shape {shape} differs from {first} of {files[0].name}; all frames of {where} must have the same size"
-            )
-    dtype = _frames_dtype([d for _, d in layouts], role)
+    first, dtype = _tiff_header(files[0])
+    if len(first) != 2:
+        raise InvalidInputError(f"{files[0]}: a frame of {where} has shape {first}; each file must hold one 2D frame")
     shape = (len(files), *first)
-    _check_fits(shape, dtype, role, where)
-    stack = np.empty(shape, dtype)
+    _check_fits(shape, _frames_dtype(dtype, role), role, where)
+    stack = np.empty(shape, _frames_dtype(dtype, role))
+    casting = "same_kind" if role == "data" else "safe"
     with np.errstate(over="ignore", invalid="ignore"):
         for index, file in enumerate(files):
             frame = _load_tiff(file, role)
-            if frame.shape != first:  # the file changed since its header was read
-                raise InvalidInputError(f"{file}: the frame changed while {where} was read; read it again")
+            if frame.ndim != 2:
+                raise InvalidInputError(f"{file}: a frame of {where} has shape {frame.shape}; each file must hold one 2D frame")
+            if frame.shape != first:
+                raise InvalidInputError(
+                    f"{file}: frame shape {frame.shape} differs from {first} of {files[0].name}; all frames of {where} must have the same size"
+                )
+            if not np.can_cast(frame.dtype, stack.dtype, casting=casting):  # a wider type than the first frame's
+                stack = stack.astype(np.result_type(stack.dtype, frame.dtype))
             stack[index] = frame
     return stack
 
