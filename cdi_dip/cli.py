@@ -317,6 +317,7 @@ def _check_parent(path: Path) -> None:
 def compare(
     objects: Annotated[list[str], typer.Argument(help="Two objects (RESULT REFERENCE), or three or more for all their "
                                                  "pairwise errors: result .cxi, .npy/.npz, or file.h5:/dataset.")],
+    allow_external_links: opt.AllowExternalLinks = False,
     json_output: opt.Json = False,
 ) -> None:
     """Symmetry-adjusted error between objects (global phase and scale, shift, twin and phase ramp removed)."""
@@ -327,7 +328,7 @@ def compare(
         from .align import compare_objects
         from .io.readers import read_object
 
-        arrays = [read_object(spec) for spec in objects]
+        arrays = [read_object(spec, allow_external_links=allow_external_links) for spec in objects]
         if len(arrays) == 2:
             figures = {"result": objects[0], "reference": objects[1], **compare_objects(*arrays)}
         else:

@@ -434,6 +434,17 @@ def test_cli_reconstruct_refuses_external_storage_with_exit_2(scan_dir, outside,
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_cli_compare_takes_allow_external_links(scan_dir, outside):
+    np.save(scan_dir / "reference.npy", _counts().astype(np.complex64))
+    path = scan_dir / "result.h5"
+    with h5py.File(path, "w") as file:
+        file["object"] = h5py.ExternalLink(str(outside / "frames.h5"), "/frames")
+    args = ["compare", f"{path}:/object", str(scan_dir / "reference.npy"), "--json"]
+    _one_line_exit_2(runner.invoke(app, args), "outside the folder", "--allow-external-links")
+    result = runner.invoke(app, [*args, "--allow-external-links"])
+    assert result.exit_code == 0, result.output
+
+
 def test_cli_batch_takes_allow_external_links(scan_dir, outside, tmp_path):
     path = _crafted_link(scan_dir, outside)
     refused = runner.invoke(app, ["batch", str(path), "--out", str(tmp_path / "a"), "--quiet", *FAST])
