@@ -167,6 +167,7 @@ def reconstruct(
     saturation: opt.Saturation = None,
     beamstop_radius: opt.BeamstopRadius = None,
     aliens: opt.Aliens = None,
+    allow_external_links: opt.AllowExternalLinks = False,
     config: opt.Config = None,
     json_output: opt.Json = False,
     quiet: opt.Quiet = False,
@@ -180,6 +181,7 @@ def reconstruct(
             method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
             max_size=max_size, centre=centre, threshold=threshold, plan=plan, param=param, dark=dark, flat=flat, roi=roi,
             bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
+            allow_external_links=allow_external_links,
         ))
         from .pipeline import reconstruct_scan
 
@@ -264,6 +266,7 @@ def inspect(
     saturation: opt.Saturation = None,
     beamstop_radius: opt.BeamstopRadius = None,
     aliens: opt.Aliens = None,
+    allow_external_links: opt.AllowExternalLinks = False,
     config: opt.Config = None,
     png: Annotated[Optional[Path], typer.Option(help="Also draw the frame(s) with the excluded pixels coloured by reason into this PNG.")] = None,
     json_output: opt.Json = False,
@@ -274,6 +277,7 @@ def inspect(
         cfg = build_config(config, opt.run_overrides(
             max_size=max_size, centre=centre, threshold=threshold, dark=dark, flat=flat, roi=roi, bin=bin,
             saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
+            allow_external_links=allow_external_links,
         ))
         from .inspection import describe, inspect_input
 
@@ -313,6 +317,7 @@ def _check_parent(path: Path) -> None:
 def compare(
     objects: Annotated[list[str], typer.Argument(help="Two objects (RESULT REFERENCE), or three or more for all their "
                                                  "pairwise errors: result .cxi, .npy/.npz, or file.h5:/dataset.")],
+    allow_external_links: opt.AllowExternalLinks = False,
     json_output: opt.Json = False,
 ) -> None:
     """Symmetry-adjusted error between objects (global phase and scale, shift, twin and phase ramp removed)."""
@@ -323,7 +328,7 @@ def compare(
         from .align import compare_objects
         from .io.readers import read_object
 
-        arrays = [read_object(spec) for spec in objects]
+        arrays = [read_object(spec, allow_external_links=allow_external_links) for spec in objects]
         if len(arrays) == 2:
             figures = {"result": objects[0], "reference": objects[1], **compare_objects(*arrays)}
         else:

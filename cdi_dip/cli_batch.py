@@ -129,6 +129,7 @@ def batch(
     saturation: opt.Saturation = None,
     beamstop_radius: opt.BeamstopRadius = None,
     aliens: opt.Aliens = None,
+    allow_external_links: opt.AllowExternalLinks = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file for the whole batch (options override it).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print batch.json as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
@@ -154,6 +155,7 @@ def batch(
             method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
             max_size=max_size, centre=centre, threshold=threshold, plan=plan, param=param, dark=dark, flat=flat, roi=roi,
             bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
+            allow_external_links=allow_external_links,
         ))
         from .batch import expand_inputs, run_batch
 

@@ -36,6 +36,10 @@ Bin = Annotated[Optional[str], typer.Option("--bin", help="Binning factors, e.g.
 Saturation = Annotated[Optional[float], typer.Option(help="Detector saturation, counts: pixels at or above are excluded.")]
 BeamstopRadius = Annotated[Optional[float], typer.Option("--beamstop-radius", help="Beamstop radius in pixels around the peak (default: found from the data).")]
 Aliens = Annotated[Optional[str], typer.Option(help="Stray 'alien' scattering: mask (exclude), report (find only) or off [default: mask].")]
+AllowExternalLinks = Annotated[bool, typer.Option(
+    "--allow-external-links",
+    help="Follow HDF5 external links and virtual-dataset sources outside the input file's folder, and external "
+         "raw storage (only for files you trust).")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file (options override it).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.")]
@@ -76,25 +80,29 @@ def run_overrides(*, method: str | None = None, iterations: int | None = None, r
                   keep: int | None = None, seed: int | None = None, gpu: bool = False, device: str | None = None,
                   noise: str | None = None, max_size: int | None = None, centre: str | None = None,
                   threshold: float | None = None, plan: str | None = None, param: str | None = None,
-                  **detector: Any) -> dict[str, Any]:
+                  allow_external_links: bool = False, **detector: Any) -> dict[str, Any]:
     """Everything a reconstruction command was given, as nested configuration data.
 
     Parameters
     ----------
     method, iterations, runs, keep, seed, gpu, device, noise, max_size, centre, threshold, plan, param
         The command's options (None: not given).
+    allow_external_links : bool
+        The flag ``--allow-external-links``; not given (False) leaves a TOML
+        file's ``input.allow_external_links`` standing.
     **detector
         The options of :func:`detector_overrides`.
 
     Returns
     -------
     dict
-        Top-level keys and ``prep``, ``projection``, ``dip``, ``detector`` tables, with
+        Top-level keys and ``input``, ``prep``, ``projection``, ``dip``, ``detector`` tables, with
         the options not given left out (so a TOML file's values stand).
     """
     data = {
         "method": method, "iterations": iterations, "runs": runs, "keep": keep, "seed": seed,
         "device": device_choice(gpu, device), "noise": noise,
+        "input": {"allow_external_links": True if allow_external_links else None},
         "prep": {"max_size": max_size, "centre": centre, "threshold": threshold},
         "projection": {"plan": plan},
         "dip": {"param": param},

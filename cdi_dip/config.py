@@ -9,6 +9,8 @@ A TOML file mirrors the dataclasses::
 
     method = "hio"
     runs = 4
+    [input]
+    allow_external_links = false
     [prep]
     max_size = 128
     [projection]
@@ -98,6 +100,20 @@ def _check_range(name: str, value: float, low: float | None, high: float | None)
         raise InvalidInputError(f"configuration: {name} = {value} is below its minimum {low}")
     if high is not None and value > high:
         raise InvalidInputError(f"configuration: {name} = {value} is above its maximum {high}")
+
+
+@dataclass
+class InputConfig:
+    """How input files (data, masks, darks and flats) are read."""
+
+    allow_external_links: bool = False
+    """Follow HDF5 external links and virtual-dataset sources that lead outside
+    the input file's folder, and read external raw storage (values kept in
+    another file). Off by default: a crafted file could otherwise make the
+    tool read any file of the machine into its result."""
+
+    def validate(self) -> None:
+        """Nothing to check beyond the type."""
 
 
 @dataclass
@@ -360,6 +376,7 @@ class RunConfig:
     selection, and each solver's own loss (``dip.loss``)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
+    input: InputConfig = field(default_factory=InputConfig)
     prep: PrepConfig = field(default_factory=PrepConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
@@ -382,6 +399,7 @@ class RunConfig:
 
         if not _DEVICE_PATTERN.match(self.device.strip().lower()):
             raise InvalidInputError(f"configuration: device = {self.device!r}: use auto, cpu, cuda or cuda:N")
+        self.input.validate()
         self.prep.validate()
         self.detector.validate()
         self.projection.validate()

@@ -31,9 +31,13 @@ class Inspection:
 
 def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) -> Inspection:
     """Read an input and prepare it as ``reconstruct`` would (raises InvalidInputError on bad input)."""
-    read = read_measurement(source, mask_specs=mask_specs)
-    conditioned = condition_detector(read, cfg.detector, dark=read_calibration(cfg.detector.dark, "--dark"),
-                                     flat=read_calibration(cfg.detector.flat, "--flat"))
+    allow = cfg.input.allow_external_links
+    read = read_measurement(source, mask_specs=mask_specs, allow_external_links=allow)
+    conditioned = condition_detector(
+        read, cfg.detector,
+        dark=read_calibration(cfg.detector.dark, "--dark", allow_external_links=allow),
+        flat=read_calibration(cfg.detector.flat, "--flat", allow_external_links=allow),
+    )
     return Inspection(read=read, conditioned=conditioned, framed=prepare(conditioned, cfg.prep))
 
 

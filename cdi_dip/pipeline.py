@@ -248,11 +248,14 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
     )
 
 
-def read_calibration(spec: str | None, role: str) -> np.ndarray | None:
-    """A dark or flat image from a file (any supported format), or None."""
+def read_calibration(spec: str | None, role: str, *, allow_external_links: bool = False) -> np.ndarray | None:
+    """A dark or flat image from a file (any supported format), or None.
+
+    ``allow_external_links``: as for :func:`cdi_dip.io.read_array` (``input.allow_external_links``).
+    """
     if spec is None:
         return None
-    image = np.asarray(read_array(spec))
+    image = np.asarray(read_array(spec, allow_external_links=allow_external_links))
     if np.iscomplexobj(image) or image.ndim not in (2, 3):
         raise InvalidInputError(f"{role} {spec}: give a real 2D detector frame (or one frame per data frame), "
                                 f"got {image.dtype} {image.shape}")
@@ -267,10 +270,14 @@ def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) ->
     InvalidInputError
         On bad input: nothing has been written.
     """
-    measurement = read_measurement(source, mask_specs=mask_specs)
+    allow = cfg.input.allow_external_links
+    measurement = read_measurement(source, mask_specs=mask_specs, allow_external_links=allow)
     detector = cfg.detector
-    conditioned = condition_detector(measurement, detector, dark=read_calibration(detector.dark, "--dark"),
-                                     flat=read_calibration(detector.flat, "--flat"))
+    conditioned = condition_detector(
+        measurement, detector,
+        dark=read_calibration(detector.dark, "--dark", allow_external_links=allow),
+        flat=read_calibration(detector.flat, "--flat", allow_external_links=allow),
+    )
     return prepare(conditioned, cfg.prep)
 
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import h5py
 import numpy as np
 
 from .. import __version__
+from ..errors import InvalidInputError
 from ..types import ScanMeta
 from ._atomic import atomic_write
 
@@ -61,9 +63,31 @@ def wavelength_m_from_energy(energy_j: float) -> float:
     return _PLANCK_J_S * _LIGHT_M_S / energy_j
 
 
-def is_cxi(file: h5py.File) -> bool:
-    """True when an open HDF5 file follows the CXI layout (has ``/entry_1``)."""
-    return "entry_1" in file and isinstance(file["entry_1"], h5py.Group)
+Getter = Callable[[str], Any]
+"""Looks up a path in an open file: the object, or None when absent (see :func:`plain_getter`)."""
+
+
+def plain_getter(file: h5py.File) -> Getter:
+    """``file.get``, with a link that cannot be followed (a loop, a missing file) read as absent."""
+
+    def get(path: str) -> Any:
+        try:
+            return file.get(path)
+        except (KeyError, RuntimeError, OSError, ValueError) as exc:
+            log.warning("ignoring %s in %s: %s", path, file.filename, exc)
+            return None
+
+    return get
+
+
+def is_cxi(file: h5py.File, get: Getter | None = None) -> bool:
+    """True when an open HDF5 file follows the CXI layout (has the group ``/entry_1``).
+
+    ``get`` looks paths up (default :func:`plain_getter`); the readers pass
+    one that checks every link it follows.
+    """
+    get = get or plain_getter(file)
+    return isinstance(get("/entry_1"), h5py.Group)
 
 
 def nx_group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
@@ -130,14 +154,26 @@ def write_instrument(entry: h5py.Group, meta: ScanMeta | None) -> h5py.Group:
     return detector
 
 
-def _read_float(file: h5py.File, path: str) -> float | None:
+def _optional(file: h5py.File, get: Getter, path: str) -> Any:
+    """``get(path)``, or None with a warning when a link on the way is refused (geometry is optional)."""
+    try:
+        return get(path)
+    except InvalidInputError as exc:
+        log.warning("ignoring %s in %s: %s", path, file.filename, exc)
+        return None
+
+
+def _read_float(file: h5py.File, path: str, get: Getter) -> float | None:
     """A positive finite scalar at ``path``, or None when absent or unusable."""
-    node = file.get(path)
+    node = _optional(file, get, path)
     if not isinstance(node, h5py.Dataset):
         return None
+    if node.dtype.kind not in "iuf" or node.size == 0:
+        log.warning("ignoring %s in %s: not a number (%s %s)", path, file.filename, node.dtype, node.shape)
+        return None
     try:
-        value = float(np.asarray(node[()]).ravel()[0])
-    except (TypeError, ValueError, IndexError, OSError):
+        value = float(node[(0,) * node.ndim] if node.ndim else node[()])  # the first value only
+    except (TypeError, ValueError, IndexError, OSError, RuntimeError):
         log.warning("ignoring unreadable %s in %s", path, file.filename)
         return None
     if not np.isfinite(value) or value <= 0:
@@ -146,37 +182,56 @@ def _read_float(file: h5py.File, path: str) -> float | None:
     return value
 
 
-def _read_extra(file: h5py.File) -> dict[str, Any]:
-    group = file.get(EXTRA_GROUP)
+def _scalar_value(node: Any) -> Any:
+    """A scalar dataset's value as a Python str or number; None when it is neither (or unreadable)."""
+    if not isinstance(node, h5py.Dataset) or node.shape != ():
+        return None
+    is_text = node.dtype.kind == "S" or h5py.check_string_dtype(node.dtype) is not None
+    if not is_text and node.dtype.kind not in "biufc":
+        return None
+    try:
+        value = node[()]
+    except (OSError, RuntimeError, ValueError, TypeError):
+        return None
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value) if is_text else value.item()
+
+
+def _read_extra(file: h5py.File, get: Getter) -> dict[str, Any]:
+    group = _optional(file, get, EXTRA_GROUP)
     if not isinstance(group, h5py.Group):
         return {}
     extra: dict[str, Any] = {}
-    for key, node in group.items():
-        if isinstance(node, h5py.Dataset) and node.shape == ():
-            value = node[()]
-            extra[key] = value.decode() if isinstance(value, bytes) else value.item()
+    for key in group.keys():
+        value = _scalar_value(_optional(file, get, f"{EXTRA_GROUP}/{key}"))
+        if value is not None:
+            extra[key] = value
     return extra
 
 
-def read_cxi_meta(file: h5py.File) -> ScanMeta:
+def read_cxi_meta(file: h5py.File, get: Getter | None = None) -> ScanMeta:
     """Geometry of an open CXI file (each field None when absent).
 
     The wavelength comes from ``beam_1/incident_wavelength`` (m), else from
-    ``source_1/energy`` (J).
+    ``source_1/energy`` (J). ``get`` looks paths up (default
+    :func:`plain_getter`); a field it refuses (a broken link, an external
+    link not allowed) is ignored with a warning.
     """
-    distance = _read_float(file, f"{DETECTOR}/distance")
-    y_pixel = _read_float(file, f"{DETECTOR}/y_pixel_size")
-    x_pixel = _read_float(file, f"{DETECTOR}/x_pixel_size")
+    get = get or plain_getter(file)
+    distance = _read_float(file, f"{DETECTOR}/distance", get)
+    y_pixel = _read_float(file, f"{DETECTOR}/y_pixel_size", get)
+    x_pixel = _read_float(file, f"{DETECTOR}/x_pixel_size", get)
     if y_pixel is None and x_pixel is not None:
         y_pixel = x_pixel
     if x_pixel is None and y_pixel is not None:
         x_pixel = y_pixel
-    wavelength = _read_float(file, "/entry_1/instrument_1/beam_1/incident_wavelength")
+    wavelength = _read_float(file, "/entry_1/instrument_1/beam_1/incident_wavelength", get)
     if wavelength is None:
-        energy = _read_float(file, "/entry_1/instrument_1/source_1/energy")
+        energy = _read_float(file, "/entry_1/instrument_1/source_1/energy", get)
         wavelength = wavelength_m_from_energy(energy) if energy is not None else None
     pixel = (y_pixel, x_pixel) if y_pixel is not None and x_pixel is not None else None
-    return ScanMeta(wavelength_m=wavelength, distance_m=distance, pixel_size_m=pixel, extra=_read_extra(file))
+    return ScanMeta(wavelength_m=wavelength, distance_m=distance, pixel_size_m=pixel, extra=_read_extra(file, get))
 
 
 def compression(array: np.ndarray) -> dict[str, Any]:

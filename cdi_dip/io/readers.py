@@ -13,16 +13,26 @@ An input *spec* is what the user typed:
 
 Files are only ever opened read-only. Every problem with an input raises
 :class:`~cdi_dip.errors.InvalidInputError` with one line naming the file.
+
+Before any data is read: only regular files are opened (a named pipe or a
+device would block or never end); the size a file declares is checked against
+the free memory (:mod:`cdi_dip.io._safety`), so a forged header cannot ask for
+hundreds of GiB; HDF5 links are followed one at a time, and external links,
+virtual-dataset sources and external raw storage are refused when they lead
+outside the input file's folder unless ``allow_external_links`` is given
+(:mod:`cdi_dip.io._hdf5`).
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import posixpath
 import re
 import struct
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +42,8 @@ import tifffile
 
 from ..errors import InvalidInputError
 from ..types import Measurement, ScanMeta
+from ._hdf5 import Hdf5Input
+from ._safety import check_read_size, out_of_memory, require_regular_file
 from .cxi import DATA_PATHS, DETECTOR_MASK, GROUND_TRUTH, IMAGE_DATA, is_cxi, read_cxi_meta
 from .names import safe_scan_name
 
@@ -45,7 +57,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 _TIFF_ERRORS = (ValueError, OSError, EOFError, IndexError, struct.error)  # tifffile.TiffFileError is a ValueError
-_NUMPY_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+_NUMPY_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError)
 _FORMATS_HINT = "give CXI/HDF5 (.cxi .h5 .nxs), TIFF (.tif), NumPy (.npy .npz), or a directory or glob of TIFF frames"
 
 # Which dataset a file holds for each role, when the spec does not name one.
@@ -56,6 +68,11 @@ _CXI_PATHS = {
     "mask": (DETECTOR_MASK, *DATA_PATHS),
 }
 _NPZ_KEYS = {"data": ("data",), "array": ("data",), "object": ("object", "data"), "mask": ("mask", "data")}
+
+# What each role converts the stored array to (read_array's callers convert darks and flats to float64).
+_CONVERTED = {"data": np.dtype(np.float32), "object": np.dtype(np.complex64), "array": np.dtype(np.float64),
+              "mask": np.dtype(np.bool_)}
+_DATA_MASK_BYTES = 4  # read_measurement's bool arrays alive at once (one reason's pixels, bad, new, valid)
 
 
 @dataclass
@@ -124,7 +141,8 @@ def input_paths(spec: str) -> list[Path]:
 
 
 def _sniff(path: Path) -> str:
-    """The format of a file from its first bytes: hdf5, tiff, npy or npz."""
+    """The format of a file from its first bytes: hdf5, tiff, npy or npz (regular files only)."""
+    require_regular_file(path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
@@ -161,6 +179,19 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _bytes_per_element(role: str, dtype: np.dtype) -> int:
+    """Memory reading one element needs: as stored, plus the copy the reader converts it to."""
+    dtype = np.dtype(dtype)
+    converted = _CONVERTED[role]
+    extra = 0 if dtype == converted else converted.itemsize
+    return dtype.itemsize + extra + (_DATA_MASK_BYTES if role == "data" else 0)
+
+
+def _check_fits(shape: Sequence[int], dtype: np.dtype, role: str, where: str) -> None:
+    """Refuse, before reading, an array the host has no memory for (see :mod:`cdi_dip.io._safety`)."""
+    check_read_size(shape, dtype, _bytes_per_element(role, dtype), where)
+
+
 # --------------------------------------------------------------------------- HDF5 / CXI
 
 
@@ -171,34 +202,37 @@ def _candidates(file: h5py.File) -> list[h5py.Dataset]:
     return found
 
 
-def _nexus_default(file: h5py.File) -> str | None:
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _nexus_default(h5: Hdf5Input) -> str | None:
     """Path of the NeXus default signal (``@default`` -> ``@default`` -> ``@signal``)."""
-    node: h5py.Group = file
+    path = "/"
+    node: h5py.Group = h5.file
     for _ in range(4):
         target = node.attrs.get("default")
         if target is None:
             break
-        target = target.decode() if isinstance(target, bytes) else str(target)
-        child = node.get(target)
+        child = h5.get(posixpath.join(path, _text(target)))
         if not isinstance(child, h5py.Group):
             break
-        node = child
+        path, node = posixpath.join(path, _text(target)), child
     signal = node.attrs.get("signal")
     if signal is None:
         return None
-    signal = signal.decode() if isinstance(signal, bytes) else str(signal)
-    dataset = node.get(signal)
-    return dataset.name if isinstance(dataset, h5py.Dataset) else None
+    key = posixpath.join(path, _text(signal))
+    return key if isinstance(h5.get(key), h5py.Dataset) else None
 
 
-def _only_dataset(file: h5py.File, path: Path) -> str:
+def _only_dataset(h5: Hdf5Input, path: Path) -> str:
     """The dataset to read when the spec names none."""
-    candidates = _candidates(file)
+    candidates = _candidates(h5.file)
     if len(candidates) == 1:
         return candidates[0].name
     if not candidates:
         raise InvalidInputError(f"{path}: no dataset with 2 or more dimensions in the file; check that it holds detector frames")
-    default = _nexus_default(file)
+    default = _nexus_default(h5)
     if default is not None:
         return default
     listing = ", ".join(f"{d.name} {d.shape}" for d in candidates[:8]) + (" ..." if len(candidates) > 8 else "")
@@ -207,43 +241,58 @@ def _only_dataset(file: h5py.File, path: Path) -> str:
     )
 
 
-def _read_dataset(file: h5py.File, key: str, path: Path) -> np.ndarray:
-    try:
-        node = file.get(key)
-    except (KeyError, OSError, RuntimeError, ValueError) as exc:
-        raise InvalidInputError(f"{path}: cannot resolve {key} ({_first_line(exc)}); check the dataset path") from None
+def _read_dataset(h5: Hdf5Input, key: str, path: Path, role: str) -> np.ndarray:
+    """Read a dataset once its links, type, storage and size are checked."""
+    node = h5.get(key)
+    where = f"{path}:{key}"
     if node is None:
         raise InvalidInputError(f"{path}: no dataset {key} in the file; list its contents with h5ls -r {path}")
     if not isinstance(node, h5py.Dataset):
-        raise InvalidInputError(f"{path}:{key} is a group, not a dataset; give the path of a dataset inside it")
+        raise InvalidInputError(f"{where} is a group, not a dataset; give the path of a dataset inside it")
+    _check_dtype(node.dtype, where, complex_ok=True)
+    h5.check_storage(node, where)
+    _check_fits(node.shape, node.dtype, role, where)
     try:
-        return node[()]
+        return np.asarray(node[()])
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise InvalidInputError(f"{path}:{key}: cannot read the dataset ({_first_line(exc)}); the file may be truncated or corrupt") from None
+        raise InvalidInputError(f"{where}: cannot read the dataset ({_first_line(exc)}); the file may be truncated or corrupt") from None
 
 
-def _load_hdf5(path: Path, key: str | None, role: str) -> _Raw:
-    try:
-        file = h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        raise InvalidInputError(f"{path}: cannot open as HDF5 ({_first_line(exc)}); the file may be truncated or corrupt") from None
-    with file:
-        cxi = is_cxi(file)
-        if key is None and cxi:
-            key = next((p for p in _CXI_PATHS[role] if isinstance(file.get(p), h5py.Dataset)), None)
-            if key is None and role == "object":
-                raise InvalidInputError(
-                    f"{path}: no object in this CXI file (looked at {IMAGE_DATA} and {GROUND_TRUTH}); "
-                    f"give a result file or name the dataset as {path}:/path"
-                )
-        if key is None:
-            key = _only_dataset(file, path)
-        key = "/" + key.lstrip("/")
-        raw = _Raw(_read_dataset(file, key, path), where=f"{path}:{key}")
-        if cxi:
-            raw.meta = read_cxi_meta(file)
-            if role == "data" and key in DATA_PATHS and isinstance(file.get(DETECTOR_MASK), h5py.Dataset):
-                mask = _read_dataset(file, DETECTOR_MASK, path)
+def _meta_getter(h5: Hdf5Input):
+    """Looks geometry up like :meth:`Hdf5Input.get`, refusing datasets stored outside the file."""
+
+    def get(key: str) -> object:
+        node = h5.get(key)
+        if isinstance(node, h5py.Dataset):
+            h5.check_storage(node, f"{h5.path}:{key}")
+        return node
+
+    return get
+
+
+def _default_key(h5: Hdf5Input, path: Path, role: str) -> str:
+    """The dataset a CXI file holds for ``role`` (the first of its paths that exists), else the only one."""
+    if is_cxi(h5.file, h5.get):
+        key = next((p for p in _CXI_PATHS[role] if isinstance(h5.get(p), h5py.Dataset)), None)
+        if key is not None:
+            return key
+        if role == "object":
+            raise InvalidInputError(
+                f"{path}: no object in this CXI file (looked at {IMAGE_DATA} and {GROUND_TRUTH}); "
+                f"give a result file or name the dataset as {path}:/path"
+            )
+    return _only_dataset(h5, path)
+
+
+def _load_hdf5(path: Path, key: str | None, role: str, allow_external: bool) -> _Raw:
+    with Hdf5Input(path, allow_external=allow_external) as h5:
+        key = "/" + (key if key is not None else _default_key(h5, path, role)).lstrip("/")
+        raw = _Raw(_read_dataset(h5, key, path, role), where=f"{path}:{key}")
+        if is_cxi(h5.file, h5.get):
+            raw.meta = read_cxi_meta(h5.file, _meta_getter(h5))
+            # A mask link that is broken or refused raises here: silently reading without it would fit bad pixels.
+            if role == "data" and key in DATA_PATHS and isinstance(h5.get(DETECTOR_MASK), h5py.Dataset):
+                mask = _read_dataset(h5, DETECTOR_MASK, path, "mask")
                 raw.excluded = _nonzero(mask, f"{path}:{DETECTOR_MASK}")
     return raw
 
@@ -251,39 +300,81 @@ def _load_hdf5(path: Path, key: str | None, role: str) -> _Raw:
 # --------------------------------------------------------------------------- TIFF
 
 
-def _load_tiff(path: Path) -> np.ndarray:
-    """A single-page TIFF as 2D, a multi-page TIFF as a 3D stack."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series
-            if not series:
-                raise InvalidInputError(f"{path}: the TIFF file holds no image")
-            if len(series) == 1:
-                if "S" in series[0].axes:
-                    raise InvalidInputError(f"{path}: colour (RGB) TIFF; give single-channel detector frames")
-                return series[0].asarray()
-            pages = [s.asarray() for s in series]
-    except _TIFF_ERRORS as exc:
-        raise InvalidInputError(f"{path}: cannot read as TIFF ({_first_line(exc)}); the file may be truncated or corrupt") from None
-    shapes = sorted({p.shape for p in pages})
+def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and type of a TIFF's image from its header: one series, or a stack of same-shape series."""
+    series = tif.series
+    if not series:
+        raise InvalidInputError(f"{path}: the TIFF file holds no image")
+    if any(s.dtype is None for s in series):
+        raise InvalidInputError(f"{path}: the TIFF pages have no numeric sample type; give detector frames")
+    if len(series) == 1:
+        if "S" in series[0].axes:
+            raise InvalidInputError(f"{path}: colour (RGB) TIFF; give single-channel detector frames")
+        return tuple(series[0].shape), np.dtype(series[0].dtype)
+    shapes = sorted({tuple(s.shape) for s in series})
     if len(shapes) > 1:
         raise InvalidInputError(f"{path}: the TIFF pages have different shapes {shapes}; every page must be one frame of the same size")
-    return np.stack(pages)
+    return (len(series), *shapes[0]), np.result_type(*(s.dtype for s in series))
 
 
-def _tiff_frames(files: Sequence[Path], where: str) -> np.ndarray:
-    """Stack single-frame TIFF files (already sorted) along a new first axis."""
-    frames: list[np.ndarray] = []
-    for file in files:
-        frame = _load_tiff(file)
-        if frame.ndim != 2:
-            raise InvalidInputError(f"{file}: a frame of {where} has shape {frame.shape}; each file must hold one 2D frame")
-        if frames and frame.shape != frames[0].shape:
-            raise InvalidInputError(
-                f"{file}: frame shape {frame.shape} differs from {frames[0].shape} of {files[0].name}; all frames of {where} must have the same size"
-            )
-        frames.append(frame)
-    return np.stack(frames)
+def _tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """:func:`_tiff_layout` of a file, reading no pixel."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return _tiff_layout(tif, path)
+    except _TIFF_ERRORS as exc:
+        raise InvalidInputError(f"{path}: cannot read as TIFF ({_first_line(exc)}); the file may be truncated or corrupt") from None
+
+
+def _load_tiff(path: Path, role: str) -> np.ndarray:
+    """A single-page TIFF as 2D, a multi-page TIFF as a 3D stack (its size checked first)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape, dtype = _tiff_layout(tif, path)
+            _check_fits(shape, dtype, role, str(path))
+            if len(tif.series) == 1:
+                return tif.series[0].asarray()
+            stack = np.empty(shape, dtype)
+            for index, series in enumerate(tif.series):
+                stack[index] = series.asarray()
+            return stack
+    except _TIFF_ERRORS as exc:
+        raise InvalidInputError(f"{path}: cannot read as TIFF ({_first_line(exc)}); the file may be truncated or corrupt") from None
+
+
+def _frames_dtype(dtype: np.dtype, role: str) -> np.dtype:
+    """The stack's type: float32 for real detector data (what read_measurement uses), else the stored type."""
+    return np.dtype(np.float32) if role == "data" and np.dtype(dtype).kind in "biuf" else np.dtype(dtype)
+
+
+def _tiff_frames(files: Sequence[Path], where: str, role: str) -> np.ndarray:
+    """Stack single-frame TIFF files (already sorted) along a new first axis.
+
+    The first frame's header gives the stack's shape, checked against free
+    memory before any pixel is read; the frames are then read one at a time
+    into the preallocated stack (float32 for data), so a large rocking curve
+    needs no second full copy.
+    """
+    first, dtype = _tiff_header(files[0])
+    if len(first) != 2:
+        raise InvalidInputError(f"{files[0]}: a frame of {where} has shape {first}; each file must hold one 2D frame")
+    shape = (len(files), *first)
+    _check_fits(shape, _frames_dtype(dtype, role), role, where)
+    stack = np.empty(shape, _frames_dtype(dtype, role))
+    casting = "same_kind" if role == "data" else "safe"
+    with np.errstate(over="ignore", invalid="ignore"):
+        for index, file in enumerate(files):
+            frame = _load_tiff(file, role)
+            if frame.ndim != 2:
+                raise InvalidInputError(f"{file}: a frame of {where} has shape {frame.shape}; each file must hold one 2D frame")
+            if frame.shape != first:
+                raise InvalidInputError(
+                    f"{file}: frame shape {frame.shape} differs from {first} of {files[0].name}; all frames of {where} must have the same size"
+                )
+            if not np.can_cast(frame.dtype, stack.dtype, casting=casting):  # a wider type than the first frame's
+                stack = stack.astype(np.result_type(stack.dtype, frame.dtype))
+            stack[index] = frame
+    return stack
 
 
 def _tiff_files_in(directory: Path) -> list[Path]:
@@ -310,11 +401,33 @@ def _glob_files(pattern: str) -> list[Path]:
 # --------------------------------------------------------------------------- NumPy
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and type an ``.npy`` stream declares, read from its header only."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    else:  # 2.0, and 3.0 (the same layout, field names in UTF-8)
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    return tuple(shape), np.dtype(dtype)
+
+
+def _load_npy(path: Path, role: str) -> np.ndarray:
     try:
+        with open(path, "rb") as handle:
+            shape, dtype = _npy_header(handle)
+        _check_fits(shape, dtype, role, str(path))
         return np.load(path, allow_pickle=False)
     except _NUMPY_ERRORS as exc:
         raise InvalidInputError(f"{path}: cannot read as .npy ({_first_line(exc)}); the file may be truncated or hold Python objects") from None
+
+
+def _npz_array(npz: np.lib.npyio.NpzFile, key: str, role: str, where: str) -> np.ndarray:
+    """One array of an open ``.npz``, its declared size checked before it is decompressed."""
+    member = key if key in npz.zip.namelist() else f"{key}.npy"
+    with npz.zip.open(member) as handle:
+        shape, dtype = _npy_header(handle)
+    _check_fits(shape, dtype, role, where)
+    return npz[key]
 
 
 def _load_npz(path: Path, key: str | None, role: str) -> _Raw:
@@ -333,9 +446,9 @@ def _load_npz(path: Path, key: str | None, role: str) -> _Raw:
                 key = arrays[0]
             if key not in keys:
                 raise InvalidInputError(f"{path}: no array {key!r} (arrays: {', '.join(keys)}); check the name after ':'")
-            raw = _Raw(npz[key], where=f"{path}:{key}")
+            raw = _Raw(_npz_array(npz, key, role, f"{path}:{key}"), where=f"{path}:{key}")
             if role == "data" and key != "mask" and "mask" in keys:
-                raw.excluded = _nonzero(npz["mask"], f"{path}:mask")
+                raw.excluded = _nonzero(_npz_array(npz, "mask", "mask", f"{path}:mask"), f"{path}:mask")
     except _NUMPY_ERRORS as exc:
         raise InvalidInputError(f"{path}: cannot read as .npz ({_first_line(exc)}); the file may be truncated or hold Python objects") from None
     return raw
@@ -344,40 +457,67 @@ def _load_npz(path: Path, key: str | None, role: str) -> _Raw:
 # --------------------------------------------------------------------------- dispatch
 
 
-def _load(spec: str, role: str) -> _Raw:
-    """Read the array a spec points at, with the file's own mask and geometry."""
+def _load(spec: str, role: str, allow_external: bool = False) -> _Raw:
+    """Read the array a spec points at, with the file's own mask and geometry.
+
+    ``allow_external``: follow HDF5 external links and virtual-dataset sources
+    outside the file's folder, and external raw storage (:mod:`cdi_dip.io._hdf5`).
+    """
     if not spec:
         raise InvalidInputError(f"empty input path; {_FORMATS_HINT}")
     if _is_glob(spec):
-        return _Raw(_tiff_frames(_glob_files(spec), spec), where=spec)
+        return _Raw(_tiff_frames(_glob_files(spec), spec, role), where=spec)
     path, key = _split_spec(spec)
     if path.is_dir():
         if key is not None:
             raise InvalidInputError(f"{path} is a directory; ':{key}' only applies to HDF5 and NPZ files")
-        return _Raw(_tiff_frames(_tiff_files_in(path), str(path)), where=str(path))
+        return _Raw(_tiff_frames(_tiff_files_in(path), str(path), role), where=str(path))
     kind = _sniff(path)
     if key is not None and kind not in ("hdf5", "npz"):
         raise InvalidInputError(f"{path} is a {kind.upper()} file; ':{key}' only applies to HDF5 and NPZ files")
     if kind == "hdf5":
-        return _load_hdf5(path, key, role)
+        return _load_hdf5(path, key, role, allow_external)
     if kind == "npz":
         return _load_npz(path, key, role)
     if kind == "npy":
-        return _Raw(_load_npy(path), where=str(path))
-    return _Raw(_load_tiff(path), where=str(path))
+        return _Raw(_load_npy(path, role), where=str(path))
+    return _Raw(_load_tiff(path, role), where=str(path))
+
+
+@contextmanager
+def _memory_errors_as_input_errors(spec: str) -> Iterator[None]:
+    """A ``MemoryError`` while reading ``spec`` becomes one line (exit code 2), not a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise out_of_memory(spec) from None
 
 
 # --------------------------------------------------------------------------- checks
 
 
 def _check_numeric(array: np.ndarray, where: str, *, complex_ok: bool) -> None:
-    kind = array.dtype.kind
+    _check_dtype(array.dtype, where, complex_ok=complex_ok)
+
+
+def _check_dtype(dtype: np.dtype, where: str, *, complex_ok: bool) -> None:
+    """Numbers only (strings, compound records and references are refused, before reading them)."""
+    kind = dtype.kind
     if kind == "c" and not complex_ok:
         raise InvalidInputError(
             f"{where}: holds complex values; give measured intensities (a real array), not an object or a result"
         )
     if kind not in ("i", "u", "f", "c", "b"):
-        raise InvalidInputError(f"{where}: holds {array.dtype} values, not numbers; give a numeric array")
+        raise InvalidInputError(f"{where}: holds {_dtype_text(dtype)} values, not numbers; give a numeric array")
+
+
+def _dtype_text(dtype: np.dtype) -> str:
+    """``string``, ``compound (a, b)`` or the dtype's name, for messages."""
+    if dtype.kind in "SUO" and h5py.check_string_dtype(dtype) is not None or dtype.kind in "SU":
+        return f"string ({dtype})"
+    if dtype.names:
+        return f"compound ({', '.join(dtype.names)})"
+    return str(dtype)
 
 
 def _check_shape(array: np.ndarray, where: str) -> np.ndarray:
@@ -413,16 +553,24 @@ def _fit_mask(excluded: np.ndarray, shape: tuple[int, ...], where: str) -> np.nd
     )
 
 
-def _read_mask(spec: str) -> np.ndarray:
+def _mask_files(specs: Sequence[str], shape: tuple[int, ...], allow_external: bool) -> np.ndarray:
+    """Mask files combined with OR, each fitted to the data's shape."""
+    combined = np.zeros(shape, dtype=bool)
+    for spec in specs:
+        combined |= _fit_mask(_read_mask(spec, allow_external), shape, spec)
+    return combined
+
+
+def _read_mask(spec: str, allow_external: bool) -> np.ndarray:
     """A mask file (any supported format) as bool, True = excluded."""
-    raw = _load(spec, "mask")
+    raw = _load(spec, "mask", allow_external)
     return _nonzero(raw.array, raw.where)
 
 
 # --------------------------------------------------------------------------- public
 
 
-def read_measurement(spec: str, *, mask_specs: Sequence[str] = ()) -> Measurement:
+def read_measurement(spec: str, *, mask_specs: Sequence[str] = (), allow_external_links: bool = False) -> Measurement:
     """Read detector intensities, their mask and geometry.
 
     Parameters
@@ -433,6 +581,10 @@ def read_measurement(spec: str, *, mask_specs: Sequence[str] = ()) -> Measuremen
     mask_specs : sequence of str
         Extra mask files, any supported format, nonzero = excluded pixel,
         combined with OR. A 2D mask applies to every frame of a 3D stack.
+    allow_external_links : bool
+        Follow HDF5 external links and virtual-dataset sources outside the
+        input file's folder, and external raw storage. Off: they are refused
+        (a crafted file could otherwise read any file of the machine).
 
     Returns
     -------
@@ -446,31 +598,38 @@ def read_measurement(spec: str, *, mask_specs: Sequence[str] = ()) -> Measuremen
     Raises
     ------
     InvalidInputError
-        Missing or unreadable file, unsupported or non-numeric data, a mask
-        of another shape, all-zero data or no usable pixel.
+        Missing or unreadable file (or not a regular file), unsupported or
+        non-numeric data, a mask of another shape, all-zero data or no usable
+        pixel; data larger than the free memory (checked before reading), a
+        broken, looping or refused link.
     """
-    raw = _load(spec, "data")
+    with _memory_errors_as_input_errors(spec):
+        return _read_measurement(spec, mask_specs, allow_external_links)
+
+
+def _read_measurement(spec: str, mask_specs: Sequence[str], allow_external: bool) -> Measurement:
+    raw = _load(spec, "data", allow_external)
     _check_numeric(raw.array, raw.where, complex_ok=False)
     data = _check_shape(np.asarray(raw.array), raw.where)
     with np.errstate(over="ignore", invalid="ignore"):
-        intensity = data.astype(np.float32)  # copies: the caller owns it
-    reasons: list[tuple[str, np.ndarray]] = [
-        ("nan", np.isnan(intensity)),
-        ("inf", np.isinf(intensity)),
-        ("negative", intensity < 0),
+        intensity = data.astype(np.float32, copy=False)  # the reader's own array: no second copy
+    if not intensity.flags.writeable:
+        intensity = intensity.copy()
+    # Each reason's pixels are found when their turn comes, so one full-size bool array is alive at a time.
+    reasons: list[tuple[str, Callable[[], np.ndarray]]] = [
+        ("nan", lambda: np.isnan(intensity)),
+        ("inf", lambda: np.isinf(intensity)),
+        ("negative", lambda: intensity < 0),
     ]
     if raw.excluded is not None:
-        reasons.append(("file_mask", _fit_mask(raw.excluded, data.shape, raw.where)))
+        reasons.append(("file_mask", lambda: _fit_mask(raw.excluded, data.shape, raw.where)))
     if mask_specs:
-        extra = np.zeros(data.shape, dtype=bool)
-        for mask_spec in mask_specs:
-            extra |= _fit_mask(_read_mask(mask_spec), data.shape, mask_spec)
-        reasons.append(("mask_file", extra))
+        reasons.append(("mask_file", lambda: _mask_files(mask_specs, data.shape, allow_external)))
     excluded_px: dict[str, int] = {}
     masks: dict[str, np.ndarray] = {}
     bad = np.zeros(data.shape, dtype=bool)
-    for reason, hit in reasons:
-        new = hit & ~bad
+    for reason, find in reasons:
+        new = np.greater(find(), bad)  # hit and not yet excluded, without a temporary ~bad
         count = int(np.count_nonzero(new))
         if count:
             excluded_px[reason] = count
@@ -498,26 +657,30 @@ def read_measurement(spec: str, *, mask_specs: Sequence[str] = ()) -> Measuremen
     )
 
 
-def read_array(spec: str) -> np.ndarray:
+def read_array(spec: str, *, allow_external_links: bool = False) -> np.ndarray:
     """Read one numeric array (real or complex, any shape) as stored.
 
     Parameters
     ----------
     spec : str
         Any input spec (CXI without a path gives the detector data).
+    allow_external_links : bool
+        As for :func:`read_measurement`.
 
     Returns
     -------
     numpy.ndarray
-        The array with its stored dtype.
+        The array with its stored dtype (a folder of TIFF frames: the frames'
+        common dtype).
     """
-    raw = _load(spec, "array")
-    array = np.asarray(raw.array)
-    _check_numeric(array, raw.where, complex_ok=True)
-    return array
+    with _memory_errors_as_input_errors(spec):
+        raw = _load(spec, "array", allow_external_links)
+        array = np.asarray(raw.array)
+        _check_numeric(array, raw.where, complex_ok=True)
+        return array
 
 
-def read_object(spec: str) -> np.ndarray:
+def read_object(spec: str, *, allow_external_links: bool = False) -> np.ndarray:
     """Read a complex object: a result or a reference.
 
     Parameters
@@ -527,15 +690,18 @@ def read_object(spec: str) -> np.ndarray:
         ``/entry_1/sample_1/ground_truth``; or name it,
         ``file.cxi:/entry_1/sample_1/ground_truth``), an ``.npy``/``.npz``,
         an HDF5 dataset spec, or a TIFF (a real object).
+    allow_external_links : bool
+        As for :func:`read_measurement`.
 
     Returns
     -------
     numpy.ndarray, complex64, shape (ny, nx) or (nz, ny, nx)
     """
-    raw = _load(spec, "object")
-    array = np.asarray(raw.array)
-    _check_numeric(array, raw.where, complex_ok=True)
-    array = _check_shape(array, raw.where)
-    if not np.all(np.isfinite(array)):
-        raise InvalidInputError(f"{raw.where}: the object holds NaN or Inf values; give a finite object")
-    return array.astype(np.complex64)
+    with _memory_errors_as_input_errors(spec):
+        raw = _load(spec, "object", allow_external_links)
+        array = np.asarray(raw.array)
+        _check_numeric(array, raw.where, complex_ok=True)
+        array = _check_shape(array, raw.where)
+        if not np.all(np.isfinite(array)):
+            raise InvalidInputError(f"{raw.where}: the object holds NaN or Inf values; give a finite object")
+        return array.astype(np.complex64)
