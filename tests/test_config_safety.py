@@ -1,0 +1,84 @@
+"""Issue 16, "never lose a scientist's data": configuration, command line and kernel cache refuse bad input cleanly."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+
+import pytest
+from typer.testing import CliRunner
+
+from cdi_dip.cli import app
+from cdi_dip.config import RunConfig, config_from_dict, load_toml
+from cdi_dip.errors import InvalidInputError
+
+runner = CliRunner()
+
+
+def _float_fields(cls: type = RunConfig, section: str = "") -> list[tuple[str, ...]]:
+    """Paths (section, field) of every float or optional-float field of the configuration."""
+    paths = []
+    for name, annotation in typing.get_type_hints(cls).items():
+        options = typing.get_args(annotation) or (annotation,)
+        if dataclasses.is_dataclass(annotation):
+            paths += [(name, *path) for path in _float_fields(annotation, name)]
+        elif float in options:
+            paths.append((name,))
+    return paths
+
+
+FLOAT_FIELDS = _float_fields()
+
+
+def _nested(path: tuple[str, ...], value) -> dict:
+    data = value
+    for key in reversed(path):
+        data = {key: data}
+    return data
+
+
+def test_every_float_field_is_found():
+    names = {".".join(path) for path in FLOAT_FIELDS}
+    assert {"keep_max_error", "prep.threshold", "projection.beta", "projection.shrinkwrap_sigma_start",
+            "detector.saturation", "detector.gap_fill_value", "dip.learning_rate"} <= names
+
+
+# -- item 7: NaN and infinity in every float field ------------------------------------------------
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("path", FLOAT_FIELDS, ids=[".".join(path) for path in FLOAT_FIELDS])
+def test_non_finite_floats_are_refused_naming_the_field(path, value):
+    name = re.escape(".".join(path))
+    with pytest.raises(InvalidInputError, match=rf"{name} = -?(nan|inf) is not a finite number"):
+        config_from_dict(_nested(path, value))
+
+
+def test_non_finite_floats_are_refused_in_a_directly_built_config():
+    cfg = RunConfig()
+    cfg.detector.gap_fill_value = math.nan  # a float field without any range check
+    with pytest.raises(InvalidInputError, match=r"detector\.gap_fill_value = nan"):
+        cfg.validate()
+
+
+@pytest.mark.parametrize("line, name", [
+    ("[projection]\nshrinkwrap_sigma_start = nan\n", "projection.shrinkwrap_sigma_start"),
+    ("[projection]\nbeta = nan\n", "projection.beta"),
+    ("[detector]\nbeamstop_radius = inf\n", "detector.beamstop_radius"),
+    ("[detector]\ngap_fill_value = -inf\n", "detector.gap_fill_value"),
+])
+def test_non_finite_floats_in_toml_are_refused(tmp_path, line, name):
+    path = tmp_path / "run.toml"
+    path.write_text(line)
+    with pytest.raises(InvalidInputError, match=re.escape(name) + " = -?(nan|inf) is not a finite number"):
+        config_from_dict(load_toml(path))
+
+
+@pytest.mark.parametrize("option, name", [("--threshold", "prep.threshold"), ("--saturation", "detector.saturation"),
+                                          ("--beamstop-radius", "detector.beamstop_radius")])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_options_are_one_line_exit_2(tmp_path, option, name, value):
+    result = runner.invoke(app, ["inspect", str(tmp_path / "scan.npy"), option, value])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cdi-dip: error: ") and name in lines[0]
