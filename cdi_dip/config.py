@@ -534,6 +534,11 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise InvalidInputError(f"configuration file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"configuration file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"configuration file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8, as TOML requires"
+        ) from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read configuration file {path}: {exc.strerror}") from None
 

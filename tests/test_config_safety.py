@@ -82,3 +82,17 @@ def test_non_finite_options_are_one_line_exit_2(tmp_path, option, name, value):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cdi-dip: error: ") and name in lines[0]
+
+
+# -- item 6: one line and exit 2, never a traceback -----------------------------------------------
+def test_a_toml_file_that_is_not_utf8_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('method = "hio"\n# r\u00e9glages\n'.encode("latin-1"))
+    with pytest.raises(InvalidInputError, match=r"not UTF-8 text \(byte 0xe9 at offset 18\): save it as UTF-8"):
+        load_toml(path)
+    result = runner.invoke(app, ["inspect", str(tmp_path / "scan.npy"), "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"cdi-dip: error: configuration file {path} is not UTF-8 text (byte 0xe9 at offset 18): "
+        "save it as UTF-8, as TOML requires"
+    ]
