@@ -96,3 +96,40 @@ def test_a_toml_file_that_is_not_utf8_is_refused_in_one_line(tmp_path):
         f"cdi-dip: error: configuration file {path} is not UTF-8 text (byte 0xe9 at offset 18): "
         "save it as UTF-8, as TOML requires"
     ]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("(" * 5000 + "ER" + ")" * 5000, "parentheses nested more than 32 deep at position 32"),
+    ("9000000*ER+9000000*HIO", r"more than 10000000 iterations \(at position 11\)"),
+    ("9" * 5000 + "*ER", r"more than 10000000 iterations \(at position 0\)"),
+    ("5000000*(ER+HIO)", "more than 100000 blocks"),
+    ("+".join(["ER"] * 60000), "longer than 100000 characters"),
+])
+def test_absurd_plans_are_refused_in_one_short_line(text, message):
+    with pytest.raises(InvalidInputError, match=message) as caught:
+        config_from_dict({"projection": {"plan": text}})
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+def test_deepest_allowed_nesting_parses():
+    from cdi_dip.solvers.plan import MAX_NESTING, Step, parse_plan
+
+    assert parse_plan("(" * MAX_NESTING + "2*ER" + ")" * MAX_NESTING) == [Step("ER", 2)]
+
+
+def test_a_plan_of_many_terms_parses_in_linear_time():
+    import time
+
+    from cdi_dip.solvers.plan import parse_plan
+
+    start = time.perf_counter()
+    steps = parse_plan("+".join(["ER", "HIO"] * 8000))  # 16000 terms: a minute when each '+' copied the plan
+    assert len(steps) == 16000 and time.perf_counter() - start < 5
+
+
+def test_a_deeply_nested_plan_on_the_command_line_is_one_line_exit_2(tmp_path):
+    plan = "(" * 3000 + "ER" + ")" * 3000
+    result = runner.invoke(app, ["reconstruct", str(tmp_path / "scan.npy"), "--plan", plan])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "parentheses nested more than" in lines[0]
