@@ -133,3 +133,35 @@ def test_a_deeply_nested_plan_on_the_command_line_is_one_line_exit_2(tmp_path):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "parentheses nested more than" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_scan(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scan") / "tiny.cxi"
+    result = runner.invoke(app, ["simulate", str(path), "--shape", "32,32", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_a_bogus_kernels_variable_is_one_line_exit_2(tiny_scan, tmp_path):
+    result = runner.invoke(app, ["reconstruct", str(tiny_scan), "--method", "hio", "--iterations", "4", "--runs", "1",
+                                 "--out", str(tmp_path), "--quiet"], env={"CDI_DIP_KERNELS": "bogus"})
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "cdi-dip: error: environment variable CDI_DIP_KERNELS='bogus': set it to one of auto, c, torch, or unset it"
+    ]
+
+
+def test_a_bogus_kernel_choice_names_the_variable():
+    import torch
+
+    from cdi_dip.solvers.fused import select_backend
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDI_DIP_KERNELS", " Torch ")
+        assert select_backend(torch.device("cpu")).name == "torch"
+        patch.setenv("CDI_DIP_KERNELS", "cuda")
+        with pytest.raises(InvalidInputError, match="CDI_DIP_KERNELS='cuda': set it to one of auto, c, torch"):
+            select_backend(torch.device("cpu"))
+        with pytest.raises(InvalidInputError, match="fused kernels 'fast': choose one of auto, c, torch"):
+            select_backend(torch.device("cpu"), "fast")

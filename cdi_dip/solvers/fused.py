@@ -49,6 +49,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidInputError
+
 log = logging.getLogger(__name__)
 
 EPS = 1e-12
@@ -401,6 +403,24 @@ class CBackend(Backend):
         return projected
 
 
+KERNEL_CHOICES = ("auto", "c", "torch")
+"""Values of ``CDI_DIP_KERNELS`` (and of ``select_backend``'s ``choice``)."""
+
+
+def _kernel_choice(choice: str | None) -> str:
+    """``choice``, else ``$CDI_DIP_KERNELS``, else ``"auto"``, checked against :data:`KERNEL_CHOICES`."""
+    from_environment = not choice
+    text = choice or os.environ.get("CDI_DIP_KERNELS") or "auto"
+    value = text.strip().lower()
+    if value not in KERNEL_CHOICES:
+        allowed = ", ".join(KERNEL_CHOICES)
+        if from_environment:
+            raise InvalidInputError(f"environment variable CDI_DIP_KERNELS={text!r}: set it to one of {allowed}, "
+                                    "or unset it")
+        raise InvalidInputError(f"fused kernels {text!r}: choose one of {allowed}")
+    return value
+
+
 def select_backend(device: torch.device, choice: str | None = None) -> Backend:
     """The fused-step implementation for ``device``.
 
@@ -415,10 +435,13 @@ def select_backend(device: torch.device, choice: str | None = None) -> Backend:
     Returns
     -------
     Backend
+
+    Raises
+    ------
+    InvalidInputError
+        For any other choice, naming the environment variable when it came from there.
     """
-    choice = (choice or os.environ.get("CDI_DIP_KERNELS") or "auto").strip().lower()
-    if choice not in ("auto", "c", "torch"):
-        raise ValueError(f"CDI_DIP_KERNELS={choice!r}: use auto, c or torch")
+    choice = _kernel_choice(choice)
     if choice != "torch" and device.type == "cpu":
         library = _load_c_library()
         if library is not None:
