@@ -241,6 +241,9 @@ def simulate(
         raise _fail(str(exc), EXIT_INVALID) from None
     except OSError as exc:
         raise _fail(f"cannot write {output}: {exc.strerror}", EXIT_INVALID) from None
+    except MemoryError:  # where the free memory could not be told beforehand
+        raise _fail(f"--shape {shape}: not enough memory to simulate this frame; give a smaller shape, "
+                    "e.g. 128,128", EXIT_INVALID) from None
     truth = output.with_name(f"{output.stem}_truth.npy")
     info = {"output": str(output), "ground_truth": str(truth), "kind": kind, "shape": list(frame),
             "peak_counts": peak_counts, "seed": seed}

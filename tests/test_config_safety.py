@@ -165,3 +165,40 @@ def test_a_bogus_kernel_choice_names_the_variable():
             select_backend(torch.device("cpu"))
         with pytest.raises(InvalidInputError, match="fused kernels 'fast': choose one of auto, c, torch"):
             select_backend(torch.device("cpu"), "fast")
+
+
+@pytest.mark.parametrize("shape", ["100000,100000", "4000,4000,4000"])
+def test_simulating_a_frame_larger_than_memory_is_one_line_exit_2(tmp_path, shape):
+    result = runner.invoke(app, ["simulate", str(tmp_path / "big.cxi"), "--shape", shape])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cdi-dip: error: ") and "give a smaller shape" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_simulate_scan_refuses_what_the_free_memory_cannot_hold(monkeypatch):
+    import numpy as np
+
+    from cdi_dip import memory
+    from cdi_dip.simulate import simulate_scan
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device: 2**20)
+    with pytest.raises(InvalidInputError, match=r"shape 128x128: simulating it needs about 0\.00244 GiB of memory "
+                                                 r"but the host has 0\.000977 GiB free"):
+        simulate_scan("cell", (128, 128), rng=np.random.default_rng(0))
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device: None)  # unknown: not refused
+    assert simulate_scan("cell", (16, 16), rng=np.random.default_rng(0)).counts.shape == (16, 16)
+
+
+def test_a_memory_error_while_simulating_is_one_line_exit_2(tmp_path, monkeypatch):
+    import cdi_dip.simulate
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cdi_dip.simulate, "simulate_scan", out_of_memory)
+    result = runner.invoke(app, ["simulate", str(tmp_path / "x.cxi"), "--shape", "64,64"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "cdi-dip: error: --shape 64,64: not enough memory to simulate this frame; give a smaller shape, e.g. 128,128"
+    ]
