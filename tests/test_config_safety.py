@@ -202,3 +202,84 @@ def test_a_memory_error_while_simulating_is_one_line_exit_2(tmp_path, monkeypatc
     assert result.output.strip().splitlines() == [
         "cdi-dip: error: --shape 64,64: not enough memory to simulate this frame; give a smaller shape, e.g. 128,128"
     ]
+
+
+# -- usage errors through the console-script entry point ------------------------------------------
+def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``cdi-dip ARGS`` through :func:`cdi_dip.cli.main` in this process: exit code, stdout, stderr."""
+    from cdi_dip.cli import main
+
+    monkeypatch.setattr("sys.argv", ["cdi-dip", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out, err = capsys.readouterr()
+    return exited.value.code or 0, out, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reconstruct", "x", "--bogus"], "No such option: --bogus"),
+    (["reconstruct", "x", "--iterations", "abc"], "Invalid value for '--iterations'"),
+    (["reconstruct"], "Missing argument 'input'"),
+    (["inspect", "x", "--threshold", "many"], "Invalid value for '--threshold'"),
+    (["reconstrut", "x"], "No such command 'reconstrut'"),
+])
+def test_usage_errors_are_one_line_exit_2(monkeypatch, capsys, args, message):
+    code, out, err = _main(monkeypatch, capsys, *args)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cdi-dip: error: {message}") and "--help')" in lines[0]
+
+
+def test_a_usage_error_from_the_installed_entry_point_is_one_line_exit_2():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", "from cdi_dip.cli import main; main()", "reconstruct", "x",
+                             "--bogus"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "cdi-dip: error: No such option: --bogus (Possible options: --gpu, --out, --verbose) "
+        "(see 'cdi-dip reconstruct --help')"
+    ]
+
+
+def test_help_version_and_exit_codes_still_work_through_main(monkeypatch, capsys, tmp_path):
+    code, out, err = _main(monkeypatch, capsys, "--help")
+    assert code == 0 and "reconstruct" in out and err == ""
+    code, out, err = _main(monkeypatch, capsys, "reconstruct", "--help")
+    assert code == 0 and "--iterations" in out and err == ""
+    code, out, err = _main(monkeypatch, capsys, "version")
+    assert code == 0 and out.strip() and err == ""
+    code, out, err = _main(monkeypatch, capsys)  # no command: the help, exit 2 as before
+    assert code == 2 and "reconstruct" in out
+    code, out, err = _main(monkeypatch, capsys, "simulate", str(tmp_path / "x.cxi"), "--shape", "4,4")
+    assert code == 2 and err.splitlines() == [
+        "cdi-dip: error: --shape 4,4: give 2 or 3 sizes of at least 8 pixels, e.g. 128,128"]
+
+
+def test_exits_and_errors_raised_inside_commands_keep_their_codes(monkeypatch, capsys):
+    import typer
+
+    from cdi_dip.cli import app
+    from cdi_dip.errors import ReconstructionError
+
+    def fail(kind: str) -> None:
+        if kind == "exit":
+            raise typer.Exit(7)
+        if kind == "invalid":
+            raise InvalidInputError("bad input, do this instead")
+        if kind == "failed":
+            raise ReconstructionError("it diverged")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app, "registered_commands", list(app.registered_commands))
+    app.command("fail-for-test")(fail)
+    assert _main(monkeypatch, capsys, "fail-for-test", "exit")[0] == 7
+    assert _main(monkeypatch, capsys, "fail-for-test", "invalid")[::2] == (
+        2, "cdi-dip: error: bad input, do this instead\n")
+    assert _main(monkeypatch, capsys, "fail-for-test", "failed")[::2] == (1, "cdi-dip: error: it diverged\n")
+    assert _main(monkeypatch, capsys, "fail-for-test", "interrupt")[0] == 130
