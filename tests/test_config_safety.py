@@ -283,3 +283,99 @@ def test_exits_and_errors_raised_inside_commands_keep_their_codes(monkeypatch, c
         2, "cdi-dip: error: bad input, do this instead\n")
     assert _main(monkeypatch, capsys, "fail-for-test", "failed")[::2] == (1, "cdi-dip: error: it diverged\n")
     assert _main(monkeypatch, capsys, "fail-for-test", "interrupt")[0] == 130
+
+
+# -- item 14: the compiled-kernel cache loads only the user's own, private files ------------------
+@pytest.fixture
+def kernels(monkeypatch):
+    """:mod:`cdi_dip.solvers.fused` with its loaded library forgotten before and after the test."""
+    from cdi_dip.solvers import fused
+
+    if fused._compiler() is None:
+        pytest.skip("no C compiler (cc, gcc or $CC)")
+    fused._load_c_library.cache_clear()
+    yield fused
+    fused._load_c_library.cache_clear()
+
+
+def _private_folder(path):
+    path.mkdir(parents=True)
+    path.chmod(0o700)
+    return path
+
+
+def _is_elf(path) -> bool:
+    return path.read_bytes()[:4] == b"\x7fELF"
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o600], ids=["world-writable", "private-but-corrupt"])
+def test_a_planted_library_file_is_compiled_over_not_loaded(kernels, tmp_path, monkeypatch, caplog, mode):
+    folder = _private_folder(tmp_path / "cache")
+    monkeypatch.setenv("CDI_DIP_CACHE", str(folder))
+    planted = folder / kernels._kernel_name(kernels._compiler())
+    planted.write_bytes(b"not a shared library")  # loading it would raise OSError
+    planted.chmod(mode)
+    library = kernels._load_c_library()
+    assert library is not None and library._name == str(planted)
+    assert _is_elf(planted) and planted.stat().st_mode & 0o077 == 0
+    assert ("writable by its group or by others" if mode == 0o666 else "cannot be loaded") in caplog.text
+    assert sorted(p.name for p in folder.iterdir()) == [planted.name]
+
+
+def _foreign(folder):
+    import os
+
+    if os.getuid() != 0:
+        pytest.skip("handing a folder to another user needs root")
+    os.chown(folder, 65534, -1)
+
+
+@pytest.mark.parametrize("spoil, reason", [(lambda folder: folder.chmod(0o770), "writable by its group"),
+                                           (lambda folder: folder.chmod(0o757), "writable by its group or by others"),
+                                           (_foreign, "is owned by user id 65534")],
+                         ids=["group-writable", "world-writable", "another-users"])
+def test_nothing_is_loaded_from_an_untrusted_cache_folder(kernels, tmp_path, monkeypatch, caplog, spoil, reason):
+    folder = _private_folder(tmp_path / "shared")
+    monkeypatch.setenv("CDI_DIP_CACHE", str(folder))
+    planted = folder / kernels._kernel_name(kernels._compiler())
+    planted.write_bytes(b"\x7fELF planted")
+    planted.chmod(0o700)
+    spoil(folder)
+    library = kernels._load_c_library()
+    assert library is not None and not library._name.startswith(str(folder))  # compiled privately
+    assert library.cdi_modulus is not None
+    assert planted.read_bytes() == b"\x7fELF planted" and list(folder.iterdir()) == [planted]
+    assert reason in caplog.text and "private temporary folder" in caplog.text
+
+
+def test_the_cache_folder_is_made_private(kernels, tmp_path, monkeypatch):
+    folder = tmp_path / "new" / "cache"
+    monkeypatch.setenv("CDI_DIP_CACHE", str(folder))
+    library = kernels._load_c_library()
+    assert library is not None and library._name.startswith(str(folder))
+    assert folder.stat().st_mode & 0o777 == 0o700
+    (built,) = folder.iterdir()  # no temporary leftovers
+    assert _is_elf(built) and built.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_library_name_keys_the_compiler(kernels, tmp_path):
+    import shutil
+
+    wrapper = tmp_path / "my-cc"
+    wrapper.write_text(f'#!/bin/sh\nexec {shutil.which(kernels._compiler()) or kernels._compiler()} "$@"\n')
+    wrapper.chmod(0o755)
+    assert kernels._kernel_name(str(wrapper)) != kernels._kernel_name(kernels._compiler())
+    assert kernels._kernel_name(kernels._compiler()) == kernels._kernel_name(kernels._compiler())
+
+
+def test_two_processes_compiling_at_once_leave_one_complete_library(kernels, tmp_path):
+    import ctypes
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = _private_folder(tmp_path / "cache")
+    target = folder / kernels._kernel_name(kernels._compiler())
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(kernels._compile, kernels._C_SOURCE, target, kernels._compiler()) for _ in "ab"]:
+            future.result()
+    assert list(folder.iterdir()) == [target]
+    assert ctypes.CDLL(str(target)).cdi_update is not None
