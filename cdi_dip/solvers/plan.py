@@ -23,7 +23,7 @@ MAX_ITERATIONS = 10_000_000
 """Upper bound on the total iterations of a plan (guards against typos like 1000000*ER)."""
 
 MAX_PLAN_CHARACTERS = 100_000
-"""Longest plan text (a plan is a short formula; parsing costs about 10 us a character)."""
+"""Longest plan text (a plan is a short formula; parsing costs a few microseconds a character)."""
 
 MAX_NESTING = 32
 """Deepest nesting of parentheses in a plan (deeper plans would exhaust Python's recursion)."""
@@ -178,11 +178,15 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 
 def _too_many_iterations(text: str, pos: int | None = None) -> InvalidInputError:
+    """The error for a plan of more than :data:`MAX_ITERATIONS` iterations (found at ``pos``)."""
     where = "" if pos is None else f" (at position {pos})"
-    return InvalidInputError(f"plan {_shorten(text)}: more than {MAX_ITERATIONS} iterations{where}; use smaller numbers")
+    return InvalidInputError(
+        f"plan {_shorten(text)}: more than {MAX_ITERATIONS} iterations{where}; use smaller numbers"
+    )
 
 
 def _too_many_blocks(text: str) -> InvalidInputError:
+    """The error for a plan of more than :data:`MAX_BLOCKS` blocks."""
     return InvalidInputError(
         f"plan {_shorten(text)}: more than {MAX_BLOCKS} blocks of iterations; "
         "use fewer repetitions of longer blocks, e.g. '5*(200*ER+1800*HIO)'"
