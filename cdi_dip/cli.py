@@ -243,6 +243,9 @@ def simulate(
         raise _fail(str(exc), EXIT_INVALID) from None
     except OSError as exc:
         raise _fail(f"cannot write {output}: {exc.strerror}", EXIT_INVALID) from None
+    except MemoryError:  # where the free memory could not be told beforehand
+        raise _fail(f"--shape {shape}: not enough memory to simulate this frame; give a smaller shape, "
+                    "e.g. 128,128", EXIT_INVALID) from None
     truth = output.with_name(f"{output.stem}_truth.npy")
     info = {"output": str(output), "ground_truth": str(truth), "kind": kind, "shape": list(frame),
             "peak_counts": peak_counts, "seed": seed}
@@ -400,18 +403,64 @@ app.command(name="batch")(batch)
 
 
 def main() -> None:
-    """Console-script entry point: map stray domain errors and Ctrl-C to exit codes."""
+    """Console-script entry point: one line on stderr and an exit code for every error, never a traceback.
+
+    Click's usage errors (an unknown option, a bad value, a missing argument)
+    become ``cdi-dip: error: <message> (see 'cdi-dip COMMAND --help')`` and
+    exit code 2, instead of click's boxed usage text; stray domain errors and
+    Ctrl-C keep their exit codes (see the module docstring).
+    """
+    sys.exit(_run_app())
+
+
+def _click_error_types() -> tuple[type, ...]:
+    """The base classes of the usage errors the installed typer raises.
+
+    Typer since 0.2x carries its own copy of click, whose ``ClickException``
+    derives from ``typer.TyperException``; older releases raise click's.
+    """
+    types: list[type] = [typer.TyperException] if hasattr(typer, "TyperException") else []
     try:
-        app()
+        import click
+    except ImportError:  # pragma: no cover - typer without click
+        pass
+    else:
+        types.append(click.exceptions.ClickException)
+    return tuple(types)
+
+
+def _run_app() -> int:
+    """Run the typer app without click's own error display; return the exit code."""
+    try:
+        code = app(prog_name="cdi-dip", standalone_mode=False)
+    except _click_error_types() as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no command: the help, printed already by rich
+            if exc.format_message().strip():
+                typer.echo(exc.format_message())
+        else:
+            typer.echo(f"cdi-dip: error: {_usage_error_line(exc)}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("cdi-dip: aborted", err=True)
+        return EXIT_FAILED
     except InvalidInputError as exc:
         typer.echo(f"cdi-dip: error: {exc}", err=True)
-        sys.exit(EXIT_INVALID)
+        return EXIT_INVALID
     except CdiDipError as exc:
         typer.echo(f"cdi-dip: error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         typer.echo("cdi-dip: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else 0  # an int: the code of an Exit (--help, typer.Exit(n))
+
+
+def _usage_error_line(exc) -> str:
+    """Click's message on one line, with where to read the command's help."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "cdi-dip"
+    return f"{message} (see '{command} --help')"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+import numbers
 import tomllib
 import types
 import typing
@@ -96,10 +98,59 @@ class DipLoss(str, enum.Enum):
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
+    if _non_finite(value):  # NaN passes every comparison
+        raise InvalidInputError(f"configuration: {name} = {value} is not a finite number; give a number")
     if low is not None and value < low:
         raise InvalidInputError(f"configuration: {name} = {value} is below its minimum {low}")
     if high is not None and value > high:
         raise InvalidInputError(f"configuration: {name} = {value} is above its maximum {high}")
+
+
+def check_finite(config: Any, section: str = "") -> None:
+    """Refuse NaN and infinity in every float field of a configuration dataclass and of its sections.
+
+    One check over :func:`dataclasses.fields` rather than one per field: a NaN
+    passes every range check (``nan < low`` is false), so a field forgotten
+    here would run on garbage. Optional floats and lists are checked too.
+
+    Parameters
+    ----------
+    config : dataclass instance
+        A :class:`RunConfig` or one of its sections.
+    section : str
+        Dotted prefix of the field names in messages (``"projection"``).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the first non-finite field and its default value.
+    """
+    for item in fields(config):
+        name = f"{section}.{item.name}" if section else item.name
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_finite(value, name)
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for index, element in enumerate(values):
+            if _non_finite(element):
+                where = f"{name}[{index}]" if values is value else name
+                raise InvalidInputError(
+                    f"configuration: {where} = {element} is not a finite number; "
+                    f"give a number{_default_hint(item)}"
+                )
+
+
+def _non_finite(value: Any) -> bool:
+    """A real number (not an integer) that is NaN or infinite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and not math.isfinite(value)
+
+
+def _default_hint(item: dataclasses.Field) -> str:
+    """`` (default X)`` for a field with a plain default, else nothing."""
+    if item.default is dataclasses.MISSING or item.default is None:
+        return ""
+    return f" (default {item.default})"
 
 
 @dataclass
@@ -384,6 +435,7 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Check every field; return self so calls can chain."""
+        check_finite(self)
         if self.iterations is not None:
             _check_range("iterations", self.iterations, 1, None)
         self.method = Method(self.method)
@@ -504,6 +556,11 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise InvalidInputError(f"configuration file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"configuration file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"configuration file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8, as TOML requires"
+        ) from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read configuration file {path}: {exc.strerror}") from None
 

@@ -21,8 +21,10 @@ Two implementations of the same equations, chosen by :func:`select_backend`:
 
 - ``"c"`` (CPU only): two loops of C, compiled once per machine with the
   system C compiler (``$CC``, else ``cc``/``gcc``; ``-O3 -march=native``),
-  cached under ``$CDI_DIP_CACHE`` (default ``~/.cache/cdi-dip``) and called
-  through :mod:`ctypes` on the tensors' memory. ctypes releases the GIL, so
+  cached under ``$CDI_DIP_CACHE`` (default ``~/.cache/cdi-dip``, mode 0o700;
+  a folder or file that someone else owns or can write is never loaded
+  from, see :func:`_load_c_library`) and called through :mod:`ctypes` on
+  the tensors' memory. ctypes releases the GIL, so
   large arrays are split over ``torch.get_num_threads()`` Python threads.
 - ``"torch"`` (any device): a few in-place torch operations on kept
   scratch frames.
@@ -41,6 +43,7 @@ import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ..errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 
@@ -290,13 +295,60 @@ def _machine_key() -> str:
     return platform.machine() + platform.processor()
 
 
-def _compile(source: str, target: Path) -> None:
-    """Compile ``source`` into the shared library ``target`` (atomically: a temporary name, then a rename)."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise OSError("no C compiler found (set CC)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as folder:
+def _compiler() -> str | None:
+    """The C compiler: ``$CC``, else ``cc``, else ``gcc`` on the PATH; None where there is none."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+@functools.lru_cache(maxsize=8)
+def _compiler_identity(compiler: str) -> str:
+    """The compiler's resolved path and the first line of its ``--version`` (what it would build)."""
+    path = shutil.which(compiler) or compiler
+    try:
+        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+        version = (result.stdout or result.stderr).strip().splitlines()[:1]
+    except (OSError, subprocess.SubprocessError):
+        version = []
+    return f"{os.path.realpath(path)} {' '.join(version)}"
+
+
+def _kernel_name(compiler: str) -> str:
+    """File name of the compiled kernels: a hash of the source, the flags, the CPU and the compiler."""
+    key = "\n".join((_C_SOURCE, " ".join(_FLAGS), _machine_key(), _compiler_identity(compiler)))
+    return f"fused-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+
+
+def _unsafe(path: Path, *, folder: bool) -> str | None:
+    """Why ``path`` must not be trusted with code to load, or None when it may be.
+
+    Trusted: a folder (``folder=True``, symbolic links followed) or a regular
+    file (not a symbolic link) owned by the current user and writable by
+    neither its group nor others, so that no one else can have put code there.
+    """
+    try:
+        info = os.stat(path) if folder else os.lstat(path)
+    except OSError as exc:
+        return f"cannot be inspected ({exc.strerror})"
+    if folder and not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if not folder and not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return f"is owned by user id {info.st_uid}, not by you ({os.getuid()})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by its group or by others (mode {stat.S_IMODE(info.st_mode):#o})"
+    return None
+
+
+def _compile(source: str, target: Path, compiler: str) -> None:
+    """Compile ``source`` into the shared library ``target``, mode 0o700.
+
+    The compiler writes into a fresh private folder beside ``target``, and the
+    finished library is renamed onto ``target`` (:func:`os.replace`, atomic):
+    two processes compiling at once each load a complete file, never a
+    half-written one.
+    """
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fused-build-") as folder:
         c_file = Path(folder) / "fused.c"
         c_file.write_text(source)
         built = Path(folder) / target.name
@@ -306,18 +358,73 @@ def _compile(source: str, target: Path) -> None:
             result = subprocess.run(base, capture_output=True, text=True)
         if result.returncode != 0:
             raise OSError(f"{compiler} failed: {result.stderr.strip()[:300]}")
+        os.chmod(built, 0o700)
         os.replace(built, target)
+
+
+def _load_from_cache(folder: Path, name: str, compiler: str) -> ctypes.CDLL:
+    """The kernels from the (trusted) cache ``folder``, compiled there first when missing or not trusted."""
+    target = folder / name
+    if os.path.lexists(target):
+        problem = _unsafe(target, folder=False)
+        if problem is None:
+            try:
+                return ctypes.CDLL(str(target))
+            except OSError as exc:  # e.g. a file left incomplete by an old version
+                log.warning("compiled kernels %s cannot be loaded (%s): compiling them again", target, exc)
+        else:
+            log.warning("compiled kernels %s %s: not loading it, compiling them again", target, problem)
+    _compile(_C_SOURCE, target, compiler)
+    return ctypes.CDLL(str(target))
+
+
+def _load_private(name: str, compiler: str) -> ctypes.CDLL:
+    """The kernels compiled into a new private temporary folder, which is removed once they are loaded."""
+    with tempfile.TemporaryDirectory(prefix="cdi-dip-kernels-") as folder:  # mode 0o700
+        target = Path(folder) / name
+        _compile(_C_SOURCE, target, compiler)
+        return ctypes.CDLL(str(target))  # the mapping outlives the file
+
+
+def _trusted_cache_folder() -> Path | None:
+    """The cache folder, created with mode 0o700 where missing; None (with a warning) where it is not trusted."""
+    folder = _cache_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("kernel cache %s cannot be created (%s): compiling the kernels into a private temporary "
+                    "folder for this process", folder, exc.strerror)
+        return None
+    problem = _unsafe(folder, folder=True)
+    if problem is not None:
+        log.warning("kernel cache %s %s: not loading code from it; compiling the kernels into a private "
+                    "temporary folder for this process (chmod 700 it, or set CDI_DIP_CACHE to a folder of "
+                    "your own)", folder, problem)
+        return None
+    return folder
 
 
 @functools.lru_cache(maxsize=1)
 def _load_c_library() -> ctypes.CDLL | None:
-    """The compiled kernels, built on first use; None where no compiler works (logged)."""
-    digest = hashlib.sha256((_C_SOURCE + " ".join(_FLAGS) + _machine_key()).encode()).hexdigest()
-    target = _cache_dir() / f"fused-{digest[:16]}.so"
+    """The compiled kernels, built on first use; None where no compiler works (logged).
+
+    Code is loaded only from where no one else can have put it. The cache
+    folder (:func:`_cache_dir`, made with mode 0o700) and the library file in
+    it must be owned by the current user and writable by neither group nor
+    others (:func:`_unsafe`). An untrusted library file is compiled again over
+    (never loaded); in an untrusted folder nothing is read or written, and the
+    kernels are compiled into a private temporary folder for this process
+    instead (a warning says how to fix the folder). The file name hashes the
+    source, the flags, the CPU features and the compiler (path and version).
+    """
+    compiler = _compiler()
+    if compiler is None:
+        log.info("fused C kernels unavailable (no C compiler found; set CC): using torch operations")
+        return None
     try:
-        if not target.is_file():
-            _compile(_C_SOURCE, target)
-        library = ctypes.CDLL(str(target))
+        name = _kernel_name(compiler)
+        folder = _trusted_cache_folder()
+        library = _load_from_cache(folder, name, compiler) if folder is not None else _load_private(name, compiler)
     except OSError as exc:
         log.info("fused C kernels unavailable (%s): using torch operations", exc)
         return None
@@ -401,6 +508,24 @@ class CBackend(Backend):
         return projected
 
 
+KERNEL_CHOICES = ("auto", "c", "torch")
+"""Values of ``CDI_DIP_KERNELS`` (and of ``select_backend``'s ``choice``)."""
+
+
+def _kernel_choice(choice: str | None) -> str:
+    """``choice``, else ``$CDI_DIP_KERNELS``, else ``"auto"``, checked against :data:`KERNEL_CHOICES`."""
+    from_environment = not choice
+    text = choice or os.environ.get("CDI_DIP_KERNELS") or "auto"
+    value = text.strip().lower()
+    if value not in KERNEL_CHOICES:
+        allowed = ", ".join(KERNEL_CHOICES)
+        if from_environment:
+            raise InvalidInputError(f"environment variable CDI_DIP_KERNELS={text!r}: set it to one of {allowed}, "
+                                    "or unset it")
+        raise InvalidInputError(f"fused kernels {text!r}: choose one of {allowed}")
+    return value
+
+
 def select_backend(device: torch.device, choice: str | None = None) -> Backend:
     """The fused-step implementation for ``device``.
 
@@ -415,10 +540,13 @@ def select_backend(device: torch.device, choice: str | None = None) -> Backend:
     Returns
     -------
     Backend
+
+    Raises
+    ------
+    InvalidInputError
+        For any other choice, naming the environment variable when it came from there.
     """
-    choice = (choice or os.environ.get("CDI_DIP_KERNELS") or "auto").strip().lower()
-    if choice not in ("auto", "c", "torch"):
-        raise ValueError(f"CDI_DIP_KERNELS={choice!r}: use auto, c or torch")
+    choice = _kernel_choice(choice)
     if choice != "torch" and device.type == "cpu":
         library = _load_c_library()
         if library is not None:

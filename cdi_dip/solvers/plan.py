@@ -22,6 +22,16 @@ ALGORITHMS = ("ER", "HIO", "RAAR")
 MAX_ITERATIONS = 10_000_000
 """Upper bound on the total iterations of a plan (guards against typos like 1000000*ER)."""
 
+MAX_PLAN_CHARACTERS = 100_000
+"""Longest plan text (a plan is a short formula; parsing costs a few microseconds a character)."""
+
+MAX_NESTING = 32
+"""Deepest nesting of parentheses in a plan (deeper plans would exhaust Python's recursion)."""
+
+MAX_BLOCKS = 100_000
+"""Upper bound on the blocks of a parsed plan (alternations such as ``1000000*(ER+HIO)`` would take
+seconds and gigabytes to spell out, for no benefit over longer blocks)."""
+
 # Default plans, chosen by measurement on simulated 2D and 3D crystals (see
 # ``default_plan``): ``cycles`` repetitions of (``er`` ER + ``main`` HIO/RAAR),
 # then ``final_er`` ER iterations.
@@ -53,6 +63,7 @@ class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.pos = 0
+        self.depth = 0
 
     # -- lexing helpers ---------------------------------------------------
     def _skip(self) -> None:
@@ -67,7 +78,7 @@ class _Parser:
         where = self.pos if pos is None else pos
         found = "the end" if where >= len(self.text) else repr(self.text[where])
         return InvalidInputError(
-            f"plan {self.text!r}: expected {expected} at position {where} (found {found}); "
+            f"plan {_shorten(self.text)}: expected {expected} at position {where} (found {found}); "
             "write e.g. '3*(20*ER+180*HIO)+20*ER'"
         )
 
@@ -80,9 +91,15 @@ class _Parser:
 
     def _plan(self) -> list[Step]:
         steps = self._term()
+        total = plan_length(steps)
         while self._peek() == "+":
             self.pos += 1
-            steps = _merge(steps + self._term())
+            start = self.pos
+            term = self._term()
+            total += plan_length(term)
+            if total > MAX_ITERATIONS:
+                raise _too_many_iterations(self.text, start)
+            _extend(steps, term, self.text)
         return steps
 
     def _term(self) -> list[Step]:
@@ -96,15 +113,12 @@ class _Parser:
             if isinstance(factor, int):
                 multiplier *= factor
                 if multiplier > MAX_ITERATIONS:
-                    raise InvalidInputError(
-                        f"plan {self.text!r}: more than {MAX_ITERATIONS} iterations "
-                        f"(at position {factor_pos}); use smaller numbers"
-                    )
+                    raise _too_many_iterations(self.text, factor_pos)
             elif sequence is None:
                 sequence = factor
             else:
                 raise InvalidInputError(
-                    f"plan {self.text!r}: cannot multiply two algorithm sequences at position "
+                    f"plan {_shorten(self.text)}: cannot multiply two algorithm sequences at position "
                     f"{factor_pos}; join them with '+', e.g. '20*ER+180*HIO'"
                 )
             if self._peek() != "*":
@@ -112,7 +126,7 @@ class _Parser:
             self.pos += 1
         if sequence is None:
             raise InvalidInputError(
-                f"plan {self.text!r}: the number at position {start} repeats no algorithm; "
+                f"plan {_shorten(self.text)}: the number at position {start} repeats no algorithm; "
                 "write e.g. '20*ER'"
             )
         return _repeat(sequence, multiplier, self.text)
@@ -123,10 +137,12 @@ class _Parser:
             begin = self.pos
             while self.pos < len(self.text) and self.text[self.pos].isdigit():
                 self.pos += 1
+            if self.pos - begin > len(str(MAX_ITERATIONS)):  # before int(): it refuses over 4300 digits
+                raise _too_many_iterations(self.text, begin)
             value = int(self.text[begin:self.pos])
             if value < 1:
                 raise InvalidInputError(
-                    f"plan {self.text!r}: the number at position {begin} must be at least 1"
+                    f"plan {_shorten(self.text)}: the number at position {begin} must be at least 1"
                 )
             return value
         if char.isalpha():
@@ -138,13 +154,43 @@ class _Parser:
                 raise self._fail(f"an algorithm ({', '.join(ALGORITHMS)})", begin)
             return [Step(name, 1)]
         if char == "(":
+            if self.depth >= MAX_NESTING:
+                raise InvalidInputError(
+                    f"plan {_shorten(self.text)}: parentheses nested more than {MAX_NESTING} deep at position "
+                    f"{self.pos}; write the plan with fewer groups, e.g. '3*(20*ER+180*HIO)+20*ER'"
+                )
             self.pos += 1
+            self.depth += 1
             steps = self._plan()
+            self.depth -= 1
             if self._peek() != ")":
                 raise self._fail("')'")
             self.pos += 1
             return steps
         raise self._fail("a number, an algorithm or '('")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """``repr(text)``, cut in the middle when longer than ``limit`` characters (a message stays one short line)."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[: limit // 2]) + f" ... ({len(text)} characters) ... " + repr(text[-limit // 2:])
+
+
+def _too_many_iterations(text: str, pos: int | None = None) -> InvalidInputError:
+    """The error for a plan of more than :data:`MAX_ITERATIONS` iterations (found at ``pos``)."""
+    where = "" if pos is None else f" (at position {pos})"
+    return InvalidInputError(
+        f"plan {_shorten(text)}: more than {MAX_ITERATIONS} iterations{where}; use smaller numbers"
+    )
+
+
+def _too_many_blocks(text: str) -> InvalidInputError:
+    """The error for a plan of more than :data:`MAX_BLOCKS` blocks."""
+    return InvalidInputError(
+        f"plan {_shorten(text)}: more than {MAX_BLOCKS} blocks of iterations; "
+        "use fewer repetitions of longer blocks, e.g. '5*(200*ER+1800*HIO)'"
+    )
 
 
 def _merge(steps: list[Step]) -> list[Step]:
@@ -158,14 +204,25 @@ def _merge(steps: list[Step]) -> list[Step]:
     return merged
 
 
+def _extend(steps: list[Step], more: list[Step], text: str) -> None:
+    """Append ``more`` to ``steps`` in place, merging at the seam (linear in ``len(more)``)."""
+    if steps and more and steps[-1].algorithm == more[0].algorithm:
+        steps[-1] = Step(more[0].algorithm, steps[-1].iterations + more[0].iterations)
+        more = more[1:]
+    steps.extend(more)
+    if len(steps) > MAX_BLOCKS:
+        raise _too_many_blocks(text)
+
+
 def _repeat(steps: list[Step], times: int, text: str) -> list[Step]:
     """``times`` repetitions of ``steps`` (a single step simply gets more iterations)."""
     if plan_length(steps) * times > MAX_ITERATIONS:
-        raise InvalidInputError(
-            f"plan {text!r}: more than {MAX_ITERATIONS} iterations; use smaller numbers"
-        )
+        raise _too_many_iterations(text)
     if len(steps) == 1:
         return [Step(steps[0].algorithm, steps[0].iterations * times)]
+    seam = 1 if steps[0].algorithm == steps[-1].algorithm else 0  # blocks merged where copies meet
+    if (len(steps) - seam) * times + seam > MAX_BLOCKS:
+        raise _too_many_blocks(text)
     return _merge(steps * times)
 
 
@@ -186,11 +243,19 @@ def parse_plan(text: str) -> list[Step]:
     Raises
     ------
     InvalidInputError
-        With the position and what was expected there.
+        With the position and what was expected there; also for more than
+        :data:`MAX_ITERATIONS` iterations in all, :data:`MAX_BLOCKS` blocks,
+        parentheses nested deeper than :data:`MAX_NESTING` or a text longer
+        than :data:`MAX_PLAN_CHARACTERS`.
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError(
             f"plan {text!r} is empty: write e.g. '3*(20*ER+180*HIO)+20*ER'"
+        )
+    if len(text) > MAX_PLAN_CHARACTERS:
+        raise InvalidInputError(
+            f"plan {_shorten(text)} is longer than {MAX_PLAN_CHARACTERS} characters; "
+            "repeat groups instead, e.g. '3*(20*ER+180*HIO)+20*ER'"
         )
     return _Parser(text).parse()
 
