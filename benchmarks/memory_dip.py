@@ -79,19 +79,21 @@ def measure_child(frame_shape: tuple[int, ...], iterations: int, threads: int) -
     """Run in a subprocess: resident memory before and at the peak of one solve."""
     torch.set_num_threads(threads)
     from cdi_dip.config import DipConfig, Method, RunConfig
-    from cdi_dip.solvers.dip import estimate_dip_memory_bytes, solve_dip
+    from cdi_dip.solvers import Problem
+    from cdi_dip.solvers.dip import DipRun, estimate_dip_memory_bytes, solve_dip
 
     counts, valid, free, physics = _data(frame_shape)
     warm = RunConfig(method=Method.DIP, iterations=2,
                      dip=DipConfig(warm_start_runs=1, prefit_iterations=2, polish_iterations=2)).validate()
     # Warm up kernels and allocator pools on a small frame so that their cost is not counted.
     small_counts, small_valid, small_free, small_physics = _data(tuple(32 for _ in frame_shape))
-    solve_dip(small_counts, small_valid, small_physics, warm, generator=torch.Generator().manual_seed(0),
-              free=small_free)
+    solve_dip(Problem.build(small_counts, small_valid, small_physics, free=small_free), DipRun.from_config(warm),
+              rng=torch.Generator().manual_seed(0))
     cfg = RunConfig(method=Method.DIP, iterations=iterations,
                     dip=DipConfig(warm_start_runs=1, prefit_iterations=10, polish_iterations=5)).validate()
     before = _rss_bytes()
-    solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
+    solve_dip(Problem.build(counts, valid, physics, free=free), DipRun.from_config(cfg),
+              rng=torch.Generator().manual_seed(0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"shape": list(frame_shape), "rss_increase": max(peak - before, 0),
             "tensor_peak": profiled_peak_bytes(counts, valid, free, physics, cfg),
@@ -107,11 +109,13 @@ def profiled_peak_bytes(counts, valid, free, physics, cfg) -> int:
 
     from torch.profiler import ProfilerActivity, profile
 
-    from cdi_dip.solvers.dip import solve_dip
+    from cdi_dip.solvers import Problem
+    from cdi_dip.solvers.dip import DipRun, solve_dip
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
                  with_stack=True) as prof:
-        solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
+        solve_dip(Problem.build(counts, valid, physics, free=free), DipRun.from_config(cfg),
+                  rng=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "timeline.json")
         with warnings.catch_warnings():

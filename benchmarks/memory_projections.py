@@ -28,7 +28,8 @@ sys.path.insert(0, sys.argv[4])
 from speed_projections import simulated_counts
 from cdi_dip.config import Method, ProjectionConfig, RunConfig
 from cdi_dip.physics import FarField
-from cdi_dip.solvers.projections import solve_projections
+from cdi_dip.solvers import Problem
+from cdi_dip.solvers.projections import ProjectionRun, solve_projections
 
 def status(key):
     with open("/proc/self/status") as handle:
@@ -50,7 +51,8 @@ cfg = RunConfig(method=Method(method.lower()), device="cpu", projection=projecti
 with open("/proc/self/clear_refs", "w") as handle:
     handle.write("5")
 before = status("VmRSS")
-output = solve_projections(counts, valid, FarField(shape), cfg, generator=torch.Generator().manual_seed(0), free=free)
+output = solve_projections(Problem.build(counts, valid, FarField(shape), free=free), ProjectionRun.from_config(cfg),
+                           rng=torch.Generator().manual_seed(0))
 print(json.dumps({"before": before, "peak": status("VmHWM"), "kernels": output.extra["kernels"]}))
 '''
 

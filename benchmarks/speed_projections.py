@@ -43,7 +43,8 @@ from cdi_dip.config import Method, ProjectionConfig, RunConfig
 from cdi_dip.device import resolve_device
 from cdi_dip.physics import FarField
 from cdi_dip.simulate import expected_intensity, faceted_crystal
-from cdi_dip.solvers.projections import solve_projections
+from cdi_dip.solvers import Problem
+from cdi_dip.solvers.projections import ProjectionRun, solve_projections
 
 COLUMNS = (  # label, algorithm, shrinkwrap period, metric period (None: off in the timed window)
     ("ER", "ER", 0, None),
@@ -97,7 +98,7 @@ def solver_seconds(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
     generator = torch.Generator(device=device).manual_seed(0)
     synchronise(device)
     start = clock()
-    solve_projections(counts, valid, physics, cfg, generator=generator)
+    solve_projections(Problem.build(counts, valid, physics), ProjectionRun.from_config(cfg), rng=generator)
     synchronise(device)
     return clock() - start
 

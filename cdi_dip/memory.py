@@ -75,14 +75,13 @@ def estimate_memory_bytes(cfg: RunConfig, frame_shape: Sequence[int]) -> int:
     Returns
     -------
     int
-        :func:`estimate_projection_memory_bytes` for ER, HIO and RAAR;
+        The ``memory`` of the method's row of :data:`cdi_dip.solvers.SOLVERS`:
+        :func:`estimate_projection_memory_bytes` for ER, HIO and RAAR,
         :func:`cdi_dip.solvers.dip.estimate_dip_memory_bytes` for the DIP.
     """
-    if cfg.method == Method.DIP:
-        from .solvers.dip import estimate_dip_memory_bytes
+    from .solvers import solver_entry  # the solver table knows each method's estimate
 
-        return int(estimate_dip_memory_bytes(frame_shape, cfg))
-    return estimate_projection_memory_bytes(frame_shape)
+    return int(solver_entry(cfg.method).memory(cfg, frame_shape))
 
 
 def _meminfo_available_bytes() -> int | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,12 @@ from .outputs import check_can_create, check_output_target, claim_result_folder,
 from .physics import FarField
 from .preprocess import condition_detector, prepare
 from .provenance import software_versions
-from .restarts import Combined, FitData, Run, combine_runs, run_starts
+from .restarts import Combined, Run, combine_runs, run_starts
 from .rim import check_rim, with_rim, without_rim
-from .solvers.projections import choose_positivity
+from .solvers import Initialiser, IterCallback, Problem, choose_method, random_phases
 from .types import Measurement, Result
 
 log = logging.getLogger(__name__)
-
-IterCallback = Callable[[dict[str, Any]], None]
-
 
 def noise_model(cfg: RunConfig) -> str:
     """The noise model's name used for validation and selection (Poisson unless ``cfg.noise`` says)."""
@@ -53,62 +50,24 @@ def hold_out_free_pixels(valid: np.ndarray, cfg: RunConfig) -> np.ndarray:
     return select_free_islands(valid, cfg.prep.free_fraction, rng=np.random.default_rng(cfg.seed))
 
 
-def fit_data(measurement: Measurement, cfg: RunConfig, device: torch.device) -> tuple[FitData, np.ndarray]:
-    """The counts and masks of a prepared measurement on the device, with its free pixels."""
+def fit_data(measurement: Measurement, cfg: RunConfig, device: torch.device) -> tuple[Problem, np.ndarray]:
+    """The problem every run of a prepared measurement fits, on the device, and its free pixels (host)."""
     free = hold_out_free_pixels(measurement.valid, cfg)
-    data = FitData(
-        counts=torch.from_numpy(measurement.intensity.astype(np.float32)).to(device),
-        fit_valid=torch.from_numpy(measurement.valid & ~free).to(device),
+    problem = Problem.build(
+        torch.from_numpy(measurement.intensity.astype(np.float32)).to(device),
+        torch.from_numpy(measurement.valid & ~free).to(device),
+        FarField(measurement.shape),
         free=torch.from_numpy(free).to(device),
-        physics=FarField(measurement.shape),
         noise=noise_model(cfg),
     )
-    return data, free
-
-
-AUTO_DIP_MAX_CPU_VOXELS = 64**3
-"""Largest frame (pixels or voxels) for which ``auto`` runs the double DIP on a
-CPU: a 64^3 frame takes it about 9 minutes on one core (docs/dip.md), and its
-time grows with the frame; larger frames get HIO there, the DIP on a GPU."""
-
-
-def choose_method(measurement: Measurement, cfg: RunConfig, device: torch.device) -> Method:
-    """The method that runs: ``cfg.method``, or for ``auto`` the best measured for this kind of data.
-
-    A centrosymmetric pattern (Friedel asymmetry within two standard errors
-    of ``projection.positivity_max_asymmetry``, or ``projection.positivity``
-    forced on) comes from a real specimen: HIO with positivity (on simulated
-    cells behind a 4 px beamstop, median error 0.148 against the double DIP's
-    0.24). Anything else is a crystal: the double DIP (0.025 against HIO's
-    0.087 on 2D crystals; docs/dip.md), except on a CPU for frames larger
-    than :data:`AUTO_DIP_MAX_CPU_VOXELS` (HIO, with a warning). A projection
-    plan (``--plan``) asks for the projection solvers: HIO (the plan names
-    the algorithms).
-    """
-    if cfg.method is not Method.AUTO:
-        return cfg.method
-    if cfg.projection.plan is not None:  # a projection plan asks for the projection solvers
-        return Method.HIO
-    counts = torch.from_numpy(np.where(measurement.valid, measurement.intensity, 0.0).astype(np.float32))
-    specimen, asymmetry = choose_positivity(counts, torch.from_numpy(measurement.valid), cfg.projection)
-    detail = "forced" if asymmetry is None else f"Friedel asymmetry {asymmetry.value:.2g} +- {asymmetry.standard_error:.1g}"
-    if specimen:
-        log.info("method auto: hio (centrosymmetric pattern, %s)", detail)
-        return Method.HIO
-    voxels = int(np.prod(measurement.shape))
-    if device.type == "cpu" and voxels > AUTO_DIP_MAX_CPU_VOXELS:
-        log.warning("method auto: hio, not dip: a %s frame would take the double DIP well over 15 minutes on a "
-                    "CPU; use a GPU, --max-size 64, or --method dip to run it anyway",
-                    "x".join(map(str, measurement.shape)))
-        return Method.HIO
-    log.info("method auto: dip (crystal, %s)", detail)
-    return Method.DIP
+    return problem, free
 
 
 def reconstruct(
     measurement: Measurement,
     cfg: RunConfig,
     *,
+    init: Initialiser = random_phases,
     on_iter: IterCallback | None = None,
 ) -> Result:
     """Reconstruct a prepared measurement with ``cfg.runs`` random starts.
@@ -125,6 +84,9 @@ def reconstruct(
         Centred, framed data (see :func:`cdi_dip.preprocess.prepare`).
     cfg : RunConfig
         Validated configuration.
+    init : Initialiser
+        The starting object of every run (:mod:`cdi_dip.solvers.init`;
+        default: random phases on the measured amplitudes).
     on_iter : callable, optional
         Called with progress dictionaries (``run``, ``runs``, ``iteration``,
         ``total``, ``loss``...).
@@ -143,7 +105,7 @@ def reconstruct(
         free (:func:`cdi_dip.memory.check_memory`).
     """
     requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
-    first = _reconstruct_pass(without_rim(measurement), cfg, requested, on_iter)
+    first = _reconstruct_pass(without_rim(measurement), cfg, requested, init, on_iter)
     if measurement.provisional is None:
         return first
     if first.method != Method.DIP.value:
@@ -160,7 +122,7 @@ def reconstruct(
         return first
     log.info("beamstop rim lit: reconstructing again with its %d pixels", rim.pixels)
     try:
-        second = _reconstruct_pass(with_rim(measurement), cfg, requested, on_iter)
+        second = _reconstruct_pass(with_rim(measurement), cfg, requested, init, on_iter)
     except KeyboardInterrupt:  # before the second pass had an iterate
         second = None
     if second is None or second.interrupted:  # Ctrl-C during the second pass: the finished first one is better
@@ -173,44 +135,44 @@ def reconstruct(
     return second
 
 
-def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any],
+def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
                       on_iter: IterCallback | None) -> Result:
     """One reconstruction of every pixel the measurement has valid; see :func:`reconstruct`."""
     device = resolve_device(cfg.device)
     cfg = cfg.with_method(choose_method(measurement, cfg, device))
     check_memory(estimate_memory_bytes(cfg, measurement.shape), device,
                  f"{cfg.method.value} on a {'x'.join(map(str, measurement.shape))} frame")
-    data, free = fit_data(measurement, cfg, device)
+    problem, free = fit_data(measurement, cfg, device)
     start = time.perf_counter()
-    runs, interrupted = run_starts(data, cfg, device, on_iter=on_iter)
+    runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter)
     if not runs:
         if interrupted:
             raise KeyboardInterrupt
         raise ReconstructionError("every run diverged (NaN or Inf in the object): nothing written; "
                                   "try --method er or another --seed")
     solve_s = time.perf_counter() - start
-    combined, stopped = _combine(runs, measurement, data, cfg)
+    combined, stopped = _combine(runs, measurement, problem, cfg)
     with interrupts_deferred(already=interrupted or stopped) as finishing:
-        return _result(combined, runs, measurement, cfg, requested, data, free, device,
+        return _result(combined, runs, measurement, cfg, requested, problem, free, device,
                        solve_s=solve_s, wall_s=time.perf_counter() - start, interrupted=finishing.requested)
 
 
-def _combine(runs: list[Run], measurement: Measurement, data: FitData, cfg: RunConfig) -> tuple[Combined, bool]:
+def _combine(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> tuple[Combined, bool]:
     """:func:`combine_runs`; a signal meanwhile falls back to the best run alone (aligned in seconds).
 
     Returns the combination and whether it was interrupted; a further signal
     during the fallback raises ``KeyboardInterrupt``.
     """
     try:
-        return combine_runs(runs, measurement, data, cfg), False
+        return combine_runs(runs, measurement, problem, cfg), False
     except KeyboardInterrupt:
         log.warning("interrupted while combining the runs: keeping the best run alone")
         with interrupts_deferred(already=True):
-            return combine_runs(runs[:1], measurement, data, cfg), True
+            return combine_runs(runs[:1], measurement, problem, cfg), True
 
 
 def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: RunConfig,
-            requested: dict[str, Any], data: FitData, free: np.ndarray, device: torch.device, *,
+            requested: dict[str, Any], problem: Problem, free: np.ndarray, device: torch.device, *,
             solve_s: float, wall_s: float, interrupted: bool) -> Result:
     """The :class:`Result` of one pass: the combined object with its runs, metrics and masks."""
     member_indices = {run.index for run in combined.members}
@@ -221,7 +183,7 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
     metrics["iterations"] = combined.best.output.iterations
     metrics["seconds_per_iteration"] = solve_s / max(total_iterations, 1)
     extra: dict[str, Any] = {
-        "solver": combined.best.output.extra, "noise": data.noise, "versions": software_versions(device),
+        "solver": combined.best.output.extra, "noise": problem.noise, "versions": software_versions(device),
         "masks": {"valid": measurement.valid, "free": free,
                   **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}},
     }

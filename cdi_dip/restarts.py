@@ -19,12 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from .align import _apply_ramp, align_object, remove_phase_offset, twin
 from .config import RunConfig
@@ -32,44 +30,10 @@ from .device import make_generator
 from .ensemble import EnsembleResult, PrtfResult, compute_prtf, ensemble_statistics
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
-from .metrics import data_metrics
-from .physics import FarField
-from .solvers import get_solver
+from .solvers import Initialiser, IterCallback, Problem, random_phases, solver_entry
 from .types import AlignInfo, Measurement, SolverOutput
 
 log = logging.getLogger(__name__)
-
-IterCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class FitData:
-    """What every run fits: the counts and masks on the device, and the forward model.
-
-    Attributes
-    ----------
-    counts : torch.Tensor, float32, frame shape
-        Measured photons, centred.
-    fit_valid : torch.Tensor, bool, frame shape
-        Pixels fitted (valid, free pixels removed).
-    free : torch.Tensor, bool, frame shape
-        Held-out pixels.
-    physics : FarField
-    noise : str
-        Noise model of validation and selection (``poisson``, ``gaussian``, ``amplitude``).
-    """
-
-    counts: torch.Tensor
-    fit_valid: torch.Tensor
-    free: torch.Tensor
-    physics: FarField
-    noise: str = "poisson"
-
-    def metrics(self, obj: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        """Data metrics of an object in the frame of the data, and its model intensities (host)."""
-        model = self.physics.intensity(torch.from_numpy(np.ascontiguousarray(obj)).to(self.counts.device))
-        return data_metrics(model, self.counts, self.fit_valid, self.free, noise=self.noise), model.float().cpu().numpy()
-
 
 @dataclass
 class Run:
@@ -94,7 +58,7 @@ def selection_score(metrics: dict[str, float], noise: str) -> float:
     return score if math.isfinite(score) else math.inf
 
 
-def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
+def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_phases,
                on_iter: IterCallback | None = None) -> tuple[list[Run], bool]:
     """Run the solver from ``cfg.runs`` seeds; Ctrl-C stops after the current run.
 
@@ -103,6 +67,17 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
 
     A run that fails at run time (NaN or Inf in the iterate) is logged and
     left out; only when every run fails is the failure raised.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data of every run, on its device.
+    cfg : RunConfig
+        With a concrete method (not ``auto``), ``runs`` and ``seed``.
+    init : Initialiser
+        The starting object of every run.
+    on_iter : callable, optional
+        Progress, with ``run`` and ``runs`` added.
 
     Returns
     -------
@@ -116,7 +91,8 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
     ReconstructionError
         When every run failed.
     """
-    solve = get_solver(cfg.method)
+    entry = solver_entry(cfg.method)
+    options = entry.options(cfg)
     runs: list[Run] = []
     failures: list[str] = []
     interrupted = False
@@ -126,8 +102,8 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
         if on_iter is not None:
             callback = lambda info, index=index: on_iter({**info, "run": index, "runs": cfg.runs})  # noqa: E731
         try:
-            output = solve(data.counts, data.fit_valid, data.physics, cfg, generator=make_generator(seed, device),
-                           free=data.free, on_iter=callback)
+            output = entry.solve(problem, options, init=init, rng=make_generator(seed, problem.device),
+                                 on_iter=callback)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted before run %d produced a result", index)
@@ -137,7 +113,7 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
             failures.append(str(exc))
             continue
         with interrupts_deferred(already=output.interrupted) as finishing:  # a finished run is kept whatever comes
-            run = _scored_run(index, seed, output, data)
+            run = _scored_run(index, seed, output, problem)
         if run is not None:
             runs.append(run)
         if finishing.requested:
@@ -148,15 +124,15 @@ def run_starts(data: FitData, cfg: RunConfig, device: torch.device, *,
     return sorted(runs, key=lambda run: run.score), interrupted
 
 
-def _scored_run(index: int, seed: int, output: SolverOutput, data: FitData) -> Run | None:
+def _scored_run(index: int, seed: int, output: SolverOutput, problem: Problem) -> Run | None:
     """The run with its validation figures; None (logged) when its object is not finite."""
     if not np.all(np.isfinite(output.obj)):
         log.warning("run %d (seed %d) diverged: NaN or Inf in the object; left out", index, seed)
         return None
-    metrics, model = data.metrics(output.obj)
+    metrics, model = problem.metrics(output.obj)
     metrics["support_size"] = int(output.support.sum())
     log.info("run %d (seed %d): %s", index, seed, metrics)
-    return Run(index, seed, output, metrics, model, selection_score(metrics, data.noise))
+    return Run(index, seed, output, metrics, model, selection_score(metrics, problem.noise))
 
 
 def kept_count(cfg: RunConfig, available: int) -> int:
@@ -225,7 +201,7 @@ def _members(best_obj: np.ndarray, best_support: np.ndarray, candidates: list[Ru
     return ensemble, [candidates[k] for k in agree]
 
 
-def combine_runs(runs: list[Run], measurement: Measurement, data: FitData, cfg: RunConfig) -> Combined:
+def combine_runs(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> Combined:
     """Align the best run and average it with the next best ones that agree with it.
 
     Parameters
@@ -234,7 +210,8 @@ def combine_runs(runs: list[Run], measurement: Measurement, data: FitData, cfg: 
         Best first (:func:`run_starts`).
     measurement : Measurement
         The prepared data (for the PRTF and its geometry).
-    data : FitData
+    problem : Problem
+        The data the runs fitted (for the ensemble mean's metrics).
     cfg : RunConfig
         ``keep`` and ``keep_max_error``.
 
@@ -255,7 +232,7 @@ def combine_runs(runs: list[Run], measurement: Measurement, data: FitData, cfg: 
         return Combined(obj.astype(np.complex64), support, align, dict(best.metrics), best.model, best, [best],
                         ensemble=None)
     mean, _ = remove_phase_offset(ensemble.mean, ensemble.support_majority)
-    metrics, model = data.metrics(to_data_frame(mean, align))
+    metrics, model = problem.metrics(to_data_frame(mean, align))
     metrics["support_size"] = int(ensemble.support_majority.sum())
     in_data_frame = np.stack([to_data_frame(member, align) for member in ensemble.objects])
     prtf = compute_prtf(in_data_frame, measurement.intensity, measurement.valid, meta=measurement.meta)

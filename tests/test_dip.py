@@ -10,9 +10,21 @@ from cdi_dip.physics import FarField, pad_to_frame
 from cdi_dip.solvers import dip as dip_module
 from cdi_dip.solvers import dip_warmstart
 from cdi_dip.config import NoiseModel
-from cdi_dip.solvers.dip import (check_device_memory, data_loss, estimate_dip_memory_bytes, loss_kind,
+from cdi_dip.solvers import Problem
+from cdi_dip.solvers.dip import (DipRun, check_device_memory, data_loss, estimate_dip_memory_bytes, loss_kind,
                                  object_shape, solve_dip)
 from cdi_dip.solvers.nets import DoubleDip, Generator
+
+
+def _solve_dip(counts, valid, physics, cfg, *, generator, free=None, on_iter=None):
+    """The double DIP on plain arrays: the tests' shorthand for a Problem and the run's options."""
+    return solve_dip(Problem.build(counts, valid, physics, free=free), DipRun.from_config(cfg), rng=generator,
+                     on_iter=on_iter)
+
+
+def _warm_start(counts, valid, free, physics, shape, *, generator, **options):
+    """The warm start on plain arrays."""
+    return dip_warmstart.warm_start(Problem.build(counts, valid, physics, free=free), shape, rng=generator, **options)
 
 
 def _crystal(shape, seed=0):
@@ -125,7 +137,7 @@ def test_solver_ignores_counts_at_excluded_pixels():
     cfg = _cfg(iterations=15, probes=1, polish_iterations=5)
     changed = counts.clone()
     changed[8, 8], changed[2, 3] = 1e9, float("nan")
-    outputs = [solve_dip(data, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
+    outputs = [_solve_dip(data, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
                for data in (counts, changed)]
     assert np.array_equal(outputs[0].obj, outputs[1].obj)
     assert np.isfinite(outputs[1].obj).all()
@@ -135,7 +147,7 @@ def test_solver_ignores_counts_at_excluded_pixels():
 def test_fit_lowers_the_loss_and_returns_frame_shaped_object(warm_start_runs):
     counts, valid, free, physics = _data((32, 32), seed=0)
     cfg = _cfg(iterations=60, warm_start_runs=warm_start_runs)
-    output = solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
+    output = _solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
     losses = [entry["loss"] for entry in output.history]
     assert losses[-1] < 0.5 * losses[0]
     assert output.extra["best_free_loss"] < output.history[0]["free_loss"]
@@ -153,7 +165,7 @@ def test_fit_lowers_the_loss_and_returns_frame_shaped_object(warm_start_runs):
 def test_warm_start_keeps_the_support_in_the_box_and_the_best_run():
     counts, valid, free, physics = _data((32, 32), seed=7)
     shape = object_shape((32, 32))
-    start = dip_warmstart.warm_start(counts, valid, free, physics, shape, runs=3, threshold=0.08,
+    start = _warm_start(counts, valid, free, physics, shape, runs=3, threshold=0.08,
                                      generator=torch.Generator().manual_seed(0))
     support = start.support.numpy()
     assert support.any() and not support[_outside_box((32, 32))].any()
@@ -172,7 +184,7 @@ def test_fit_masks_the_object_with_the_dilated_warm_start_support(monkeypatch):
 
     monkeypatch.setattr(dip_warmstart, "warm_start", recording_warm_start)
     cfg = _cfg(iterations=30, support_margin_px=1, polish_iterations=0)
-    output = solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
+    output = _solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
     allowed = dip_module._dilate(seen["start"].support).numpy()
     assert np.abs(output.obj).max() > 0
     assert np.all(output.obj[~allowed] == 0)
@@ -180,7 +192,7 @@ def test_fit_masks_the_object_with_the_dilated_warm_start_support(monkeypatch):
 
 def test_fit_3d():
     counts, valid, free, physics = _data((16, 16, 16), seed=1)
-    output = solve_dip(counts, valid, physics, _cfg(iterations=20, probes=1, polish_iterations=5),
+    output = _solve_dip(counts, valid, physics, _cfg(iterations=20, probes=1, polish_iterations=5),
                        generator=torch.Generator().manual_seed(0), free=free)
     assert output.obj.shape == (16, 16, 16)
     assert np.isfinite(output.obj).all()
@@ -190,7 +202,7 @@ def test_fit_3d():
 def test_same_seed_repeats_exactly():
     counts, valid, free, physics = _data((32, 32), seed=2)
     cfg = _cfg(iterations=25, param=DipParam.REAL_IMAG, loss=DipLoss.POISSON)
-    runs = [solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(seed), free=free)
+    runs = [_solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(seed), free=free)
             for seed in (7, 7, 8)]
     assert np.array_equal(runs[0].obj, runs[1].obj)
     assert runs[0].history == runs[1].history
@@ -206,7 +218,7 @@ def test_keyboard_interrupt_from_callback_returns_best_iterate():
         if len(seen) == 4:
             raise KeyboardInterrupt
 
-    output = solve_dip(counts, valid, physics, _cfg(iterations=200, warm_start_runs=0), generator=torch.Generator().manual_seed(0),
+    output = _solve_dip(counts, valid, physics, _cfg(iterations=200, warm_start_runs=0), generator=torch.Generator().manual_seed(0),
                        free=free, on_iter=on_iter)
     assert output.interrupted
     assert output.obj.shape == (32, 32) and np.isfinite(output.obj).all()
@@ -226,7 +238,7 @@ def test_keyboard_interrupt_in_warm_start_or_prefit_returns_a_valid_object(stage
             raise KeyboardInterrupt
 
     cfg = _cfg(iterations=200, warm_start_runs=2, prefit_iterations=400)
-    output = solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0),
+    output = _solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0),
                        free=free, on_iter=on_iter)
     assert output.interrupted and calls[-1] == stage
     assert output.obj.shape == (32, 32) and np.isfinite(output.obj).all()
@@ -245,7 +257,7 @@ def test_non_finite_loss_restores_best_iterate(monkeypatch):
         return values * float("nan") if calls["n"] > 25 else values
 
     monkeypatch.setattr(dip_module, "loss_map", breaking_loss)
-    output = solve_dip(counts, valid, physics, _cfg(iterations=60, probes=1, polish_iterations=0),
+    output = _solve_dip(counts, valid, physics, _cfg(iterations=60, probes=1, polish_iterations=0),
                        generator=torch.Generator().manual_seed(0), free=free)
     assert "non_finite_at" in output.extra
     assert np.isfinite(output.obj).all() and np.abs(output.obj).max() > 0
@@ -256,14 +268,14 @@ def test_no_finite_iterate_raises(monkeypatch):
     counts, valid, free, physics = _data((16, 16), seed=6)
     monkeypatch.setattr(dip_module, "loss_map", lambda intensity, counts, kind: intensity * float("inf"))
     with pytest.raises(ReconstructionError):
-        solve_dip(counts, valid, physics, _cfg(iterations=20, warm_start_runs=0, probes=1),
+        _solve_dip(counts, valid, physics, _cfg(iterations=20, warm_start_runs=0, probes=1),
                   generator=torch.Generator().manual_seed(0), free=free)
 
 
 def test_non_finite_fit_falls_back_to_the_warm_start(monkeypatch):
     counts, valid, free, physics = _data((16, 16), seed=6)
     monkeypatch.setattr(dip_module, "loss_map", lambda intensity, counts, kind: intensity * float("inf"))
-    output = solve_dip(counts, valid, physics, _cfg(iterations=20, polish_iterations=0),
+    output = _solve_dip(counts, valid, physics, _cfg(iterations=20, polish_iterations=0),
                        generator=torch.Generator().manual_seed(0), free=free)
     assert "non_finite_at" in output.extra
     assert np.isfinite(output.obj).all() and np.abs(output.obj).max() > 0
@@ -274,7 +286,7 @@ def test_non_finite_or_negative_counts_on_valid_pixels_are_refused(bad):
     counts, valid, free, physics = _data((16, 16), seed=6)
     counts[8, 8] = bad
     with pytest.raises(InvalidInputError, match="valid pixels"):
-        solve_dip(counts, valid, physics, _cfg(iterations=5), generator=torch.Generator().manual_seed(0), free=free)
+        _solve_dip(counts, valid, physics, _cfg(iterations=5), generator=torch.Generator().manual_seed(0), free=free)
 
 
 def test_memory_estimate_grows_with_size_and_channels():
@@ -304,7 +316,7 @@ def test_memory_check_refuses_a_run_that_cannot_fit(monkeypatch):
 def test_tiny_fit_on_cuda():
     counts, valid, free, physics = _data((32, 32), seed=0)
     device = torch.device("cuda")
-    output = solve_dip(counts.to(device), valid.to(device), physics, _cfg(iterations=60),
+    output = _solve_dip(counts.to(device), valid.to(device), physics, _cfg(iterations=60),
                        generator=torch.Generator(device=device).manual_seed(0), free=free.to(device))
     losses = [entry["loss"] for entry in output.history]
     assert losses[-1] < 0.5 * losses[0]
@@ -372,7 +384,7 @@ def test_specimen_warm_start_keeps_a_non_negative_real_part():
     physics = FarField((48, 48))
     valid = torch.ones((48, 48), dtype=torch.bool)
     _, constraints = dip_module.choose_parameterisation(counts, valid, physics, RunConfig(method=Method.DIP))
-    warm = dip_warmstart.warm_start(counts, valid, None, physics, (24, 24), runs=1, threshold=0.08,
+    warm = _warm_start(counts, valid, None, physics, (24, 24), runs=1, threshold=0.08,
                                     generator=torch.Generator().manual_seed(0), specimen=constraints)
     assert float(warm.obj.real.min()) >= 0.0
     box = dip_warmstart.object_box((48, 48), (24, 24), torch.device("cpu"))
@@ -380,7 +392,7 @@ def test_specimen_warm_start_keeps_a_non_negative_real_part():
 
 
 def test_auto_method_is_dip_for_a_crystal_and_hio_for_a_specimen():
-    from cdi_dip.pipeline import choose_method
+    from cdi_dip.solvers import choose_method
     from cdi_dip.types import Measurement
 
     specimen, crystal = _blob(5), _strained_blob(5)
@@ -400,11 +412,11 @@ def test_auto_method_is_dip_for_a_crystal_and_hio_for_a_specimen():
 
 
 def test_auto_method_keeps_large_frames_off_the_cpu_dip(monkeypatch):
-    from cdi_dip import pipeline
+    from cdi_dip.solvers import choice
     from cdi_dip.types import Measurement
 
     measurement = Measurement(intensity=_pattern(_strained_blob(5), 1e6, 6).numpy(), valid=np.ones((48, 48), bool),
                               name="x")
-    monkeypatch.setattr(pipeline, "AUTO_DIP_MAX_CPU_VOXELS", 48 * 48 - 1)
-    assert pipeline.choose_method(measurement, RunConfig().validate(), torch.device("cpu")) is Method.HIO
-    assert pipeline.choose_method(measurement, RunConfig().validate(), torch.device("meta")) is Method.DIP
+    monkeypatch.setattr(choice, "AUTO_DIP_MAX_CPU_VOXELS", 48 * 48 - 1)
+    assert choice.choose_method(measurement, RunConfig().validate(), torch.device("cpu")) is Method.HIO
+    assert choice.choose_method(measurement, RunConfig().validate(), torch.device("meta")) is Method.DIP

@@ -93,7 +93,7 @@ def test_the_cli_refuses_at_once_before_any_iteration(scan, tmp_path, monkeypatc
     def no_solver(*args, **kwargs):
         raise AssertionError("the solver must not start")
 
-    monkeypatch.setattr("cdi_dip.restarts.get_solver", lambda method: no_solver)
+    monkeypatch.setattr("cdi_dip.restarts.solver_entry", lambda method: no_solver)
     out = tmp_path / "out"
     result = runner.invoke(app, ["reconstruct", str(scan), "--out", str(out), "--device", "cpu",
                                  "--method", method])

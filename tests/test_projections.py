@@ -13,6 +13,7 @@ from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField, project_modulus
 from cdi_dip.simulate import beamstop_mask, cell_specimen, expected_intensity, faceted_crystal
 from cdi_dip.solvers.projections import (
+    ProjectionRun,
     choose_constraints,
     er_update,
     friedel_asymmetry,
@@ -21,6 +22,7 @@ from cdi_dip.solvers.projections import (
     raar_update,
     solve_projections,
 )
+from cdi_dip.solvers import Problem
 from cdi_dip.solvers.plan import parse_plan
 from cdi_dip.support import (
     autocorrelation_support,
@@ -29,6 +31,12 @@ from cdi_dip.support import (
     shrinkwrap,
     sigma_schedule,
 )
+
+
+def _solve_projections(counts, valid, physics, cfg, *, generator, free=None, on_iter=None):
+    """The projection solver on plain arrays: the tests' shorthand for a Problem and the run's options."""
+    return solve_projections(Problem.build(counts, valid, physics, free=free), ProjectionRun.from_config(cfg),
+                             rng=generator, on_iter=on_iter)
 
 BETA = 0.9
 
@@ -248,7 +256,7 @@ def test_a_tiny_fit_lowers_the_loss(method):
     _, counts, valid = tiny_cell(0)
     cfg = RunConfig(method=method, device="cpu", projection=ProjectionConfig(plan=f"20*ER+100*{method.upper()}+20*ER",
                                                                              metric_period=10)).validate()
-    output = solve_projections(counts, valid, FarField((32, 32)), cfg, generator=torch.Generator().manual_seed(0))
+    output = _solve_projections(counts, valid, FarField((32, 32)), cfg, generator=torch.Generator().manual_seed(0))
     losses = [entry["loss"] for entry in output.history]
     assert losses[-1] < 0.5 * losses[0]
     assert output.support.any() and output.extra["positivity"] and not output.extra["missing_centre"]
@@ -258,7 +266,7 @@ def test_behind_a_beamstop_the_missing_centre_is_recovered_not_zeroed():
     truth, counts, valid = tiny_cell(2)
     physics = FarField((32, 32))
     cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan="2*(20*ER+100*HIO)+40*ER")).validate()
-    output = solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(1))
+    output = _solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(1))
     assert output.extra["missing_centre"] and output.extra["positivity"]
     assert np.all(output.obj.real >= 0)
     model = physics.intensity(torch.from_numpy(output.obj)).numpy()
@@ -337,7 +345,7 @@ def test_the_fused_loop_gives_the_object_of_the_plain_loop(case, kernels, monkey
     physics = FarField(tuple(counts.shape))
     plan = "10*ER+30*HIO+20*RAAR+10*ER"
     cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan=plan, shrinkwrap_period=10, metric_period=7)).validate()
-    output = solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(4))
+    output = _solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(4))
     expected = reference_solve(counts, valid, physics, cfg, torch.Generator().manual_seed(4),
                                REFERENCE_MODULUS[kernels])
     assert output.extra["positivity"] == (case == "cell-beamstop-2d")
@@ -394,7 +402,7 @@ def interrupted_fit(stop_at: int, free_fraction: float = 0.0):
         if entry["iteration"] >= stop_at:
             raise KeyboardInterrupt
 
-    output = solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(2), free=free,
+    output = _solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(2), free=free,
                                on_iter=stop)
     model = physics.intensity(torch.from_numpy(output.obj))
     return output, counts, valid, free, model

@@ -1,33 +1,78 @@
-"""Solver registry: each :class:`~cdi_dip.config.Method` maps to one function.
+"""The solver table: the one place a :class:`~cdi_dip.config.Method` meets its implementation.
 
-Every solver has the same signature::
+Every solver has the same signature (:class:`~cdi_dip.solvers.base.Solver`)::
 
-    solve(counts, valid, physics, cfg, *, generator, free=None, on_iter=None) -> SolverOutput
+    solve(problem, options, *, init, rng, on_iter=None) -> SolverOutput
 
-with ``counts`` (float32 photons) and ``valid``/``free`` (bool) centred tensors
-of the frame shape on the target device.
+A row of :data:`SOLVERS` says which function runs a method, what it reads of
+the configuration (``options(cfg)``), how many random starts it gets when
+none are asked for and how much device memory one run needs. A new solver is
+one module and one row.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from ..config import Method
-from ..types import SolverOutput
+from ..config import DEFAULT_RUNS, Method, RunConfig
+from ..memory import estimate_projection_memory_bytes
+from .base import Initialiser, IterCallback, Problem, Solver
+from .choice import choose_method
+from .dip import DipRun, estimate_dip_memory_bytes, solve_dip
+from .init import random_phases
+from .projections import ProjectionRun, solve_projections
 
-_REGISTRY: dict[Method, str] = {
-    Method.DIP: "cdi_dip.solvers.dip:solve_dip",
-    Method.HIO: "cdi_dip.solvers.projections:solve_projections",
-    Method.RAAR: "cdi_dip.solvers.projections:solve_projections",
-    Method.ER: "cdi_dip.solvers.projections:solve_projections",
+@dataclass(frozen=True)
+class SolverEntry:
+    """One row of the solver table.
+
+    Attributes
+    ----------
+    solve : Solver
+    options : callable
+        ``options(cfg)``: what the solver reads of a validated :class:`RunConfig`.
+    runs : int
+        Random starts when ``cfg.runs`` is not given.
+    memory : callable
+        ``memory(cfg, frame_shape)``: peak device bytes of one run.
+    """
+
+    solve: Solver
+    options: Callable[[RunConfig], Any]
+    runs: int
+    memory: Callable[[RunConfig, Sequence[int]], int]
+
+
+def _projection_memory(cfg: RunConfig, frame_shape: Sequence[int]) -> int:
+    return estimate_projection_memory_bytes(frame_shape)
+
+
+def _dip_memory(cfg: RunConfig, frame_shape: Sequence[int]) -> int:
+    return int(estimate_dip_memory_bytes(frame_shape, cfg))
+
+
+def _projection_entry(method: Method) -> SolverEntry:
+    return SolverEntry(solve_projections, ProjectionRun.from_config, DEFAULT_RUNS[method], _projection_memory)
+
+
+SOLVERS: dict[Method, SolverEntry] = {
+    Method.DIP: SolverEntry(solve_dip, DipRun.from_config, DEFAULT_RUNS[Method.DIP], _dip_memory),
+    Method.HIO: _projection_entry(Method.HIO),
+    Method.RAAR: _projection_entry(Method.RAAR),
+    Method.ER: _projection_entry(Method.ER),
 }
+"""Every method that runs (``auto`` is resolved to one of these first)."""
 
 
-def get_solver(method: Method) -> Callable[..., SolverOutput]:
-    """The solve function of ``method`` (imported on first use)."""
-    module_name, function_name = _REGISTRY[Method(method)].split(":")
-    return getattr(importlib.import_module(module_name), function_name)
+def solver_entry(method: Method) -> SolverEntry:
+    """The row of ``method``; ``auto`` has none (choose the method first)."""
+    try:
+        return SOLVERS[Method(method)]
+    except KeyError:
+        raise ValueError(f"no solver for method {Method(method).value!r}: resolve 'auto' first") from None
 
 
-__all__ = ["get_solver"]
+__all__ = ["SOLVERS", "Initialiser", "IterCallback", "Problem", "Solver", "SolverEntry", "choose_method",
+           "random_phases", "solver_entry"]

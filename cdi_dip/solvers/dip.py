@@ -43,19 +43,24 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import DipLoss, DipParam, RunConfig
+from ..config import DipConfig, DipLoss, DipParam, ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
-from ..physics import FarField, crop_centre, pad_to_frame, project_modulus
+from ..physics import FarField, crop_centre, pad_to_frame
 from ..types import SolverOutput
 from . import dip_warmstart
+from .base import Initialiser, IterCallback, Problem
+from .fused import ModulusTarget, TorchBackend
+from .init import random_phases
+from .loop import FixedSupport, run_plan
+from .plan import Step
 from .projections import ObjectConstraints, choose_constraints, choose_positivity
 from .nets import DoubleDip, input_grid
 
@@ -93,7 +98,6 @@ _PROBE_SCORE_WINDOW = 0.1  # fraction of a probe's last iterations averaged for 
 _BYTES_FLOAT = 4
 _BYTES_COMPLEX = 8
 
-IterCallback = Callable[[dict[str, Any]], None]
 
 
 def object_shape(frame_shape: Sequence[int]) -> tuple[int, ...]:
@@ -284,6 +288,10 @@ class _Problem:
         self.counts = torch.where(used, counts.float().nan_to_num(0.0).clamp_min(0.0), zero)
         self.amplitude = self.counts.sqrt()
 
+    def as_problem(self) -> Problem:
+        """The cleaned counts as a :class:`Problem` (for the warm start)."""
+        return Problem.build(self.counts, self.valid, self.physics, free=self.free)
+
     def losses(self, frame_obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Training loss (with graph) and free loss (detached, or None)."""
         intensity = self.physics.intensity(frame_obj)
@@ -329,10 +337,11 @@ def choose_parameterisation(counts: torch.Tensor, valid: torch.Tensor, physics: 
 class _Runner:
     """One double-DIP run: warm start or probes, pre-fit, fit, polish; keeps the best iterate for interrupts."""
 
-    def __init__(self, problem: _Problem, cfg: RunConfig, generator: torch.Generator,
-                 on_iter: IterCallback | None):
+    def __init__(self, problem: _Problem, cfg: DipRun, generator: torch.Generator,
+                 on_iter: IterCallback | None, init: Initialiser = random_phases):
         self.problem = problem
         self.cfg = cfg
+        self.init = init
         self.dip = cfg.dip
         self.param, self.specimen = choose_parameterisation(problem.counts, problem.valid, problem.physics, cfg)
         self.generator = generator
@@ -411,8 +420,8 @@ class _Runner:
             scores.append(score)
 
         self.warm = dip_warmstart.warm_start(
-            self.problem.counts, self.problem.valid, self.problem.free, self.problem.physics, self.object_shape,
-            runs=self.warm_runs, threshold=self.dip.warm_start_threshold, generator=self.generator,
+            self.problem.as_problem(), self.object_shape, runs=self.warm_runs,
+            threshold=self.dip.warm_start_threshold, rng=self.generator, init=self.init,
             specimen=self.specimen, on_step=on_step, on_run=on_run)
         self.extra["warm_start_scores"] = self.warm.scores
         self.extra["warm_start_kept"] = self.warm.run
@@ -572,24 +581,34 @@ class _Runner:
     @torch.no_grad()
     def polish(self, frame: torch.Tensor, best: _Best, history: list[dict[str, float]],
                start: int) -> torch.Tensor:
-        """Error reduction with the support of the DIP amplitude; kept only if it lowers the score."""
+        """Error reduction with the support of the DIP amplitude; kept only if it lowers the score.
+
+        The iterations are :func:`cdi_dip.solvers.loop.run_plan` (``N*ER`` on a fixed support, torch kernels).
+        """
         self.stage = "polish"
-        problem = self.problem
+        problem, physics = self.problem, self.problem.physics
         box = dip_warmstart.object_box(self.frame_shape, self.object_shape, frame.device)
         support = _dilate(_threshold_support(frame, POLISH_THRESHOLD)) & box
-        obj = frame * support
-        for step in range(self.dip.polish_iterations):
-            projected = project_modulus(problem.physics.forward(obj), problem.amplitude, problem.valid)
-            obj = problem.physics.inverse(projected) * support
+        total = self.dip.polish_iterations
+        target = ModulusTarget.build(physics.to_fft_order(problem.amplitude), physics.to_fft_order(problem.valid))
+
+        def watch(iteration: int, algorithm: str, x: torch.Tensor) -> None:
             self.work_done += 1
-            if (step + 1) % CHECK_PERIOD == 0 or step + 1 == self.dip.polish_iterations:
-                train, free = problem.losses(obj)
+            if iteration % CHECK_PERIOD == 0 or iteration == total:
+                train, free = problem.losses(physics.to_centred(x))
                 loss, free_loss = float(train), None if free is None else float(free)
-                entry = {"iteration": float(start + step + 1), "loss": loss}
+                entry = {"iteration": float(start + iteration), "loss": loss}
                 if free_loss is not None:
                     entry["free_loss"] = free_loss
                 history.append(entry)
                 self._report(loss, free_loss)
+
+        state = run_plan(physics.to_fft_order(frame * support).contiguous(), [Step("ER", total)], target, physics,
+                         FixedSupport(physics.to_fft_order(support)), kernels=TorchBackend(), beta=0.0,
+                         on_iteration=watch)
+        if state.interrupted:
+            raise KeyboardInterrupt
+        obj = physics.to_centred(state.x)
         train, free = problem.losses(obj)
         score = float(train) if free is None else float(free)
         self.extra["polish_score"] = score
@@ -622,15 +641,8 @@ def _dilate(mask: torch.Tensor) -> torch.Tensor:
     return pool(mask[None, None].float(), kernel_size=3, stride=1, padding=1)[0, 0] > 0
 
 
-def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | None, physics: FarField) -> None:
-    if tuple(counts.shape) != physics.shape:
-        raise InvalidInputError(f"counts shape {tuple(counts.shape)} does not match the frame shape {physics.shape}")
-    if tuple(valid.shape) != physics.shape or valid.dtype != torch.bool:
-        raise InvalidInputError(f"valid must be a bool tensor of shape {physics.shape}, got "
-                                f"{valid.dtype} {tuple(valid.shape)}")
-    if free is not None and (tuple(free.shape) != physics.shape or free.dtype != torch.bool):
-        raise InvalidInputError(f"free must be a bool tensor of shape {physics.shape}, got "
-                                f"{free.dtype} {tuple(free.shape)}")
+def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | None) -> None:
+    """What the double DIP needs of the counts beyond the frame's shapes (:meth:`Problem.build`)."""
     if not bool(valid.any()):
         raise InvalidInputError("no valid pixel to fit: check the mask (True = valid in memory)")
     used = valid if free is None else valid | free
@@ -640,35 +652,57 @@ def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor 
                                 "negative pixels as excluded (cdi_dip.preprocess does)")
 
 
+@dataclass(frozen=True)
+class DipRun:
+    """What a double-DIP run reads of the configuration.
+
+    Attributes
+    ----------
+    dip : DipConfig
+        Every knob of the networks, the warm start, the fit and the polish.
+    projection : ProjectionConfig
+        The specimen test and object constraints of the warm start.
+    loss : DipLoss
+        The data loss (:func:`loss_kind`).
+    iterations : int or None
+        The data-fit budget (None: :data:`DEFAULT_ITERATIONS`).
+    """
+
+    dip: DipConfig
+    projection: ProjectionConfig
+    loss: DipLoss
+    iterations: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> DipRun:
+        return cls(dip=cfg.dip, projection=cfg.projection, loss=loss_kind(cfg), iterations=cfg.iterations)
+
+
 def solve_dip(
-    counts: torch.Tensor,
-    valid: torch.Tensor,
-    physics: FarField,
-    cfg: RunConfig,
+    problem: Problem,
+    options: DipRun,
     *,
-    generator: torch.Generator,
-    free: torch.Tensor | None = None,
+    init: Initialiser = random_phases,
+    rng: torch.Generator,
     on_iter: IterCallback | None = None,
 ) -> SolverOutput:
     """Reconstruct a complex object with the double deep image prior.
 
     Parameters
     ----------
-    counts : torch.Tensor, float32, frame shape ``(ny, nx)`` or ``(nz, ny, nx)``
-        Measured photons, centred (zero frequency at ``n // 2``); 0 where invalid.
-    valid : torch.Tensor, bool, frame shape
-        Pixels to fit (free pixels already removed).
-    physics : FarField
-        Far-field model of the frame.
-    cfg : RunConfig
-        ``cfg.dip`` holds every knob; ``cfg.iterations`` the iteration budget of
+    problem : Problem
+        Measured photons, centred (zero frequency at ``n // 2``), frame shape
+        ``(ny, nx)`` or ``(nz, ny, nx)``; the fitted pixels; the held-out
+        pixels for choosing the warm start and for early stopping (never in
+        the training loss); the far-field model.
+    options : DipRun
+        ``options.dip`` holds every knob; ``options.iterations`` the budget of
         the data fit (None: :data:`DEFAULT_ITERATIONS`).
-    generator : torch.Generator
+    init : Initialiser
+        The starting object of every warm-start run (default: random phases).
+    rng : torch.Generator
         Source of every random number (network seeds, hence inputs and
         weights; the warm start's random phases).
-    free : torch.Tensor, bool, frame shape, optional
-        Held-out pixels for choosing the warm start and for early stopping;
-        never in the training loss.
     on_iter : callable, optional
         Called every :data:`CHECK_PERIOD` iterations with ``iteration`` and
         ``total`` (work done / planned over all stages), ``loss``,
@@ -699,11 +733,11 @@ def solve_dip(
     warm start: the best projection iterate). A non-finite loss stops the
     run with the best iterate (``extra["non_finite_at"]``).
     """
-    _check_inputs(counts, valid, free, physics)
-    check_device_memory(physics.shape, cfg, counts.device)
+    counts, valid, free, physics = problem.counts, problem.fit, problem.held_out, problem.physics
+    _check_inputs(counts, valid, free)
+    check_device_memory(physics.shape, options, counts.device)
     start = time.perf_counter()
-    problem = _Problem(counts, valid, free, physics, loss_kind(cfg))
-    runner = _Runner(problem, cfg, generator, on_iter)
+    runner = _Runner(_Problem(counts, valid, free, physics, options.loss), options, rng, on_iter, init)
     interrupted = False
     try:
         if runner.warm_runs > 0:
@@ -718,7 +752,7 @@ def solve_dip(
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
         frame, best, history, iterations = runner.best_frame()
     interrupted = interrupted or finishing.requested
-    if not interrupted and cfg.dip.polish_iterations > 0:
+    if not interrupted and options.dip.polish_iterations > 0:
         try:
             frame = runner.polish(frame, best, history, iterations)
         except KeyboardInterrupt:
@@ -739,7 +773,7 @@ def _output(runner: _Runner, frame: torch.Tensor, best: _Best, history: list[dic
         "probe_losses": runner.extra.pop("probe_losses", []),
         "parameters": model.parameter_counts() if model is not None else {},
         "param": runner.param.value,
-        "loss": loss_kind(cfg).value,
+        "loss": cfg.loss.value,
         "phase_head": PHASE_HEAD if runner.param is DipParam.MAG_PHASE else None,
         "object_shape": list(runner.object_shape),
         "iterations_budget": runner.total,
@@ -754,5 +788,5 @@ def _output(runner: _Runner, frame: torch.Tensor, best: _Best, history: list[dic
                         iterations=iterations, interrupted=interrupted, extra=extra)
 
 
-__all__ = ["DEFAULT_ITERATIONS", "check_device_memory", "data_loss", "estimate_dip_memory_bytes", "loss_map",
+__all__ = ["DEFAULT_ITERATIONS", "DipRun", "check_device_memory", "data_loss", "estimate_dip_memory_bytes", "loss_map",
            "object_shape", "solve_dip"]

@@ -22,14 +22,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from ..metrics import poisson_deviance
-from ..physics import FarField, pad_to_frame, project_modulus
+from ..physics import pad_to_frame
 from ..support import shrinkwrap, sigma_schedule
-from .projections import ObjectConstraints, er_update, hio_update, positive_update
+from .base import Initialiser, Problem
+from .fused import ModulusTarget, TorchBackend
+from .init import measured_amplitude, random_phases
+from .loop import run_plan
+from .plan import Step
+from .projections import ObjectConstraints
 
 CYCLES = 4
 """ER/HIO cycles of one warm-start run."""
@@ -55,7 +59,6 @@ SHRINKWRAP_SIGMA_PX = (1.5, 0.5)
 ITERATIONS_PER_RUN = CYCLES * (ER_ITERATIONS + HIO_ITERATIONS) + FINAL_ER_ITERATIONS
 """Projection iterations of one warm-start run."""
 
-IterCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -87,64 +90,56 @@ class WarmStart:
     interrupted: bool = False
 
 
-class _Interrupted(KeyboardInterrupt):
-    """Ctrl-C inside a run, carrying its current iterate (FFT order)."""
-
-    def __init__(self, obj: torch.Tensor, support: torch.Tensor):
-        super().__init__("interrupted")
-        self.obj = obj
-        self.support = support
-
-
 def object_box(frame_shape: tuple[int, ...], object_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Bool mask (frame shape, centred) of the box the DIP object is padded into."""
     return pad_to_frame(torch.ones(object_shape, dtype=torch.bool, device=device), frame_shape)
 
 
-def _random_start(amplitude: torch.Tensor, box: torch.Tensor, physics: FarField,
-                  generator: torch.Generator) -> torch.Tensor:
-    """Measured amplitudes with uniform random phases, back to object space, inside the box (FFT order)."""
-    phase = torch.rand(amplitude.shape, generator=generator, device=generator.device).to(amplitude.device)
-    obj = physics.ifft(torch.polar(amplitude, phase * (2 * math.pi)))
-    return torch.where(box, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
+WARM_START_PLAN = [Step("ER", ER_ITERATIONS), Step("HIO", HIO_ITERATIONS)] * CYCLES + [Step("ER", FINAL_ER_ITERATIONS)]
+"""One warm-start run: ``4*(20*ER+180*HIO)+50*ER`` (the steps are not merged: the plan is run as listed)."""
 
 
-def _hio(obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-    return hio_update(obj, projected, support, beta=BETA)
+class _BoxedShrinkwrap:
+    """Shrinkwrap of the support-masked object every :data:`SHRINKWRAP_PERIOD` iterations, inside the box."""
+
+    def __init__(self, support: torch.Tensor, box: torch.Tensor, threshold: float):
+        self.current = support
+        self._box = box
+        self._threshold = threshold
+        self._until = CYCLES * (ER_ITERATIONS + HIO_ITERATIONS)
+
+    def after(self, iteration: int, x: torch.Tensor) -> None:
+        if iteration <= self._until and iteration % SHRINKWRAP_PERIOD == 0:
+            sigma = sigma_schedule(*SHRINKWRAP_SIGMA_PX, iteration / self._until)
+            self.current = shrinkwrap(_inside(x, self.current), sigma_px=sigma, threshold=self._threshold) & self._box
 
 
-def _update(algorithm: str, obj: torch.Tensor, projected: torch.Tensor, support: torch.Tensor,
-            positivity: bool) -> torch.Tensor:
-    """One ER or HIO update, with ``Re x >= 0`` when ``positivity``."""
-    update = er_update if algorithm == "ER" else _hio
-    if positivity:
-        return positive_update(algorithm, update, obj, projected, support)
-    return update(obj, projected, support)
+def _inside(obj: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    return torch.where(support, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
 
 
-def hio_in_box(amplitude: torch.Tensor, valid: torch.Tensor, box: torch.Tensor, physics: FarField, *,
-               threshold: float, generator: torch.Generator, first_support: torch.Tensor | None = None,
+def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: torch.Generator,
+               init: Initialiser = random_phases, first_support: torch.Tensor | None = None,
                positivity: bool = False,
-               on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One warm-start run: ``CYCLES * (ER + HIO) + ER`` with shrinkwrap bounded by the box.
+               on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One warm-start run: :data:`WARM_START_PLAN` with shrinkwrap bounded by the box.
 
     Parameters
     ----------
-    amplitude : torch.Tensor, float32, frame shape, FFT order
-        ``sqrt(counts)`` on valid pixels, 0 elsewhere.
-    valid : torch.Tensor, bool, frame shape, FFT order
-        Pixels whose modulus is imposed; the others float.
-    box : torch.Tensor, bool, frame shape, FFT order
+    problem : Problem
+        Counts and fitted pixels (the others float in the modulus projection).
+    box : torch.Tensor, bool, frame shape, centred
         The DIP object box: the first support and a bound on every later one.
-    physics : FarField
     threshold : float
         Shrinkwrap threshold, relative to the maximum of the blurred amplitude.
-    generator : torch.Generator
-        Draws the random starting phases.
-    first_support : torch.Tensor, bool, frame shape, FFT order, optional
+    rng : torch.Generator
+        Draws the random starting phases (through ``init``).
+    init : Initialiser
+        The starting object inside the first support.
+    first_support : torch.Tensor, bool, frame shape, centred, optional
         First support (cut to the box); default: the box.
     positivity : bool
-        Impose ``Re x >= 0`` inside the support (:func:`positive_update`).
+        Impose ``Re x >= 0`` inside the support.
     on_step : callable, optional
         Called after every iteration (progress, Ctrl-C).
 
@@ -152,52 +147,50 @@ def hio_in_box(amplitude: torch.Tensor, valid: torch.Tensor, box: torch.Tensor, 
     -------
     obj, support : torch.Tensor
         Complex object (zero outside the support) and bool support, FFT order.
+    interrupted : bool
+        Ctrl-C stopped the run: the object is its last iterate.
+
+    Notes
+    -----
+    The iterations are :func:`cdi_dip.solvers.loop.run_plan` on the torch
+    kernels, which round as the reference updates do (so that a seed gives
+    the double DIP the same warm start as before the loop was shared; the C
+    kernels round ``|x|`` in single precision).
     """
+    physics = problem.physics
     support = box if first_support is None else first_support & box
-    obj = _random_start(amplitude, support, physics, generator)
-    shrinkwrap_until = CYCLES * (ER_ITERATIONS + HIO_ITERATIONS)
-    plan = [("ER", ER_ITERATIONS), ("HIO", HIO_ITERATIONS)] * CYCLES + [("ER", FINAL_ER_ITERATIONS)]
-    zero = torch.zeros((), dtype=obj.dtype, device=obj.device)
-    iteration = 0
-    try:
-        for algorithm, count in plan:
-            for _ in range(count):
-                projected = physics.ifft(project_modulus(physics.fft(obj), amplitude, valid))
-                obj = _update(algorithm, obj, projected, support, positivity)
-                iteration += 1
-                if iteration <= shrinkwrap_until and iteration % SHRINKWRAP_PERIOD == 0:
-                    sigma = sigma_schedule(*SHRINKWRAP_SIGMA_PX, iteration / shrinkwrap_until)
-                    support = shrinkwrap(torch.where(support, obj, zero), sigma_px=sigma, threshold=threshold) & box
-                if on_step is not None:
-                    on_step()
-    except KeyboardInterrupt:
-        raise _Interrupted(torch.where(support, obj, zero), support) from None
-    return torch.where(support, obj, zero), support
+    box_f = physics.to_fft_order(box)
+    x = physics.to_fft_order(init(problem, support, rng=rng)).contiguous()
+    valid_f = physics.to_fft_order(problem.fit)
+    target = ModulusTarget.build(physics.to_fft_order(measured_amplitude(problem)), valid_f)
+    rule = _BoxedShrinkwrap(physics.to_fft_order(support), box_f, threshold)
+    step_callback = None if on_step is None else (lambda iteration, algorithm, obj: on_step())
+    state = run_plan(x, WARM_START_PLAN, target, physics, rule, kernels=TorchBackend(), beta=BETA,
+                     positivity=positivity, on_iteration=step_callback)
+    return _inside(state.x, rule.current), rule.current, state.interrupted
 
 
-def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | None, physics: FarField,
-               object_shape: tuple[int, ...], *, runs: int, threshold: float, generator: torch.Generator,
-               specimen: ObjectConstraints | None = None, on_step: Callable[[], None] | None = None,
+def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, threshold: float,
+               rng: torch.Generator, init: Initialiser = random_phases, specimen: ObjectConstraints | None = None,
+               on_step: Callable[[], None] | None = None,
                on_run: Callable[[float], None] | None = None) -> WarmStart:
     """Best of ``runs`` box-bounded HIO runs by free-pixel (else training) Poisson deviance.
 
     Parameters
     ----------
-    counts : torch.Tensor, float32, frame shape, centred
-        Measured photons (finite, non-negative on ``valid`` and ``free``).
-    valid : torch.Tensor, bool, frame shape, centred
-        Fitted pixels.
-    free : torch.Tensor, bool, frame shape, centred, optional
-        Held-out pixels that score the runs.
-    physics : FarField
+    problem : Problem
+        Counts (finite, non-negative on the fitted and free pixels), fitted
+        pixels, and the held-out pixels that score the runs.
     object_shape : tuple of int
         The DIP object box (half the frame per axis).
     runs : int
         Random starts.
     threshold : float
         Shrinkwrap threshold (0-1).
-    generator : torch.Generator
+    rng : torch.Generator
         Source of every run's random phases.
+    init : Initialiser
+        The starting object of every run (default: random phases).
     specimen : ObjectConstraints, optional
         For a specimen (a centrosymmetric pattern): its positivity and first
         support as the projection solvers choose them (:func:`choose_constraints`;
@@ -215,13 +208,12 @@ def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | N
         Centred object and support of the kept run. Ctrl-C ends the runs
         early: the result is then the best so far, with ``interrupted``.
     """
-    frame_shape = physics.shape
-    box = physics.to_fft_order(object_box(frame_shape, object_shape, counts.device))
-    counts_f = physics.to_fft_order(counts)
-    valid_f = physics.to_fft_order(valid)
-    score_mask = physics.to_fft_order(free) if free is not None and bool(free.any()) else valid_f
-    amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=counts.device))
-    first_support = None if specimen is None else physics.to_fft_order(specimen.support)
+    physics = problem.physics
+    box = object_box(physics.shape, object_shape, problem.device)
+    counts_f = physics.to_fft_order(problem.counts)
+    held_out = problem.held_out
+    score_mask = physics.to_fft_order(held_out if held_out is not None else problem.fit)
+    first_support = None if specimen is None else specimen.support
     positivity = specimen is not None and specimen.positivity
     best: tuple[float, torch.Tensor, torch.Tensor, int] | None = None
     scores: list[float] = []
@@ -233,12 +225,9 @@ def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | N
         return score if math.isfinite(score) else math.inf
 
     for run in range(runs):
-        try:
-            obj, support = hio_in_box(amplitude, valid_f, box, physics, threshold=threshold,
-                                      generator=generator, first_support=first_support,
-                                      positivity=positivity, on_step=on_step)
-        except _Interrupted as stop:
-            obj, support, interrupted = stop.obj, stop.support, True
+        obj, support, interrupted = hio_in_box(problem, box, threshold=threshold, rng=rng, init=init,
+                                               first_support=first_support, positivity=positivity,
+                                               on_step=on_step)
         score = score_of(obj)
         scores.append(score)
         if on_run is not None:
@@ -253,4 +242,4 @@ def warm_start(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | N
                      scores=scores, interrupted=interrupted)
 
 
-__all__ = ["ITERATIONS_PER_RUN", "WarmStart", "hio_in_box", "object_box", "warm_start"]
+__all__ = ["ITERATIONS_PER_RUN", "WARM_START_PLAN", "WarmStart", "hio_in_box", "object_box", "warm_start"]

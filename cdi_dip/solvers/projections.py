@@ -39,7 +39,10 @@ from ..physics import FarField
 from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
                        sigma_schedule)
 from ..types import SolverOutput
-from .fused import ModulusTarget, outside_coefficients, positivity_mode, select_backend
+from .base import Initialiser, IterCallback, Problem
+from .fused import ModulusTarget, positivity_mode, select_backend
+from .init import random_phases
+from .loop import run_plan
 from .plan import default_plan, parse_plan, plan_length
 
 log = logging.getLogger(__name__)
@@ -317,34 +320,6 @@ def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarFi
     return constraints
 
 
-IterCallback = Callable[[dict[str, Any]], None]
-
-
-def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
-                  free: torch.Tensor | None) -> None:
-    for name, array in (("counts", counts), ("valid", valid), ("free", free)):
-        if array is not None and tuple(array.shape) != physics.shape:
-            raise InvalidInputError(
-                f"{name} has shape {tuple(array.shape)} but the frame is {physics.shape}: "
-                "pass arrays of the frame shape"
-            )
-    if valid.dtype != torch.bool or (free is not None and free.dtype != torch.bool):
-        raise InvalidInputError("valid and free must be boolean masks (True = use the pixel)")
-    if not bool((counts[valid] > 0).any()):
-        raise InvalidInputError(
-            "no valid pixel has positive counts: check the mask and the data (nothing to fit)"
-        )
-
-
-def _initial_object(amplitude: torch.Tensor, support: torch.Tensor, physics: FarField,
-                    generator: torch.Generator) -> torch.Tensor:
-    """Random phases on the measured amplitudes, back to object space, inside the support (FFT order)."""
-    phase = torch.rand(amplitude.shape, generator=generator, device=amplitude.device) * (2 * torch.pi)
-    field = torch.polar(amplitude, phase)
-    obj = physics.ifft(field)
-    return torch.where(support, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
-
-
 def _shrinkwrap_iterations(steps: list, period: int) -> tuple[int, int]:
     """Iterations (1-based) after which shrinkwrap may run: ``(period, last)``.
 
@@ -424,40 +399,74 @@ class _CheckpointFigures:
         return entry
 
 
+@dataclass(frozen=True)
+class ProjectionRun:
+    """What a projection run reads of the configuration.
+
+    Attributes
+    ----------
+    plan : str
+        The plan text (:func:`~cdi_dip.solvers.plan.parse_plan`).
+    settings : ProjectionConfig
+        Beta, object constraints, support and shrinkwrap settings, metric period.
+    """
+
+    plan: str
+    settings: ProjectionConfig
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> ProjectionRun:
+        """``projection.plan``, else the method's default plan of ``cfg.iterations``."""
+        opts = cfg.projection
+        plan = opts.plan if opts.plan is not None else default_plan(cfg.method.value, cfg.iterations)
+        return cls(plan=plan, settings=opts)
+
+
+class _Shrinkwrap:
+    """The projection solvers' support: shrinkwrap every ``period`` iterations up to ``last`` (FFT order)."""
+
+    def __init__(self, support: torch.Tensor, opts: ProjectionConfig, threshold: float, steps: list):
+        self.current = support
+        self._opts = opts
+        self._threshold = threshold
+        self._period, self._last = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
+
+    def after(self, iteration: int, x: torch.Tensor) -> None:
+        if self._period and iteration % self._period == 0 and iteration <= self._last:
+            sigma = sigma_schedule(self._opts.shrinkwrap_sigma_start, self._opts.shrinkwrap_sigma_end,
+                                   iteration / max(self._last, 1))
+            self.current = shrinkwrap(x, sigma_px=sigma, threshold=self._threshold)
+
+
 def solve_projections(
-    counts: torch.Tensor,
-    valid: torch.Tensor,
-    physics: FarField,
-    cfg: RunConfig,
+    problem: Problem,
+    options: ProjectionRun,
     *,
-    generator: torch.Generator,
-    free: torch.Tensor | None = None,
+    init: Initialiser = random_phases,
+    rng: torch.Generator,
     on_iter: IterCallback | None = None,
 ) -> SolverOutput:
     """Reconstruct with a plan of ER, HIO and RAAR iterations and shrinkwrap.
 
     Parameters
     ----------
-    counts : torch.Tensor, float32, frame shape, centred
-        Measured photons; 0 where invalid.
-    valid : torch.Tensor, bool, frame shape
-        Pixels fitted (free pixels already removed). Other pixels are free in
-        the modulus projection: their far-field value is left unchanged.
-    physics : FarField
-        Forward model of the frame.
-    cfg : RunConfig
-        Uses ``cfg.projection`` (plan, beta, object constraints, support and
-        shrinkwrap settings, metric period), ``cfg.method`` and
-        ``cfg.iterations`` (default plan).
-    generator : torch.Generator
-        Source of the random starting phases (on the device of ``counts``).
-    free : torch.Tensor, bool, frame shape, optional
-        Held-out pixels, used only for the ``free_loss`` in the history (and
-        to choose the object returned after Ctrl-C).
+    problem : Problem
+        Counts (0 where invalid), fitted pixels (the others are free in the
+        modulus projection: their far-field value is left unchanged), the
+        held-out pixels (used only for the ``free_loss`` in the history and to
+        choose the object returned after Ctrl-C) and the forward model.
+    options : ProjectionRun
+        The plan and ``projection`` settings (beta, object constraints,
+        support and shrinkwrap settings, metric period).
+    init : Initialiser
+        The starting object inside the initial support (default: random
+        phases on the measured amplitudes).
+    rng : torch.Generator
+        Source of the random starting phases (on the problem's device).
     on_iter : callable, optional
-        Called every ``cfg.projection.metric_period`` iterations with
-        ``iteration``, ``total``, ``loss``, ``algorithm`` (and the rest of
-        the history entry). May raise :class:`KeyboardInterrupt` to stop.
+        Called every ``metric_period`` iterations with ``iteration``,
+        ``total``, ``loss``, ``algorithm`` (and the rest of the history
+        entry). May raise :class:`KeyboardInterrupt` to stop.
 
     Returns
     -------
@@ -468,7 +477,7 @@ def solve_projections(
         returned object), history entries ``iteration``, ``algorithm``,
         ``loss`` (mean Poisson deviance on the valid pixels of
         :func:`constrained_object` of the iterate), ``r_factor``,
-        ``support_size`` and ``free_loss`` (with ``free``), ``interrupted``
+        ``support_size`` and ``free_loss`` (with free pixels), ``interrupted``
         after Ctrl-C, and ``extra``: ``plan``, ``kernels`` (the fused-step
         implementation, :mod:`cdi_dip.solvers.fused`), ``best_iteration``
         after Ctrl-C, and the constraints chosen
@@ -478,34 +487,35 @@ def solve_projections(
     Raises
     ------
     InvalidInputError
-        For a bad plan or inputs that do not match the frame.
+        For a bad plan or no fitted pixel with counts.
     ReconstructionError
         When the iterate becomes NaN or Inf.
 
     Notes
     -----
-    One iteration is two FFTs and two fused elementwise passes
-    (:class:`~cdi_dip.solvers.fused.Backend`); nothing inside the loop waits
-    for the device except the metric checkpoints (every ``metric_period``
+    The iterations are :func:`cdi_dip.solvers.loop.run_plan`: two FFTs and two
+    fused elementwise passes each; nothing inside the loop waits for the
+    device except the metric checkpoints (every ``metric_period``
     iterations: one more FFT, the float64 figures and one reference to the
     support-constrained estimate kept while it is the best).
     """
-    opts = cfg.projection
-    plan_text = opts.plan if opts.plan is not None else default_plan(cfg.method.value, cfg.iterations)
-    steps = parse_plan(plan_text)
+    opts, physics = options.settings, problem.physics
+    steps = parse_plan(options.plan)
     total = plan_length(steps)
-    _check_inputs(counts, valid, physics, free)
-    log.info("projection plan %s (%d iterations)", plan_text, total)
+    if not bool((problem.counts[problem.fit] > 0).any()):
+        raise InvalidInputError("no valid pixel has positive counts: check the mask and the data (nothing to fit)")
+    log.info("projection plan %s (%d iterations)", options.plan, total)
 
-    constraints = choose_constraints(counts, valid, physics, opts)
+    constraints = choose_constraints(problem.counts, problem.fit, physics, opts)
     positivity = constraints.positivity
     # Everything in FFT order from here on: no shifts inside the loop.
-    counts_f = physics.to_fft_order(counts.float())
-    valid_f = physics.to_fft_order(valid)
-    free_f = physics.to_fft_order(free) if free is not None and bool(free.any()) else None
-    amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=counts.device))
-    support = physics.to_fft_order(constraints.support).contiguous()
-    x = _initial_object(amplitude, support, physics, generator).to(torch.complex64).contiguous()
+    counts_f = physics.to_fft_order(problem.counts)
+    valid_f = physics.to_fft_order(problem.fit)
+    free_f = physics.to_fft_order(problem.held_out) if problem.held_out is not None else None
+    amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=problem.device))
+    support = _Shrinkwrap(physics.to_fft_order(constraints.support).contiguous(), opts,
+                          constraints.shrinkwrap_threshold, steps)
+    x = physics.to_fft_order(init(problem, constraints.support, rng=rng)).to(torch.complex64).contiguous()
     target = ModulusTarget.build(amplitude, valid_f)
     backend = select_backend(x.device)
     log.debug("fused steps: %s", backend.name)
@@ -515,58 +525,43 @@ def solve_projections(
 
     def constrained(obj: torch.Tensor) -> torch.Tensor:
         """:func:`constrained_object` of ``obj`` on the current support, as a new tensor, by the fused ER step."""
-        return backend.update_(obj.clone(), obj, support, (0.0, 0.0), constrained_mode)
+        return backend.update_(obj.clone(), obj, support.current, (0.0, 0.0), constrained_mode)
 
-    period, last_shrinkwrap = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
     history: list[dict[str, Any]] = []
     best = _Best()
-    iteration = 0
-    interrupted = False
 
-    def record(algorithm: str) -> None:
+    def record(iteration: int, algorithm: str, x: torch.Tensor) -> None:
+        if iteration % opts.metric_period and iteration != total:
+            return
         estimate = constrained(x)
         entry: dict[str, Any] = {"iteration": iteration, "algorithm": algorithm, **figures(estimate),
-                                 "support_size": int(support.sum())}
+                                 "support_size": int(support.current.sum())}
         if not math.isfinite(entry["loss"]):
             raise ReconstructionError(
                 f"the {algorithm} iterate became NaN or Inf at iteration {iteration}: "
                 "the data may hold NaN/Inf counts, or try a smaller projection.beta"
             )
         history.append(entry)
-        best.offer(entry.get("free_loss", entry["loss"]), estimate, support, iteration)
+        best.offer(entry.get("free_loss", entry["loss"]), estimate, support.current, iteration)
         if on_iter is not None:
             on_iter({**entry, "total": total})
 
-    try:
-        for step in steps:
-            coefficients = outside_coefficients(step.algorithm, opts.beta)
-            mode = positivity_mode(step.algorithm, positivity)
-            for _ in range(step.iterations):
-                projected = physics.ifft(backend.project_modulus_(physics.fft(x), target))
-                x = backend.update_(projected, x, support, coefficients, mode)
-                del projected
-                iteration += 1
-                if period and iteration % period == 0 and iteration <= last_shrinkwrap:
-                    sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
-                                           iteration / max(last_shrinkwrap, 1))
-                    support = shrinkwrap(x, sigma_px=sigma, threshold=constraints.shrinkwrap_threshold)
-                if iteration % opts.metric_period == 0 or iteration == total:
-                    record(step.algorithm)
-    except KeyboardInterrupt:
-        interrupted = True
+    state = run_plan(x, steps, target, physics, support, kernels=backend, beta=opts.beta, positivity=positivity,
+                     on_iteration=record)
+    interrupted, iteration, x = state.interrupted, state.iterations, state.x
 
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
-        extra: dict[str, Any] = {"plan": plan_text, "kernels": backend.name, **constraints.summary()}
+        extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.name, **constraints.summary()}
         if interrupted and best.obj is not None:
             log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
                         iteration, total, best.iteration)
-            obj, support = best.obj, best.support
+            obj, final_support = best.obj, best.support
             extra["best_iteration"] = best.iteration
         else:
             if interrupted:
                 log.warning("interrupted at iteration %d of %d, before the first metric checkpoint; "
                             "returning the current object", iteration, total)
-            obj = constrained(x)
+            obj, final_support = constrained(x), support.current
         if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
             raise ReconstructionError(
                 f"the iterate became NaN or Inf by iteration {iteration}: "
@@ -574,7 +569,7 @@ def solve_projections(
             )
         return SolverOutput(
             obj=physics.to_centred(obj).to(torch.complex64).cpu().numpy(),
-            support=physics.to_centred(support).cpu().numpy(),
+            support=physics.to_centred(final_support).cpu().numpy(),
             history=history,
             iterations=iteration,
             interrupted=interrupted or finishing.requested,
@@ -592,5 +587,6 @@ __all__ = [
     "hio_update",
     "positive_update",
     "raar_update",
+    "ProjectionRun",
     "solve_projections",
 ]

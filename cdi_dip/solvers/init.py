@@ -1,0 +1,51 @@
+"""Starting objects of a run: the initialiser seam.
+
+An initialiser is any function ``init(problem, support, *, rng) -> object``
+(:class:`~cdi_dip.solvers.base.Initialiser`): given the run's
+:class:`~cdi_dip.solvers.base.Problem` and a first support (bool, frame
+shape, centred), it returns a complex64 object of the frame shape, centred
+and zero outside the support. The projection solvers start from it, and so
+does every run of the double DIP's warm start; a caller chooses one with the
+``init`` argument of :func:`cdi_dip.pipeline.reconstruct` (a learned
+network, a previous result...).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Problem
+
+
+def measured_amplitude(problem: Problem) -> torch.Tensor:
+    """``sqrt(counts)`` on the fitted pixels, 0 elsewhere (float32, frame shape, centred)."""
+    zero = torch.zeros((), device=problem.device)
+    return torch.where(problem.fit, problem.counts.clamp_min(0).sqrt(), zero)
+
+
+def random_phases(problem: Problem, support: torch.Tensor, *, rng: torch.Generator) -> torch.Tensor:
+    """The measured amplitudes with uniform random phases, back in object space, inside ``support``.
+
+    The phases are drawn in FFT order (as the solvers iterate), so that a
+    seed gives the same start whatever layout the caller uses.
+
+    Parameters
+    ----------
+    problem : Problem
+    support : torch.Tensor, bool, frame shape, centred
+    rng : torch.Generator
+        On the problem's device.
+
+    Returns
+    -------
+    torch.Tensor, complex64, frame shape, centred
+    """
+    physics = problem.physics
+    amplitude = physics.to_fft_order(measured_amplitude(problem))
+    phase = torch.rand(amplitude.shape, generator=rng, device=rng.device).to(amplitude.device) * (2 * torch.pi)
+    obj = physics.ifft(torch.polar(amplitude, phase))
+    obj = torch.where(physics.to_fft_order(support), obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
+    return physics.to_centred(obj).to(torch.complex64)
+
+
+__all__ = ["measured_amplitude", "random_phases"]
