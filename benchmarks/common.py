@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cdi_dip.align import compare_objects
+from cdi_dip.ensemble import compare_objects
 from cdi_dip.simulate import SimulatedScan, simulate_scan
 from cdi_dip.types import Measurement
 

@@ -328,7 +328,7 @@ def compare(
     try:
         if len(objects) < 2:
             raise InvalidInputError("compare needs at least two objects: RESULT REFERENCE (or more for pairwise errors)")
-        from .align import compare_objects
+        from .ensemble import compare_objects
         from .io.readers import read_object
 
         arrays = [read_object(spec, allow_external_links=allow_external_links) for spec in objects]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdi_dip.align import (
+from cdi_dip.ensemble import (
     align_object,
     centre_of_mass,
     centring_weights,

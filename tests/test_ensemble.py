@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cdi_dip.align import align_object, compare_objects, subpixel_shift, twin
 from cdi_dip.ensemble import (
     PRTF_THRESHOLD,
+    align_object,
+    compare_objects,
     compute_prtf,
     ensemble_datasets,
     ensemble_from_datasets,
@@ -19,6 +20,8 @@ from cdi_dip.ensemble import (
     prtf_datasets,
     prtf_from_datasets,
     resolution_from_prtf,
+    subpixel_shift,
+    twin,
 )
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.simulate import far_field, faceted_crystal

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdi_dip.align import compare_objects
+from cdi_dip.ensemble import compare_objects
 from cdi_dip.config import ProjectionConfig, RunConfig, config_from_dict
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField, project_modulus

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cdi_dip.align import align_object, compare_objects, remove_phase_ramp, resolve_twin, subpixel_shift, twin
+from cdi_dip.ensemble import align_object, compare_objects, remove_phase_ramp, resolve_twin, subpixel_shift, twin
 from cdi_dip.cli import app
 from cdi_dip.config import ProjectionConfig, RunConfig
 from cdi_dip.pipeline import reconstruct
