@@ -92,7 +92,7 @@ def main() -> None:
         print(f"PRTF resolution: {prtf.resolution_px} px = {prtf.resolution_m and prtf.resolution_m * 1e9} nm "
               f"(object pixel {pixel[0] * 1e9:.1f} nm); values at 0.1/0.25/0.4 cycles/px: "
               + ", ".join(f"{np.interp(q, prtf.frequency_per_px, prtf.values):.3f}" for q in (0.1, 0.25, 0.4)))
-    error = compare_objects(result.obj, scan.ground_truth)["error"]
+    error = compare_objects(result.obj, scan.ground_truth).error
     truth_matched = match_to_reference(scan.ground_truth, result.obj)
     freq, frc = ring_correlation(result.obj, truth_matched)
     print(f"error of the mean against the truth {error:.4f}; FRC(mean, truth) < 0.5 at "

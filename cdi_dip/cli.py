@@ -333,7 +333,9 @@ def compare(
 
         arrays = [read_object(spec, allow_external_links=allow_external_links) for spec in objects]
         if len(arrays) == 2:
-            figures = {"result": objects[0], "reference": objects[1], **compare_objects(*arrays)}
+            from dataclasses import asdict
+
+            figures = {"result": objects[0], "reference": objects[1], **asdict(compare_objects(*arrays))}
         else:
             import numpy as np
 

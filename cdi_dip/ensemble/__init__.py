@@ -7,8 +7,8 @@ One public job per module; all run on the host in NumPy, on centred arrays
   (centre of mass at the frame centre, no phase ramp, twin by a fixed rule,
   zero mean phase);
 - :mod:`.register`: :func:`compare_objects` registers an object onto a
-  reference up to the trivial symmetries (:func:`symmetry_adjusted_error`,
-  :func:`pairwise_errors`);
+  reference up to the trivial symmetries and returns a :class:`Comparison`
+  (:func:`symmetry_adjusted_error`, :func:`pairwise_errors`);
 - :mod:`.average`: :func:`ensemble_statistics` matches members onto the best
   one (:func:`match_to_reference`) and measures their spread
   (:class:`EnsembleResult`);
@@ -58,14 +58,14 @@ from .prtf import (
     prtf_from_datasets,
     resolution_from_prtf,
 )
-from .register import compare_objects, pairwise_errors, symmetry_adjusted_error
+from .register import Comparison, compare_objects, pairwise_errors, symmetry_adjusted_error
 
 __all__ = [
     # align
     "align_object", "centre_of_mass", "centre_of_mass_shift", "centring_weights", "crop_to_support", "pad_or_crop",
     "remove_phase_offset", "remove_phase_ramp", "resolve_twin", "subpixel_shift", "twin", "twin_statistic",
     # register
-    "compare_objects", "pairwise_errors", "symmetry_adjusted_error",
+    "Comparison", "compare_objects", "pairwise_errors", "symmetry_adjusted_error",
     # average
     "ENSEMBLE_DATASETS", "SIGNIFICANT_AMPLITUDE", "EnsembleResult", "apply_transform", "ensemble_datasets",
     "ensemble_from_datasets", "ensemble_statistics", "match_to_reference", "move_support",

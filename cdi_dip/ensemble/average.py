@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .align import pad_or_crop, twin
 from .fourier import apply_ramp, centred_fft, centred_ifft, shift_spectrum
-from .register import compare_objects, pairwise_errors
+from .register import Comparison, compare_objects, pairwise_errors
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def _comparison_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     return tuple(max(m, n) for m, n in zip(a, b))
 
 
-def apply_transform(obj: np.ndarray, transform: dict[str, Any]) -> np.ndarray:
-    """Apply a registration found by :func:`cdi_dip.align.compare_objects`.
+def apply_transform(obj: np.ndarray, transform: Comparison) -> np.ndarray:
+    """Apply a registration found by :func:`~cdi_dip.ensemble.register.compare_objects`.
 
     ``T(x) = exp(i phase) * exp(i g . (r - c)) * x'(r - s)`` with ``x'`` either
     ``x`` or its twin ``conj(x(-r))``, the sub-pixel shift ``s`` applied as a
@@ -62,28 +62,29 @@ def apply_transform(obj: np.ndarray, transform: dict[str, Any]) -> np.ndarray:
     ----------
     obj : numpy.ndarray, complex, shape S (2D or 3D), centred
         Already in the comparison frame (see :func:`match_to_reference`).
-    transform : dict
-        ``twin`` (bool), ``shift_px``, ``ramp_rad_per_px`` (one value per
-        axis) and ``phase_rad`` (float), as returned by ``compare_objects``.
+    transform : Comparison
+        As returned by ``compare_objects``: ``twin``, ``shift_px`` (px),
+        ``ramp_rad_per_px`` (rad/px, one value per axis) and ``phase_rad`` (rad)
+        are applied.
 
     Returns
     -------
     numpy.ndarray, complex128, shape S
     """
     x = _complex(obj)
-    if transform["twin"]:
+    if transform.twin:
         x = twin(x)
-    moved = centred_ifft(shift_spectrum(centred_fft(x), transform["shift_px"]))
-    return apply_ramp(moved, transform["ramp_rad_per_px"]) * np.exp(1j * transform["phase_rad"])
+    moved = centred_ifft(shift_spectrum(centred_fft(x), transform.shift_px))
+    return apply_ramp(moved, transform.ramp_rad_per_px) * np.exp(1j * transform.phase_rad)
 
 
-def move_support(support: np.ndarray, transform: dict[str, Any]) -> np.ndarray:
+def move_support(support: np.ndarray, transform: Comparison) -> np.ndarray:
     """Move a support with the twin flip and the whole-pixel part of a registration.
 
     Parameters
     ----------
     support : numpy.ndarray, bool, shape S, in the comparison frame
-    transform : dict
+    transform : Comparison
         As for :func:`apply_transform` (only ``twin`` and ``shift_px`` matter).
 
     Returns
@@ -93,18 +94,18 @@ def move_support(support: np.ndarray, transform: dict[str, Any]) -> np.ndarray:
         shift.
     """
     moved = np.asarray(support, dtype=bool)
-    if transform["twin"]:
+    if transform.twin:
         moved = twin(moved.astype(np.float64)).real > 0.5
-    shift = [int(round(s)) for s in transform["shift_px"]]
+    shift = [int(round(s)) for s in transform.shift_px]
     return np.roll(moved, shift, axis=tuple(range(moved.ndim)))
 
 
 def match_to_reference(obj: np.ndarray, reference: np.ndarray, support: np.ndarray | None = None,
-                       *, transform: dict[str, Any] | None = None) -> np.ndarray:
+                       *, transform: Comparison | None = None) -> np.ndarray:
     """Move ``obj`` onto ``reference`` through the trivial symmetries.
 
     Twin, sub-pixel shift, linear phase ramp and global phase are found by
-    :func:`cdi_dip.align.compare_objects` and applied with
+    :func:`~cdi_dip.ensemble.register.compare_objects` and applied with
     :func:`apply_transform`; the scale is left alone, so amplitudes of
     members that fit the same data stay comparable.
 
@@ -117,7 +118,7 @@ def match_to_reference(obj: np.ndarray, reference: np.ndarray, support: np.ndarr
         the reference's shape.
     support : numpy.ndarray, bool, shape of ``reference``, optional
         Register on these pixels of the reference only.
-    transform : dict, optional
+    transform : Comparison, optional
         A ``compare_objects`` result already computed for this pair (saves
         the registration).
 
@@ -129,7 +130,7 @@ def match_to_reference(obj: np.ndarray, reference: np.ndarray, support: np.ndarr
     Raises
     ------
     InvalidInputError
-        As :func:`cdi_dip.align.compare_objects` (dimensions, NaN, zero reference).
+        As :func:`~cdi_dip.ensemble.register.compare_objects` (dimensions, NaN, zero reference).
     """
     array = np.asarray(obj)
     if transform is None:
@@ -166,8 +167,11 @@ class EnsembleResult:
         (see :func:`pairwise_errors`); None when not computed.
     members : tuple of int
         Indices (into the input sequence) of the members used.
-    transforms : list of dict
-        The ``compare_objects`` result that matched each member.
+    transforms : list of Comparison
+        The ``compare_objects`` result that matched each member
+        (:meth:`Comparison.identity` for member 0). From stored datasets
+        (:func:`ensemble_from_datasets`) only ``error`` and ``twin`` are known;
+        the other fields are NaN.
     """
 
     objects: np.ndarray
@@ -180,7 +184,7 @@ class EnsembleResult:
     errors_to_reference: np.ndarray
     pairwise_errors: np.ndarray | None = None
     members: tuple[int, ...] = ()
-    transforms: list[dict[str, Any]] = field(default_factory=list)
+    transforms: list[Comparison] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -207,7 +211,7 @@ class EnsembleResult:
         phase = phase[np.isfinite(phase)]
         out: dict[str, Any] = {
             "members": self.size,
-            "twins": int(sum(bool(t.get("twin")) for t in self.transforms)),
+            "twins": int(sum(bool(t.twin) for t in self.transforms)),
             "mean_error_to_best": float(others.mean()) if others.size else float("nan"),
             "max_error_to_best": float(others.max()) if others.size else float("nan"),
             "median_amplitude_std_rel": (float(np.median(self.amplitude_std[inside]) / peak)
@@ -301,15 +305,13 @@ def ensemble_statistics(objects: Sequence[np.ndarray] | np.ndarray, supports: Se
     reference = _complex(stack[members[0]])
     matched = [reference]
     moved = [masks[members[0]]]
-    identity = {"error": 0.0, "twin": False, "shift_px": (0.0,) * reference.ndim,
-                "ramp_rad_per_px": (0.0,) * reference.ndim, "phase_rad": 0.0, "scale": 1.0}
-    transforms = [identity]
+    transforms = [Comparison.identity(reference.ndim)]
     for index in members[1:]:
         transform = compare_objects(stack[index], reference)
         matched.append(match_to_reference(_complex(stack[index]), reference, transform=transform))
         moved.append(move_support(masks[index], transform))
         transforms.append(transform)
-        log.debug("member %d matched: error %.4f, twin %s", index, transform["error"], transform["twin"])
+        log.debug("member %d matched: error %.4f, twin %s", index, transform.error, transform.twin)
     matched_stack = np.stack(matched)
     mean = matched_stack.mean(axis=0)
     ddof = 1 if len(matched) > 1 else 0
@@ -322,7 +324,7 @@ def ensemble_statistics(objects: Sequence[np.ndarray] | np.ndarray, supports: Se
         phase_std_rad=_phase_spread(matched_stack, mean, significant_amplitude).astype(np.float32),
         support_union=support_stack.any(axis=0),
         support_majority=support_stack.sum(axis=0) * 2 > len(members),
-        errors_to_reference=np.array([t["error"] for t in transforms], dtype=np.float64),
+        errors_to_reference=np.array([t.error for t in transforms], dtype=np.float64),
         pairwise_errors=pairwise_errors(matched_stack) if pairwise and len(members) > 1 else None,
         members=members,
         transforms=transforms,
@@ -341,11 +343,18 @@ def ensemble_datasets(ensemble: EnsembleResult) -> dict[str, np.ndarray]:
         "support_union": ensemble.support_union.astype(np.uint8),
         "support_majority": ensemble.support_majority.astype(np.uint8),
         "errors_to_reference": ensemble.errors_to_reference.astype(np.float64),
-        "twin": np.array([bool(t.get("twin")) for t in ensemble.transforms], dtype=np.uint8),
+        "twin": np.array([bool(t.twin) for t in ensemble.transforms], dtype=np.uint8),
     }
     if ensemble.pairwise_errors is not None:
         data["pairwise_errors"] = ensemble.pairwise_errors.astype(np.float64)
     return data
+
+
+def _stored_comparison(error: float, is_twin: bool, ndim: int) -> Comparison:
+    """What the stored datasets keep of a comparison: the error and the twin flag (the rest NaN)."""
+    unknown = float("nan")
+    return Comparison(error=error, twin=is_twin, shift_px=(unknown,) * ndim, ramp_rad_per_px=(unknown,) * ndim,
+                      phase_rad=unknown, scale=unknown, phase_error_rad=unknown)
 
 
 def ensemble_from_datasets(data: dict[str, Any]) -> EnsembleResult:
@@ -369,5 +378,5 @@ def ensemble_from_datasets(data: dict[str, Any]) -> EnsembleResult:
         errors_to_reference=errors,
         pairwise_errors=None if pairwise is None else np.asarray(pairwise, dtype=np.float64),
         members=tuple(range(errors.size)),
-        transforms=[{"twin": bool(t), "error": float(e)} for t, e in zip(twins, errors)],
+        transforms=[_stored_comparison(float(e), bool(t), mean.ndim) for t, e in zip(twins, errors)],
     )

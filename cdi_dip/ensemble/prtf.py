@@ -116,7 +116,7 @@ def prtf(objects_matched: Sequence[np.ndarray] | np.ndarray, counts: np.ndarray,
     (reciprocal-space phase ramps), twins and global phases. They must also
     sit in the *same reciprocal frame as the counts*: a real-space phase ramp
     moves the far field, so members whose ramp was removed by
-    :func:`cdi_dip.align.align_object` (a Bragg peak off the frame centre) must
+    :func:`cdi_dip.ensemble.align.align_object` (a Bragg peak off the frame centre) must
     get it back: pass the removed ramp (``AlignInfo.ramp_rad_per_px``) as
     ``ramp_rad_per_px``. A real-space shift only changes far-field phases, the
     same for every matched member, so it needs nothing.

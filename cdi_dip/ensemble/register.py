@@ -18,6 +18,7 @@ registration algorithms", Opt. Lett. 33, 156 (2008) (upsampled DFT peak search).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,58 @@ GN_TOLERANCE = 1e-8
 
 PHASE_ERROR_LEVEL = 0.1
 """Reference amplitude (fraction of its maximum) above which the phase error is measured."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The registration of an object onto a reference, and what is left.
+
+    The object ``x`` is moved as ``a T(x)``, ``T(x) = exp(i g . (r - c)) x'(r - s)``
+    with ``x'`` either ``x`` or its twin ``conj(x(-r))`` and
+    ``a = scale * exp(i phase_rad)`` (see :func:`compare_objects`;
+    :func:`cdi_dip.ensemble.average.apply_transform` applies it). The field
+    order is that of the ``cdi-dip compare --json`` output.
+
+    Attributes
+    ----------
+    error : float
+        ``||a T(x) - ref|| / ||ref||``, dimensionless: 0 identical up to the
+        symmetries, 1 nothing in common.
+    twin : bool
+        True when the twin ``conj(x(-r))`` was registered.
+    shift_px : tuple of float, one per axis
+        Shift ``s`` applied to the object, pixels.
+    ramp_rad_per_px : tuple of float, one per axis
+        Phase ramp ``g`` applied to the object, radians per pixel.
+    phase_rad : float
+        Global phase of ``a``, radians.
+    scale : float
+        ``|a|``, dimensionless (0 for a zero object).
+    phase_error_rad : float
+        Amplitude-weighted RMS phase difference, radians, where the reference
+        amplitude exceeds :data:`PHASE_ERROR_LEVEL` of its maximum (NaN when
+        not known).
+    """
+
+    error: float
+    twin: bool
+    shift_px: tuple[float, ...]
+    ramp_rad_per_px: tuple[float, ...]
+    phase_rad: float
+    scale: float
+    phase_error_rad: float
+
+    @classmethod
+    def identity(cls, ndim: int) -> Comparison:
+        """The comparison of an object with itself: no move, error 0, scale 1.
+
+        Parameters
+        ----------
+        ndim : int
+            Number of axes of the object (2 or 3).
+        """
+        return cls(error=0.0, twin=False, shift_px=(0.0,) * ndim, ramp_rad_per_px=(0.0,) * ndim, phase_rad=0.0,
+                   scale=1.0, phase_error_rad=0.0)
 
 
 def _complex(array: Any) -> np.ndarray:
@@ -174,7 +227,7 @@ def _phase_error(fitted: np.ndarray, reference: np.ndarray) -> float:
 
 
 def compare_objects(obj: np.ndarray, reference: np.ndarray, *,
-                    support: np.ndarray | None = None) -> dict[str, Any]:
+                    support: np.ndarray | None = None) -> Comparison:
     """Compare an object with a reference up to the trivial symmetries.
 
     The object ``x`` is transformed as ``T(x) = exp(i g . r) * x'(r - s)`` with
@@ -198,13 +251,14 @@ def compare_objects(obj: np.ndarray, reference: np.ndarray, *,
 
     Returns
     -------
-    dict
+    Comparison
         ``error``: ``||a T(x) - ref|| / ||ref||`` (0 identical up to the
         symmetries, 1 nothing in common); ``twin`` (bool); ``shift_px``,
         ``ramp_rad_per_px`` (tuples, applied to the object); ``phase_rad``
         and ``scale`` (``a = scale * exp(i phase)``); ``phase_error_rad``:
         amplitude-weighted RMS phase difference where the reference amplitude
-        exceeds 10% of its maximum.
+        exceeds 10% of its maximum. A zero object gives error 1, scale 0 and
+        a NaN phase error.
 
     Raises
     ------
@@ -231,21 +285,21 @@ def compare_objects(obj: np.ndarray, reference: np.ndarray, *,
     if ref_norm == 0:
         raise InvalidInputError("the reference is zero everywhere (on the support): nothing to compare with")
     if not np.any(x):
-        return {"error": 1.0, "twin": False, "shift_px": (0.0,) * x.ndim, "ramp_rad_per_px": (0.0,) * x.ndim,
-                "phase_rad": 0.0, "scale": 0.0, "phase_error_rad": float("nan")}
-    best: dict[str, Any] | None = None
+        return Comparison(error=1.0, twin=False, shift_px=(0.0,) * x.ndim, ramp_rad_per_px=(0.0,) * x.ndim,
+                          phase_rad=0.0, scale=0.0, phase_error_rad=float("nan"))
+    best: Comparison | None = None
     for is_twin, candidate in ((False, x), (True, twin(x))):
         moved, shift, ramp = _register(candidate, ref, None if support is None else mask)
         moved = np.where(mask, moved, 0)
         energy = np.vdot(moved, moved).real
         factor = np.vdot(moved, ref) / energy if energy > 0 else 0.0
         error = float(np.linalg.norm(factor * moved - ref) / ref_norm)
-        if best is None or error < best["error"]:
-            best = {"error": error, "twin": is_twin,
-                    "shift_px": tuple(float(s) for s in shift),
-                    "ramp_rad_per_px": tuple(float(g) for g in ramp),
-                    "phase_rad": float(np.angle(factor)), "scale": float(abs(factor)),
-                    "phase_error_rad": _phase_error(factor * moved, ref)}
+        if best is None or error < best.error:
+            best = Comparison(error=error, twin=is_twin,
+                              shift_px=tuple(float(s) for s in shift),
+                              ramp_rad_per_px=tuple(float(g) for g in ramp),
+                              phase_rad=float(np.angle(factor)), scale=float(abs(factor)),
+                              phase_error_rad=_phase_error(factor * moved, ref))
     return best
 
 
@@ -253,9 +307,9 @@ def symmetry_adjusted_error(obj: np.ndarray, reference: np.ndarray, *,
                             support: np.ndarray | None = None) -> float:
     """Relative L2 error after removing phase, scale, shift, twin and ramp.
 
-    See :func:`compare_objects`, whose ``"error"`` this returns.
+    See :func:`compare_objects`, whose :attr:`Comparison.error` this returns.
     """
-    return compare_objects(obj, reference, support=support)["error"]
+    return compare_objects(obj, reference, support=support).error
 
 
 def pairwise_errors(objects: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -270,7 +324,7 @@ def pairwise_errors(objects: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, float64, shape (K, K)
-        ``[i, j]`` = :func:`cdi_dip.align.symmetry_adjusted_error` of member
+        ``[i, j]`` = :func:`symmetry_adjusted_error` of member
         ``i`` with member ``j`` as the reference (not symmetric: the error is
         relative to the reference's norm); 0 on the diagonal.
 
@@ -287,5 +341,5 @@ def pairwise_errors(objects: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     for i in range(count):
         for j in range(count):
             if i != j:
-                errors[i, j] = compare_objects(arrays[i], arrays[j])["error"]
+                errors[i, j] = compare_objects(arrays[i], arrays[j]).error
     return errors
