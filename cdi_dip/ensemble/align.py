@@ -261,7 +261,18 @@ def _default_support(obj: np.ndarray, support: np.ndarray | None) -> np.ndarray:
 def centring_weights(obj: np.ndarray, support: np.ndarray) -> np.ndarray:
     """``|x|**2`` on the support grown by two pixels: smooth at the support's edge, so the
     centre of mass follows a sub-pixel shift of the object (a hard-edged ``|x|`` on the
-    support does not)."""
+    support does not).
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, shape S
+    support : numpy.ndarray, bool, shape S
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape S
+        Weights for :func:`centre_of_mass_shift` (zero outside the grown support).
+    """
     grown = support
     for axis in range(support.ndim):
         grown = grown | np.roll(grown, 1, axis) | np.roll(grown, -1, axis)

@@ -225,6 +225,23 @@ class EnsembleResult:
 
 
 def stack_members(objects: Sequence[np.ndarray] | np.ndarray, name: str) -> np.ndarray:
+    """The members of an ensemble as one array, checked.
+
+    Parameters
+    ----------
+    objects : sequence of numpy.ndarray, each shape S (2D or 3D), or an array of shape (K, *S)
+    name : str
+        What they are, for the error messages (``"objects"``, ``"supports"``).
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, *S), the common dtype of the members
+
+    Raises
+    ------
+    InvalidInputError
+        No members, members that are not 2D or 3D, or shapes that differ.
+    """
     arrays = [np.asarray(o) for o in objects]
     if not arrays:
         raise InvalidInputError(f"no {name} given: pass at least one reconstruction")
@@ -334,7 +351,18 @@ def ensemble_statistics(objects: Sequence[np.ndarray] | np.ndarray, supports: Se
 def ensemble_datasets(ensemble: EnsembleResult) -> dict[str, np.ndarray]:
     """The arrays of an ensemble worth storing, by the names of :data:`ENSEMBLE_DATASETS`.
 
-    Supports become uint8 (1 = inside); a missing pairwise matrix is left out.
+    Parameters
+    ----------
+    ensemble : EnsembleResult
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``mean`` (complex64, S), ``amplitude_std`` and ``phase_std_rad``
+        (float32, S; radians), ``support_union`` and ``support_majority``
+        (uint8, S; 1 = inside), ``errors_to_reference`` (float64, (K,)),
+        ``twin`` (uint8, (K,)) and, when computed, ``pairwise_errors``
+        (float64, (K, K)).
     """
     data = {
         "mean": ensemble.mean.astype(np.complex64),

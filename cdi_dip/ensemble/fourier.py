@@ -34,23 +34,74 @@ LS_ROUNDS = 3
 
 
 def centred_positions(shape: Sequence[int]) -> list[np.ndarray]:
-    """Pixel positions relative to the centre ``n // 2``, one 1D array per axis."""
+    """Pixel positions relative to the centre ``n // 2``, one 1D array per axis.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Frame shape S.
+
+    Returns
+    -------
+    list of numpy.ndarray, float64
+        Axis ``a``: shape ``(S[a],)``, ``i - S[a] // 2`` in pixels.
+    """
     return [np.arange(n, dtype=np.float64) - n // 2 for n in shape]
 
 
 def centred_frequencies(shape: Sequence[int]) -> list[np.ndarray]:
-    """Frequencies (cycles per pixel) of a centred spectrum, one 1D array per axis."""
+    """Frequencies of a centred spectrum, one 1D array per axis.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Frame shape S.
+
+    Returns
+    -------
+    list of numpy.ndarray, float64
+        Axis ``a``: shape ``(S[a],)``, ``(k - S[a] // 2) / S[a]`` in cycles per
+        pixel (the zero frequency at index ``S[a] // 2``).
+    """
     return [(np.arange(n, dtype=np.float64) - n // 2) / n for n in shape]
 
 
 def along_axis(axis_values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """A 1D array reshaped to lie along one axis of an ``ndim``-D array, for broadcasting.
+
+    Parameters
+    ----------
+    axis_values : numpy.ndarray, shape (n,)
+    axis : int
+        The axis it lies along, ``0 <= axis < ndim``.
+    ndim : int
+
+    Returns
+    -------
+    numpy.ndarray
+        A view of shape ``(1, ..., n, ..., 1)`` (``n`` at ``axis``).
+    """
     shape = [1] * ndim
     shape[axis] = axis_values.size
     return axis_values.reshape(shape)
 
 
 def separable_phasor(coords: Sequence[np.ndarray], rates: Sequence[float]) -> np.ndarray:
-    """``exp(i sum_a rates_a * coords_a)`` as a product of broadcast 1D factors."""
+    """``exp(i sum_a rates_a * coords_a)`` as a product of broadcast 1D factors.
+
+    Parameters
+    ----------
+    coords : sequence of numpy.ndarray, one 1D array per axis
+        Coordinates along each axis (e.g. :func:`centred_positions`, pixels).
+    rates : sequence of float, one per axis
+        Phase per unit of the coordinates (e.g. rad/px).
+
+    Returns
+    -------
+    numpy.ndarray, complex128
+        Broadcastable to the frame: shape ``(len(coords[0]), ..., len(coords[-1]))``
+        (a product of per-axis factors, never a full grid per axis).
+    """
     ndim = len(coords)
     phasor: np.ndarray = np.ones([1] * ndim, dtype=np.complex128)
     for axis, (coord, rate) in enumerate(zip(coords, rates)):
@@ -59,27 +110,87 @@ def separable_phasor(coords: Sequence[np.ndarray], rates: Sequence[float]) -> np
 
 
 def apply_ramp(obj: np.ndarray, ramp_rad_per_px: Sequence[float]) -> np.ndarray:
-    """``obj * exp(i g . (r - c))``."""
+    """Multiply by a linear phase ramp: ``obj * exp(i g . (r - c))``, ``c`` the centre ``n // 2``.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, real or complex, shape S (centred)
+    ramp_rad_per_px : sequence of float, one per axis
+        The ramp ``g``, radians per pixel.
+
+    Returns
+    -------
+    numpy.ndarray, complex128, shape S
+        The phase at the centre is unchanged; ``apply_ramp(x, -g)`` removes ``g``.
+    """
     return obj * separable_phasor(centred_positions(obj.shape), ramp_rad_per_px)
 
 
 def shift_spectrum(spectrum: np.ndarray, shift: Sequence[float]) -> np.ndarray:
-    """Centred spectrum of ``x(r - shift)`` from the centred spectrum of ``x``."""
+    """Centred spectrum of ``x(r - shift)`` from the centred spectrum of ``x``.
+
+    Parameters
+    ----------
+    spectrum : numpy.ndarray, complex, shape S
+        Centred spectrum (:func:`centred_fft`) of ``x``.
+    shift : sequence of float, one per axis
+        Shift in pixels (positive moves ``x`` to higher indices).
+
+    Returns
+    -------
+    numpy.ndarray, complex128, shape S
+        ``spectrum * exp(-2 pi i f . shift)``, ``f`` in cycles per pixel.
+    """
     return spectrum * separable_phasor(centred_frequencies(spectrum.shape), [-2 * np.pi * s for s in shift])
 
 
 def centred_fft(obj: np.ndarray) -> np.ndarray:
+    """Unitary FFT of a centred array to a centred spectrum (NumPy).
+
+    The convention of :meth:`cdi_dip.physics.FarField.forward`: origin and
+    zero frequency at index ``n // 2`` of every axis, ``norm="ortho"``.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, real or complex, shape S (any number of axes, all transformed)
+
+    Returns
+    -------
+    numpy.ndarray, complex, shape S
+    """
     axes = tuple(range(obj.ndim))
     return np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj, axes=axes), axes=axes, norm="ortho"), axes=axes)
 
 
 def centred_ifft(field: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`centred_fft`: centred spectrum to centred array (unitary).
+
+    Parameters
+    ----------
+    field : numpy.ndarray, complex, shape S
+
+    Returns
+    -------
+    numpy.ndarray, complex, shape S
+    """
     axes = tuple(range(field.ndim))
     return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(field, axes=axes), axes=axes, norm="ortho"), axes=axes)
 
 
 def wrap_signed(index: np.ndarray | int, n: int) -> float:
-    """Circular index ``0..n-1`` as a signed offset in ``[-n/2, n/2)``."""
+    """Circular index ``0..n-1`` as a signed offset in ``[-n/2, n/2)``.
+
+    Parameters
+    ----------
+    index : int
+        Index into an axis of length ``n`` (FFT order).
+    n : int
+
+    Returns
+    -------
+    float
+        The offset, in pixels (or frequency bins).
+    """
     return float((int(index) + n // 2) % n - n // 2)
 
 
@@ -96,8 +207,29 @@ def _fourier_sums(values: np.ndarray, coords: Sequence[np.ndarray], queries: Seq
 
 
 def refine_peak(values: np.ndarray, coords: Sequence[np.ndarray], start: Sequence[float],
-                 step: Sequence[float], *, upsample: int = UPSAMPLE) -> tuple[float, ...]:
-    """Maximise ``|_fourier_sums|`` on a grid ``start +- 1.5 step`` refined ``upsample`` times."""
+                step: Sequence[float], *, upsample: int = UPSAMPLE) -> tuple[float, ...]:
+    """Peak of ``|sum_r values(r) exp(2 pi i sum_a coords_a q_a)|`` near ``start`` (upsampled DFT).
+
+    The sums are evaluated on the grid ``start +- 1.5 step`` with ``upsample``
+    points per ``step`` on every axis, by separable matrix products.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, complex, shape S
+    coords : sequence of numpy.ndarray, one 1D array per axis
+        Coordinates of the samples (pixels, or cycles per pixel for a spectrum).
+    start : sequence of float, one per axis
+        Centre of the search, in inverse units of ``coords``.
+    step : sequence of float, one per axis
+        Grid step of the coarse search (e.g. ``1 / n``).
+    upsample : int
+        Points per ``step``.
+
+    Returns
+    -------
+    tuple of float
+        The query ``q`` of the largest magnitude, one per axis (a grid point).
+    """
     half = int(np.ceil(1.5 * upsample))
     offsets = np.arange(-half, half + 1) / upsample
     queries = [s + st * offsets for s, st in zip(start, step)]
@@ -112,8 +244,21 @@ def fit_linear_phase(values: np.ndarray, coords: Sequence[np.ndarray], weights: 
     The phase is wrapped around its weighted circular mean, then fitted with
     ``c + sum_a slope_a * coords_a``. The normal equations are built from
     marginal sums (the coordinates are separable), so the cost is a few passes
-    over the array. Returns the slopes (radians per unit of the coordinates),
-    zero where the weights do not constrain them.
+    over the array.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, complex, shape S
+    coords : sequence of numpy.ndarray, one 1D array per axis
+        Coordinates along each axis (pixels, or cycles per pixel).
+    weights : numpy.ndarray, real, shape S
+        Non-negative fit weights (zero where ``values`` is zero).
+
+    Returns
+    -------
+    tuple of float
+        The slopes, radians per unit of the coordinates, one per axis; all
+        zero when no more than ``ndim`` pixels carry weight.
     """
     ndim = values.ndim
     w = np.where(np.abs(values) > 0, np.asarray(weights, dtype=np.float64), 0.0)
@@ -145,8 +290,22 @@ def estimate_ramp(product: np.ndarray, weights: np.ndarray) -> tuple[float, ...]
     """Linear phase ramp ``g`` (rad/px) that best explains the phase of ``product``.
 
     The peak of ``|sum product * exp(-i g . r)|`` is found on the FFT grid,
-    then on an upsampled grid, then refined by weighted least squares on the
-    wrapped residual phase.
+    then on an upsampled grid (:func:`refine_peak`), then refined by
+    :data:`LS_ROUNDS` rounds of weighted least squares on the wrapped residual
+    phase (:func:`fit_linear_phase`). Phase wrapping does not bias it.
+
+    Parameters
+    ----------
+    product : numpy.ndarray, complex, shape S (centred)
+        The array whose phase holds the ramp (e.g. ``x * conj(ref)``).
+    weights : numpy.ndarray, real, shape S
+        Least-squares weights (e.g. ``|product|``).
+
+    Returns
+    -------
+    tuple of float
+        ``g``, radians per pixel, one per axis: ``apply_ramp(product, -g)``
+        has no ramp left.
     """
     shape = product.shape
     coords = centred_positions(shape)

@@ -307,7 +307,17 @@ def symmetry_adjusted_error(obj: np.ndarray, reference: np.ndarray, *,
                             support: np.ndarray | None = None) -> float:
     """Relative L2 error after removing phase, scale, shift, twin and ramp.
 
-    See :func:`compare_objects`, whose :attr:`Comparison.error` this returns.
+    Parameters
+    ----------
+    obj, reference : numpy.ndarray, complex, 2D or 3D, centred
+    support : numpy.ndarray, bool, shape of ``reference``, optional
+        As for :func:`compare_objects`.
+
+    Returns
+    -------
+    float
+        ``||a T(x) - ref|| / ||ref||``, dimensionless: :attr:`Comparison.error`
+        of :func:`compare_objects`.
     """
     return compare_objects(obj, reference, support=support).error
 
