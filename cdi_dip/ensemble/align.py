@@ -266,7 +266,9 @@ def centring_weights(obj: np.ndarray, support: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     obj : numpy.ndarray, complex, shape S
+        The object, centred or not.
     support : numpy.ndarray, bool, shape S
+        Its support, grown here by two pixels along every axis (circularly).
 
     Returns
     -------

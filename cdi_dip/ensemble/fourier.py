@@ -50,18 +50,11 @@ def centred_positions(shape: Sequence[int]) -> list[np.ndarray]:
 
 
 def centred_frequencies(shape: Sequence[int]) -> list[np.ndarray]:
-    """Frequencies of a centred spectrum, one 1D array per axis.
+    """Frequencies of a centred spectrum of shape ``shape``: :func:`centred_positions` over ``n``.
 
-    Parameters
-    ----------
-    shape : sequence of int
-        Frame shape S.
-
-    Returns
-    -------
-    list of numpy.ndarray, float64
-        Axis ``a``: shape ``(S[a],)``, ``(k - S[a] // 2) / S[a]`` in cycles per
-        pixel (the zero frequency at index ``S[a] // 2``).
+    Axis ``a`` gets a float64 array of shape ``(S[a],)``,
+    ``(k - S[a] // 2) / S[a]`` in cycles per pixel (the zero frequency at index
+    ``S[a] // 2``).
     """
     return [(np.arange(n, dtype=np.float64) - n // 2) / n for n in shape]
 
@@ -168,10 +161,12 @@ def centred_ifft(field: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     field : numpy.ndarray, complex, shape S
+        A centred spectrum (zero frequency at index ``n // 2``).
 
     Returns
     -------
     numpy.ndarray, complex, shape S
+        The centred array whose :func:`centred_fft` is ``field``.
     """
     axes = tuple(range(field.ndim))
     return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(field, axes=axes), axes=axes, norm="ortho"), axes=axes)
