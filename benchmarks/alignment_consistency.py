@@ -20,7 +20,7 @@ import statistics
 import numpy as np
 from common import add_method_argument, limit_threads, machine_description
 
-from cdi_dip.align import compare_objects
+from cdi_dip.ensemble import compare_objects
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.pipeline import reconstruct
 from cdi_dip.preprocess import condition_detector, prepare
@@ -49,14 +49,14 @@ def main() -> None:
                                                cfg.prep), cfg))
         first, second = (r.obj for r in results)
         pixelwise = float(np.linalg.norm(first - second) / np.linalg.norm(second))
-        adjusted = float(compare_objects(first, second)["error"])
+        adjusted = float(compare_objects(first, second).error)
         ratio = pixelwise / adjusted
         ratios.append(ratio)
         to_truth = [compare_objects(r.obj, scan.ground_truth) for r in results]
-        ramps = [float(np.abs(t["ramp_rad_per_px"]).max()) for t in to_truth]
+        ramps = [float(np.abs(t.ramp_rad_per_px).max()) for t in to_truth]
         mean_phase = [float(abs(np.angle(np.sum(r.obj[r.support])))) for r in results]
         rows.append(f"| {index}: offset {offset} | {pixelwise:.4f} | {adjusted:.4f} | {ratio:.2f} | "
-                    f"{to_truth[0]['error']:.3f}, {to_truth[1]['error']:.3f} | {max(ramps):.1e} | "
+                    f"{to_truth[0].error:.3f}, {to_truth[1].error:.3f} | {max(ramps):.1e} | "
                     f"{max(mean_phase):.1e} |")
         print(rows[-1], flush=True)
     print(f"\nmachine: {machine_description()}")

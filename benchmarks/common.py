@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cdi_dip.align import compare_objects
+from cdi_dip.ensemble import compare_objects
 from cdi_dip.simulate import SimulatedScan, simulate_scan
 from cdi_dip.types import Measurement
 
@@ -89,7 +89,7 @@ def as_measurement(scan: SimulatedScan, name: str) -> Measurement:
 def score(obj: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Symmetry-adjusted error and phase error against the ground truth."""
     figures = compare_objects(obj, truth)
-    return {"error": float(figures["error"]), "phase_error_rad": float(figures.get("phase_error_rad", np.nan))}
+    return {"error": float(figures.error), "phase_error_rad": float(figures.phase_error_rad)}
 
 
 @dataclass

@@ -21,9 +21,9 @@ import time
 import numpy as np
 from common import add_method_argument, limit_threads, machine_description
 
-from cdi_dip.align import _centred_fft, _centred_ifft, compare_objects
 from cdi_dip.config import Method, RunConfig
-from cdi_dip.ensemble import compute_prtf, match_to_reference, object_pixel_size_m
+from cdi_dip.ensemble import (centred_fft, centred_ifft, compare_objects, compute_prtf, match_to_reference,
+                              object_pixel_size_m)
 from cdi_dip.pipeline import reconstruct
 from cdi_dip.preprocess import condition_detector, prepare
 from cdi_dip.restarts import to_data_frame
@@ -32,7 +32,7 @@ from cdi_dip.simulate import simulate_scan
 
 def ring_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fourier ring correlation of two 2D objects of one frame, rings one frequency bin wide."""
-    fa, fb = _centred_fft(a), _centred_fft(b)
+    fa, fb = centred_fft(a), centred_fft(b)
     grids = np.indices(a.shape)
     radius = np.sqrt(sum(((g - n // 2) / n) ** 2 for g, n in zip(grids, a.shape)))
     width = 1.0 / max(a.shape)
@@ -59,10 +59,10 @@ def first_below(freq: np.ndarray, values: np.ndarray, level: float) -> float | N
 def constructed_check(truth: np.ndarray, counts: np.ndarray, valid: np.ndarray, cutoff: float,
                       rng: np.random.Generator) -> float | None:
     """PRTF resolution of 10 copies of the truth with random Fourier phases above ``cutoff`` cycles/px."""
-    spectrum = _centred_fft(truth)
+    spectrum = centred_fft(truth)
     grids = np.indices(truth.shape)
     radius = np.sqrt(sum(((g - n // 2) / n) ** 2 for g, n in zip(grids, truth.shape)))
-    members = [_centred_ifft(np.where(radius > cutoff, spectrum * np.exp(2j * np.pi * rng.random(truth.shape)),
+    members = [centred_ifft(np.where(radius > cutoff, spectrum * np.exp(2j * np.pi * rng.random(truth.shape)),
                                       spectrum)) for _ in range(10)]
     return compute_prtf(np.stack(members), counts, valid).resolution_px
 
@@ -92,7 +92,7 @@ def main() -> None:
         print(f"PRTF resolution: {prtf.resolution_px} px = {prtf.resolution_m and prtf.resolution_m * 1e9} nm "
               f"(object pixel {pixel[0] * 1e9:.1f} nm); values at 0.1/0.25/0.4 cycles/px: "
               + ", ".join(f"{np.interp(q, prtf.frequency_per_px, prtf.values):.3f}" for q in (0.1, 0.25, 0.4)))
-    error = compare_objects(result.obj, scan.ground_truth)["error"]
+    error = compare_objects(result.obj, scan.ground_truth).error
     truth_matched = match_to_reference(scan.ground_truth, result.obj)
     freq, frc = ring_correlation(result.obj, truth_matched)
     print(f"error of the mean against the truth {error:.4f}; FRC(mean, truth) < 0.5 at "

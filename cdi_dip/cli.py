@@ -328,12 +328,14 @@ def compare(
     try:
         if len(objects) < 2:
             raise InvalidInputError("compare needs at least two objects: RESULT REFERENCE (or more for pairwise errors)")
-        from .align import compare_objects
+        from .ensemble import compare_objects
         from .io.readers import read_object
 
         arrays = [read_object(spec, allow_external_links=allow_external_links) for spec in objects]
         if len(arrays) == 2:
-            figures = {"result": objects[0], "reference": objects[1], **compare_objects(*arrays)}
+            from dataclasses import asdict
+
+            figures = {"result": objects[0], "reference": objects[1], **asdict(compare_objects(*arrays))}
         else:
             import numpy as np
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .align import _apply_ramp, align_object, remove_phase_offset, twin
 from .config import RunConfig
 from .device import make_generator
-from .ensemble import EnsembleResult, PrtfResult, compute_prtf, ensemble_statistics
+from .ensemble import (EnsembleResult, PrtfResult, align_object, apply_ramp, compute_prtf, ensemble_statistics,
+                       remove_phase_offset, twin)
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
 from .solvers import Initialiser, IterCallback, Problem, random_phases, solver_entry
@@ -183,7 +183,7 @@ def to_data_frame(obj: np.ndarray, align: AlignInfo) -> np.ndarray:
     comparable with the counts (a real-space shift does not change it).
     """
     moved = twin(obj) if align.twin else np.asarray(obj)
-    return _apply_ramp(moved, align.ramp_rad_per_px).astype(np.complex64)
+    return apply_ramp(moved, align.ramp_rad_per_px).astype(np.complex64)
 
 
 def _members(best_obj: np.ndarray, best_support: np.ndarray, candidates: list[Run],

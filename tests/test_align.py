@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdi_dip.align import (
+from cdi_dip.ensemble import (
     align_object,
     centre_of_mass,
     centring_weights,
@@ -165,19 +165,19 @@ def _disguise(obj, *, shift, ramp, is_twin, phase=2.1, scale=0.37):
 def test_compare_removes_every_symmetry_2d(crystal_2d, is_twin, shift):
     ramp = (0.3, -0.2)
     figures = compare_objects(_disguise(crystal_2d, shift=shift, ramp=ramp, is_twin=is_twin), crystal_2d)
-    assert figures["error"] < 1e-3
-    assert figures["twin"] is is_twin
-    assert figures["phase_error_rad"] < 1e-3
+    assert figures.error < 1e-3
+    assert figures.twin is is_twin
+    assert figures.phase_error_rad < 1e-3
     if not is_twin:
-        assert np.allclose(figures["shift_px"], -np.array(shift), atol=0.05)
-        assert figures["scale"] == pytest.approx(1 / 0.37, rel=1e-3)
+        assert np.allclose(figures.shift_px, -np.array(shift), atol=0.05)
+        assert figures.scale == pytest.approx(1 / 0.37, rel=1e-3)
 
 
 @pytest.mark.parametrize("is_twin", [False, True])
 def test_compare_removes_every_symmetry_3d(crystal_3d, is_twin):
     disguised = _disguise(crystal_3d, shift=(1.4, -2.3, 0.6), ramp=(0.3, -0.2, 0.1), is_twin=is_twin)
     figures = compare_objects(disguised, crystal_3d)
-    assert figures["error"] < 1e-3 and figures["twin"] is is_twin
+    assert figures.error < 1e-3 and figures.twin is is_twin
 
 
 def test_compare_with_ramp_after_a_subpixel_shift_of_a_bandlimited_object():
@@ -223,8 +223,8 @@ def test_unrelated_objects_score_high(crystal_2d):
 def test_compare_objects_of_different_frame_sizes():
     truth = faceted_crystal((32, 32), rng=np.random.default_rng(6)).astype(np.complex128)
     big = pad_or_crop(_disguise(truth, shift=(2, -1), ramp=(0.1, 0.2), is_twin=True), (64, 64))
-    assert compare_objects(big, truth)["error"] < 1e-3
-    assert compare_objects(truth, big)["error"] < 1e-3
+    assert compare_objects(big, truth).error < 1e-3
+    assert compare_objects(truth, big).error < 1e-3
 
 
 def test_compare_on_a_support_ignores_what_lies_outside(crystal_2d):

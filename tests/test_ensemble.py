@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cdi_dip.align import align_object, compare_objects, subpixel_shift, twin
 from cdi_dip.ensemble import (
     PRTF_THRESHOLD,
+    align_object,
+    compare_objects,
     compute_prtf,
     ensemble_datasets,
     ensemble_from_datasets,
@@ -19,6 +20,8 @@ from cdi_dip.ensemble import (
     prtf_datasets,
     prtf_from_datasets,
     resolution_from_prtf,
+    subpixel_shift,
+    twin,
 )
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.simulate import far_field, faceted_crystal
@@ -64,7 +67,7 @@ def test_a_disguised_copy_comes_back_equal(shape, is_twin):
     assert matched.dtype == np.complex64 and matched.shape == truth.shape
     assert np.linalg.norm(matched - truth) / np.linalg.norm(truth) < 1e-5
     # the twin flag is what compare_objects found, and the magnitudes are those of the far field
-    assert compare_objects(disguised, truth)["twin"] == is_twin
+    assert compare_objects(disguised, truth).twin == is_twin
 
 
 def test_match_does_not_rescale(crystal):
@@ -95,7 +98,7 @@ def test_ensemble_of_disguised_copies_has_no_spread(crystal):
     assert strong.any() and np.nanmax(ensemble.phase_std_rad) < 1e-4
     assert not strong[np.abs(crystal) < 0.05 * np.abs(crystal).max()].any()  # weak mean amplitude: NaN
     assert ensemble.errors_to_reference.max() < 1e-5
-    assert [t["twin"] for t in ensemble.transforms] == [False, True, False]
+    assert [t.twin for t in ensemble.transforms] == [False, True, False]
     # supports move with their objects: a whole-pixel shift and the twin flip are undone exactly
     assert np.array_equal(ensemble.supports[0], support)
     assert np.array_equal(ensemble.supports[1], support)

@@ -9,8 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cdi_dip.align import align_object
-from cdi_dip.ensemble import compute_prtf, ensemble_datasets, ensemble_statistics, prtf_datasets
+from cdi_dip.ensemble import align_object, compute_prtf, ensemble_datasets, ensemble_statistics, prtf_datasets
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.io.result_cxi import ENSEMBLE_GROUP, PRTF_GROUP, read_result_cxi
 from cdi_dip.io.writers import write_result_cxi

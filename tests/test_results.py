@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cdi_dip.align import align_object, compare_objects, remove_phase_ramp, resolve_twin, subpixel_shift, twin
+from cdi_dip.ensemble import align_object, compare_objects, remove_phase_ramp, resolve_twin, subpixel_shift, twin
 from cdi_dip.cli import app
 from cdi_dip.config import ProjectionConfig, RunConfig
 from cdi_dip.pipeline import reconstruct
@@ -54,14 +54,14 @@ def test_two_seeds_after_alignment_differ_pixelwise_about_as_much_as_up_to_symme
     first = _run(crystal_scan, runs=1, seed=0)
     second = _run(crystal_scan, runs=1, seed=5)
     pixelwise = np.linalg.norm(first.obj - second.obj) / np.linalg.norm(second.obj)
-    adjusted = compare_objects(first.obj, second.obj)["error"]
+    adjusted = compare_objects(first.obj, second.obj).error
     assert pixelwise < 1.5 * adjusted + 1e-3
 
 
 def test_off_centre_peak_leaves_no_ramp_and_zero_mean_phase(crystal_scan):
     result = _run(crystal_scan, runs=1)
     figures = compare_objects(result.obj, crystal_scan.ground_truth)
-    assert np.abs(figures["ramp_rad_per_px"]).max() < 0.01  # rad/px against the truth
+    assert np.abs(figures.ramp_rad_per_px).max() < 0.01  # rad/px against the truth
     _, own_ramp = remove_phase_ramp(result.obj, result.support)
     assert np.abs(own_ramp).max() < 1e-3
     assert abs(np.angle(np.sum(result.obj[result.support]))) < 1e-3
