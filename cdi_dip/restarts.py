@@ -3,7 +3,7 @@
 :func:`run_starts` runs a solver ``cfg.runs`` times from seeds ``seed, seed +
 1, ...`` and scores every run by its likelihood on the free (held-out)
 pixels. :func:`combine_runs` aligns the best run
-(:func:`cdi_dip.align.align_object`) and, when more than one run is kept,
+(:func:`cdi_dip.ensemble.align_object`) and, when more than one run is kept,
 matches the others onto it through the trivial symmetries, averages them
 and measures their spread and phase-retrieval transfer function
 (:mod:`cdi_dip.ensemble`). Runs that disagree with the best one by more than

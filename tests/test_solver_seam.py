@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdi_dip.align import compare_objects
+from cdi_dip.ensemble import compare_objects
 from cdi_dip.config import DipConfig, Method, ProjectionConfig, RunConfig
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField
@@ -69,7 +69,7 @@ def test_an_initialiser_plugs_into_the_projection_solvers_and_the_dip_warm_start
     started = reconstruct(measurement, projection, init=from_the_truth)
     random = reconstruct(measurement, projection)
     assert seen, "the projection solver did not call the initialiser"
-    assert compare_objects(started.obj, truth.numpy())["error"] < 0.5 * compare_objects(random.obj, truth.numpy())["error"]
+    assert compare_objects(started.obj, truth.numpy()).error < 0.5 * compare_objects(random.obj, truth.numpy()).error
 
     seen.clear()
     dip = RunConfig(method=Method.DIP, device="cpu", runs=1, iterations=5,
