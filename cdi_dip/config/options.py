@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 
 class Method(str, enum.Enum):
@@ -319,7 +319,7 @@ class ProjectionConfig:
         _check_range("projection.missing_centre_shrinkwrap_threshold", self.missing_centre_shrinkwrap_threshold,
                      0.0, 1.0)
         if self.plan is not None:
-            from .solvers.plan import parse_plan  # local: avoid import cycle
+            from ..solvers.plan import parse_plan  # local: avoid import cycle
 
             parse_plan(self.plan)
 
@@ -447,7 +447,7 @@ class RunConfig:
             _check_range("keep", self.keep, 1, self.runs if self.runs is not None else 1000)
         _check_range("keep_max_error", self.keep_max_error, 0.0, 10.0)
         _check_range("seed", self.seed, 0, 2**63 - 1)
-        from .device import _DEVICE_PATTERN  # local: keeps torch import lazy-friendly
+        from ..device import _DEVICE_PATTERN  # local: keeps torch import lazy-friendly
 
         if not _DEVICE_PATTERN.match(self.device.strip().lower()):
             raise InvalidInputError(f"configuration: device = {self.device!r}: use auto, cpu, cuda or cuda:N")
