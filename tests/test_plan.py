@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdi_dip.errors import InvalidInputError
-from cdi_dip.solvers.plan import Step, default_plan, format_plan, parse_plan, plan_length
+from cdi_dip.config.plan import Step, default_plan, format_plan, parse_plan, plan_length
 
 
 def test_the_cohere_formula_reads_like_the_physics():

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
+from .plan import parse_plan
 
 
 class Method(str, enum.Enum):
@@ -319,8 +320,6 @@ class ProjectionConfig:
         _check_range("projection.missing_centre_shrinkwrap_threshold", self.missing_centre_shrinkwrap_threshold,
                      0.0, 1.0)
         if self.plan is not None:
-            from ..solvers.plan import parse_plan  # local: avoid import cycle
-
             parse_plan(self.plan)
 
 

@@ -40,7 +40,7 @@ from ..support import (autocorrelation_support, half_autocorrelation_support, mi
                        sigma_schedule)
 from ..types import SolverOutput
 from .fused import ModulusTarget, outside_coefficients, positivity_mode, select_backend
-from .plan import default_plan, parse_plan, plan_length
+from ..config.plan import default_plan, parse_plan, plan_length
 
 log = logging.getLogger(__name__)
 
