@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from cdi_dip.config import Method, RunConfig, config_from_dict, load_toml, merge
@@ -59,3 +61,55 @@ def test_bad_toml_file(tmp_path):
 
 def test_merge_overrides_nested():
     assert merge({"a": 1, "p": {"x": 1, "y": 2}}, {"p": {"y": 3}}) == {"a": 1, "p": {"x": 1, "y": 3}}
+
+
+def test_a_field_carries_its_range_and_one_validator_reads_it():
+    from dataclasses import dataclass
+
+    from cdi_dip.config.schema import option, validate
+
+    @dataclass
+    class Section:
+        beta: float = option(0.9, range=(0.0, 1.0))
+        factors: list[int] | None = option(None, range=(1, 16))
+        shape: str = option("disc", choices=("disc", "ball"))
+        on: bool = option(True)
+
+    assert dataclasses.fields(Section)[0].metadata["range"] == (0.0, 1.0)
+    validate(Section(), "demo")
+    for bad, message in [
+        (Section(beta=1.5), r"demo\.beta = 1\.5 is above its maximum 1\.0"),
+        (Section(beta=float("nan")), r"demo\.beta = nan is not a finite number; give a number \(default 0\.9\)"),
+        (Section(factors=[2, 0]), r"demo\.factors = 0 is below its minimum 1"),
+        (Section(factors=[True]), r"demo\.factors must be an integer, got True"),
+        (Section(shape="cube"), r"demo\.shape = 'cube'; choose one of disc, ball"),
+        (Section(on=1), r"demo\.on must be true or false, got 1"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            validate(bad, "demo")
+
+
+def test_every_range_is_declared_on_its_field():
+    from cdi_dip.config import ProjectionConfig
+
+    beta = next(f for f in dataclasses.fields(ProjectionConfig) if f.name == "beta")
+    assert beta.metadata["range"] == (0.0, 1.0)
+    cfg = RunConfig()
+    cfg.projection.beta = 1.5
+    with pytest.raises(InvalidInputError, match=r"^configuration: projection\.beta = 1\.5 is above its maximum 1\.0$"):
+        cfg.validate()
+
+
+def test_no_more_runs_kept_than_made():
+    with pytest.raises(InvalidInputError, match=r"keep = 5 is above its maximum 4"):
+        config_from_dict({"method": "hio", "keep": 5})
+
+
+def test_load_config_lays_overrides_over_the_file(tmp_path):
+    from cdi_dip.config import load_config
+
+    path = tmp_path / "run.toml"
+    path.write_text('method = "raar"\n[projection]\nbeta = 0.8\n')
+    cfg = load_config(path, {"runs": 2, "projection": {"beta": 0.7}})
+    assert cfg.method is Method.RAAR and cfg.runs == 2 and cfg.projection.beta == 0.7
+    assert load_config().to_dict() == RunConfig().validate().to_dict()

@@ -112,7 +112,7 @@ def test_absurd_plans_are_refused_in_one_short_line(text, message):
 
 
 def test_deepest_allowed_nesting_parses():
-    from cdi_dip.solvers.plan import MAX_NESTING, Step, parse_plan
+    from cdi_dip.config.plan import MAX_NESTING, Step, parse_plan
 
     assert parse_plan("(" * MAX_NESTING + "2*ER" + ")" * MAX_NESTING) == [Step("ER", 2)]
 
@@ -120,7 +120,7 @@ def test_deepest_allowed_nesting_parses():
 def test_a_plan_of_many_terms_parses_in_linear_time():
     import time
 
-    from cdi_dip.solvers.plan import parse_plan
+    from cdi_dip.config.plan import parse_plan
 
     start = time.perf_counter()
     steps = parse_plan("+".join(["ER", "HIO"] * 8000))  # 16000 terms: a minute when each '+' copied the plan

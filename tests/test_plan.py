@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdi_dip.errors import InvalidInputError
-from cdi_dip.solvers.plan import Step, default_plan, format_plan, parse_plan, plan_length
+from cdi_dip.config.plan import ER, HIO, RAAR, Plan, Step, default_plan, format_plan, parse_plan, plan_length
 
 
 def test_the_cohere_formula_reads_like_the_physics():
@@ -56,3 +56,74 @@ def test_default_plan_refuses_unknown_methods_and_zero_iterations():
         default_plan("dip")
     with pytest.raises(InvalidInputError, match="at least 1"):
         default_plan("hio", 0)
+
+
+# -- the plan as a value ---------------------------------------------------------------------------
+@pytest.mark.parametrize("plan, text", [
+    (4 * (20 * ER + 180 * HIO) + 80 * ER, "4*(20*ER+180*HIO)+80*ER"),
+    (4 * (20 * ER + 180 * RAAR) + 80 * ER, "4*(20*ER+180*RAAR)+80*ER"),
+    (880 * ER, "880*ER"),
+    (3 * (20 * ER + 180 * HIO) + 20 * ER, "3*(20*ER+180*HIO)+20*ER"),
+    (HIO * 50, "HIO*50"),
+    (2 * 3 * RAAR, "2*3*RAAR"),
+    (10 * ER + 10 * ER, "10*ER + 10*ER"),
+    (2 * (2 * (5 * HIO + ER)), "2*(2*(5*HIO+1*ER))"),
+    (ER + HIO + ER, "ER+HIO+ER"),
+])
+def test_the_algebra_equals_the_parsed_text(plan, text):
+    assert isinstance(plan, Plan) and plan == parse_plan(text)
+    assert hash(plan) == hash(parse_plan(text))
+
+
+@pytest.mark.parametrize("method, plan", [
+    ("hio", 4 * (20 * ER + 180 * HIO) + 80 * ER),
+    ("raar", 4 * (20 * ER + 180 * RAAR) + 80 * ER),
+    ("er", 880 * ER),
+])
+def test_the_default_plans_are_the_algebra(method, plan):
+    assert parse_plan(default_plan(method)) == plan
+    assert plan.iterations == 880
+
+
+@pytest.mark.parametrize("method", ["hio", "raar", "er"])
+@pytest.mark.parametrize("iterations", [None, 1, 2, 7, 50, 300, 880, 5000])
+def test_str_of_a_plan_round_trips_through_the_parser(method, iterations):
+    plan = parse_plan(default_plan(method, iterations))
+    assert parse_plan(str(plan)) == plan and str(plan) == format_plan(plan)
+
+
+@given(st.lists(st.tuples(st.sampled_from([ER, HIO, RAAR]), st.integers(1, 50)), min_size=1, max_size=6),
+       st.integers(1, 5))
+def test_repetition_and_concatenation_agree_with_the_text(blocks, times):
+    plan = blocks[0][1] * blocks[0][0]
+    for algorithm, n in blocks[1:]:
+        plan = plan + n * algorithm
+    text = "+".join(f"{n}*{algorithm}" for algorithm, n in blocks)
+    assert plan == parse_plan(text) and times * plan == parse_plan(f"{times}*({text})")
+    assert parse_plan(str(times * plan)) == times * plan
+    assert (times * plan).iterations == times * sum(n for _, n in blocks)
+
+
+def test_a_plan_is_a_sequence_of_its_blocks():
+    plan = 2 * (20 * ER + 180 * HIO) + 80 * ER
+    assert len(plan) == 5 and plan.iterations == 480 and plan_length(plan) == 480  # len counts blocks
+    assert plan[-1] == Step("ER", 80) and list(plan) == list(plan.steps)
+    assert [step.algorithm for step in plan] == ["ER", "HIO", "ER", "HIO", "ER"]
+    assert str(plan) == "20*ER+180*HIO+20*ER+180*HIO+80*ER"
+    assert Plan((Step("ER", 1), Step("ER", 2))) == 3 * ER  # equal neighbours merge
+
+
+def test_plan_algebra_refuses_what_the_parser_refuses():
+    with pytest.raises(ValueError, match="at least once"):
+        0 * ER
+    with pytest.raises(TypeError):
+        2.5 * ER
+    with pytest.raises(InvalidInputError, match="more than 10000000 iterations"):
+        10_000_000 * ER + ER
+    with pytest.raises(InvalidInputError, match="more than 100000 blocks"):
+        5_000_000 * (ER + HIO)
+    with pytest.raises(ValueError):
+        Plan((Step("XYZ", 1),))
+    with pytest.raises(ValueError):
+        Plan(())
+

@@ -22,8 +22,8 @@ from cdi_dip.solvers.projections import (
     raar_update,
     solve_projections,
 )
+from cdi_dip.config.plan import parse_plan
 from cdi_dip.solvers import Problem
-from cdi_dip.solvers.plan import parse_plan
 from cdi_dip.support import (
     autocorrelation_support,
     half_autocorrelation_support,

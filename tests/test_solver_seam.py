@@ -16,7 +16,7 @@ from cdi_dip.simulate import simulate_scan
 from cdi_dip.solvers import SOLVERS, Problem, SolverEntry, random_phases
 from cdi_dip.solvers.loop import FixedSupport, run_plan
 from cdi_dip.solvers.fused import ModulusTarget, TorchBackend
-from cdi_dip.solvers.plan import parse_plan
+from cdi_dip.config.plan import parse_plan
 from cdi_dip.solvers.projections import er_update, hio_update
 from cdi_dip.types import SolverOutput
 

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from ..config import DipConfig, DipLoss, DipParam, ProjectionConfig, RunConfig
+from ..config.plan import ER
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..physics import FarField, crop_centre, pad_to_frame
@@ -60,7 +61,6 @@ from .base import Initialiser, IterCallback, Problem
 from .fused import ModulusTarget, TorchBackend
 from .init import random_phases
 from .loop import FixedSupport, run_plan
-from .plan import Step
 from .projections import ObjectConstraints, choose_constraints, choose_positivity
 from .nets import DoubleDip, input_grid
 
@@ -603,7 +603,7 @@ class _Runner:
                 history.append(entry)
                 self._report(loss, free_loss)
 
-        state = run_plan(physics.to_fft_order(frame * support).contiguous(), [Step("ER", total)], target, physics,
+        state = run_plan(physics.to_fft_order(frame * support).contiguous(), total * ER, target, physics,
                          FixedSupport(physics.to_fft_order(support)), kernels=TorchBackend(), beta=0.0,
                          on_iteration=watch)
         if state.interrupted:

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from ..metrics import poisson_deviance
+from ..config.plan import ER, HIO
 from ..physics import pad_to_frame
 from ..support import shrinkwrap, sigma_schedule
 from .base import Initialiser, Problem
 from .fused import ModulusTarget, TorchBackend
 from .init import measured_amplitude, random_phases
 from .loop import run_plan
-from .plan import Step
 from .projections import ObjectConstraints
 
 CYCLES = 4
@@ -95,8 +95,8 @@ def object_box(frame_shape: tuple[int, ...], object_shape: tuple[int, ...], devi
     return pad_to_frame(torch.ones(object_shape, dtype=torch.bool, device=device), frame_shape)
 
 
-WARM_START_PLAN = [Step("ER", ER_ITERATIONS), Step("HIO", HIO_ITERATIONS)] * CYCLES + [Step("ER", FINAL_ER_ITERATIONS)]
-"""One warm-start run: ``4*(20*ER+180*HIO)+50*ER`` (the steps are not merged: the plan is run as listed)."""
+WARM_START_PLAN = CYCLES * (ER_ITERATIONS * ER + HIO_ITERATIONS * HIO) + FINAL_ER_ITERATIONS * ER
+"""One warm-start run: ``4*(20*ER+180*HIO)+50*ER``."""
 
 
 class _BoxedShrinkwrap:

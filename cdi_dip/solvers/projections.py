@@ -39,11 +39,11 @@ from ..physics import FarField
 from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
                        sigma_schedule)
 from ..types import SolverOutput
+from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
 from .fused import ModulusTarget, positivity_mode, select_backend
 from .init import random_phases
 from .loop import run_plan
-from .plan import default_plan, parse_plan, plan_length
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,7 @@ class ProjectionRun:
     Attributes
     ----------
     plan : str
-        The plan text (:func:`~cdi_dip.solvers.plan.parse_plan`).
+        The plan text (:func:`~cdi_dip.config.plan.parse_plan`).
     settings : ProjectionConfig
         Beta, object constraints, support and shrinkwrap settings, metric period.
     """

@@ -7,13 +7,25 @@ Grammar (whitespace ignored, algorithm names case-insensitive)::
     factor := NUMBER | ALGORITHM | '(' plan ')'
 
 ``N*ALG`` and ``ALG*N`` both mean ``N`` iterations of ``ALG``; a number times a
-group repeats the group, and nested groups multiply. The parsed plan is a flat
-list of :class:`Step`, with consecutive steps of the same algorithm merged.
+group repeats the group, and nested groups multiply. The parsed plan is a
+:class:`Plan`: a value holding a flat tuple of :class:`Step`, with consecutive
+steps of the same algorithm merged.
+
+The same formulas can be written in Python with the one-iteration plans
+:data:`ER`, :data:`HIO` and :data:`RAAR`, and ``str`` gives the text back::
+
+    >>> 4 * (20 * ER + 180 * HIO) + 80 * ER == parse_plan("4*(20*ER+180*HIO)+80*ER")
+    True
+    >>> str(2 * (10 * ER + 5 * RAAR))
+    '10*ER+5*RAAR+10*ER+5*RAAR'
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from ..errors import InvalidInputError
 
@@ -55,6 +67,95 @@ class Step:
 
     algorithm: str
     iterations: int
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Plan(Sequence[Step]):
+    """An algorithm plan as a value: a tuple of :class:`Step`, consecutive equal algorithms merged.
+
+    A sequence of its steps (``for step in plan``, ``plan[-1]``, ``len(plan)``
+    = the number of blocks, not of iterations: see :attr:`iterations`), equal
+    to any plan or list of the same steps. ``+`` runs one plan after another,
+    ``n * plan`` repeats it ``n`` times, and ``str(plan)`` is its canonical
+    text, which :func:`parse_plan` reads back to an equal plan. The totals
+    are bounded as for a text (:data:`MAX_ITERATIONS`, :data:`MAX_BLOCKS`).
+
+    Attributes
+    ----------
+    steps : tuple of Step
+        In execution order; at least one.
+    """
+
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        steps = tuple(self.steps)
+        if not steps:
+            raise ValueError("a plan needs at least one step")
+        for step in steps:
+            if not isinstance(step, Step) or step.algorithm not in ALGORITHMS:
+                raise ValueError(f"not a step of {', '.join(ALGORITHMS)}: {step!r}")
+            if isinstance(step.iterations, bool) or not isinstance(step.iterations, int) or step.iterations < 1:
+                raise ValueError(f"{step!r}: a step needs an integer number of iterations, at least 1")
+        object.__setattr__(self, "steps", tuple(_merge(list(steps))))
+
+    @property
+    def iterations(self) -> int:
+        """Total number of iterations."""
+        return plan_length(self.steps)
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @overload
+    def __getitem__(self, index: int) -> Step: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Step, ...]: ...
+
+    def __getitem__(self, index):
+        return self.steps[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Plan):
+            return self.steps == other.steps
+        if isinstance(other, (list, tuple)):
+            return self.steps == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.steps)
+
+    def __add__(self, other: object) -> Plan:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        if self.iterations + other.iterations > MAX_ITERATIONS:
+            raise _too_many_iterations(f"{self}+{other}")
+        steps = list(self.steps)
+        _extend(steps, list(other.steps), f"{self}+{other}")
+        return Plan(tuple(steps))
+
+    def __mul__(self, times: object) -> Plan:
+        if isinstance(times, bool):
+            return NotImplemented
+        try:
+            times = operator.index(times)
+        except TypeError:
+            return NotImplemented
+        if times < 1:
+            raise ValueError(f"a plan repeated {times} times: repeat it at least once")
+        return Plan(tuple(_repeat(list(self.steps), times, f"{times}*({self})")))
+
+    __rmul__ = __mul__
+
+    def __str__(self) -> str:
+        return format_plan(self.steps)
+
+    def __repr__(self) -> str:
+        return f"parse_plan({str(self)!r})"
 
 
 class _Parser:
@@ -226,8 +327,8 @@ def _repeat(steps: list[Step], times: int, text: str) -> list[Step]:
     return _merge(steps * times)
 
 
-def parse_plan(text: str) -> list[Step]:
-    """Parse an algorithm plan into a flat list of steps.
+def parse_plan(text: str) -> Plan:
+    """Parse an algorithm plan into a :class:`Plan`, a flat sequence of steps.
 
     Parameters
     ----------
@@ -237,8 +338,8 @@ def parse_plan(text: str) -> list[Step]:
 
     Returns
     -------
-    list of Step
-        In execution order, consecutive equal algorithms merged.
+    Plan
+        Its steps in execution order, consecutive equal algorithms merged.
 
     Raises
     ------
@@ -257,16 +358,16 @@ def parse_plan(text: str) -> list[Step]:
             f"plan {_shorten(text)} is longer than {MAX_PLAN_CHARACTERS} characters; "
             "repeat groups instead, e.g. '3*(20*ER+180*HIO)+20*ER'"
         )
-    return _Parser(text).parse()
+    return Plan(tuple(_Parser(text).parse()))
 
 
-def plan_length(steps: list[Step]) -> int:
-    """Total number of iterations of a parsed plan."""
+def plan_length(steps: Iterable[Step]) -> int:
+    """Total number of iterations of a plan (or of a list of steps)."""
     return sum(step.iterations for step in steps)
 
 
-def format_plan(steps: list[Step]) -> str:
-    """A plan text for ``steps`` (``parse_plan(format_plan(s)) == s`` for merged steps)."""
+def format_plan(steps: Iterable[Step]) -> str:
+    """A plan text for ``steps`` (``parse_plan(format_plan(s)) == s`` for merged steps; ``str(plan)``)."""
     return "+".join(f"{step.iterations}*{step.algorithm}" for step in steps)
 
 
@@ -322,4 +423,8 @@ def default_plan(method: str, iterations: int | None = None) -> str:
     return f"{group}+{final_er}*ER" if cycles == 1 else f"{cycles}*{group}+{final_er}*ER"
 
 
-__all__ = ["ALGORITHMS", "Step", "default_plan", "format_plan", "parse_plan", "plan_length"]
+ER, HIO, RAAR = (Plan((Step(algorithm, 1),)) for algorithm in ALGORITHMS)
+"""One iteration of each algorithm: ``4 * (20 * ER + 180 * HIO) + 80 * ER`` is the default HIO plan."""
+
+__all__ = ["ALGORITHMS", "ER", "HIO", "RAAR", "Plan", "Step", "default_plan", "format_plan", "parse_plan",
+           "plan_length"]

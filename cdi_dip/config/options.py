@@ -1,0 +1,365 @@
+"""The settings of a run: :class:`RunConfig` and its sections, each field with its range and meaning.
+
+Every field is declared with :func:`~cdi_dip.config.schema.option`, which
+carries its allowed range; each section's ``validate`` is the generic
+:func:`~cdi_dip.config.schema.validate` plus the few checks a range cannot
+express. Built from plain data by :func:`cdi_dip.config.config_from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInputError
+from . import schema
+from .plan import parse_plan
+from .schema import check_range, option
+
+
+class Method(str, enum.Enum):
+    """Reconstruction method."""
+
+    AUTO = "auto"  # dip for crystals, hio for specimens (a centrosymmetric pattern): the best measured
+    DIP = "dip"
+    HIO = "hio"
+    RAAR = "raar"
+    ER = "er"
+
+
+class CentreMethod(str, enum.Enum):
+    """How the zero frequency is found before centring the frame."""
+
+    AUTO = "auto"  # maximum if it is measured, Friedel symmetry otherwise
+    MAX = "max"
+    COM = "com"
+    FRIEDEL = "friedel"
+    NONE = "none"
+
+
+class NoiseModel(str, enum.Enum):
+    """Noise model of the counts: the likelihood used for validation and run selection.
+
+    Each is normalised so that a fit at the noise level scores about 1 per pixel.
+    """
+
+    POISSON = "poisson"  # Poisson deviance: the exact model of photon counting
+    GAUSSIAN = "gaussian"  # intensity least squares, variance max(n, 1)
+    AMPLITUDE = "amplitude"  # 4 (sqrt(n) - sqrt(m))**2: variance-stabilised Poisson
+
+
+class AlienHandling(str, enum.Enum):
+    """What to do with aliens (stray scattering not centrosymmetric about the peak)."""
+
+    MASK = "mask"  # find them and exclude them from every fit
+    REPORT = "report"  # find and report them, but keep fitting them
+    OFF = "off"  # do not look for them
+
+
+class RimHandling(str, enum.Enum):
+    """What to do with the one-pixel rim around a beamstop shadow the tool found."""
+
+    TEST = "test"  # hold it out of a first pass, fit it again where that pass predicts its counts
+    EXCLUDE = "exclude"  # always exclude it (a beamstop with a soft edge)
+    KEEP = "keep"  # always fit it (a sharp shadow)
+
+
+class DipParam(str, enum.Enum):
+    """Parameterisation of the double-DIP object."""
+
+    MAG_PHASE = "mag-phase"  # crystals: A >= 0, phase pi*tanh(.)
+    REAL_IMAG = "real-imag"  # specimens: Re >= 0, Im free
+
+
+class DipLoss(str, enum.Enum):
+    """Data loss of the double DIP (``--noise`` picks the one of the same name)."""
+
+    AMPLITUDE = "amplitude"  # (sqrt(n) - sqrt(m))**2: robust default
+    POISSON = "poisson"  # m - n log m: the likelihood of photon counting
+    GAUSSIAN = "gaussian"  # (m - n)**2 / max(n, 1): intensity least squares
+
+
+@dataclass
+class InputConfig:
+    """How input files (data, masks, darks and flats) are read."""
+
+    allow_external_links: bool = option(False)
+    """Follow HDF5 external links and virtual-dataset sources that lead outside
+    the input file's folder, and read external raw storage (values kept in
+    another file). Off by default: a crafted file could otherwise make the
+    tool read any file of the machine into its result."""
+
+    def validate(self) -> None:
+        schema.validate(self, "input")
+
+
+@dataclass
+class PrepConfig:
+    """Preparation of the detector data before any solver sees it."""
+
+    max_size: int | None = option(None, range=(8, None))
+    """Cap on the frame size along every axis (pixels); None: no cap. The frame
+    is cropped around the centred peak to at most this size (FFT-friendly)."""
+    centre: CentreMethod = option(CentreMethod.AUTO)
+    """How the zero frequency is found: auto, max, com, friedel or none."""
+    threshold: float = option(0.0, range=(0.0, None))
+    """Photon threshold: counts below it are set to zero (still valid)."""
+    free_fraction: float = option(0.05, range=(0.0, 0.2))
+    """Fraction of valid pixels held out as free pixels for validation (0-0.2)."""
+
+    def validate(self) -> None:
+        schema.validate(self, "prep")
+
+
+@dataclass
+class DetectorConfig:
+    """Detector corrections and defect finding, applied to the frames as read.
+
+    Order: dark subtraction, flat field, defect finding (gaps, saturation, hot
+    pixels, beamstop, dead pixels, aliens), binning. Every excluded pixel is
+    recorded under its reason and written into the result file.
+    """
+
+    dark: str | None = option(None)
+    """Dark (no-beam) image file, any supported format; one frame or one per frame."""
+    flat: str | None = option(None)
+    """Flat-field (white-field) image file."""
+    roi: list[int] | None = option(None)
+    """Detector region the frames were read from, ``[y0, y1, x0, x1]`` (stop
+    exclusive), used to cut a full-detector dark and flat; None: the frames
+    are the whole detector."""
+    dark_hot_counts: float = option(1.0, range=(0.0, None))
+    """Pixels whose dark exceeds this many counts are excluded (beamline rule: dark > 1)."""
+    flat_min_relative: float | None = option(None, range=(0.0, 0.99))
+    """Pixels whose flat is below this fraction of its mean are excluded; None:
+    the beamline rule ``flat < mean - 3 std``."""
+    saturation: float | None = option(None, range=(1e-9, None))
+    """Detector saturation, counts per frame: pixels at or above are excluded;
+    None: only a visible clipping plateau is."""
+    beamstop_radius: float | None = option(None, range=(0.0, None))
+    """Beamstop as a disc (ball in 3D) of this radius in pixels around the peak;
+    None: found from the data (a dark region at the peak)."""
+    find_beamstop: bool | None = option(None)
+    """Look for a beamstop shadow; None: in 2D frames (forward CDI) only."""
+    beamstop_rim: RimHandling = option(RimHandling.TEST)
+    """The one-pixel rim around a found shadow, which a real beamstop's edge may half cover:
+    ``test`` holds it out of a first reconstruction and fits it again when that
+    reconstruction predicts its counts to within ``RIM_TOLERANCE`` (a sharp
+    shadow; :mod:`cdi_dip.rim`), ``exclude`` always excludes it, ``keep``
+    always fits it."""
+    find_gaps: bool = option(True)
+    """Look for detector gaps (lines of zeros or of a fill value)."""
+    gap_fill_value: float | None = option(None)
+    """Value the detector writes into gaps; None: 0."""
+    find_hot: bool = option(True)
+    """Look for hot pixels (isolated counts far above their neighbours)."""
+    find_dead: bool | None = option(None)
+    """Look for dead pixels (zero where the neighbours must have signal); None: 3D stacks only."""
+    aliens: AlienHandling = option(AlienHandling.MASK)
+    """Aliens: mask (exclude), report (find only) or off."""
+    bin: list[int] | None = option(None, range=(1, 16))
+    """Binning factors per axis (two: the detector axes of a stack); None: none."""
+
+    def validate(self) -> None:
+        """The generic checks, after the shapes of ``roi`` and ``bin``, which a range cannot express."""
+        if self.roi is not None and (len(self.roi) != 4 or any(not isinstance(v, int) for v in self.roi)
+                                     or not (0 <= self.roi[0] < self.roi[1] and 0 <= self.roi[2] < self.roi[3])):
+            raise InvalidInputError(
+                f"configuration: detector.roi (--roi) = {self.roi}: give y0,y1,x0,x1 with 0 <= start < stop"
+            )
+        if self.bin is not None and (
+            len(self.bin) not in (1, 2, 3) or any(isinstance(v, bool) or not isinstance(v, int) for v in self.bin)
+        ):
+            raise InvalidInputError(f"configuration: detector.bin (--bin) = {self.bin}: give 1 to 3 integers")
+        schema.validate(self, "detector")
+
+
+@dataclass
+class ProjectionConfig:
+    """Projection solvers (ER, HIO, RAAR) with shrinkwrap."""
+
+    plan: str | None = option(None)
+    """Algorithm plan such as ``"3*(20*ER+180*HIO)+20*ER"``; None: the default
+    plan for the method, scaled to ``RunConfig.iterations``."""
+    beta: float = option(0.9, range=(0.0, 1.0))
+    """Feedback parameter of HIO and RAAR (0-1)."""
+    support_threshold: float = option(0.1, range=(0.0, 1.0))
+    """Relative threshold of the autocorrelation for the initial support (0-1),
+    when the centre is measured (see ``missing_centre``)."""
+    shrinkwrap_threshold: float = option(0.25, range=(0.0, 1.0))
+    """Relative threshold of the blurred amplitude in shrinkwrap (0-1), when
+    the centre is measured (see ``missing_centre_shrinkwrap_threshold``)."""
+    shrinkwrap_sigma_start: float = option(1.5, range=(0.0, 20.0))
+    """Gaussian sigma of shrinkwrap at the start, pixels."""
+    shrinkwrap_sigma_end: float = option(0.5, range=(0.0, 20.0))
+    """Gaussian sigma of shrinkwrap at the end, pixels."""
+    shrinkwrap_period: int = option(20, range=(0, None))
+    """Iterations between shrinkwrap updates; 0 switches shrinkwrap off."""
+    metric_period: int = option(20, range=(1, None))
+    """Iterations between convergence metrics (each costs a host sync)."""
+    positivity: bool | None = option(None)
+    """Constrain the object's real part to be non-negative inside the support
+    (Fienup 1982): real, non-negative specimens in forward CDI. None:
+    automatic, on when the measured pattern is centrosymmetric (Friedel
+    asymmetry plus two standard errors at most ``positivity_max_asymmetry``):
+    the diffraction of a real object is, while a crystal's displacement field
+    (its phase) breaks the symmetry, so strained crystals keep it off. true or
+    false forces it (never force it on for a crystal with a strain phase)."""
+    positivity_max_asymmetry: float = option(0.004, range=(0.0, 1.0))
+    """Largest Friedel asymmetry (0-1, see
+    :func:`cdi_dip.solvers.projections.friedel_asymmetry`) for which automatic
+    positivity is on. Simulated cells with 10% absorption measure 1e-3 to
+    3e-3, simulated strained crystals 6e-3 and more."""
+    missing_centre: bool | None = option(None)
+    """Treat the zero frequency as unmeasured (a beamstop): initial support of
+    the object's size from half the autocorrelation, and shrinkwrap with
+    ``missing_centre_shrinkwrap_threshold``. None: when at least the 3x3
+    pixels around the zero frequency are excluded."""
+    half_support_threshold: float = option(0.05, range=(0.0, 1.0))
+    """Relative threshold (0-1) of the autocorrelation's envelope, outside its
+    core, for the half-autocorrelation support (missing centre only)."""
+    missing_centre_shrinkwrap_threshold: float = option(0.15, range=(0.0, 1.0))
+    """Relative threshold (0-1) of shrinkwrap when the centre is missing:
+    the unmeasured low frequencies leave a slow amplitude error across the
+    object, which ``shrinkwrap_threshold`` (0.25) cuts into."""
+
+    def validate(self) -> None:
+        """The generic checks, then the plan's grammar (:func:`~cdi_dip.config.plan.parse_plan`)."""
+        schema.validate(self, "projection")
+        if self.plan is not None:
+            parse_plan(self.plan)
+
+
+@dataclass
+class DipConfig:
+    """Double deep image prior (docs/dip.md: what each setting does and how its default was measured)."""
+
+    param: DipParam | None = option(None)
+    """Object parameterisation: mag-phase (crystals) or real-imag (specimens);
+    None: real-imag when the pattern is centrosymmetric (the projection
+    solvers' automatic positivity test, ``projection.positivity``), else mag-phase."""
+    loss: DipLoss = option(DipLoss.AMPLITUDE)
+    """Data loss: amplitude (L2 on sqrt counts) or poisson (likelihood)."""
+    learning_rate: float = option(0.01, range=(1e-6, 1.0))
+    """Adam learning rate."""
+    channels: int = option(32, range=(1, 1024))
+    """Channels of the generator's hidden layers."""
+    depth: int = option(4, range=(1, 8))
+    """Number of upsampling blocks of each generator."""
+    warm_start_runs: int | None = option(None, range=(0, 1000))
+    """HIO runs inside the object box that start the networks (the best by free
+    likelihood is kept); 0: random starts with probes, on the whole box.
+    None: 16 in 2D (a run costs about a second there; behind a beamstop grown
+    by the found mask's one-pixel margin, 8 runs missed the basin in 3 of 6
+    planted cases and 16 found it in 2 of those 3), 8 in 3D, for the default
+    budget; fewer in proportion (at least 1) when ``iterations`` is smaller."""
+    warm_start_threshold: float = option(0.08, range=(0.0, 1.0))
+    """Shrinkwrap threshold of the warm start, relative to the blurred amplitude's maximum (0-1)."""
+    prefit_iterations: int | None = option(None, range=(0, None))
+    """Adam iterations fitting the networks to the warm-start object before the
+    data fit. None: 300 for the default budget, fewer in proportion when
+    ``iterations`` is smaller than the default (a short run stays short)."""
+    support_margin_px: int | None = option(1, range=(0, 64))
+    """The data fit masks the object with the warm-start support dilated by this
+    many pixels; None: no mask (the whole box). Ignored without a warm start."""
+    warmup_iterations: int = option(100, range=(0, None))
+    """The learning rate ramps up linearly over this many data-fit iterations
+    after the pre-fit (0: none)."""
+    probes: int = option(4, range=(1, 64))
+    """Without a warm start: short probe starts per run; the best by training loss is continued."""
+    probe_iterations: int = option(250, range=(1, None))
+    """Iterations of each probe."""
+    polish_iterations: int = option(20, range=(0, None))
+    """ER iterations at the end with the support from the DIP amplitude; 0: none."""
+    patience: int = option(400, range=(1, None))
+    """Early stop when the free-pixel loss has not improved for this many iterations."""
+    mixed_precision: bool = option(False)
+    """On CUDA, run the generators' convolutions in bfloat16 autocast (not yet
+    measured on a GPU: off by default)."""
+
+    def validate(self) -> None:
+        schema.validate(self, "dip")
+
+
+DEFAULT_RUNS = {Method.HIO: 4, Method.RAAR: 4, Method.ER: 4, Method.DIP: 1}
+"""Random starts when none are asked for. Projection runs are cheap and about
+one start in four stagnates on simulated crystals (docs/benchmarks.md); the
+double DIP already probes several starts inside one run."""
+
+
+@dataclass
+class RunConfig:
+    """Everything one reconstruction needs besides the data."""
+
+    method: Method = option(Method.AUTO)
+    """Reconstruction method: auto, dip, hio, raar or er. ``auto`` (resolved by
+    :func:`cdi_dip.pipeline.choose_method` once the data are known): the double
+    DIP for crystals, HIO for specimens whose pattern is centrosymmetric, the
+    best of each on the benchmarks (docs/dip.md)."""
+    iterations: int | None = option(None, range=(1, None))
+    """Total iterations; None: the method's default."""
+    runs: int | None = option(None, range=(1, 1000))
+    """Random starts; the best by free (else training) likelihood is kept.
+    None: the method's default, set by :meth:`validate` (see ``DEFAULT_RUNS``;
+    for ``auto``, once the method is chosen: :meth:`with_method`)."""
+    keep: int | None = option(None, range=(1, 1000))
+    """How many of the best runs are matched and averaged into the result (with a
+    per-voxel uncertainty map and the PRTF); None: half of the runs, at least 1."""
+    keep_max_error: float = option(0.2, range=(0.0, 10.0))
+    """A kept run whose symmetry-adjusted error against the best run exceeds this
+    is left out of the average. Two good runs of a simulated crystal at 1e5
+    photons differ by 0.07-0.13 (each about 0.08 from the truth); stagnated
+    starts by 0.5 or more; on the real 34-ID-C scan the second-best run differed
+    by 0.23 and averaging it in worsened the free likelihood from 1.18 to 1.58."""
+    seed: int = option(0, range=(0, 2**63 - 1))
+    """Base random seed; run k uses seed + k."""
+    noise: NoiseModel | None = option(None)
+    """Noise model: the likelihood used for validation (free pixels), run
+    selection and the double DIP's loss. None: Poisson for validation and
+    selection, and each solver's own loss (``dip.loss``)."""
+    device: str = option("auto")
+    """auto, cpu, cuda or cuda:N."""
+    input: InputConfig = option(default_factory=InputConfig)
+    """How input files are read (TOML table ``[input]``)."""
+    prep: PrepConfig = option(default_factory=PrepConfig)
+    """Preparation of the frames: centring, size, threshold, free pixels (``[prep]``)."""
+    detector: DetectorConfig = option(default_factory=DetectorConfig)
+    """Detector corrections and defect finding (``[detector]``)."""
+    projection: ProjectionConfig = option(default_factory=ProjectionConfig)
+    """The projection solvers ER, HIO and RAAR (``[projection]``)."""
+    dip: DipConfig = option(default_factory=DipConfig)
+    """The double deep image prior (``[dip]``)."""
+
+    def validate(self) -> "RunConfig":
+        """Check every field; fill in the method's default runs; return self so calls can chain."""
+        schema.check_finite(self)  # first, in every section: a NaN named as such wherever it is
+        schema.validate(self)
+        self.method = Method(self.method)
+        if self.runs is None and self.method is not Method.AUTO:
+            self.runs = DEFAULT_RUNS[self.method]
+        if self.keep is not None and self.runs is not None:
+            check_range("keep", self.keep, 1, self.runs)  # no more runs kept than made
+        from ..device import _DEVICE_PATTERN  # local: keeps torch import lazy-friendly
+
+        if not _DEVICE_PATTERN.match(self.device.strip().lower()):
+            raise InvalidInputError(f"configuration: device = {self.device!r}: use auto, cpu, cuda or cuda:N")
+        self.input.validate()
+        self.prep.validate()
+        self.detector.validate()
+        self.projection.validate()
+        self.dip.validate()
+        return self
+
+    def with_method(self, method: Method) -> "RunConfig":
+        """A copy that runs ``method`` (not ``auto``), with that method's default runs where none were asked for."""
+        if Method(method) is Method.AUTO:
+            raise ValueError("with_method needs a concrete method, not auto")
+        runs = self.runs if self.runs is not None else DEFAULT_RUNS[Method(method)]
+        keep = self.keep if self.keep is None or self.keep <= runs else runs
+        return dataclasses.replace(self, method=Method(method), runs=runs, keep=keep)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (enums as strings), for JSON, TOML and the result file."""
+        return schema.plain(dataclasses.asdict(self))
