@@ -319,6 +319,9 @@ trap cleanup EXIT
 trap interrupted INT TERM
 
 GIT_COMMIT="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ "$GIT_COMMIT" != unknown ]] && ! git -C "$REPO_ROOT" diff-index --quiet HEAD -- 2>/dev/null; then
+    GIT_COMMIT="$GIT_COMMIT + uncommitted changes"
+fi
 log "results: $RESULTS ($MODE)"
 
 # --- 0. environment ----------------------------------------------------------
@@ -342,6 +345,11 @@ info = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": to
 if torch.cuda.is_available():
     info["device_name"] = torch.cuda.get_device_name(0)
     info["cudnn"] = torch.backends.cudnn.version()
+try:  # the CPU kernels compile at first use: here, into the fresh cache, rather than inside a timing
+    from cdi_dip.solvers import fused
+    info["fused_c_kernels"] = fused._load_c_library() is not None
+except Exception as exc:
+    info["fused_c_kernels"] = "unknown: " + str(exc)
 print(json.dumps(info))
 if device.startswith("cuda") and not torch.cuda.is_available():
     sys.exit("--device " + device + " but torch sees no CUDA device")
@@ -351,8 +359,9 @@ if [[ -s "$LOGS/env.json" ]]; then
     "$PY" -c '
 import json, sys
 info = json.load(open(sys.argv[1]))
-print("- torch {torch} (CUDA {cuda}, cuDNN {cudnn}), Python {python}, cdi_dip {cdi_dip} from {cdi_dip_path}".format(
-    cudnn=info.get("cudnn"), **{k: v for k, v in info.items() if k != "cudnn"}))
+print("- torch {torch} (CUDA {cuda}, cuDNN {cudnn}), Python {python}, cdi_dip {cdi_dip} from {cdi_dip_path}; "
+      "fused C kernels (CPU): {kernels}".format(cudnn=info.get("cudnn"), kernels=info.get("fused_c_kernels"),
+                                               **{k: v for k, v in info.items() if k != "cudnn"}))
 print("- torch.cuda.get_device_name: " + info.get("device_name", "no CUDA device"))
 ' "$LOGS/env.json" >>"$WORK/md/env.md" 2>/dev/null
 fi
