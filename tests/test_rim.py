@@ -111,7 +111,7 @@ class FakePasses:
     def __init__(self, expected: np.ndarray, method: str):
         self.expected, self.method, self.seen = expected, method, []
 
-    def __call__(self, measurement, cfg, requested, on_iter):
+    def __call__(self, measurement, cfg, requested, init, on_iter):
         self.seen.append(measurement)
         return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
                       measurement=measurement, method=self.method, model_intensity=self.expected, wall_s=1.0)
