@@ -314,13 +314,12 @@ def _write_files(result: Result, staging: Path, final: Path, command_line: str, 
     from .report_html import write_report_html
 
     name = result.measurement.name
-    ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
     cxi_path = staging / f"{name}.cxi"
     write_result_cxi(cxi_path, result, command_line=command_line, version=__version__)
     maps = _uncertainty_maps(result)
     files = [cxi_path, *write_tiffs(staging, name, result.obj, maps)]
     files.append(write_vti(staging / f"{name}.vti", np.abs(result.obj), np.angle(result.obj), extra=maps))
-    files += write_report(result, staging, ensemble=ensemble, prtf=prtf)
+    files += write_report(result, staging)
     html_path = staging / "report.html"
     names = [f.name for f in files] + [html_path.name, MARKER]
     summary = make_summary(result, final, [final / n for n in names])
@@ -335,7 +334,7 @@ def _write_files(result: Result, staging: Path, final: Path, command_line: str, 
 
 def _uncertainty_maps(result: Result) -> dict[str, np.ndarray]:
     """Per-voxel standard deviations of an ensemble, to write beside amplitude and phase."""
-    ensemble = result.extra.get("ensemble")
+    ensemble = result.ensemble
     if ensemble is None:
         return {}
     return {"amplitude_std": ensemble.amplitude_std, "phase_std": ensemble.phase_std_rad}

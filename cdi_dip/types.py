@@ -8,9 +8,12 @@ Detector arrays have shape ``(ny, nx)`` (2D forward CDI) or ``(nz, ny, nx)``
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .ensemble import EnsembleResult, PrtfResult
 
 
 @dataclass
@@ -180,6 +183,58 @@ class AlignInfo:
     twin: bool = False
 
 
+@dataclass(frozen=True)
+class BeamstopRim:
+    """What became of the rim of a beamstop shadow the tool found (:mod:`cdi_dip.rim`).
+
+    The rim is held out of a first pass; after a double DIP pass its
+    measured counts are compared with the prediction (:func:`cdi_dip.rim.check_rim`)
+    and, when lit, fitted in a second pass. The ``measured_counts`` ...
+    ``lit`` fields are those of the test, ``None`` when it was not made (after
+    HIO, ER or RAAR).
+
+    Attributes
+    ----------
+    pixels : int
+        Rim pixels.
+    readmitted : bool
+        True when the rim was fitted with the rest (second pass kept).
+    measured_counts, predicted_counts : float or None
+        The rim's summed counts, measured and predicted by the first pass (photons).
+    ratio : float or None
+        Measured over predicted counts (NaN when nothing was predicted).
+    tolerance : float or None
+        Relative difference the test allowed.
+    agreeing_fraction : float or None
+        Fraction of the rim pixels whose counts agreed with the prediction.
+    lit : bool or None
+        The test's verdict.
+    """
+
+    pixels: int
+    readmitted: bool = False
+    measured_counts: float | None = None
+    predicted_counts: float | None = None
+    ratio: float | None = None
+    tolerance: float | None = None
+    agreeing_fraction: float | None = None
+    lit: bool | None = None
+
+    @property
+    def tested(self) -> bool:
+        """True when the rim's counts were tested against a first pass's prediction."""
+        return self.lit is not None
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for ``summary.json`` (``beamstop_rim``), rounded for reading."""
+        if not self.tested:
+            return {"pixels": self.pixels, "tested": False, "readmitted": self.readmitted}
+        return {"pixels": self.pixels, "tested": True, "measured_counts": round(self.measured_counts, 1),
+                "predicted_counts": round(self.predicted_counts, 1), "ratio": round(self.ratio, 4),
+                "tolerance": round(self.tolerance, 4), "agreeing_fraction": round(self.agreeing_fraction, 3),
+                "lit": self.lit, "readmitted": self.readmitted}
+
+
 @dataclass
 class Result:
     """A finished reconstruction of one scan, aligned and ready to write.
@@ -218,8 +273,22 @@ class Result:
         Fitted intensities ``|F(obj)|**2`` of the kept run (before alignment).
     free : numpy.ndarray or None, bool, frame shape
         Free (held-out) pixels.
-    extra : dict
-        Anything else worth writing (e.g. ``"masks"``: named bool masks).
+    masks : dict of str to numpy.ndarray
+        Named bool masks of the frame to store with the result (True = the
+        pixel is in it): ``valid``, ``free`` and ``excluded/<reason>`` for
+        every exclusion reason. Empty: none (``free`` is stored all the same).
+    solver : dict
+        What the kept run's solver reports it did (:attr:`SolverOutput.extra`).
+    noise : str or None
+        Noise model of the fit (``"poisson"``...); None when not known.
+    versions : dict of str to str
+        Software versions and device name (:func:`cdi_dip.provenance.software_versions`).
+    ensemble : EnsembleResult or None
+        The averaged runs, when more than one was kept.
+    prtf : PrtfResult or None
+        The ensemble's PRTF and resolution.
+    beamstop_rim : BeamstopRim or None
+        What became of the rim of a found beamstop shadow; None: there was none.
     """
 
     obj: np.ndarray
@@ -238,4 +307,10 @@ class Result:
     runs: list[dict[str, Any]] = field(default_factory=list)
     model_intensity: np.ndarray | None = None
     free: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    solver: dict[str, Any] = field(default_factory=dict)
+    noise: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    ensemble: EnsembleResult | None = None
+    prtf: PrtfResult | None = None
+    beamstop_rim: BeamstopRim | None = None

@@ -46,11 +46,9 @@ class StoredResult:
     Attributes
     ----------
     result : Result
-        The reconstruction, its measurement and everything the writer stored.
-    ensemble : EnsembleResult or None
-        Ensemble maps, when stored (without the members themselves).
-    prtf : PrtfResult or None
-        PRTF curve and resolution, when stored.
+        The reconstruction, its measurement and everything the writer stored:
+        its ``ensemble`` maps (without the members themselves) and its
+        ``prtf`` curve and resolution, when stored.
     command : str
         Command line that produced the file.
     version : str
@@ -60,11 +58,19 @@ class StoredResult:
     """
 
     result: Result
-    ensemble: EnsembleResult | None = None
-    prtf: PrtfResult | None = None
     command: str = ""
     version: str = ""
     date: str = ""
+
+    @property
+    def ensemble(self) -> EnsembleResult | None:
+        """The stored ensemble maps (``result.ensemble``)."""
+        return self.result.ensemble
+
+    @property
+    def prtf(self) -> PrtfResult | None:
+        """The stored PRTF (``result.prtf``)."""
+        return self.result.prtf
 
 
 def _text(node: Any, default: str = "") -> str:
@@ -210,12 +216,12 @@ def read_result_cxi(path: Path) -> StoredResult:
             runs=_json(stored.get("runs"), []),
             model_intensity=np.asarray(model[()], dtype=np.float32) if isinstance(model, h5py.Dataset) else None,
             free=(np.asarray(free[()]) != 0) if isinstance(free, h5py.Dataset) else None,
-            extra={"solver": _json(stored.get("solver"), {})},
+            solver=_json(stored.get("solver"), {}),
+            ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
+            prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
         )
         return StoredResult(
             result=result,
-            ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
-            prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
             command=_text(file.get(f"{PROCESS}/command")),
             version=_text(file.get(f"{PROCESS}/version")),
             date=_text(file.get(f"{PROCESS}/date")),
