@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cdi_dip.ensemble import align_object, compute_prtf, ensemble_datasets, ensemble_statistics, prtf_datasets
+from cdi_dip.ensemble import align_object, compute_prtf, ensemble_statistics
 from cdi_dip.errors import InvalidInputError
-from cdi_dip.io.result_cxi import ENSEMBLE_GROUP, PRTF_GROUP, read_result_cxi
+from cdi_dip.io.result_cxi import ENSEMBLE_GROUP, PRTF_GROUP, ensemble_datasets, prtf_datasets, read_result_cxi
 from cdi_dip.io.writers import write_result_cxi
 from cdi_dip.report import write_report
 from cdi_dip.report_html import regenerate_report, write_report_html

@@ -46,6 +46,7 @@ import tifffile
 from ..types import Result
 from ._atomic import atomic_write
 from .cxi import IMAGE_DATA, compression, nx_group, write_entry, write_instrument, write_root_attrs
+from .result_cxi import ensemble_datasets, prtf_datasets
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +212,6 @@ def _write_results(process: h5py.Group, result: Result) -> None:
 
 def _write_ensemble(results: h5py.Group, result: Result) -> None:
     """The ensemble maps and PRTF, when the result averages several runs."""
-    from ..ensemble import ensemble_datasets, prtf_datasets
-
     for name, item, to_datasets in (("ensemble", result.ensemble, ensemble_datasets),
                                     ("prtf", result.prtf, prtf_datasets)):
         if item is None:
