@@ -96,7 +96,7 @@ def planted(args: argparse.Namespace) -> None:
         elapsed = time.perf_counter() - start
         # The rim of the found shadow is valid (provisional) after conditioning; a first pass decides
         # whether it is fitted (cdi_dip.rim). The mask scored is the one the final fit used.
-        rim = with_found.extra.get("beamstop_rim", {})
+        rim = with_found.beamstop_rim.summary() if with_found.beamstop_rim is not None else {}
         rim_excluded = conditioned.provisional if conditioned.provisional is not None and not rim.get("readmitted") \
             else np.zeros(raw.shape, dtype=bool)
         found = ~conditioned.valid | rim_excluded

@@ -82,8 +82,8 @@ def main() -> None:
     start = time.perf_counter()
     result = reconstruct(prepare(condition_detector(scan.to_measurement("prtf"), cfg.detector), cfg.prep), cfg)
     elapsed = time.perf_counter() - start
-    prtf = result.extra.get("prtf")
-    ensemble = result.extra.get("ensemble")
+    prtf = result.prtf
+    ensemble = result.ensemble
     print(f"machine: {machine_description()}")
     print(f"{args.runs} runs, {ensemble.size if ensemble else 1} averaged, {elapsed:.0f} s; "
           f"ensemble: {ensemble.summary() if ensemble else None}")

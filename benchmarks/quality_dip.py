@@ -92,7 +92,7 @@ def run_case(case: CrystalCase, method: str, cfg: RunConfig) -> dict[str, Any]:
     result = reconstruct(prepare(as_measurement(case.scan, case.key), cfg.prep), cfg)
     wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     figures = score(result.obj, case.scan.ground_truth)
-    solver = result.extra.get("solver", {})
+    solver = result.solver
     record = {
         "key": case.key, "group": case.group, "label": case.label, "method": method,
         "error": figures["error"], "phase_error_rad": figures["phase_error_rad"],

@@ -32,7 +32,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,37 +308,72 @@ def claim_result_folder(out_dir: Path, name: str, inputs: Sequence[str] = ()) ->
 # --------------------------------------------------------------------------- writing
 
 
-def _write_files(result: Result, staging: Path, final: Path, command_line: str, deferral: Any) -> dict[str, Any]:
-    """Every file of the result into ``staging``; ``summary.json`` last. Returns the summary."""
+def _uncertainty_maps(result: Result) -> dict[str, np.ndarray]:
+    """Per-voxel standard deviations of an ensemble, to write beside amplitude and phase."""
+    ensemble = result.ensemble
+    if ensemble is None:
+        return {}
+    return {"amplitude_std": ensemble.amplitude_std, "phase_std": ensemble.phase_std_rad}
+
+
+Writer = Callable[[Result, Path, str], list[Path]]
+"""Writes some files of a result into the staging folder: ``writer(result, staging, command_line)``,
+returning the files written, in the order ``summary.json`` lists them."""
+
+
+def _result_cxi_path(staging: Path, result: Result) -> Path:
+    return staging / f"{result.measurement.name}.cxi"
+
+
+def _write_result_cxi(result: Result, staging: Path, command_line: str) -> list[Path]:
+    """``<name>.cxi``: the object, its measurement and everything the run found."""
+    path = _result_cxi_path(staging, result)
+    write_result_cxi(path, result, command_line=command_line, version=__version__)
+    return [path]
+
+
+def _write_tiffs(result: Result, staging: Path, command_line: str) -> list[Path]:
+    """``<name>_amplitude.tif``, ``<name>_phase.tif`` and the ensemble's standard deviations."""
+    return write_tiffs(staging, result.measurement.name, result.obj, _uncertainty_maps(result))
+
+
+def _write_vti(result: Result, staging: Path, command_line: str) -> list[Path]:
+    """``<name>.vti``: amplitude, phase and the ensemble's standard deviations for ParaView."""
+    return [write_vti(staging / f"{result.measurement.name}.vti", np.abs(result.obj), np.angle(result.obj),
+                      extra=_uncertainty_maps(result))]
+
+
+def _write_report_png(result: Result, staging: Path, command_line: str) -> list[Path]:
+    """``report.png``."""
     from .report import write_report  # matplotlib only when writing
+
+    return write_report(result, staging)
+
+
+WRITERS: tuple[Writer, ...] = (_write_result_cxi, _write_tiffs, _write_vti, _write_report_png)
+"""The files of a result, in order; ``report.html`` and ``summary.json`` follow (they list these)."""
+
+
+def _write_files(result: Result, staging: Path, final: Path, command_line: str, deferral: Any) -> dict[str, Any]:
+    """Every file of the result into ``staging``: :data:`WRITERS`, ``report.html``, ``summary.json`` last.
+
+    Returns the summary.
+    """
     from .report_html import write_report_html
 
-    name = result.measurement.name
-    ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
-    cxi_path = staging / f"{name}.cxi"
-    write_result_cxi(cxi_path, result, command_line=command_line, version=__version__)
-    maps = _uncertainty_maps(result)
-    files = [cxi_path, *write_tiffs(staging, name, result.obj, maps)]
-    files.append(write_vti(staging / f"{name}.vti", np.abs(result.obj), np.angle(result.obj), extra=maps))
-    files += write_report(result, staging, ensemble=ensemble, prtf=prtf)
+    files: list[Path] = []
+    for writer in WRITERS:
+        files += writer(result, staging, command_line)
     html_path = staging / "report.html"
     names = [f.name for f in files] + [html_path.name, MARKER]
     summary = make_summary(result, final, [final / n for n in names])
     write_report_html(html_path, {**summary, "command": command_line}, png_name="report.png")
     if deferral.requested and not result.interrupted:  # a signal while writing: the result says so
-        with h5py.File(cxi_path, "r+") as file:
+        with h5py.File(_result_cxi_path(staging, result), "r+") as file:
             file[INTERRUPTED_DATASET][()] = True
         summary["interrupted"] = True
     write_json(staging / MARKER, summary)
     return summary
-
-
-def _uncertainty_maps(result: Result) -> dict[str, np.ndarray]:
-    """Per-voxel standard deviations of an ensemble, to write beside amplitude and phase."""
-    ensemble = result.extra.get("ensemble")
-    if ensemble is None:
-        return {}
-    return {"amplitude_std": ensemble.amplitude_std, "phase_std": ensemble.phase_std_rad}
 
 
 def _replace_dir(staging: Path, final: Path, out_dir: Path, name: str) -> None:

@@ -36,7 +36,7 @@ from .provenance import software_versions
 from .restarts import Combined, Run, combine_runs, run_starts
 from .rim import check_rim, with_rim, without_rim
 from .solvers import Initialiser, IterCallback, Problem, choose_method, random_phases
-from .types import Measurement, Result
+from .types import BeamstopRim, Measurement, Result
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def reconstruct(
     out of a first pass. When that pass ran the double DIP and predicts their
     counts (:func:`cdi_dip.rim.check_rim`), the rim is lit and a second pass
     fits it with the rest; otherwise it stays excluded (``beamstop_rim``).
-    Either way ``extra["beamstop_rim"]`` says what was measured and done.
+    Either way ``Result.beamstop_rim`` says what was measured and done.
 
     Parameters
     ----------
@@ -95,8 +95,8 @@ def reconstruct(
     -------
     Result
         Aligned: the mean of the best ``cfg.keep`` runs by free-pixel
-        likelihood that agree with the best one (``extra["ensemble"]``,
-        ``extra["prtf"]``), or the best run alone.
+        likelihood that agree with the best one (``Result.ensemble``,
+        ``Result.prtf``), or the best run alone.
 
     Raises
     ------
@@ -111,14 +111,13 @@ def reconstruct(
     if first.method != Method.DIP.value:
         # HIO, ER and RAAR leave a missing centre short of power (on 64^2 crystals HIO predicted 2-4x too
         # few counts on a lit rim), so their prediction cannot vouch for the rim: it stays excluded.
-        first.extra["beamstop_rim"] = {"pixels": int(np.count_nonzero(measurement.provisional)), "tested": False,
-                                       "readmitted": False}
+        first.beamstop_rim = BeamstopRim(pixels=int(np.count_nonzero(measurement.provisional)))
         return first
     with interrupts_deferred(already=first.interrupted) as finishing:
         rim = check_rim(measurement, first.model_intensity)
     first.interrupted = finishing.requested
     if first.interrupted or not rim.lit:
-        first.extra["beamstop_rim"] = rim.summary(readmitted=False)
+        first.beamstop_rim = rim.outcome(readmitted=False)
         return first
     log.info("beamstop rim lit: reconstructing again with its %d pixels", rim.pixels)
     try:
@@ -127,10 +126,10 @@ def reconstruct(
         second = None
     if second is None or second.interrupted:  # Ctrl-C during the second pass: the finished first one is better
         log.warning("interrupted while fitting the beamstop rim: keeping the first pass, without it")
-        first.extra["beamstop_rim"] = rim.summary(readmitted=False)
+        first.beamstop_rim = rim.outcome(readmitted=False)
         first.interrupted = True
         return first
-    second.extra["beamstop_rim"] = rim.summary(readmitted=True)
+    second.beamstop_rim = rim.outcome(readmitted=True)
     second.wall_s += first.wall_s
     return second
 
@@ -182,13 +181,8 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
     metrics = dict(combined.metrics)
     metrics["iterations"] = combined.best.output.iterations
     metrics["seconds_per_iteration"] = solve_s / max(total_iterations, 1)
-    extra: dict[str, Any] = {
-        "solver": combined.best.output.extra, "noise": problem.noise, "versions": software_versions(device),
-        "masks": {"valid": measurement.valid, "free": free,
-                  **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}},
-    }
-    if combined.ensemble is not None:
-        extra["ensemble"], extra["prtf"] = combined.ensemble, combined.prtf
+    masks = {"valid": measurement.valid, "free": free,
+             **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}}
     return Result(
         obj=combined.obj,
         support=combined.support,
@@ -206,7 +200,12 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
         runs=records,
         model_intensity=combined.model,
         free=free,
-        extra=extra,
+        masks=masks,
+        solver=combined.best.output.extra,
+        noise=problem.noise,
+        versions=software_versions(device),
+        ensemble=combined.ensemble,
+        prtf=combined.prtf if combined.ensemble is not None else None,
     )
 
 

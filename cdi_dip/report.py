@@ -55,22 +55,19 @@ def _log_image(intensity: np.ndarray) -> np.ndarray:
     return np.log10(np.clip(intensity, 0, None) + 1.0)
 
 
-def write_report(result: Result, directory: Path, *, ensemble: EnsembleResult | None = None,
-                 prtf: PrtfResult | None = None) -> list[Path]:
+def write_report(result: Result, directory: Path) -> list[Path]:
     """Draw ``report.png`` for a result into ``directory``.
 
     Parameters
     ----------
     result : Result
         The aligned reconstruction, with its measurement, fitted intensities
-        and convergence history.
+        and convergence history. Its ``ensemble`` (runs matched to
+        ``result.obj``, same frame) adds columns with the amplitude and phase
+        standard deviation on the same planes; its ``prtf`` adds the PRTF
+        curve, the ``1/e`` line and the resolution.
     directory : pathlib.Path
         Existing folder; ``report.png`` is written there atomically.
-    ensemble : EnsembleResult, optional
-        Runs matched to ``result.obj`` (same frame): adds columns with the
-        amplitude and phase standard deviation on the same planes.
-    prtf : PrtfResult, optional
-        Adds the PRTF curve, the ``1/e`` line and the resolution.
 
     Returns
     -------
@@ -82,6 +79,7 @@ def write_report(result: Result, directory: Path, *, ensemble: EnsembleResult | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ensemble, prtf = result.ensemble, result.prtf
     if ensemble is not None and ensemble.amplitude_std.shape != result.obj.shape:
         raise ValueError(f"ensemble maps of shape {ensemble.amplitude_std.shape} do not match the object "
                          f"{result.obj.shape}: match the ensemble to the written object")

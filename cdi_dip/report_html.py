@@ -195,19 +195,18 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
     return path
 
 
-def report_summary(result: Any, result_cxi: Path, files: Iterable[Path], *, ensemble: Any = None,
-                   prtf: Any = None) -> dict[str, Any]:
-    """The ``summary.json`` dictionary of a result, plus alignment, resolution and ensemble.
+def report_summary(result: Any, result_cxi: Path, files: Iterable[Path]) -> dict[str, Any]:
+    """The ``summary.json`` dictionary of a result read back from ``result_cxi``.
 
     Parameters
     ----------
     result : Result
+        With its ensemble and PRTF, when stored (they give ``ensemble`` and
+        ``resolution``).
     result_cxi : pathlib.Path
         The result file (``output`` of the summary).
     files : iterable of pathlib.Path
         Every file of the scan's folder.
-    ensemble : EnsembleResult, optional
-    prtf : PrtfResult, optional
 
     Returns
     -------
@@ -215,10 +214,6 @@ def report_summary(result: Any, result_cxi: Path, files: Iterable[Path], *, ense
     """
     summary = make_summary(result, Path(result_cxi).parent, list(files))
     summary["output"] = str(result_cxi)
-    if prtf is not None:
-        summary["resolution"] = prtf.summary()
-    if ensemble is not None:
-        summary["ensemble"] = ensemble.summary()
     return summary
 
 
@@ -259,10 +254,9 @@ def regenerate_report(result_cxi: Path, out_dir: Path | None = None) -> list[Pat
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidInputError(f"cannot create {out_dir}: {exc.strerror}; choose another output folder") from None
-    png = write_report(stored.result, out_dir, ensemble=stored.ensemble, prtf=stored.prtf)[0]
+    png = write_report(stored.result, out_dir)[0]
     html_path = out_dir / "report.html"
-    summary = report_summary(stored.result, result_cxi, [result_cxi, png, html_path],
-                             ensemble=stored.ensemble, prtf=stored.prtf)
+    summary = report_summary(stored.result, result_cxi, [result_cxi, png, html_path])
     if stored.command:
         summary["command"] = stored.command
     if stored.version:

@@ -26,11 +26,9 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any
-
 import numpy as np
 
-from .types import Measurement
+from .types import BeamstopRim, Measurement
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +80,11 @@ class RimTest:
         return (math.isfinite(self.ratio) and abs(self.ratio - 1.0) <= self.tolerance
                 and self.agreeing_fraction >= MIN_AGREEING_FRACTION)
 
-    def summary(self, readmitted: bool) -> dict[str, Any]:
-        """Plain data for the result's ``extra["beamstop_rim"]`` and the summary."""
-        return {"pixels": self.pixels, "tested": True, "measured_counts": round(self.measured_counts, 1),
-                "predicted_counts": round(self.predicted_counts, 1), "ratio": round(self.ratio, 4),
-                "tolerance": round(self.tolerance, 4), "agreeing_fraction": round(self.agreeing_fraction, 3),
-                "lit": self.lit, "readmitted": readmitted}
+    def outcome(self, readmitted: bool) -> BeamstopRim:
+        """The test and the decision taken, for the result (:attr:`cdi_dip.types.Result.beamstop_rim`)."""
+        return BeamstopRim(pixels=self.pixels, readmitted=readmitted, measured_counts=self.measured_counts,
+                           predicted_counts=self.predicted_counts, ratio=self.ratio, tolerance=self.tolerance,
+                           agreeing_fraction=self.agreeing_fraction, lit=self.lit)
 
 
 def check_rim(measurement: Measurement, model_intensity: np.ndarray) -> RimTest:

@@ -180,6 +180,254 @@ class AlignInfo:
     twin: bool = False
 
 
+# ----------------------------------------------------------- after the solver: registration, ensemble, PRTF
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The registration of an object onto a reference, and what is left.
+
+    The object ``x`` is moved as ``a T(x)``, ``T(x) = exp(i g . (r - c)) x'(r - s)``
+    with ``x'`` either ``x`` or its twin ``conj(x(-r))`` and
+    ``a = scale * exp(i phase_rad)`` (see :func:`cdi_dip.ensemble.compare_objects`;
+    :func:`cdi_dip.ensemble.apply_transform` applies it). The field
+    order is that of the ``cdi-dip compare --json`` output.
+
+    Attributes
+    ----------
+    error : float
+        ``||a T(x) - ref|| / ||ref||``, dimensionless: 0 identical up to the
+        symmetries, 1 nothing in common.
+    twin : bool
+        True when the twin ``conj(x(-r))`` was registered.
+    shift_px : tuple of float, one per axis
+        Shift ``s`` applied to the object, pixels.
+    ramp_rad_per_px : tuple of float, one per axis
+        Phase ramp ``g`` applied to the object, radians per pixel.
+    phase_rad : float
+        Global phase of ``a``, radians.
+    scale : float
+        ``|a|``, dimensionless (0 for a zero object).
+    phase_error_rad : float
+        Amplitude-weighted RMS phase difference, radians, where the reference
+        amplitude exceeds :data:`cdi_dip.ensemble.register.PHASE_ERROR_LEVEL` of its maximum (NaN when
+        not known).
+    """
+
+    error: float
+    twin: bool
+    shift_px: tuple[float, ...]
+    ramp_rad_per_px: tuple[float, ...]
+    phase_rad: float
+    scale: float
+    phase_error_rad: float
+
+    @classmethod
+    def identity(cls, ndim: int) -> Comparison:
+        """The comparison of an object with itself: no move, error 0, scale 1.
+
+        Parameters
+        ----------
+        ndim : int
+            Number of axes of the object (2 or 3).
+        """
+        return cls(error=0.0, twin=False, shift_px=(0.0,) * ndim, ramp_rad_per_px=(0.0,) * ndim, phase_rad=0.0,
+                   scale=1.0, phase_error_rad=0.0)
+
+
+@dataclass
+class EnsembleResult:
+    """An ensemble of reconstructions matched to its first (best) member.
+
+    Attributes
+    ----------
+    objects : numpy.ndarray, complex64, shape (K, *S)
+        The members, each moved onto member 0 (twin, shift, ramp, phase).
+    supports : numpy.ndarray, bool, shape (K, *S)
+        Their supports, moved with them (twin flip, rounded shift).
+    mean : numpy.ndarray, complex64, shape S
+        Mean of the matched members.
+    amplitude_std : numpy.ndarray, float32, shape S
+        Per-voxel standard deviation of ``|x_k|`` (``ddof=1``; zeros for K = 1).
+    phase_std_rad : numpy.ndarray, float32, shape S
+        Per-voxel standard deviation of ``angle(x_k * conj(mean))`` (the phase
+        relative to the mean phase, wrapped to ``(-pi, pi]``), radians; NaN
+        where ``|mean|`` is below :data:`cdi_dip.ensemble.SIGNIFICANT_AMPLITUDE` of its maximum.
+    support_union, support_majority : numpy.ndarray, bool, shape S
+        Voxels inside any member's support, and inside more than half of them.
+    errors_to_reference : numpy.ndarray, float64, shape (K,)
+        Symmetry-adjusted error of each member against member 0 (0 for itself).
+    pairwise_errors : numpy.ndarray or None, float64, shape (K, K)
+        ``[i, j]``: error of member ``i`` against member ``j`` as reference
+        (see :func:`cdi_dip.ensemble.pairwise_errors`); None when not computed.
+    members : tuple of int
+        Indices (into the input sequence) of the members used.
+    transforms : list of Comparison
+        The ``compare_objects`` result that matched each member
+        (:meth:`Comparison.identity` for member 0). From stored datasets
+        (:func:`cdi_dip.io.result_cxi.ensemble_from_datasets`) only ``error`` and ``twin`` are known;
+        the other fields are NaN.
+    """
+
+    objects: np.ndarray
+    supports: np.ndarray
+    mean: np.ndarray
+    amplitude_std: np.ndarray
+    phase_std_rad: np.ndarray
+    support_union: np.ndarray
+    support_majority: np.ndarray
+    errors_to_reference: np.ndarray
+    pairwise_errors: np.ndarray | None = None
+    members: tuple[int, ...] = ()
+    transforms: list[Comparison] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Number of members K."""
+        return int(self.errors_to_reference.shape[0])
+
+    def summary(self) -> dict[str, Any]:
+        """Scalars worth a line in ``summary.json`` and the HTML report.
+
+        Returns
+        -------
+        dict
+            ``members`` (K), ``twins`` (members matched through the twin),
+            ``mean_error_to_best`` and ``max_error_to_best`` (over members
+            1..K-1; NaN for K = 1), ``mean_pairwise_error`` (off-diagonal, when
+            computed), ``median_amplitude_std_rel`` (median of
+            ``amplitude_std / max |mean|`` on the majority support) and
+            ``median_phase_std_rad`` (median on the majority support).
+        """
+        others = self.errors_to_reference[1:]
+        inside = self.support_majority
+        peak = float(np.abs(self.mean).max()) if self.mean.size else 0.0
+        phase = self.phase_std_rad[inside] if inside.any() else np.array([])
+        phase = phase[np.isfinite(phase)]
+        out: dict[str, Any] = {
+            "members": self.size,
+            "twins": int(sum(bool(t.twin) for t in self.transforms)),
+            "mean_error_to_best": float(others.mean()) if others.size else float("nan"),
+            "max_error_to_best": float(others.max()) if others.size else float("nan"),
+            "median_amplitude_std_rel": (float(np.median(self.amplitude_std[inside]) / peak)
+                                         if inside.any() and peak > 0 else float("nan")),
+            "median_phase_std_rad": float(np.median(phase)) if phase.size else float("nan"),
+        }
+        if self.pairwise_errors is not None and self.size > 1:
+            off = ~np.eye(self.size, dtype=bool)
+            out["mean_pairwise_error"] = float(self.pairwise_errors[off].mean())
+        return out
+
+
+PRTF_THRESHOLD = float(np.exp(-1.0))
+"""The usual PRTF resolution criterion, ``1/e``."""
+
+@dataclass
+class PrtfResult:
+    """A PRTF curve and the resolution it gives.
+
+    Attributes
+    ----------
+    frequency_per_px : numpy.ndarray, float64, shape (M,)
+        Shell centres, cycles per object pixel.
+    values : numpy.ndarray, float64, shape (M,)
+        PRTF per shell (NaN where a shell has no usable pixel).
+    threshold : float
+        The criterion used (``1/e``).
+    resolution_px : float or None
+        Half-period resolution in object pixels (None: never below threshold).
+    resolution_m : float or None
+        The same in metres, when the geometry is known (2D), computed with
+        shells in physical frequency (exact for non-square pixels).
+    members : int
+        Runs in the ensemble (0: unknown). Members with random phases give a
+        PRTF of about ``1/sqrt(members)``, so the ``1/e`` criterion needs at
+        least 8 of them (:attr:`criterion_reachable`).
+    """
+
+    frequency_per_px: np.ndarray
+    values: np.ndarray
+    threshold: float = PRTF_THRESHOLD
+    resolution_px: float | None = None
+    resolution_m: float | None = None
+    members: int = 0
+
+    @property
+    def random_phase_floor(self) -> float:
+        """The PRTF of members whose phases are random, ``1/sqrt(members)`` (NaN when unknown)."""
+        return 1.0 / np.sqrt(self.members) if self.members > 0 else float("nan")
+
+    @property
+    def criterion_reachable(self) -> bool:
+        """Whether members disagreeing at random could bring the PRTF below the threshold."""
+        return not self.members or self.random_phase_floor < self.threshold
+
+    def summary(self) -> dict[str, Any]:
+        """``resolution_px``, ``resolution_nm`` (None when unknown), the criterion, and the members."""
+        out = {"resolution_px": self.resolution_px,
+               "resolution_nm": None if self.resolution_m is None else self.resolution_m * 1e9,
+               "criterion": f"PRTF < {self.threshold:.3f}", "members": self.members}
+        if not self.criterion_reachable:
+            out["note"] = (f"{self.members} runs: a PRTF of random phases is {self.random_phase_floor:.2f}, above the "
+                           "criterion; keep at least 8 runs (--runs 16 --keep 8) for a resolution")
+        return out
+
+
+# --------------------------------------------------------------------------- the result
+
+
+@dataclass(frozen=True)
+class BeamstopRim:
+    """What became of the rim of a beamstop shadow the tool found (:mod:`cdi_dip.rim`).
+
+    The rim is held out of a first pass; after a double DIP pass its
+    measured counts are compared with the prediction (:func:`cdi_dip.rim.check_rim`)
+    and, when lit, fitted in a second pass. The ``measured_counts`` ...
+    ``lit`` fields are those of the test, ``None`` when it was not made (after
+    HIO, ER or RAAR).
+
+    Attributes
+    ----------
+    pixels : int
+        Rim pixels.
+    readmitted : bool
+        True when the rim was fitted with the rest (second pass kept).
+    measured_counts, predicted_counts : float or None
+        The rim's summed counts, measured and predicted by the first pass (photons).
+    ratio : float or None
+        Measured over predicted counts (NaN when nothing was predicted).
+    tolerance : float or None
+        Relative difference the test allowed.
+    agreeing_fraction : float or None
+        Fraction of the rim pixels whose counts agreed with the prediction.
+    lit : bool or None
+        The test's verdict.
+    """
+
+    pixels: int
+    readmitted: bool = False
+    measured_counts: float | None = None
+    predicted_counts: float | None = None
+    ratio: float | None = None
+    tolerance: float | None = None
+    agreeing_fraction: float | None = None
+    lit: bool | None = None
+
+    @property
+    def tested(self) -> bool:
+        """True when the rim's counts were tested against a first pass's prediction."""
+        return self.lit is not None
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for ``summary.json`` (``beamstop_rim``), rounded for reading."""
+        if not self.tested:
+            return {"pixels": self.pixels, "tested": False, "readmitted": self.readmitted}
+        return {"pixels": self.pixels, "tested": True, "measured_counts": round(self.measured_counts, 1),
+                "predicted_counts": round(self.predicted_counts, 1), "ratio": round(self.ratio, 4),
+                "tolerance": round(self.tolerance, 4), "agreeing_fraction": round(self.agreeing_fraction, 3),
+                "lit": self.lit, "readmitted": self.readmitted}
+
+
 @dataclass
 class Result:
     """A finished reconstruction of one scan, aligned and ready to write.
@@ -218,8 +466,22 @@ class Result:
         Fitted intensities ``|F(obj)|**2`` of the kept run (before alignment).
     free : numpy.ndarray or None, bool, frame shape
         Free (held-out) pixels.
-    extra : dict
-        Anything else worth writing (e.g. ``"masks"``: named bool masks).
+    masks : dict of str to numpy.ndarray
+        Named bool masks of the frame to store with the result (True = the
+        pixel is in it): ``valid``, ``free`` and ``excluded/<reason>`` for
+        every exclusion reason. Empty: none (``free`` is stored all the same).
+    solver : dict
+        What the kept run's solver reports it did (:attr:`SolverOutput.extra`).
+    noise : str or None
+        Noise model of the fit (``"poisson"``...); None when not known.
+    versions : dict of str to str
+        Software versions and device name (:func:`cdi_dip.provenance.software_versions`).
+    ensemble : EnsembleResult or None
+        The averaged runs, when more than one was kept.
+    prtf : PrtfResult or None
+        The ensemble's PRTF and resolution.
+    beamstop_rim : BeamstopRim or None
+        What became of the rim of a found beamstop shadow; None: there was none.
     """
 
     obj: np.ndarray
@@ -238,4 +500,10 @@ class Result:
     runs: list[dict[str, Any]] = field(default_factory=list)
     model_intensity: np.ndarray | None = None
     free: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    solver: dict[str, Any] = field(default_factory=dict)
+    noise: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    ensemble: EnsembleResult | None = None
+    prtf: PrtfResult | None = None
+    beamstop_rim: BeamstopRim | None = None

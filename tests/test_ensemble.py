@@ -10,20 +10,17 @@ from cdi_dip.ensemble import (
     align_object,
     compare_objects,
     compute_prtf,
-    ensemble_datasets,
-    ensemble_from_datasets,
     ensemble_statistics,
     match_to_reference,
     object_pixel_size_m,
     pairwise_errors,
     prtf,
-    prtf_datasets,
-    prtf_from_datasets,
     resolution_from_prtf,
     subpixel_shift,
     twin,
 )
 from cdi_dip.errors import InvalidInputError
+from cdi_dip.io.result_cxi import ensemble_datasets, ensemble_from_datasets, prtf_datasets, prtf_from_datasets
 from cdi_dip.simulate import far_field, faceted_crystal
 from cdi_dip.types import ScanMeta
 

@@ -66,7 +66,8 @@ def result(rng) -> Result:
         runs=[{"run": 0, "seed": 7, "llk_poisson": 1.5, "kept": True}, {"run": 1, "seed": 8, "llk_poisson": math.nan, "kept": False}],
         model_intensity=np.abs(np.fft.fft2(obj)).astype(np.float32) ** 2,
         free=free,
-        extra={"masks": {"valid": valid, "free": free}, "solver": {"stop_iteration": np.int64(25)}},
+        masks={"valid": valid, "free": free},
+        solver={"stop_iteration": np.int64(25)},
     )
 
 
@@ -169,7 +170,8 @@ def test_result_cxi_round_trip(tmp_path, result):
 
 
 def test_result_cxi_without_optional_parts(tmp_path, result):
-    result.extra = {}
+    result.masks = {}
+    result.solver = {}
     result.free = None
     result.model_intensity = None
     result.history = []

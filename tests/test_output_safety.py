@@ -313,7 +313,7 @@ def test_a_small_iteration_budget_makes_a_short_double_dip_run(tmp_path, scan_by
     cfg = RunConfig(method=Method.DIP, iterations=5, runs=1, device="cpu",
                     dip=DipConfig(channels=4, depth=2)).validate()
     result = reconstruct(load_scan(str(scan), cfg), cfg)
-    solver = result.extra["solver"]
+    solver = result.solver
     prefit = math.ceil(DEFAULT_PREFIT_ITERATIONS * 5 / 1000)
     # One warm-start run (at least one is always made), the pre-fit and fit shortened alike, the polish.
     assert solver["work_iterations"] <= dip_warmstart.ITERATIONS_PER_RUN + prefit + 5 + cfg.dip.polish_iterations

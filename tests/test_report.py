@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from html.parser import HTMLParser
 
@@ -9,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cdi_dip.ensemble import align_object, compute_prtf, ensemble_datasets, ensemble_statistics, prtf_datasets
+from cdi_dip.ensemble import align_object, compute_prtf, ensemble_statistics
 from cdi_dip.errors import InvalidInputError
-from cdi_dip.io.result_cxi import ENSEMBLE_GROUP, PRTF_GROUP, read_result_cxi
+from cdi_dip.io.result_cxi import ENSEMBLE_GROUP, PRTF_GROUP, ensemble_datasets, prtf_datasets, read_result_cxi
 from cdi_dip.io.writers import write_result_cxi
 from cdi_dip.report import write_report
 from cdi_dip.report_html import regenerate_report, write_report_html
@@ -91,7 +92,7 @@ def test_report_png_grows_with_ensemble_and_prtf(tmp_path, shape):
     ensemble, prtf = _ensemble_and_prtf(result)
     richer = tmp_path / "richer"
     richer.mkdir()
-    path = write_report(result, richer, ensemble=ensemble, prtf=prtf)[0]
+    path = write_report(dataclasses.replace(result, ensemble=ensemble, prtf=prtf), richer)[0]
     assert path.name == "report.png"
     rich_width, rich_height = _png_size(path)
     assert rich_width > width and rich_height == height  # two more columns (amplitude and phase std)
@@ -106,7 +107,7 @@ def test_report_refuses_an_ensemble_of_another_frame(tmp_path):
     result = _result((32, 32))
     ensemble, _ = _ensemble_and_prtf(_result((16, 16)))
     with pytest.raises(ValueError, match="match the ensemble"):
-        write_report(result, tmp_path, ensemble=ensemble)
+        write_report(dataclasses.replace(result, ensemble=ensemble), tmp_path)
 
 
 def test_html_parses_holds_the_metrics_and_escapes_strings(tmp_path):

@@ -111,7 +111,7 @@ class FakePasses:
     def __init__(self, expected: np.ndarray, method: str):
         self.expected, self.method, self.seen = expected, method, []
 
-    def __call__(self, measurement, cfg, requested, on_iter):
+    def __call__(self, measurement, cfg, requested, init, on_iter):
         self.seen.append(measurement)
         return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
                       measurement=measurement, method=self.method, model_intensity=self.expected, wall_s=1.0)
@@ -128,8 +128,8 @@ def test_reconstruct_fits_the_rim_again_only_when_a_dip_pass_finds_it_lit(monkey
     first = passes.seen[0]
     assert first.provisional is None and not first.valid[rim].any()  # the first pass never sees the rim
     assert len(passes.seen) == (2 if readmitted else 1)
-    assert result.extra["beamstop_rim"]["readmitted"] is readmitted
-    assert result.extra["beamstop_rim"]["tested"] is (method == "dip")
+    assert result.beamstop_rim.readmitted is readmitted
+    assert result.beamstop_rim.tested is (method == "dip")
     if readmitted:
         assert result.measurement.valid[rim].all() and result.measurement.provisional is None
         assert result.wall_s == 2.0

@@ -19,6 +19,10 @@ One public job per module; all run on the host in NumPy, on centred arrays
 
 Import from here (``from cdi_dip.ensemble import compare_objects``); the
 submodules are the place to read.
+
+The results (:class:`Comparison`, :class:`EnsembleResult`,
+:class:`PrtfResult`) are plain data in :mod:`cdi_dip.types`, re-exported
+here; :mod:`cdi_dip.io.result_cxi` stores them in a result file.
 """
 
 from .align import (
@@ -36,28 +40,15 @@ from .align import (
     twin_statistic,
 )
 from .average import (
-    ENSEMBLE_DATASETS,
     SIGNIFICANT_AMPLITUDE,
     EnsembleResult,
     apply_transform,
-    ensemble_datasets,
-    ensemble_from_datasets,
     ensemble_statistics,
     match_to_reference,
     move_support,
 )
 from .fourier import apply_ramp, centred_fft, centred_ifft
-from .prtf import (
-    PRTF_DATASETS,
-    PRTF_THRESHOLD,
-    PrtfResult,
-    compute_prtf,
-    object_pixel_size_m,
-    prtf,
-    prtf_datasets,
-    prtf_from_datasets,
-    resolution_from_prtf,
-)
+from .prtf import PRTF_THRESHOLD, PrtfResult, compute_prtf, object_pixel_size_m, prtf, resolution_from_prtf
 from .register import Comparison, compare_objects, pairwise_errors, symmetry_adjusted_error
 
 __all__ = [
@@ -67,11 +58,10 @@ __all__ = [
     # register
     "Comparison", "compare_objects", "pairwise_errors", "symmetry_adjusted_error",
     # average
-    "ENSEMBLE_DATASETS", "SIGNIFICANT_AMPLITUDE", "EnsembleResult", "apply_transform", "ensemble_datasets",
-    "ensemble_from_datasets", "ensemble_statistics", "match_to_reference", "move_support",
+    "SIGNIFICANT_AMPLITUDE", "EnsembleResult", "apply_transform", "ensemble_statistics", "match_to_reference",
+    "move_support",
     # prtf
-    "PRTF_DATASETS", "PRTF_THRESHOLD", "PrtfResult", "compute_prtf", "object_pixel_size_m", "prtf", "prtf_datasets",
-    "prtf_from_datasets", "resolution_from_prtf",
+    "PRTF_THRESHOLD", "PrtfResult", "compute_prtf", "object_pixel_size_m", "prtf", "resolution_from_prtf",
     # fourier
     "apply_ramp", "centred_fft", "centred_ifft",
 ]

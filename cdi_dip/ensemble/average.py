@@ -10,8 +10,8 @@ brings them into one frame and measures how much they agree:
 - :func:`ensemble_statistics` matches every member to the first (the best)
   one and returns the mean object, per-voxel standard deviations of amplitude
   and phase, union and majority supports and the pairwise error matrix
-  (:class:`EnsembleResult`); :func:`ensemble_datasets` and
-  :func:`ensemble_from_datasets` convert it to and from stored arrays.
+  (:class:`~cdi_dip.types.EnsembleResult`, plain data in :mod:`cdi_dip.types`;
+  :mod:`cdi_dip.io.result_cxi` stores it).
 
 Everything runs on the host in NumPy (float64/complex128 internally). Arrays
 are centred: the origin of every axis is at index ``n // 2``.
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..types import EnsembleResult
 from .align import pad_or_crop, twin
 from .fourier import apply_ramp, centred_fft, centred_ifft, shift_spectrum
 from .register import Comparison, compare_objects, pairwise_errors
@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 
 SIGNIFICANT_AMPLITUDE = 0.1
 """Fraction of the maximum mean amplitude above which a phase spread is reported."""
-
-ENSEMBLE_DATASETS = ("mean", "amplitude_std", "phase_std_rad", "support_union", "support_majority",
-                     "errors_to_reference", "twin", "pairwise_errors")
-"""Names under which :func:`ensemble_datasets` stores an ensemble (e.g. in a result CXI)."""
-
 
 def _complex(array: Any) -> np.ndarray:
     return np.asarray(array).astype(np.complex128, copy=False)
@@ -138,90 +133,6 @@ def match_to_reference(obj: np.ndarray, reference: np.ndarray, support: np.ndarr
     frame = _comparison_shape(array.shape, np.shape(reference))
     matched = pad_or_crop(apply_transform(pad_or_crop(_complex(array), frame), transform), np.shape(reference))
     return matched.astype(np.complex64) if array.dtype == np.complex64 else matched
-
-
-@dataclass
-class EnsembleResult:
-    """An ensemble of reconstructions matched to its first (best) member.
-
-    Attributes
-    ----------
-    objects : numpy.ndarray, complex64, shape (K, *S)
-        The members, each moved onto member 0 (twin, shift, ramp, phase).
-    supports : numpy.ndarray, bool, shape (K, *S)
-        Their supports, moved with them (twin flip, rounded shift).
-    mean : numpy.ndarray, complex64, shape S
-        Mean of the matched members.
-    amplitude_std : numpy.ndarray, float32, shape S
-        Per-voxel standard deviation of ``|x_k|`` (``ddof=1``; zeros for K = 1).
-    phase_std_rad : numpy.ndarray, float32, shape S
-        Per-voxel standard deviation of ``angle(x_k * conj(mean))`` (the phase
-        relative to the mean phase, wrapped to ``(-pi, pi]``), radians; NaN
-        where ``|mean|`` is below :data:`SIGNIFICANT_AMPLITUDE` of its maximum.
-    support_union, support_majority : numpy.ndarray, bool, shape S
-        Voxels inside any member's support, and inside more than half of them.
-    errors_to_reference : numpy.ndarray, float64, shape (K,)
-        Symmetry-adjusted error of each member against member 0 (0 for itself).
-    pairwise_errors : numpy.ndarray or None, float64, shape (K, K)
-        ``[i, j]``: error of member ``i`` against member ``j`` as reference
-        (see :func:`pairwise_errors`); None when not computed.
-    members : tuple of int
-        Indices (into the input sequence) of the members used.
-    transforms : list of Comparison
-        The ``compare_objects`` result that matched each member
-        (:meth:`Comparison.identity` for member 0). From stored datasets
-        (:func:`ensemble_from_datasets`) only ``error`` and ``twin`` are known;
-        the other fields are NaN.
-    """
-
-    objects: np.ndarray
-    supports: np.ndarray
-    mean: np.ndarray
-    amplitude_std: np.ndarray
-    phase_std_rad: np.ndarray
-    support_union: np.ndarray
-    support_majority: np.ndarray
-    errors_to_reference: np.ndarray
-    pairwise_errors: np.ndarray | None = None
-    members: tuple[int, ...] = ()
-    transforms: list[Comparison] = field(default_factory=list)
-
-    @property
-    def size(self) -> int:
-        """Number of members K."""
-        return int(self.errors_to_reference.shape[0])
-
-    def summary(self) -> dict[str, Any]:
-        """Scalars worth a line in ``summary.json`` and the HTML report.
-
-        Returns
-        -------
-        dict
-            ``members`` (K), ``twins`` (members matched through the twin),
-            ``mean_error_to_best`` and ``max_error_to_best`` (over members
-            1..K-1; NaN for K = 1), ``mean_pairwise_error`` (off-diagonal, when
-            computed), ``median_amplitude_std_rel`` (median of
-            ``amplitude_std / max |mean|`` on the majority support) and
-            ``median_phase_std_rad`` (median on the majority support).
-        """
-        others = self.errors_to_reference[1:]
-        inside = self.support_majority
-        peak = float(np.abs(self.mean).max()) if self.mean.size else 0.0
-        phase = self.phase_std_rad[inside] if inside.any() else np.array([])
-        phase = phase[np.isfinite(phase)]
-        out: dict[str, Any] = {
-            "members": self.size,
-            "twins": int(sum(bool(t.twin) for t in self.transforms)),
-            "mean_error_to_best": float(others.mean()) if others.size else float("nan"),
-            "max_error_to_best": float(others.max()) if others.size else float("nan"),
-            "median_amplitude_std_rel": (float(np.median(self.amplitude_std[inside]) / peak)
-                                         if inside.any() and peak > 0 else float("nan")),
-            "median_phase_std_rad": float(np.median(phase)) if phase.size else float("nan"),
-        }
-        if self.pairwise_errors is not None and self.size > 1:
-            off = ~np.eye(self.size, dtype=bool)
-            out["mean_pairwise_error"] = float(self.pairwise_errors[off].mean())
-        return out
 
 
 def stack_members(objects: Sequence[np.ndarray] | np.ndarray, name: str) -> np.ndarray:
@@ -345,66 +256,4 @@ def ensemble_statistics(objects: Sequence[np.ndarray] | np.ndarray, supports: Se
         pairwise_errors=pairwise_errors(matched_stack) if pairwise and len(members) > 1 else None,
         members=members,
         transforms=transforms,
-    )
-
-
-def ensemble_datasets(ensemble: EnsembleResult) -> dict[str, np.ndarray]:
-    """The arrays of an ensemble worth storing, by the names of :data:`ENSEMBLE_DATASETS`.
-
-    Parameters
-    ----------
-    ensemble : EnsembleResult
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        ``mean`` (complex64, S), ``amplitude_std`` and ``phase_std_rad``
-        (float32, S; radians), ``support_union`` and ``support_majority``
-        (uint8, S; 1 = inside), ``errors_to_reference`` (float64, (K,)),
-        ``twin`` (uint8, (K,)) and, when computed, ``pairwise_errors``
-        (float64, (K, K)).
-    """
-    data = {
-        "mean": ensemble.mean.astype(np.complex64),
-        "amplitude_std": ensemble.amplitude_std.astype(np.float32),
-        "phase_std_rad": ensemble.phase_std_rad.astype(np.float32),
-        "support_union": ensemble.support_union.astype(np.uint8),
-        "support_majority": ensemble.support_majority.astype(np.uint8),
-        "errors_to_reference": ensemble.errors_to_reference.astype(np.float64),
-        "twin": np.array([bool(t.twin) for t in ensemble.transforms], dtype=np.uint8),
-    }
-    if ensemble.pairwise_errors is not None:
-        data["pairwise_errors"] = ensemble.pairwise_errors.astype(np.float64)
-    return data
-
-
-def _stored_comparison(error: float, is_twin: bool, ndim: int) -> Comparison:
-    """What the stored datasets keep of a comparison: the error and the twin flag (the rest NaN)."""
-    unknown = float("nan")
-    return Comparison(error=error, twin=is_twin, shift_px=(unknown,) * ndim, ramp_rad_per_px=(unknown,) * ndim,
-                      phase_rad=unknown, scale=unknown, phase_error_rad=unknown)
-
-
-def ensemble_from_datasets(data: dict[str, Any]) -> EnsembleResult:
-    """Inverse of :func:`ensemble_datasets`, without the members themselves.
-
-    ``objects`` and ``supports`` come back empty (shape ``(0, *S)``): only the
-    maps, supports, errors and twin flags are stored.
-    """
-    mean = np.asarray(data["mean"]).astype(np.complex64)
-    errors = np.asarray(data["errors_to_reference"], dtype=np.float64).reshape(-1)
-    twins = np.asarray(data.get("twin", np.zeros(errors.shape)), dtype=bool).reshape(-1)
-    pairwise = data.get("pairwise_errors")
-    return EnsembleResult(
-        objects=np.zeros((0, *mean.shape), dtype=np.complex64),
-        supports=np.zeros((0, *mean.shape), dtype=bool),
-        mean=mean,
-        amplitude_std=np.asarray(data["amplitude_std"], dtype=np.float32),
-        phase_std_rad=np.asarray(data["phase_std_rad"], dtype=np.float32),
-        support_union=np.asarray(data["support_union"]).astype(bool),
-        support_majority=np.asarray(data["support_majority"]).astype(bool),
-        errors_to_reference=errors,
-        pairwise_errors=None if pairwise is None else np.asarray(pairwise, dtype=np.float64),
-        members=tuple(range(errors.size)),
-        transforms=[_stored_comparison(float(e), bool(t), mean.ndim) for t, e in zip(twins, errors)],
     )

@@ -3,8 +3,8 @@
 :func:`prtf` and :func:`resolution_from_prtf` give the phase-retrieval transfer
 function and the half-period resolution where it falls below ``1/e``;
 :func:`compute_prtf` bundles both, in pixels and, when the geometry is known,
-in metres (:class:`PrtfResult`); :func:`prtf_datasets` and
-:func:`prtf_from_datasets` convert a result to and from stored arrays.
+in metres (:class:`~cdi_dip.types.PrtfResult`, plain data in :mod:`cdi_dip.types`;
+:mod:`cdi_dip.io.result_cxi` stores it).
 
 Everything runs on the host in NumPy (float64/complex128 internally). Arrays
 are centred: the origin of every axis is at index ``n // 2``.
@@ -19,22 +19,14 @@ criterion).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..types import ScanMeta
+from ..types import PRTF_THRESHOLD, PrtfResult, ScanMeta
 from .average import stack_members
 from .fourier import apply_ramp, centred_fft
-
-PRTF_THRESHOLD = float(np.exp(-1.0))
-"""The usual PRTF resolution criterion, ``1/e``."""
-
-PRTF_DATASETS = ("frequency_per_px", "values", "threshold", "resolution_px", "resolution_m", "members")
-"""Names under which :func:`prtf_datasets` stores a PRTF (``resolution_*`` NaN when unknown)."""
-
 
 def _complex(array: Any) -> np.ndarray:
     return np.asarray(array).astype(np.complex128, copy=False)
@@ -221,57 +213,6 @@ def object_pixel_size_m(meta: ScanMeta | None, shape: Sequence[int]) -> tuple[fl
     return tuple(meta.wavelength_m * meta.distance_m / (int(n) * float(p)) for n, p in zip(shape, meta.pixel_size_m))
 
 
-@dataclass
-class PrtfResult:
-    """A PRTF curve and the resolution it gives.
-
-    Attributes
-    ----------
-    frequency_per_px : numpy.ndarray, float64, shape (M,)
-        Shell centres, cycles per object pixel.
-    values : numpy.ndarray, float64, shape (M,)
-        PRTF per shell (NaN where a shell has no usable pixel).
-    threshold : float
-        The criterion used (``1/e``).
-    resolution_px : float or None
-        Half-period resolution in object pixels (None: never below threshold).
-    resolution_m : float or None
-        The same in metres, when the geometry is known (2D), computed with
-        shells in physical frequency (exact for non-square pixels).
-    members : int
-        Runs in the ensemble (0: unknown). Members with random phases give a
-        PRTF of about ``1/sqrt(members)``, so the ``1/e`` criterion needs at
-        least 8 of them (:attr:`criterion_reachable`).
-    """
-
-    frequency_per_px: np.ndarray
-    values: np.ndarray
-    threshold: float = PRTF_THRESHOLD
-    resolution_px: float | None = None
-    resolution_m: float | None = None
-    members: int = 0
-
-    @property
-    def random_phase_floor(self) -> float:
-        """The PRTF of members whose phases are random, ``1/sqrt(members)`` (NaN when unknown)."""
-        return 1.0 / np.sqrt(self.members) if self.members > 0 else float("nan")
-
-    @property
-    def criterion_reachable(self) -> bool:
-        """Whether members disagreeing at random could bring the PRTF below the threshold."""
-        return not self.members or self.random_phase_floor < self.threshold
-
-    def summary(self) -> dict[str, Any]:
-        """``resolution_px``, ``resolution_nm`` (None when unknown), the criterion, and the members."""
-        out = {"resolution_px": self.resolution_px,
-               "resolution_nm": None if self.resolution_m is None else self.resolution_m * 1e9,
-               "criterion": f"PRTF < {self.threshold:.3f}", "members": self.members}
-        if not self.criterion_reachable:
-            out["note"] = (f"{self.members} runs: a PRTF of random phases is {self.random_phase_floor:.2f}, above the "
-                           "criterion; keep at least 8 runs (--runs 16 --keep 8) for a resolution")
-        return out
-
-
 def compute_prtf(objects_matched: Sequence[np.ndarray] | np.ndarray, counts: np.ndarray, valid: np.ndarray, *,
                  ramp_rad_per_px: Sequence[float] | None = None, meta: ScanMeta | None = None,
                  threshold: float = PRTF_THRESHOLD) -> PrtfResult:
@@ -292,29 +233,3 @@ def compute_prtf(objects_matched: Sequence[np.ndarray] | np.ndarray, counts: np.
         freq_m, values_m = prtf(objects_matched, counts, valid, ramp_rad_per_px=ramp_rad_per_px, spacing=pixel)
         result.resolution_m = resolution_from_prtf(freq_m, values_m, threshold)
     return result
-
-
-def prtf_datasets(result: PrtfResult) -> dict[str, np.ndarray]:
-    """The arrays of a PRTF by the names of :data:`PRTF_DATASETS` (unknown resolutions as NaN)."""
-    def number(value: float | None) -> np.ndarray:
-        return np.float64(np.nan if value is None else value)
-
-    return {"frequency_per_px": np.asarray(result.frequency_per_px, dtype=np.float64),
-            "values": np.asarray(result.values, dtype=np.float64),
-            "threshold": np.float64(result.threshold),
-            "resolution_px": number(result.resolution_px),
-            "resolution_m": number(result.resolution_m),
-            "members": np.int64(result.members)}
-
-
-def prtf_from_datasets(data: dict[str, Any]) -> PrtfResult:
-    """Inverse of :func:`prtf_datasets` (NaN resolutions become None)."""
-    def number(value: Any) -> float | None:
-        value = float(np.asarray(value))
-        return value if np.isfinite(value) else None
-
-    return PrtfResult(np.asarray(data["frequency_per_px"], dtype=np.float64),
-                      np.asarray(data["values"], dtype=np.float64),
-                      float(np.asarray(data.get("threshold", PRTF_THRESHOLD))),
-                      number(data.get("resolution_px", np.nan)), number(data.get("resolution_m", np.nan)),
-                      int(np.asarray(data.get("members", 0))))

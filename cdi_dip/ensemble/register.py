@@ -18,12 +18,12 @@ registration algorithms", Opt. Lett. 33, 156 (2008) (upsampled DFT peak search).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..types import Comparison
 from .align import pad_or_crop, twin
 from .fourier import (
     along_axis,
@@ -48,58 +48,6 @@ GN_TOLERANCE = 1e-8
 
 PHASE_ERROR_LEVEL = 0.1
 """Reference amplitude (fraction of its maximum) above which the phase error is measured."""
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The registration of an object onto a reference, and what is left.
-
-    The object ``x`` is moved as ``a T(x)``, ``T(x) = exp(i g . (r - c)) x'(r - s)``
-    with ``x'`` either ``x`` or its twin ``conj(x(-r))`` and
-    ``a = scale * exp(i phase_rad)`` (see :func:`compare_objects`;
-    :func:`cdi_dip.ensemble.average.apply_transform` applies it). The field
-    order is that of the ``cdi-dip compare --json`` output.
-
-    Attributes
-    ----------
-    error : float
-        ``||a T(x) - ref|| / ||ref||``, dimensionless: 0 identical up to the
-        symmetries, 1 nothing in common.
-    twin : bool
-        True when the twin ``conj(x(-r))`` was registered.
-    shift_px : tuple of float, one per axis
-        Shift ``s`` applied to the object, pixels.
-    ramp_rad_per_px : tuple of float, one per axis
-        Phase ramp ``g`` applied to the object, radians per pixel.
-    phase_rad : float
-        Global phase of ``a``, radians.
-    scale : float
-        ``|a|``, dimensionless (0 for a zero object).
-    phase_error_rad : float
-        Amplitude-weighted RMS phase difference, radians, where the reference
-        amplitude exceeds :data:`PHASE_ERROR_LEVEL` of its maximum (NaN when
-        not known).
-    """
-
-    error: float
-    twin: bool
-    shift_px: tuple[float, ...]
-    ramp_rad_per_px: tuple[float, ...]
-    phase_rad: float
-    scale: float
-    phase_error_rad: float
-
-    @classmethod
-    def identity(cls, ndim: int) -> Comparison:
-        """The comparison of an object with itself: no move, error 0, scale 1.
-
-        Parameters
-        ----------
-        ndim : int
-            Number of axes of the object (2 or 3).
-        """
-        return cls(error=0.0, twin=False, shift_px=(0.0,) * ndim, ramp_rad_per_px=(0.0,) * ndim, phase_rad=0.0,
-                   scale=1.0, phase_error_rad=0.0)
 
 
 def _complex(array: Any) -> np.ndarray:

@@ -6,8 +6,8 @@ fitted intensities, the convergence history, metrics, alignment, runs and
 configuration (``image_1/process_1``), and the free-pixel mask. An ensemble
 of runs and its PRTF, when the writer stored them, live in
 ``process_1/results/ensemble/`` and ``process_1/results/prtf/`` under the
-dataset names of :func:`cdi_dip.ensemble.ensemble_datasets` and
-:func:`cdi_dip.ensemble.prtf_datasets`.
+dataset names of :func:`ensemble_datasets` and :func:`prtf_datasets`, which
+convert them to and from stored arrays (the writer uses them too).
 """
 
 from __future__ import annotations
@@ -21,22 +21,30 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..ensemble import EnsembleResult, PrtfResult, ensemble_from_datasets, prtf_from_datasets
 from ..errors import InvalidInputError
-from ..types import AlignInfo, Measurement, Result
+from ..types import PRTF_THRESHOLD, AlignInfo, Comparison, EnsembleResult, Measurement, PrtfResult, Result
 from .cxi import DETECTOR, IMAGE_DATA, read_cxi_meta
 
-__all__ = ["ENSEMBLE_GROUP", "PRTF_GROUP", "StoredResult", "read_result_cxi"]
+__all__ = ["ENSEMBLE_DATASETS", "ENSEMBLE_GROUP", "PRTF_DATASETS", "PRTF_GROUP", "StoredResult", "ensemble_datasets",
+           "ensemble_from_datasets", "prtf_datasets", "prtf_from_datasets", "read_result_cxi"]
 
 PROCESS = "/entry_1/image_1/process_1"
 RESULTS = f"{PROCESS}/results"
 ENSEMBLE_GROUP = f"{RESULTS}/ensemble"
-"""Where an ensemble's maps are stored (dataset names: :data:`cdi_dip.ensemble.ENSEMBLE_DATASETS`)."""
+"""Where an ensemble's maps are stored (dataset names: :data:`ENSEMBLE_DATASETS`)."""
 PRTF_GROUP = f"{RESULTS}/prtf"
-"""Where a PRTF is stored (dataset names: :data:`cdi_dip.ensemble.PRTF_DATASETS`)."""
+"""Where a PRTF is stored (dataset names: :data:`PRTF_DATASETS`)."""
 
 _NOT_METRICS = {"method", "wall_s", "device", "seed", "interrupted", "shift_px", "ramp_rad_per_px",
                 "phase_offset_rad", "twin", "runs", "solver", "history", "model_intensity", "ensemble", "prtf"}
+
+
+ENSEMBLE_DATASETS = ("mean", "amplitude_std", "phase_std_rad", "support_union", "support_majority",
+                     "errors_to_reference", "twin", "pairwise_errors")
+"""Names under which :func:`ensemble_datasets` stores an ensemble in a result CXI."""
+
+PRTF_DATASETS = ("frequency_per_px", "values", "threshold", "resolution_px", "resolution_m", "members")
+"""Names under which :func:`prtf_datasets` stores a PRTF (``resolution_*`` NaN when unknown)."""
 
 
 @dataclass
@@ -46,11 +54,9 @@ class StoredResult:
     Attributes
     ----------
     result : Result
-        The reconstruction, its measurement and everything the writer stored.
-    ensemble : EnsembleResult or None
-        Ensemble maps, when stored (without the members themselves).
-    prtf : PrtfResult or None
-        PRTF curve and resolution, when stored.
+        The reconstruction, its measurement and everything the writer stored:
+        its ``ensemble`` maps (without the members themselves) and its
+        ``prtf`` curve and resolution, when stored.
     command : str
         Command line that produced the file.
     version : str
@@ -60,11 +66,113 @@ class StoredResult:
     """
 
     result: Result
-    ensemble: EnsembleResult | None = None
-    prtf: PrtfResult | None = None
     command: str = ""
     version: str = ""
     date: str = ""
+
+    @property
+    def ensemble(self) -> EnsembleResult | None:
+        """The stored ensemble maps (``result.ensemble``)."""
+        return self.result.ensemble
+
+    @property
+    def prtf(self) -> PrtfResult | None:
+        """The stored PRTF (``result.prtf``)."""
+        return self.result.prtf
+
+
+# --------------------------------------------------------------------------- ensemble and PRTF datasets
+
+
+def ensemble_datasets(ensemble: EnsembleResult) -> dict[str, np.ndarray]:
+    """The arrays of an ensemble worth storing, by the names of :data:`ENSEMBLE_DATASETS`.
+
+    Parameters
+    ----------
+    ensemble : EnsembleResult
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``mean`` (complex64, S), ``amplitude_std`` and ``phase_std_rad``
+        (float32, S; radians), ``support_union`` and ``support_majority``
+        (uint8, S; 1 = inside), ``errors_to_reference`` (float64, (K,)),
+        ``twin`` (uint8, (K,)) and, when computed, ``pairwise_errors``
+        (float64, (K, K)).
+    """
+    data = {
+        "mean": ensemble.mean.astype(np.complex64),
+        "amplitude_std": ensemble.amplitude_std.astype(np.float32),
+        "phase_std_rad": ensemble.phase_std_rad.astype(np.float32),
+        "support_union": ensemble.support_union.astype(np.uint8),
+        "support_majority": ensemble.support_majority.astype(np.uint8),
+        "errors_to_reference": ensemble.errors_to_reference.astype(np.float64),
+        "twin": np.array([bool(t.twin) for t in ensemble.transforms], dtype=np.uint8),
+    }
+    if ensemble.pairwise_errors is not None:
+        data["pairwise_errors"] = ensemble.pairwise_errors.astype(np.float64)
+    return data
+
+
+def _stored_comparison(error: float, is_twin: bool, ndim: int) -> Comparison:
+    """What the stored datasets keep of a comparison: the error and the twin flag (the rest NaN)."""
+    unknown = float("nan")
+    return Comparison(error=error, twin=is_twin, shift_px=(unknown,) * ndim, ramp_rad_per_px=(unknown,) * ndim,
+                      phase_rad=unknown, scale=unknown, phase_error_rad=unknown)
+
+
+def ensemble_from_datasets(data: dict[str, Any]) -> EnsembleResult:
+    """Inverse of :func:`ensemble_datasets`, without the members themselves.
+
+    ``objects`` and ``supports`` come back empty (shape ``(0, *S)``): only the
+    maps, supports, errors and twin flags are stored.
+    """
+    mean = np.asarray(data["mean"]).astype(np.complex64)
+    errors = np.asarray(data["errors_to_reference"], dtype=np.float64).reshape(-1)
+    twins = np.asarray(data.get("twin", np.zeros(errors.shape)), dtype=bool).reshape(-1)
+    pairwise = data.get("pairwise_errors")
+    return EnsembleResult(
+        objects=np.zeros((0, *mean.shape), dtype=np.complex64),
+        supports=np.zeros((0, *mean.shape), dtype=bool),
+        mean=mean,
+        amplitude_std=np.asarray(data["amplitude_std"], dtype=np.float32),
+        phase_std_rad=np.asarray(data["phase_std_rad"], dtype=np.float32),
+        support_union=np.asarray(data["support_union"]).astype(bool),
+        support_majority=np.asarray(data["support_majority"]).astype(bool),
+        errors_to_reference=errors,
+        pairwise_errors=None if pairwise is None else np.asarray(pairwise, dtype=np.float64),
+        members=tuple(range(errors.size)),
+        transforms=[_stored_comparison(float(e), bool(t), mean.ndim) for t, e in zip(twins, errors)],
+    )
+
+
+def prtf_datasets(result: PrtfResult) -> dict[str, np.ndarray]:
+    """The arrays of a PRTF by the names of :data:`PRTF_DATASETS` (unknown resolutions as NaN)."""
+    def number(value: float | None) -> np.ndarray:
+        return np.float64(np.nan if value is None else value)
+
+    return {"frequency_per_px": np.asarray(result.frequency_per_px, dtype=np.float64),
+            "values": np.asarray(result.values, dtype=np.float64),
+            "threshold": np.float64(result.threshold),
+            "resolution_px": number(result.resolution_px),
+            "resolution_m": number(result.resolution_m),
+            "members": np.int64(result.members)}
+
+
+def prtf_from_datasets(data: dict[str, Any]) -> PrtfResult:
+    """Inverse of :func:`prtf_datasets` (NaN resolutions become None)."""
+    def number(value: Any) -> float | None:
+        value = float(np.asarray(value))
+        return value if np.isfinite(value) else None
+
+    return PrtfResult(np.asarray(data["frequency_per_px"], dtype=np.float64),
+                      np.asarray(data["values"], dtype=np.float64),
+                      float(np.asarray(data.get("threshold", PRTF_THRESHOLD))),
+                      number(data.get("resolution_px", np.nan)), number(data.get("resolution_m", np.nan)),
+                      int(np.asarray(data.get("members", 0))))
+
+
+# --------------------------------------------------------------------------- reading
 
 
 def _text(node: Any, default: str = "") -> str:
@@ -210,12 +318,12 @@ def read_result_cxi(path: Path) -> StoredResult:
             runs=_json(stored.get("runs"), []),
             model_intensity=np.asarray(model[()], dtype=np.float32) if isinstance(model, h5py.Dataset) else None,
             free=(np.asarray(free[()]) != 0) if isinstance(free, h5py.Dataset) else None,
-            extra={"solver": _json(stored.get("solver"), {})},
+            solver=_json(stored.get("solver"), {}),
+            ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
+            prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
         )
         return StoredResult(
             result=result,
-            ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
-            prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
             command=_text(file.get(f"{PROCESS}/command")),
             version=_text(file.get(f"{PROCESS}/version")),
             date=_text(file.get(f"{PROCESS}/date")),

@@ -33,17 +33,16 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         "metrics": metrics,
         "seed": result.seed,
         "version": __version__,
-        "versions": result.extra.get("versions", {}),
+        "versions": result.versions,
         "alignment": {"shift_px": list(result.align.shift_px), "ramp_rad_per_px": list(result.align.ramp_rad_per_px),
                       "phase_offset_rad": result.align.phase_offset_rad, "twin": result.align.twin},
         "config": result.config,
     }
-    if "beamstop_rim" in result.extra:
-        summary["beamstop_rim"] = result.extra["beamstop_rim"]
-    ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")
-    if ensemble is not None:
-        summary["ensemble"] = ensemble.summary()
-    if prtf is not None:
-        summary["resolution"] = prtf.summary()
+    if result.beamstop_rim is not None:
+        summary["beamstop_rim"] = result.beamstop_rim.summary()
+    if result.ensemble is not None:
+        summary["ensemble"] = result.ensemble.summary()
+    if result.prtf is not None:
+        summary["resolution"] = result.prtf.summary()
     return summary
 

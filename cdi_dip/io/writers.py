@@ -46,6 +46,7 @@ import tifffile
 from ..types import Result
 from ._atomic import atomic_write
 from .cxi import IMAGE_DATA, compression, nx_group, write_entry, write_instrument, write_root_attrs
+from .result_cxi import ensemble_datasets, prtf_datasets
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +198,8 @@ def _write_results(process: h5py.Group, result: Result) -> None:
         _write_value(results, key, value)
     _write_value(results, "twin", bool(result.align.twin))
     _string(results, "runs", _dumps(result.runs))
-    solver_extra = result.extra.get("solver")
-    if solver_extra:
-        _string(results, "solver", _dumps(solver_extra))
+    if result.solver:
+        _string(results, "solver", _dumps(result.solver))
     history = nx_group(results, "history", "NXcollection")
     for key, column in _history_columns(result.history).items():
         history.create_dataset(key, data=column)
@@ -212,10 +212,8 @@ def _write_results(process: h5py.Group, result: Result) -> None:
 
 def _write_ensemble(results: h5py.Group, result: Result) -> None:
     """The ensemble maps and PRTF, when the result averages several runs."""
-    from ..ensemble import ensemble_datasets, prtf_datasets
-
-    for name, item, to_datasets in (("ensemble", result.extra.get("ensemble"), ensemble_datasets),
-                                    ("prtf", result.extra.get("prtf"), prtf_datasets)):
+    for name, item, to_datasets in (("ensemble", result.ensemble, ensemble_datasets),
+                                    ("prtf", result.prtf, prtf_datasets)):
         if item is None:
             continue
         group = nx_group(results, name, "NXcollection")
@@ -225,7 +223,7 @@ def _write_ensemble(results: h5py.Group, result: Result) -> None:
 
 
 def _write_masks(process: h5py.Group, result: Result) -> None:
-    masks = dict(result.extra.get("masks") or {})
+    masks = dict(result.masks)
     if result.free is not None and "free" not in masks:
         masks["free"] = result.free
     if not masks:
@@ -246,7 +244,7 @@ def _write_process(image: h5py.Group, result: Result, command_line: str, version
     _string(process, "method", result.method)
     _string(process, "configuration", _dumps(result.config, indent=1))
     versions = nx_group(process, "versions", "NXcollection")
-    for key, value in (result.extra.get("versions") or {}).items():
+    for key, value in result.versions.items():
         _string(versions, key, str(value))
     parameters = nx_group(process, "parameters", "NXcollection")
     for key, value in result.config.items():
