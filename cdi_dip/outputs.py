@@ -310,8 +310,8 @@ def claim_result_folder(out_dir: Path, name: str, inputs: Sequence[str] = ()) ->
 
 def _write_files(result: Result, staging: Path, final: Path, command_line: str, deferral: Any) -> dict[str, Any]:
     """Every file of the result into ``staging``; ``summary.json`` last. Returns the summary."""
-    from .report import write_report  # matplotlib only when writing
-    from .report_html import write_report_html
+    from .report.png import write_report  # matplotlib only when writing
+    from .report.html import write_report_html
 
     name = result.measurement.name
     ensemble, prtf = result.extra.get("ensemble"), result.extra.get("prtf")

@@ -73,7 +73,7 @@ class Measurement:
         Valid pixels (counts kept) that the reconstruction holds out of its
         fit until a first pass confirms them: the rim of a beamstop shadow the
         tool found, which a real beamstop may half cover
-        (:func:`cdi_dip.rim.check_rim`). None: none.
+        (:func:`cdi_dip.prepare.rim.check_rim`). None: none.
     """
 
     intensity: np.ndarray

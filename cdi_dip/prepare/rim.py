@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .types import Measurement
+from ..types import Measurement
 
 log = logging.getLogger(__name__)
 
