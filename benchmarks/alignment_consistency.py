@@ -23,7 +23,7 @@ from common import add_method_argument, limit_threads, machine_description
 from cdi_dip.ensemble import compare_objects
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import condition_detector, prepare
+from cdi_dip.prepare.stages import condition_detector, prepare
 from cdi_dip.simulate import simulate_scan
 
 

@@ -39,7 +39,7 @@ from common import limit_threads, machine_description, score
 from cdi_dip.config import AlienHandling, DetectorConfig, RunConfig
 from cdi_dip.io.readers import read_array, read_measurement
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import condition_detector, prepare
+from cdi_dip.prepare.stages import condition_detector, prepare
 from cdi_dip._ndimage import dilate
 from cdi_dip.simulate import PlantedDefects, plant_defects, simulate_scan
 from cdi_dip.types import Measurement
@@ -95,7 +95,7 @@ def planted(args: argparse.Namespace) -> None:
         with_found = reconstruct(prepare(conditioned, cfg.prep), cfg)
         elapsed = time.perf_counter() - start
         # The rim of the found shadow is valid (provisional) after conditioning; a first pass decides
-        # whether it is fitted (cdi_dip.rim). The mask scored is the one the final fit used.
+        # whether it is fitted (cdi_dip.prepare.rim). The mask scored is the one the final fit used.
         rim = with_found.beamstop_rim.summary() if with_found.beamstop_rim is not None else {}
         rim_excluded = conditioned.provisional if conditioned.provisional is not None and not rim.get("readmitted") \
             else np.zeros(raw.shape, dtype=bool)

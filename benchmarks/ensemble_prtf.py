@@ -25,7 +25,7 @@ from cdi_dip.config import Method, RunConfig
 from cdi_dip.ensemble import (centred_fft, centred_ifft, compare_objects, compute_prtf, match_to_reference,
                               object_pixel_size_m)
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import condition_detector, prepare
+from cdi_dip.prepare.stages import condition_detector, prepare
 from cdi_dip.restarts import to_data_frame
 from cdi_dip.simulate import simulate_scan
 

@@ -17,7 +17,7 @@ from common import as_measurement, crystal_cases_2d, limit_threads, machine_desc
 
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import prepare
+from cdi_dip.prepare.stages import prepare
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from common import cell_cases_2d, limit_threads, machine_description, score
 
 from cdi_dip.config import CentreMethod, Method, RunConfig
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import condition_detector, prepare
+from cdi_dip.prepare.stages import condition_detector, prepare
 
 
 def parse_args() -> argparse.Namespace:

@@ -39,7 +39,7 @@ from common import CrystalCase, as_measurement, crossed_crystal_cases, limit_thr
 
 from cdi_dip.config import Method, RunConfig, config_from_dict
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import prepare
+from cdi_dip.prepare.stages import prepare
 
 EVALUATION_SEED = 7
 """Simulation seed of the reported benchmark; never used to choose a default."""

@@ -196,22 +196,24 @@ def _is_tiff_scan_dir(path: str) -> bool:
     )
 
 
-def _input_key(source: str) -> str:
-    """A spelling-independent key of an input (absolute, symlinks resolved)."""
+def _with_file_part(source: str, resolve: Callable[[str], str]) -> str:
+    """``source`` with its file part (of ``file.h5:/dataset`` too) passed through ``resolve``; a path that
+    does not exist is returned as given."""
     file_part = _dataset_file(source)
     if file_part is not None:
-        return os.path.realpath(os.path.expanduser(file_part)) + source[len(file_part):]
+        return resolve(os.path.expanduser(file_part)) + source[len(file_part):]
     path = os.path.expanduser(source)
-    return os.path.realpath(path) if os.path.exists(path) else source
+    return resolve(path) if os.path.exists(path) else source
+
+
+def _input_key(source: str) -> str:
+    """A spelling-independent key of an input (absolute, symlinks resolved)."""
+    return _with_file_part(source, os.path.realpath)
 
 
 def _absolute(source: str) -> str:
     """``source`` with its file part made absolute (for workers on other machines)."""
-    file_part = _dataset_file(source)
-    if file_part is not None:
-        return os.path.abspath(os.path.expanduser(file_part)) + source[len(file_part):]
-    path = os.path.expanduser(source)
-    return os.path.abspath(path) if os.path.exists(path) else source
+    return _with_file_part(source, os.path.abspath)
 
 
 def _unique(sources: Sequence[str]) -> list[str]:

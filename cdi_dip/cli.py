@@ -287,7 +287,7 @@ def inspect(
         inspection = inspect_input(input, cfg, mask_specs=mask or ())
         info = describe(inspection, source=input)
         if png is not None:
-            from .report import write_mask_figure
+            from .report.png import write_mask_figure
 
             _check_parent(png)
             info["png"] = str(write_mask_figure(inspection.conditioned, png))
@@ -382,7 +382,7 @@ def report(
     """Rebuild report.png and report.html from a result file."""
     _setup_logging(False, False)
     try:
-        from .report_html import regenerate_report
+        from .report.html import regenerate_report
 
         files = regenerate_report(result, out)
     except InvalidInputError as exc:

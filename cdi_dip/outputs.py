@@ -345,7 +345,7 @@ def _write_vti(result: Result, staging: Path, command_line: str) -> list[Path]:
 
 def _write_report_png(result: Result, staging: Path, command_line: str) -> list[Path]:
     """``report.png``."""
-    from .report import write_report  # matplotlib only when writing
+    from .report.png import write_report  # matplotlib only when writing
 
     return write_report(result, staging)
 
@@ -359,7 +359,7 @@ def _write_files(result: Result, staging: Path, final: Path, command_line: str, 
 
     Returns the summary.
     """
-    from .report_html import write_report_html
+    from .report.html import write_report_html
 
     files: list[Path] = []
     for writer in WRITERS:

@@ -25,16 +25,16 @@ import torch
 from .config import Method, RunConfig
 from .device import resolve_device
 from .errors import InvalidInputError, ReconstructionError
-from .free_pixels import select_free_islands
+from .prepare.free_pixels import select_free_islands
 from .interrupts import interrupts_deferred
 from .io.readers import read_array, read_measurement, scan_name
 from .memory import check_memory, estimate_memory_bytes
 from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
 from .physics import FarField
-from .preprocess import condition_detector, prepare
+from .prepare.stages import condition_detector, prepare
 from .provenance import software_versions
 from .restarts import Combined, Run, combine_runs, run_starts
-from .rim import check_rim, with_rim, without_rim
+from .prepare.rim import check_rim, with_rim, without_rim
 from .solvers import Initialiser, IterCallback, Problem, choose_method, random_phases
 from .types import BeamstopRim, Measurement, Result
 
@@ -74,14 +74,14 @@ def reconstruct(
 
     Provisional pixels (the rim of a beamstop shadow the tool found) are left
     out of a first pass. When that pass ran the double DIP and predicts their
-    counts (:func:`cdi_dip.rim.check_rim`), the rim is lit and a second pass
+    counts (:func:`cdi_dip.prepare.rim.check_rim`), the rim is lit and a second pass
     fits it with the rest; otherwise it stays excluded (``beamstop_rim``).
     Either way ``Result.beamstop_rim`` says what was measured and done.
 
     Parameters
     ----------
     measurement : Measurement
-        Centred, framed data (see :func:`cdi_dip.preprocess.prepare`).
+        Centred, framed data (see :func:`cdi_dip.prepare.stages.prepare`).
     cfg : RunConfig
         Validated configuration.
     init : Initialiser

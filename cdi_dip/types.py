@@ -73,7 +73,7 @@ class Measurement:
         Valid pixels (counts kept) that the reconstruction holds out of its
         fit until a first pass confirms them: the rim of a beamstop shadow the
         tool found, which a real beamstop may half cover
-        (:func:`cdi_dip.rim.check_rim`). None: none.
+        (:func:`cdi_dip.prepare.rim.check_rim`). None: none.
     """
 
     intensity: np.ndarray
@@ -378,10 +378,10 @@ class PrtfResult:
 
 @dataclass(frozen=True)
 class BeamstopRim:
-    """What became of the rim of a beamstop shadow the tool found (:mod:`cdi_dip.rim`).
+    """What became of the rim of a beamstop shadow the tool found (:mod:`cdi_dip.prepare.rim`).
 
     The rim is held out of a first pass; after a double DIP pass its
-    measured counts are compared with the prediction (:func:`cdi_dip.rim.check_rim`)
+    measured counts are compared with the prediction (:func:`cdi_dip.prepare.rim.check_rim`)
     and, when lit, fitted in a second pass. The ``measured_counts`` ...
     ``lit`` fields are those of the test, ``None`` when it was not made (after
     HIO, ER or RAAR).

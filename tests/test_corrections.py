@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cdi_dip.corrections import (
+from cdi_dip.prepare.corrections import (
     apply_roi,
     bin_frames,
     correct_measurement,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cdi_dip.defects import (
+from cdi_dip.prepare.defects import (
     REASONS,
     DefectOptions,
     detect_defects,

@@ -13,7 +13,7 @@ from cdi_dip.cli import app
 from cdi_dip.config import ProjectionConfig, RunConfig
 from cdi_dip.errors import ReconstructionError
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import prepare
+from cdi_dip.prepare.stages import prepare
 from cdi_dip.simulate import simulate_scan
 from cdi_dip.solvers import SOLVERS, Problem
 from cdi_dip.solvers.projections import ProjectionRun, solve_projections

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cdi_dip.errors import InvalidInputError
-from cdi_dip.free_pixels import select_free_islands
+from cdi_dip.prepare.free_pixels import select_free_islands
 from cdi_dip._ndimage import dilate, label
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from cdi_dip.config import DipConfig, Method, ProjectionConfig, RunConfig
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import condition_detector, prepare
+from cdi_dip.prepare.stages import condition_detector, prepare
 from cdi_dip.simulate import simulate_scan
 from cdi_dip.types import Measurement
 

@@ -3,7 +3,7 @@ import pytest
 
 from cdi_dip.config import CentreMethod, PrepConfig
 from cdi_dip.errors import InvalidInputError
-from cdi_dip.preprocess import (
+from cdi_dip.prepare.stages import (
     centred_window,
     extract_window,
     fft_friendly_above,
@@ -88,7 +88,7 @@ def test_prepare_rejects_empty_data():
 
 # -- detector conditioning -------------------------------------------------------------
 from cdi_dip.config import AlienHandling, DetectorConfig  # noqa: E402
-from cdi_dip.preprocess import bin_measurement, condition_detector, detector_roi  # noqa: E402
+from cdi_dip.prepare.stages import bin_measurement, condition_detector, detector_roi  # noqa: E402
 from cdi_dip.simulate import plant_defects, simulate_scan  # noqa: E402
 
 

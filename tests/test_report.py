@@ -14,8 +14,8 @@ from cdi_dip.ensemble import align_object, compute_prtf, ensemble_statistics
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.io.result_cxi import ENSEMBLE_GROUP, PRTF_GROUP, ensemble_datasets, prtf_datasets, read_result_cxi
 from cdi_dip.io.writers import write_result_cxi
-from cdi_dip.report import write_report
-from cdi_dip.report_html import regenerate_report, write_report_html
+from cdi_dip.report.png import write_report
+from cdi_dip.report.html import regenerate_report, write_report_html
 from cdi_dip.simulate import expected_intensity, faceted_crystal
 from cdi_dip.types import Measurement, Result, ScanMeta
 

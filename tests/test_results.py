@@ -13,7 +13,7 @@ from cdi_dip.ensemble import align_object, compare_objects, remove_phase_ramp, r
 from cdi_dip.cli import app
 from cdi_dip.config import ProjectionConfig, RunConfig
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import condition_detector, prepare
+from cdi_dip.prepare.stages import condition_detector, prepare
 from cdi_dip.simulate import faceted_crystal, simulate_scan
 
 runner = CliRunner()

@@ -8,9 +8,9 @@ import pytest
 from cdi_dip import pipeline
 from cdi_dip._ndimage import dilate
 from cdi_dip.config import DetectorConfig, Method, RimHandling, RunConfig
-from cdi_dip.defects import detect_defects
-from cdi_dip.preprocess import bin_measurement, condition_detector, prepare
-from cdi_dip.rim import check_rim
+from cdi_dip.prepare.defects import detect_defects
+from cdi_dip.prepare.stages import bin_measurement, condition_detector, prepare
+from cdi_dip.prepare.rim import check_rim
 from cdi_dip.simulate import expected_intensity, faceted_crystal, plant_defects
 from cdi_dip.types import Measurement, Result
 
@@ -138,7 +138,7 @@ def test_reconstruct_fits_the_rim_again_only_when_a_dip_pass_finds_it_lit(monkey
 
 
 def test_a_dimmed_rim_does_not_move_the_centre_of_the_frame():
-    from cdi_dip.rim import without_rim
+    from cdi_dip.prepare.rim import without_rim
 
     for seed in range(3, 9):
         raw, _, _, _ = planted_crystal(rim_transmission=0.2, seed=seed)

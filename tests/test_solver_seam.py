@@ -11,7 +11,7 @@ from cdi_dip.config import DipConfig, Method, ProjectionConfig, RunConfig
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.preprocess import prepare
+from cdi_dip.prepare.stages import prepare
 from cdi_dip.simulate import simulate_scan
 from cdi_dip.solvers import SOLVERS, Problem, SolverEntry, random_phases
 from cdi_dip.solvers.loop import FixedSupport, run_plan

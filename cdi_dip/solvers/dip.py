@@ -649,7 +649,7 @@ def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor 
     used_counts = counts[used]
     if not bool(torch.isfinite(used_counts).all()) or bool((used_counts < 0).any()):
         raise InvalidInputError("counts must be finite and non-negative on valid pixels: mark NaN, Inf and "
-                                "negative pixels as excluded (cdi_dip.preprocess does)")
+                                "negative pixels as excluded (cdi_dip.prepare.stages does)")
 
 
 @dataclass(frozen=True)

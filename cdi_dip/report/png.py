@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io._atomic import atomic_write
-from .types import Result
+from ..io._atomic import atomic_write
+from ..types import Result
 
 if TYPE_CHECKING:
-    from .ensemble import EnsembleResult, PrtfResult
+    from ..ensemble import EnsembleResult, PrtfResult
 
 
 def _support_box(support: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
@@ -236,7 +236,7 @@ def write_mask_figure(measurement, path: Path) -> Path:
     Parameters
     ----------
     measurement : Measurement
-        Usually after :func:`cdi_dip.preprocess.condition_detector`, whose
+        Usually after :func:`cdi_dip.prepare.stages.condition_detector`, whose
         ``masks`` say why each pixel is excluded.
     path : pathlib.Path
         PNG to write (atomically).

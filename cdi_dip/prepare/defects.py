@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._ndimage import box_mean, dilate, label, neighbour_median, neighbour_top2
-from .errors import InvalidInputError
+from .._ndimage import box_mean, dilate, label, neighbour_median, neighbour_top2
+from ..errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ def find_dead_pixels(
     there. :func:`detect_defects` therefore only looks for dead pixels in 3D
     stacks by default (the sum over the rocking curve has no nulls). Where
     the signal is weak a dead pixel cannot be told from a quiet one either;
-    the flat field finds those (:func:`cdi_dip.corrections.flat_field`).
+    the flat field finds those (:func:`cdi_dip.prepare.corrections.flat_field`).
 
     Parameters
     ----------

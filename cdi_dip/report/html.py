@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .io._atomic import atomic_write
-from .io.summary import make_summary
+from ..io._atomic import atomic_write
+from ..io.summary import make_summary
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +243,9 @@ def regenerate_report(result_cxi: Path, out_dir: Path | None = None) -> list[Pat
     InvalidInputError
         The file is not a cdi-dip result, or ``out_dir`` cannot be created.
     """
-    from .errors import InvalidInputError
-    from .io.result_cxi import read_result_cxi
-    from .report import write_report
+    from ..errors import InvalidInputError
+    from ..io.result_cxi import read_result_cxi
+    from .png import write_report
 
     result_cxi = Path(result_cxi)
     stored = read_result_cxi(result_cxi)

@@ -3,8 +3,8 @@
 Two stages, each a function of a :class:`~cdi_dip.types.Measurement`:
 
 1. :func:`condition_detector`: dark subtraction and flat field
-   (:mod:`cdi_dip.corrections`), defects found in the data and excluded by
-   reason (:mod:`cdi_dip.defects`: gaps, saturation, hot and dead pixels,
+   (:mod:`cdi_dip.prepare.corrections`), defects found in the data and excluded by
+   reason (:mod:`cdi_dip.prepare.defects`: gaps, saturation, hot and dead pixels,
    beamstop, aliens), binning;
 2. :func:`prepare`: photon threshold, the zero frequency found (the Bragg
    peak, or the centre of Friedel symmetry when a beamstop hides it), an
@@ -22,11 +22,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from .config import AlienHandling, CentreMethod, DetectorConfig, PrepConfig, RimHandling
+from ..config import AlienHandling, CentreMethod, DetectorConfig, PrepConfig, RimHandling
+from ..errors import InvalidInputError
+from ..types import Measurement
 from .corrections import bin_frames, correct_measurement
 from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
-from .errors import InvalidInputError
-from .types import Measurement
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ def defect_reference_peak(measurement: Measurement) -> tuple[int, ...] | None:
 
 
 def _hold_out_rim(measurement: Measurement, rim: np.ndarray, handling: RimHandling) -> Measurement:
-    """The rim of a found beamstop shadow: provisional (``test``: see :mod:`cdi_dip.rim`) or kept (``keep``)."""
+    """The rim of a found beamstop shadow: provisional (``test``: see :mod:`cdi_dip.prepare.rim`) or kept (``keep``)."""
     if not rim.any() or handling is RimHandling.KEEP:
         return measurement
     previous = measurement.provisional if measurement.provisional is not None else np.zeros_like(rim)

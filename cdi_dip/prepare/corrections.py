@@ -25,8 +25,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .errors import InvalidInputError
-from .types import Measurement
+from ..errors import InvalidInputError
+from ..types import Measurement
 
 log = logging.getLogger(__name__)
 

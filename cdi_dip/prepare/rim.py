@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, replace
 import numpy as np
 
-from .types import BeamstopRim, Measurement
+from ..types import BeamstopRim, Measurement
 
 log = logging.getLogger(__name__)
 
