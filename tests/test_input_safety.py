@@ -459,8 +459,8 @@ def test_cli_batch_takes_allow_external_links(scan_dir, outside, tmp_path):
 
 
 def test_allow_external_links_flows_from_toml_and_the_command_line(tmp_path):
-    from cdi_dip.cli import build_config
-    from cdi_dip.cli_options import run_overrides
+    from cdi_dip.cli.common import build_config
+    from cdi_dip.cli.options import run_overrides
 
     assert build_config(None, run_overrides()).input.allow_external_links is False
     assert build_config(None, run_overrides(allow_external_links=True)).input.allow_external_links is True

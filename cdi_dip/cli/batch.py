@@ -1,6 +1,5 @@
 """``cdi-dip batch``: many scans on a local process pool or a Dask cluster.
 
-Registered in :mod:`cdi_dip.cli` with ``app.command(name="batch")(batch)``.
 The library part (input expansion, executors, resume) is :mod:`cdi_dip.batch`;
 this module parses, renders progress and maps outcomes to exit codes.
 """
@@ -9,94 +8,16 @@ from __future__ import annotations
 
 import shlex
 import sys
-import time
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from . import cli_options as opt
-from .errors import InvalidInputError
-
-# cdi_dip.cli imports this module to register `batch`; it is imported back only
-# inside the command, so either module may be imported first.
-
-
-class _BatchProgress:
-    """Per-scan progress on stderr: a Rich bar on a terminal, one plain line per scan otherwise."""
-
-    def __init__(self, mode: str):
-        self.mode = mode  # "rich", "plain" or "off"
-        self._progress = None
-        self._task = None
-        self._start = time.monotonic()
-        self._run_done = 0
-        self._to_run = 0
-
-    def __enter__(self) -> "_BatchProgress":
-        if self.mode == "rich":
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
-                TextColumn("{task.fields[left]}"),
-                console=Console(stderr=True),
-            )
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> bool:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-        return False
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "start":
-            self._start = time.monotonic()
-            self._to_run = event["total"] - event["skipped"]
-            if self._progress is not None:
-                self._task = self._progress.add_task("batch", total=event["total"], failed=0, left="")
-        elif kind == "scan":
-            self._scan(event)
-
-    def _time_left(self) -> str:
-        """Mean wall time per scan run so far times the scans still to run."""
-        if self._run_done == 0 or self._run_done >= self._to_run:
-            return ""
-        left_s = (time.monotonic() - self._start) / self._run_done * (self._to_run - self._run_done)
-        return f"~{timedelta(seconds=round(left_s))} left"
-
-    def _scan(self, event: dict[str, Any]) -> None:
-        if event["status"] != "skipped":
-            self._run_done += 1
-        status, source = event["status"], event["input"]
-        if self._progress is not None:
-            from rich.markup import escape
-
-            if status == "failed":
-                self._progress.console.print(f"[red]failed[/] {escape(source)}: {escape(event['error'] or '')}")
-            self._progress.update(self._task, completed=event["done"], failed=event["failed"], left=self._time_left())
-        elif self.mode == "plain":
-            line = f"[{event['done']}/{event['total']}] {status} {source}"
-            if status == "failed":
-                line += f": {event['error']}"
-            elif event.get("output"):
-                line += f" -> {event['output']}"
-            typer.echo(line, err=True)
-
-
-def _render_batch(summary: dict[str, Any], out: Path) -> None:
-    typer.echo(
-        f"batch: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped "
-        f"in {summary['wall_s']:.1f} s; summary in {out / 'batch.json'}"
-    )
-    for scan in summary["scans"]:
-        if scan["status"] == "failed":
-            typer.echo(f"  failed: {scan['input']}: {scan['error']}")
+from ..errors import InvalidInputError
+from . import options as opt
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, build_config, fail, print_json, setup_logging, \
+    sigterm_as_interrupt
+from .render import BatchProgress, render_batch
 
 
 def batch(
@@ -142,40 +63,38 @@ def batch(
     goes on. Exit code 0 only if every scan succeeded (or was skipped by
     --resume), else 1; 2 for invalid usage.
     """
-    from . import cli as _cli
-
-    _cli._setup_logging(quiet, verbose)
-    _cli._sigterm_as_interrupt()
+    setup_logging(quiet, verbose)
+    sigterm_as_interrupt()
     try:
         if workers is not None and workers < 1:
             raise InvalidInputError(f"--workers {workers}: give at least 1")
         if workers is not None and scheduler:
             raise InvalidInputError("--workers and --scheduler contradict each other: the Dask cluster sets the parallelism")
-        cfg = _cli.build_config(config, opt.run_overrides(
+        cfg = build_config(config, opt.run_overrides(
             method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
             max_size=max_size, centre=centre, threshold=threshold, plan=plan, param=param, dark=dark, flat=flat, roi=roi,
             bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
             allow_external_links=allow_external_links,
         ))
-        from .batch import expand_inputs, run_batch
+        from ..batch import expand_inputs, run_batch
 
         items = inputs or []
         sources = expand_inputs(items, sys.stdin.read() if "-" in items else None)
         mode = "off" if quiet or json_output else ("rich" if sys.stderr.isatty() else "plain")
-        with _BatchProgress(mode) as progress:
+        with BatchProgress(mode) as progress:
             summary = run_batch(
                 sources, cfg, out, workers=workers or 1, scheduler=scheduler, resume=resume,
                 mask_specs=mask or (), command_line=shlex.join(sys.argv), on_event=progress,
             )
     except InvalidInputError as exc:
-        raise _cli._fail(str(exc), _cli.EXIT_INVALID) from None
+        raise fail(str(exc), EXIT_INVALID) from None
     except KeyboardInterrupt:
-        raise _cli._fail(
+        raise fail(
             f"interrupted; finished scans are listed in {out / 'batch.json'}: rerun with --resume",
-            _cli.EXIT_INTERRUPTED,
+            EXIT_INTERRUPTED,
         ) from None
     if json_output:
-        _cli._print_json(summary)
+        print_json(summary)
     elif not quiet:
-        _render_batch(summary, out)
-    raise typer.Exit(0 if summary["failed"] == 0 else _cli.EXIT_FAILED)
+        render_batch(summary, out)
+    raise typer.Exit(0 if summary["failed"] == 0 else EXIT_FAILED)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er [default: auto: dip for crystals, hio for specimens]")]
 Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).")]
