@@ -70,12 +70,7 @@ def batch(
             raise InvalidInputError(f"--workers {workers}: give at least 1")
         if workers is not None and scheduler:
             raise InvalidInputError("--workers and --scheduler contradict each other: the Dask cluster sets the parallelism")
-        cfg = build_config(config, opt.run_overrides(
-            method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
-            max_size=max_size, centre=centre, threshold=threshold, plan=plan, param=param, dark=dark, flat=flat, roi=roi,
-            bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
-            allow_external_links=allow_external_links,
-        ))
+        cfg = build_config(config, opt.overrides(locals()))
         from ..batch import expand_inputs, run_batch
 
         items = inputs or []

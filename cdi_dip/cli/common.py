@@ -48,17 +48,12 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def build_config(
-    config_file: Optional[Path],
-    overrides: dict[str, Any],
-):
-    """TOML file (if any) merged with command-line options (None: not given), validated once."""
+def build_config(config_file: Optional[Path], overrides: dict[str, Any]):
+    """TOML file (if any) merged with the options given (nested, see :func:`.options.overrides`), validated once."""
     from ..config import config_from_dict, load_toml, merge
 
-    from .options import drop_unset
-
     base = load_toml(config_file) if config_file is not None else {}
-    return config_from_dict(merge(base, drop_unset(overrides)))
+    return config_from_dict(merge(base, overrides))
 
 
 def print_json(data: dict[str, Any]) -> None:

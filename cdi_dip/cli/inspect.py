@@ -35,11 +35,7 @@ def inspect(
     """Show what was read and found: shape, counts, peak, excluded pixels by reason, geometry, suggested frame."""
     setup_logging(False, False)
     try:
-        cfg = build_config(config, opt.run_overrides(
-            max_size=max_size, centre=centre, threshold=threshold, dark=dark, flat=flat, roi=roi, bin=bin,
-            saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
-            allow_external_links=allow_external_links,
-        ))
+        cfg = build_config(config, opt.overrides(locals()))
         from ..inspection import describe, inspect_input
 
         inspection = inspect_input(input, cfg, mask_specs=mask or ())

@@ -50,12 +50,7 @@ def reconstruct(
     setup_logging(quiet, verbose)
     sigterm_as_interrupt()
     try:
-        cfg = build_config(config, opt.run_overrides(
-            method=method, iterations=iterations, runs=runs, keep=keep, seed=seed, gpu=gpu, device=device, noise=noise,
-            max_size=max_size, centre=centre, threshold=threshold, plan=plan, param=param, dark=dark, flat=flat, roi=roi,
-            bin=bin, saturation=saturation, beamstop_radius=beamstop_radius, aliens=aliens,
-            allow_external_links=allow_external_links,
-        ))
+        cfg = build_config(config, opt.overrides(locals()))
         from ..pipeline import reconstruct_scan
 
         show_progress = not quiet and not json_output and sys.stderr.isatty()
