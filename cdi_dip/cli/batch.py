@@ -15,8 +15,7 @@ import typer
 
 from ..errors import InvalidInputError
 from . import options as opt
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, build_config, fail, print_json, setup_logging, \
-    sigterm_as_interrupt
+from .common import EXIT_FAILED, build_config, exit_codes, print_json, setup_logging, sigterm_as_interrupt
 from .render import BatchProgress, render_batch
 
 
@@ -65,7 +64,7 @@ def batch(
     """
     setup_logging(quiet, verbose)
     sigterm_as_interrupt()
-    try:
+    with exit_codes(interrupted=f"interrupted; finished scans are listed in {out / 'batch.json'}: rerun with --resume"):
         if workers is not None and workers < 1:
             raise InvalidInputError(f"--workers {workers}: give at least 1")
         if workers is not None and scheduler:
@@ -81,13 +80,6 @@ def batch(
                 sources, cfg, out, workers=workers or 1, scheduler=scheduler, resume=resume,
                 mask_specs=mask or (), command_line=shlex.join(sys.argv), on_event=progress,
             )
-    except InvalidInputError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
-    except KeyboardInterrupt:
-        raise fail(
-            f"interrupted; finished scans are listed in {out / 'batch.json'}: rerun with --resume",
-            EXIT_INTERRUPTED,
-        ) from None
     if json_output:
         print_json(summary)
     elif not quiet:

@@ -13,12 +13,14 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from ..errors import CdiDipError, InvalidInputError
+from ..errors import CdiDipError, InvalidInputError, ReconstructionError
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -29,6 +31,28 @@ def fail(message: str, code: int) -> typer.Exit:
     """Print ``cdi-dip: error: MESSAGE`` on stderr; return the Exit to raise with ``code``."""
     typer.echo(f"cdi-dip: error: {message}", err=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def exit_codes(*, failures: bool = False, interrupted: str | None = None) -> Iterator[None]:
+    """Inside a command: the library's errors as one line on stderr and the command's exit code.
+
+    :class:`InvalidInputError` exits 2; with ``failures``, a :class:`ReconstructionError` exits 1;
+    with ``interrupted``, Ctrl-C (or SIGTERM) prints that line and exits 130. Anything else
+    propagates (to :func:`run_app`).
+    """
+    try:
+        yield
+    except InvalidInputError as exc:
+        raise fail(str(exc), EXIT_INVALID) from None
+    except ReconstructionError as exc:
+        if not failures:
+            raise
+        raise fail(str(exc), EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        raise fail(interrupted, EXIT_INTERRUPTED) from None
 
 
 def setup_logging(quiet: bool, verbose: bool) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import InvalidInputError
 from . import options as opt
-from .common import EXIT_INVALID, fail, print_json, setup_logging
+from .common import exit_codes, print_json, setup_logging
 from .render import render_comparison
 
 
@@ -20,7 +20,7 @@ def compare(
 ) -> None:
     """Symmetry-adjusted error between objects (global phase and scale, shift, twin and phase ramp removed)."""
     setup_logging(False, False)
-    try:
+    with exit_codes():
         if len(objects) < 2:
             raise InvalidInputError("compare needs at least two objects: RESULT REFERENCE (or more for pairwise errors)")
         from ..ensemble import compare_objects
@@ -40,8 +40,6 @@ def compare(
             off = ~np.eye(len(arrays), dtype=bool)
             figures = {"objects": list(objects), "pairwise_errors": matrix.tolist(),
                        "mean_pairwise_error": float(matrix[off].mean()), "max_pairwise_error": float(matrix[off].max())}
-    except InvalidInputError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
     if json_output:
         print_json(figures)
     else:

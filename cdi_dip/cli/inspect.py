@@ -10,7 +10,7 @@ import typer
 
 from ..errors import InvalidInputError
 from . import options as opt
-from .common import EXIT_INVALID, build_config, fail, print_json, setup_logging
+from .common import build_config, exit_codes, print_json, setup_logging
 from .render import render_inspection
 
 
@@ -34,7 +34,7 @@ def inspect(
 ) -> None:
     """Show what was read and found: shape, counts, peak, excluded pixels by reason, geometry, suggested frame."""
     setup_logging(False, False)
-    try:
+    with exit_codes():
         cfg = build_config(config, opt.overrides(locals()))
         from ..inspection import describe, inspect_input
 
@@ -45,8 +45,6 @@ def inspect(
 
             _check_parent(png)
             info["png"] = str(write_mask_figure(inspection.conditioned, png))
-    except InvalidInputError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
     if json_output:
         print_json(info)
     else:

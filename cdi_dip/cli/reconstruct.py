@@ -9,10 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InvalidInputError, ReconstructionError
 from . import options as opt
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, build_config, fail, print_json, setup_logging, \
-    sigterm_as_interrupt
+from .common import EXIT_INTERRUPTED, build_config, exit_codes, print_json, setup_logging, sigterm_as_interrupt
 from .render import RunProgress, render_summary
 
 
@@ -49,7 +47,7 @@ def reconstruct(
     """Reconstruct one scan and write OUT/<scan-name>/ (CXI, TIFFs, report.png, summary.json)."""
     setup_logging(quiet, verbose)
     sigterm_as_interrupt()
-    try:
+    with exit_codes(failures=True, interrupted="interrupted before any result could be written"):
         cfg = build_config(config, opt.overrides(locals()))
         from ..pipeline import reconstruct_scan
 
@@ -58,12 +56,6 @@ def reconstruct(
             summary = reconstruct_scan(
                 input, cfg, out, mask_specs=mask or (), command_line=shlex.join(sys.argv), on_iter=progress,
             )
-    except InvalidInputError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
-    except ReconstructionError as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted before any result could be written", EXIT_INTERRUPTED) from None
     if json_output:
         print_json(summary)
     elif not quiet:

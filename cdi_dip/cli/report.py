@@ -7,9 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import InvalidInputError
 from . import options as opt
-from .common import EXIT_INVALID, fail, print_json, setup_logging
+from .common import exit_codes, print_json, setup_logging
 
 
 def report(
@@ -19,12 +18,10 @@ def report(
 ) -> None:
     """Rebuild report.png and report.html from a result file."""
     setup_logging(False, False)
-    try:
+    with exit_codes():
         from ..report_html import regenerate_report
 
         files = regenerate_report(result, out)
-    except InvalidInputError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
     if json_output:
         print_json({"result": str(result), "files": [str(f) for f in files]})
     else:

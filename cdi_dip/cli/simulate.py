@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InvalidInputError
-from .common import EXIT_INVALID, fail, print_json, setup_logging
+from .common import exit_codes, print_json, setup_logging
 from .options import parse_ints
 
 
@@ -26,6 +26,21 @@ def simulate(
 ) -> None:
     """Write a synthetic scan (CXI) and its ground truth, for demos, tests and benchmarks."""
     setup_logging(False, False)
+    with exit_codes():
+        frame = _write_scan(output, kind=kind, shape=shape, peak_counts=peak_counts, offset=offset,
+                            dislocation=dislocation, beamstop=beamstop, gap=gap, seed=seed)
+    truth = output.with_name(f"{output.stem}_truth.npy")
+    info = {"output": str(output), "ground_truth": str(truth), "kind": kind, "shape": list(frame),
+            "peak_counts": peak_counts, "seed": seed}
+    if json_output:
+        print_json(info)
+    else:
+        typer.echo(f"wrote {output} and {truth}")
+
+
+def _write_scan(output: Path, *, kind: str, shape: str, peak_counts: float, offset: str | None,
+                dislocation: bool, beamstop: int, gap: int, seed: int) -> tuple[int, ...]:
+    """Check the options, simulate and write; return the frame shape. Every failure is an InvalidInputError."""
     try:
         import numpy as np
 
@@ -46,17 +61,9 @@ def simulate(
                              beamstop_radius_px=beamstop, gap_px=gap)
         output.parent.mkdir(parents=True, exist_ok=True)
         write_simulated_scan(output, scan)
-    except InvalidInputError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
     except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror}", EXIT_INVALID) from None
+        raise InvalidInputError(f"cannot write {output}: {exc.strerror}") from None
     except MemoryError:  # where the free memory could not be told beforehand
-        raise fail(f"--shape {shape}: not enough memory to simulate this frame; give a smaller shape, "
-                   "e.g. 128,128", EXIT_INVALID) from None
-    truth = output.with_name(f"{output.stem}_truth.npy")
-    info = {"output": str(output), "ground_truth": str(truth), "kind": kind, "shape": list(frame),
-            "peak_counts": peak_counts, "seed": seed}
-    if json_output:
-        print_json(info)
-    else:
-        typer.echo(f"wrote {output} and {truth}")
+        raise InvalidInputError(f"--shape {shape}: not enough memory to simulate this frame; give a smaller shape, "
+                                "e.g. 128,128") from None
+    return frame
