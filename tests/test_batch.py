@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cdi_dip import batch as batch_module
 from cdi_dip.batch import expand_inputs, run_batch
-from cdi_dip.cli_batch import batch
+from cdi_dip.cli.batch import batch
 from cdi_dip.config import config_from_dict
 from cdi_dip.errors import InvalidInputError
 
@@ -25,7 +25,7 @@ CONFIG = {"method": "er", "iterations": 20, "seed": 1, "device": "cpu"}
 
 
 def _app() -> typer.Typer:
-    """A Typer app with only ``batch`` (independent of how cli.py registers it)."""
+    """A Typer app with only ``batch`` (independent of how cli/app.py registers it)."""
     app = typer.Typer(add_completion=False)
     app.command(name="batch")(batch)
 

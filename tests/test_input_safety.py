@@ -459,13 +459,14 @@ def test_cli_batch_takes_allow_external_links(scan_dir, outside, tmp_path):
 
 
 def test_allow_external_links_flows_from_toml_and_the_command_line(tmp_path):
-    from cdi_dip.cli import build_config
-    from cdi_dip.cli_options import run_overrides
+    from cdi_dip.cli.common import build_config
+    from cdi_dip.cli.options import overrides
 
-    assert build_config(None, run_overrides()).input.allow_external_links is False
-    assert build_config(None, run_overrides(allow_external_links=True)).input.allow_external_links is True
+    assert build_config(None, overrides({})).input.allow_external_links is False
+    assert build_config(None, overrides({"allow_external_links": True})).input.allow_external_links is True
     toml = tmp_path / "run.toml"
     toml.write_text("[input]\nallow_external_links = true\n")
-    assert build_config(toml, run_overrides()).input.allow_external_links is True  # not given: the file stands
+    not_given = overrides({"allow_external_links": False})  # the flag left off: the file stands
+    assert build_config(toml, not_given).input.allow_external_links is True
     with pytest.raises(InvalidInputError, match="input.allow_external_links"):
         config_from_dict({"input": {"allow_external_links": "yes"}})

@@ -1,19 +1,22 @@
 """Command-line options shared by ``reconstruct``, ``batch`` and ``inspect``.
 
 Each option is declared once here as an ``Annotated`` type (its flag and its
-help); the commands list the ones they take, and :func:`run_overrides` turns
-their values into the nested dictionary that :func:`cdi_dip.config.config_from_dict`
-validates (after merging over a TOML file). ``None`` means "not given".
+help); the commands list the ones they take. :data:`CONFIG_PATH` maps each
+option to its configuration field, and :func:`overrides` turns the options a
+command was given into the nested dictionary that
+:func:`cdi_dip.config.config_from_dict` validates (after merging over a TOML
+file). ``None`` means "not given".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er [default: auto: dip for crystals, hio for specimens]")]
 Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).")]
@@ -57,68 +60,81 @@ def parse_ints(text: str, name: str) -> list[int]:
     return values
 
 
+# The only place a command-line option meets its configuration field: option name (the command's
+# parameter) -> "section.field" of the nested data config_from_dict validates. The order is the order
+# the fields are checked in. A new option: one Annotated alias above, one row here, and the parameter on
+# the commands that take it.
+CONFIG_PATH: dict[str, str] = {
+    "method": "method",
+    "iterations": "iterations",
+    "runs": "runs",
+    "keep": "keep",
+    "seed": "seed",
+    "device": "device",
+    "noise": "noise",
+    "allow_external_links": "input.allow_external_links",
+    "max_size": "prep.max_size",
+    "centre": "prep.centre",
+    "threshold": "prep.threshold",
+    "plan": "projection.plan",
+    "param": "dip.param",
+    "dark": "detector.dark",
+    "flat": "detector.flat",
+    "roi": "detector.roi",
+    "bin": "detector.bin",
+    "saturation": "detector.saturation",
+    "beamstop_radius": "detector.beamstop_radius",
+    "aliens": "detector.aliens",
+}
+
+# Options whose text becomes another value before validation (files are read, and checked, later).
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "roi": lambda text: parse_ints(text, "--roi"),
+    "bin": lambda text: parse_ints(text, "--bin"),
+}
+
+
+def overrides(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options the user gave, nested by :data:`CONFIG_PATH`, with :data:`PARSERS` applied.
+
+    Parameters
+    ----------
+    given : Mapping
+        A command's parameters by name, e.g. its ``locals()``; names not in
+        :data:`CONFIG_PATH` (``input``, ``out``, ``quiet``...) are ignored.
+        ``None`` means not given, and so does ``False`` for a flag: a flag
+        such as ``--allow-external-links`` can only switch a setting on, and
+        not giving it leaves a TOML file's value standing. ``--gpu`` is folded
+        into ``device`` (:func:`device_choice`).
+
+    Returns
+    -------
+    dict
+        Top-level keys and ``input``, ``prep``, ``projection``, ``dip``, ``detector`` tables holding
+        only the options given (so a TOML file's values stand for the others), ready for
+        :func:`cdi_dip.config.merge` over the file.
+
+    Raises
+    ------
+    InvalidInputError
+        ``--gpu`` with a CPU ``--device``, or an option whose text does not parse (``--roi``, ``--bin``).
+    """
+    values = {**given, "device": device_choice(bool(given.get("gpu")), given.get("device"))}
+    data: dict[str, Any] = {}
+    for name, path in CONFIG_PATH.items():
+        value = values.get(name)
+        if value is None or value is False:
+            continue
+        *sections, field = path.split(".")
+        table = data
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[field] = PARSERS[name](value) if name in PARSERS else value
+    return data
+
+
 def device_choice(gpu: bool, device: str | None) -> str | None:
     """``--gpu`` and ``--device`` as one device name (None: not given)."""
     if gpu and device is not None and not device.strip().lower().startswith("cuda"):
         raise InvalidInputError(f"--gpu and --device {device} contradict each other: give one of them")
     return "cuda" if gpu and device is None else device
-
-
-def detector_overrides(*, dark: str | None = None, flat: str | None = None, roi: str | None = None,
-                       bin: str | None = None, saturation: float | None = None,
-                       beamstop_radius: float | None = None, aliens: str | None = None) -> dict[str, Any]:
-    """The ``[detector]`` settings given on the command line (files are read, and checked, later)."""
-    return {
-        "dark": dark, "flat": flat,
-        "roi": parse_ints(roi, "--roi") if roi is not None else None,
-        "bin": parse_ints(bin, "--bin") if bin is not None else None,
-        "saturation": saturation, "beamstop_radius": beamstop_radius, "aliens": aliens,
-    }
-
-
-def run_overrides(*, method: str | None = None, iterations: int | None = None, runs: int | None = None,
-                  keep: int | None = None, seed: int | None = None, gpu: bool = False, device: str | None = None,
-                  noise: str | None = None, max_size: int | None = None, centre: str | None = None,
-                  threshold: float | None = None, plan: str | None = None, param: str | None = None,
-                  allow_external_links: bool = False, **detector: Any) -> dict[str, Any]:
-    """Everything a reconstruction command was given, as nested configuration data.
-
-    Parameters
-    ----------
-    method, iterations, runs, keep, seed, gpu, device, noise, max_size, centre, threshold, plan, param
-        The command's options (None: not given).
-    allow_external_links : bool
-        The flag ``--allow-external-links``; not given (False) leaves a TOML
-        file's ``input.allow_external_links`` standing.
-    **detector
-        The options of :func:`detector_overrides`.
-
-    Returns
-    -------
-    dict
-        Top-level keys and ``input``, ``prep``, ``projection``, ``dip``, ``detector`` tables, with
-        the options not given left out (so a TOML file's values stand).
-    """
-    data = {
-        "method": method, "iterations": iterations, "runs": runs, "keep": keep, "seed": seed,
-        "device": device_choice(gpu, device), "noise": noise,
-        "input": {"allow_external_links": True if allow_external_links else None},
-        "prep": {"max_size": max_size, "centre": centre, "threshold": threshold},
-        "projection": {"plan": plan},
-        "dip": {"param": param},
-        "detector": detector_overrides(**detector),
-    }
-    return drop_unset(data)
-
-
-def drop_unset(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` without None values and without tables left empty."""
-    clean: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            value = drop_unset(value)
-            if value:
-                clean[key] = value
-        elif value is not None:
-            clean[key] = value
-    return clean

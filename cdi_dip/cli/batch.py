@@ -1,0 +1,87 @@
+"""``cdi-dip batch``: many scans on a local process pool or a Dask cluster.
+
+The library part (input expansion, executors, resume) is :mod:`cdi_dip.batch`;
+this module parses, renders progress and maps outcomes to exit codes.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import InvalidInputError
+from . import options as opt
+from .common import EXIT_FAILED, build_config, exit_codes, print_json, setup_logging, sigterm_as_interrupt
+from .render import BatchProgress, render_batch
+
+
+def batch(
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        help="Scans: files (CXI/HDF5/TIFF/NPY/NPZ, file.h5:/dataset), directories (their scan files; "
+        "a folder of TIFF frames is one scan), globs, or - to read one input per line from stdin.",
+        show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: OUT/<scan-name>/ per scan and OUT/batch.json.")] = Path("results"),
+    workers: Annotated[Optional[int], typer.Option(help="Local worker processes (spawned); 1 runs in this process. With several GPUs and --device cuda/auto, worker k uses cuda:k (default 1).", show_default=False)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address, e.g. tcp://host:8786 (needs Dask: pip install 'cdi-dip\\[cluster]').")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip scans already reconstructed with the same configuration.")] = False,
+    method: opt.Method = None,
+    gpu: opt.Gpu = False,
+    device: opt.Device = None,
+    mask: opt.Masks = None,
+    iterations: opt.Iterations = None,
+    runs: opt.Runs = None,
+    keep: opt.Keep = None,
+    seed: opt.Seed = None,
+    plan: opt.Plan = None,
+    param: opt.Param = None,
+    noise: opt.Noise = None,
+    max_size: opt.MaxSize = None,
+    centre: opt.Centre = None,
+    threshold: opt.Threshold = None,
+    dark: opt.Dark = None,
+    flat: opt.Flat = None,
+    roi: opt.Roi = None,
+    bin: opt.Bin = None,
+    saturation: opt.Saturation = None,
+    beamstop_radius: opt.BeamstopRadius = None,
+    aliens: opt.Aliens = None,
+    allow_external_links: opt.AllowExternalLinks = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file for the whole batch (options override it).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print batch.json as one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Reconstruct many scans, each into OUT/<scan-name>/, and write OUT/batch.json.
+
+    Every scan gets the same configuration and seed, so each result equals what
+    `cdi-dip reconstruct` gives for it. A failed scan is recorded and the batch
+    goes on. Exit code 0 only if every scan succeeded (or was skipped by
+    --resume), else 1; 2 for invalid usage.
+    """
+    setup_logging(quiet, verbose)
+    sigterm_as_interrupt()
+    with exit_codes(interrupted=f"interrupted; finished scans are listed in {out / 'batch.json'}: rerun with --resume"):
+        if workers is not None and workers < 1:
+            raise InvalidInputError(f"--workers {workers}: give at least 1")
+        if workers is not None and scheduler:
+            raise InvalidInputError("--workers and --scheduler contradict each other: the Dask cluster sets the parallelism")
+        cfg = build_config(config, opt.overrides(locals()))
+        from ..batch import expand_inputs, run_batch
+
+        items = inputs or []
+        sources = expand_inputs(items, sys.stdin.read() if "-" in items else None)
+        mode = "off" if quiet or json_output else ("rich" if sys.stderr.isatty() else "plain")
+        with BatchProgress(mode) as progress:
+            summary = run_batch(
+                sources, cfg, out, workers=workers or 1, scheduler=scheduler, resume=resume,
+                mask_specs=mask or (), command_line=shlex.join(sys.argv), on_event=progress,
+            )
+    if json_output:
+        print_json(summary)
+    elif not quiet:
+        render_batch(summary, out)
+    raise typer.Exit(0 if summary["failed"] == 0 else EXIT_FAILED)

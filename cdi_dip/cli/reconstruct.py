@@ -1,0 +1,64 @@
+"""``cdi-dip reconstruct``: one scan into OUT/<scan-name>/."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import options as opt
+from .common import EXIT_INTERRUPTED, build_config, exit_codes, print_json, setup_logging, sigterm_as_interrupt
+from .render import RunProgress, render_summary
+
+
+def reconstruct(
+    input: Annotated[str, typer.Argument(help="CXI/HDF5 file (file.h5:/dataset), TIFF file, directory or glob of TIFF frames, NPY/NPZ.")],
+    method: opt.Method = None,
+    gpu: opt.Gpu = False,
+    device: opt.Device = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.")] = Path("results"),
+    mask: opt.Masks = None,
+    iterations: opt.Iterations = None,
+    runs: opt.Runs = None,
+    keep: opt.Keep = None,
+    seed: opt.Seed = None,
+    plan: opt.Plan = None,
+    param: opt.Param = None,
+    noise: opt.Noise = None,
+    max_size: opt.MaxSize = None,
+    centre: opt.Centre = None,
+    threshold: opt.Threshold = None,
+    dark: opt.Dark = None,
+    flat: opt.Flat = None,
+    roi: opt.Roi = None,
+    bin: opt.Bin = None,
+    saturation: opt.Saturation = None,
+    beamstop_radius: opt.BeamstopRadius = None,
+    aliens: opt.Aliens = None,
+    allow_external_links: opt.AllowExternalLinks = False,
+    config: opt.Config = None,
+    json_output: opt.Json = False,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Reconstruct one scan and write OUT/<scan-name>/ (CXI, TIFFs, report.png, summary.json)."""
+    setup_logging(quiet, verbose)
+    sigterm_as_interrupt()
+    with exit_codes(failures=True, interrupted="interrupted before any result could be written"):
+        cfg = build_config(config, opt.overrides(locals()))
+        from ..pipeline import reconstruct_scan
+
+        show_progress = not quiet and not json_output and sys.stderr.isatty()
+        with RunProgress(show_progress) as progress:
+            summary = reconstruct_scan(
+                input, cfg, out, mask_specs=mask or (), command_line=shlex.join(sys.argv), on_iter=progress,
+            )
+    if json_output:
+        print_json(summary)
+    elif not quiet:
+        render_summary(summary)
+    if summary.get("interrupted"):
+        raise typer.Exit(EXIT_INTERRUPTED)
