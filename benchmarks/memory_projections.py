@@ -19,8 +19,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 CHILD = r'''
 import json, sys, dataclasses
 import numpy as np, torch

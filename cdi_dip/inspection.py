@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import RunConfig
 from .io.readers import read_measurement
-from .pipeline import read_calibration
+from .io.readers import read_calibration
 from .prepare.stages import condition_detector, find_centre, prepare
 from .types import Measurement
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .config import Method, RunConfig
+from .config import RunConfig
 from .errors import InvalidInputError
 
 GIB = 2.0**30

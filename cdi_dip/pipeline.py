@@ -1,245 +1,44 @@
-"""One scan from file to aligned, written result: read -> prepare -> solve -> align -> write.
+"""One scan from file to aligned, written result: read -> prepare -> reconstruct -> write.
 
-The library never prints: progress goes to the ``on_iter`` callback and to
-``logging``. Where the files go and how they are kept safe is
-:mod:`cdi_dip.outputs`.
+:func:`load_scan` reads and prepares (:mod:`cdi_dip.io.readers`,
+:mod:`cdi_dip.prepare`), :func:`cdi_dip.reconstruction.reconstruct` makes
+the aligned result, and :mod:`cdi_dip.outputs` keeps the user's files safe
+and writes the result atomically. The library never prints: progress goes
+to the ``on_iter`` callback and to ``logging``.
 
-Ctrl-C and SIGTERM: the solvers stop and return their best iterate; from
-then on the result is finished and written, marked interrupted (a signal
-while the runs are combined falls back to the best run alone, aligned in
-seconds). A signal before any iterate exists raises ``KeyboardInterrupt``
-and nothing is written.
+Ctrl-C and SIGTERM keep the best result so far once an iterate exists
+(:mod:`cdi_dip.reconstruction`); before that, ``KeyboardInterrupt`` is
+raised and nothing is written.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .config import Method, RunConfig
+from .config import RunConfig
 from .device import resolve_device
-from .errors import InvalidInputError, ReconstructionError
-from .prepare.free_pixels import select_free_islands
-from .interrupts import interrupts_deferred
-from .io.readers import read_array, read_measurement, scan_name
-from .memory import check_memory, estimate_memory_bytes
+from .errors import ReconstructionError
+from .inspection import inspect_input
+from .io.readers import scan_name
 from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
-from .physics import FarField
-from .prepare.stages import condition_detector, prepare
-from .provenance import software_versions
-from .restarts import Combined, Run, combine_runs, run_starts
-from .prepare.rim import check_rim, with_rim, without_rim
-from .solvers import Initialiser, IterCallback, Problem, choose_method, random_phases
-from .types import BeamstopRim, Measurement, Result
-
-log = logging.getLogger(__name__)
-
-def noise_model(cfg: RunConfig) -> str:
-    """The noise model's name used for validation and selection (Poisson unless ``cfg.noise`` says)."""
-    return "poisson" if cfg.noise is None else cfg.noise.value
-
-
-def hold_out_free_pixels(valid: np.ndarray, cfg: RunConfig) -> np.ndarray:
-    """The free (held-out) pixels of a run: islands among the valid pixels, from ``cfg.seed``."""
-    return select_free_islands(valid, cfg.prep.free_fraction, rng=np.random.default_rng(cfg.seed))
-
-
-def fit_data(measurement: Measurement, cfg: RunConfig, device: torch.device) -> tuple[Problem, np.ndarray]:
-    """The problem every run of a prepared measurement fits, on the device, and its free pixels (host)."""
-    free = hold_out_free_pixels(measurement.valid, cfg)
-    problem = Problem.build(
-        torch.from_numpy(measurement.intensity.astype(np.float32)).to(device),
-        torch.from_numpy(measurement.valid & ~free).to(device),
-        FarField(measurement.shape),
-        free=torch.from_numpy(free).to(device),
-        noise=noise_model(cfg),
-    )
-    return problem, free
-
-
-def reconstruct(
-    measurement: Measurement,
-    cfg: RunConfig,
-    *,
-    init: Initialiser = random_phases,
-    on_iter: IterCallback | None = None,
-) -> Result:
-    """Reconstruct a prepared measurement with ``cfg.runs`` random starts.
-
-    Provisional pixels (the rim of a beamstop shadow the tool found) are left
-    out of a first pass. When that pass ran the double DIP and predicts their
-    counts (:func:`cdi_dip.prepare.rim.check_rim`), the rim is lit and a second pass
-    fits it with the rest; otherwise it stays excluded (``beamstop_rim``).
-    Either way ``Result.beamstop_rim`` says what was measured and done.
-
-    Parameters
-    ----------
-    measurement : Measurement
-        Centred, framed data (see :func:`cdi_dip.prepare.stages.prepare`).
-    cfg : RunConfig
-        Validated configuration.
-    init : Initialiser
-        The starting object of every run (:mod:`cdi_dip.solvers.init`;
-        default: random phases on the measured amplitudes).
-    on_iter : callable, optional
-        Called with progress dictionaries (``run``, ``runs``, ``iteration``,
-        ``total``, ``loss``...).
-
-    Returns
-    -------
-    Result
-        Aligned: the mean of the best ``cfg.keep`` runs by free-pixel
-        likelihood that agree with the best one (``Result.ensemble``,
-        ``Result.prtf``), or the best run alone.
-
-    Raises
-    ------
-    InvalidInputError
-        At once, when the run's estimated memory exceeds what the device has
-        free (:func:`cdi_dip.memory.check_memory`).
-    """
-    requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
-    first = _reconstruct_pass(without_rim(measurement), cfg, requested, init, on_iter)
-    if measurement.provisional is None:
-        return first
-    if first.method != Method.DIP.value:
-        # HIO, ER and RAAR leave a missing centre short of power (on 64^2 crystals HIO predicted 2-4x too
-        # few counts on a lit rim), so their prediction cannot vouch for the rim: it stays excluded.
-        first.beamstop_rim = BeamstopRim(pixels=int(np.count_nonzero(measurement.provisional)))
-        return first
-    with interrupts_deferred(already=first.interrupted) as finishing:
-        rim = check_rim(measurement, first.model_intensity)
-    first.interrupted = finishing.requested
-    if first.interrupted or not rim.lit:
-        first.beamstop_rim = rim.outcome(readmitted=False)
-        return first
-    log.info("beamstop rim lit: reconstructing again with its %d pixels", rim.pixels)
-    try:
-        second = _reconstruct_pass(with_rim(measurement), cfg, requested, init, on_iter)
-    except KeyboardInterrupt:  # before the second pass had an iterate
-        second = None
-    if second is None or second.interrupted:  # Ctrl-C during the second pass: the finished first one is better
-        log.warning("interrupted while fitting the beamstop rim: keeping the first pass, without it")
-        first.beamstop_rim = rim.outcome(readmitted=False)
-        first.interrupted = True
-        return first
-    second.beamstop_rim = rim.outcome(readmitted=True)
-    second.wall_s += first.wall_s
-    return second
-
-
-def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
-                      on_iter: IterCallback | None) -> Result:
-    """One reconstruction of every pixel the measurement has valid; see :func:`reconstruct`."""
-    device = resolve_device(cfg.device)
-    cfg = cfg.with_method(choose_method(measurement, cfg, device))
-    check_memory(estimate_memory_bytes(cfg, measurement.shape), device,
-                 f"{cfg.method.value} on a {'x'.join(map(str, measurement.shape))} frame")
-    problem, free = fit_data(measurement, cfg, device)
-    start = time.perf_counter()
-    runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter)
-    if not runs:
-        if interrupted:
-            raise KeyboardInterrupt
-        raise ReconstructionError("every run diverged (NaN or Inf in the object): nothing written; "
-                                  "try --method er or another --seed")
-    solve_s = time.perf_counter() - start
-    combined, stopped = _combine(runs, measurement, problem, cfg)
-    with interrupts_deferred(already=interrupted or stopped) as finishing:
-        return _result(combined, runs, measurement, cfg, requested, problem, free, device,
-                       solve_s=solve_s, wall_s=time.perf_counter() - start, interrupted=finishing.requested)
-
-
-def _combine(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> tuple[Combined, bool]:
-    """:func:`combine_runs`; a signal meanwhile falls back to the best run alone (aligned in seconds).
-
-    Returns the combination and whether it was interrupted; a further signal
-    during the fallback raises ``KeyboardInterrupt``.
-    """
-    try:
-        return combine_runs(runs, measurement, problem, cfg), False
-    except KeyboardInterrupt:
-        log.warning("interrupted while combining the runs: keeping the best run alone")
-        with interrupts_deferred(already=True):
-            return combine_runs(runs[:1], measurement, problem, cfg), True
-
-
-def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: RunConfig,
-            requested: dict[str, Any], problem: Problem, free: np.ndarray, device: torch.device, *,
-            solve_s: float, wall_s: float, interrupted: bool) -> Result:
-    """The :class:`Result` of one pass: the combined object with its runs, metrics and masks."""
-    member_indices = {run.index for run in combined.members}
-    records = [{**run.record(), "kept": run.index == combined.best.index, "averaged": run.index in member_indices}
-               for run in sorted(runs, key=lambda r: r.index)]
-    total_iterations = sum(r["iterations"] for r in records)
-    metrics = dict(combined.metrics)
-    metrics["iterations"] = combined.best.output.iterations
-    metrics["seconds_per_iteration"] = solve_s / max(total_iterations, 1)
-    masks = {"valid": measurement.valid, "free": free,
-             **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}}
-    return Result(
-        obj=combined.obj,
-        support=combined.support,
-        measurement=measurement,
-        method=cfg.method.value,
-        metrics=metrics,
-        history=combined.best.output.history,
-        iterations=combined.best.output.iterations,
-        wall_s=wall_s,
-        device=str(device),
-        seed=cfg.seed,
-        interrupted=interrupted,
-        align=combined.align,
-        config=requested,
-        runs=records,
-        model_intensity=combined.model,
-        free=free,
-        masks=masks,
-        solver=combined.best.output.extra,
-        noise=problem.noise,
-        versions=software_versions(device),
-        ensemble=combined.ensemble,
-        prtf=combined.prtf if combined.ensemble is not None else None,
-    )
-
-
-def read_calibration(spec: str | None, role: str, *, allow_external_links: bool = False) -> np.ndarray | None:
-    """A dark or flat image from a file (any supported format), or None.
-
-    ``allow_external_links``: as for :func:`cdi_dip.io.read_array` (``input.allow_external_links``).
-    """
-    if spec is None:
-        return None
-    image = np.asarray(read_array(spec, allow_external_links=allow_external_links))
-    if np.iscomplexobj(image) or image.ndim not in (2, 3):
-        raise InvalidInputError(f"{role} {spec}: give a real 2D detector frame (or one frame per data frame), "
-                                f"got {image.dtype} {image.shape}")
-    return image.astype(np.float64)
+from .reconstruction import reconstruct
+from .solvers import IterCallback
+from .types import Measurement
 
 
 def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) -> Measurement:
-    """Read, condition (corrections, defects, binning) and frame one scan.
+    """Read, condition (corrections, defects, binning) and frame one scan, as ``cdi-dip inspect`` shows it.
 
     Raises
     ------
     InvalidInputError
         On bad input: nothing has been written.
     """
-    allow = cfg.input.allow_external_links
-    measurement = read_measurement(source, mask_specs=mask_specs, allow_external_links=allow)
-    detector = cfg.detector
-    conditioned = condition_detector(
-        measurement, detector,
-        dark=read_calibration(detector.dark, "--dark", allow_external_links=allow),
-        flat=read_calibration(detector.flat, "--flat", allow_external_links=allow),
-    )
-    return prepare(conditioned, cfg.prep)
+    return inspect_input(source, cfg, mask_specs=mask_specs).framed
 
 
 def scan_inputs(source: str, cfg: RunConfig, mask_specs: Sequence[str] = ()) -> list[str]:
@@ -285,3 +84,6 @@ def reconstruct_scan(
         except torch.cuda.OutOfMemoryError:
             raise ReconstructionError("out of GPU memory: use a smaller --max-size or --device cpu") from None
         return folder.write(result, command_line=command_line)
+
+
+__all__ = ["load_scan", "reconstruct", "reconstruct_scan", "scan_inputs"]

@@ -20,7 +20,7 @@ from cdi_dip.cli import app
 from cdi_dip.config import config_from_dict
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.io import read_array, read_measurement, read_object
-from cdi_dip.pipeline import read_calibration
+from cdi_dip.io.readers import read_calibration
 
 runner = CliRunner()
 FAST = ["--device", "cpu", "--plan", "10*HIO+5*ER", "--runs", "1"]

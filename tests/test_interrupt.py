@@ -101,9 +101,9 @@ main()
 '''
 
 STAGES = {  # stage: (where the signal is sent, whether a result can exist by then)
-    "solver set-up": ("cdi_dip.pipeline", "fit_data", False),
+    "solver set-up": ("cdi_dip.reconstruction", "fit_data", False),
     "scoring a finished run": ("cdi_dip.restarts", "_scored_run", True),
-    "after the last run": ("cdi_dip.pipeline", "combine_runs", True),
+    "after the last run": ("cdi_dip.reconstruction", "combine_runs", True),
     "while writing": ("cdi_dip.outputs", "write_tiffs", True),
 }
 

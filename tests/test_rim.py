@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cdi_dip import pipeline
+from cdi_dip import reconstruction
 from cdi_dip._ndimage import dilate
 from cdi_dip.config import DetectorConfig, Method, RimHandling, RunConfig
 from cdi_dip.prepare.defects import detect_defects
@@ -123,8 +123,8 @@ def test_reconstruct_fits_the_rim_again_only_when_a_dip_pass_finds_it_lit(monkey
                                                                           readmitted):
     measurement, rim, expected = provisional_measurement(transmission)
     passes = FakePasses(expected, method)
-    monkeypatch.setattr(pipeline, "_reconstruct_pass", passes)
-    result = pipeline.reconstruct(measurement, RunConfig(device="cpu", method=Method(method)))
+    monkeypatch.setattr(reconstruction, "_reconstruct_pass", passes)
+    result = reconstruction.reconstruct(measurement, RunConfig(device="cpu", method=Method(method)))
     first = passes.seen[0]
     assert first.provisional is None and not first.valid[rim].any()  # the first pass never sees the rim
     assert len(passes.seen) == (2 if readmitted else 1)

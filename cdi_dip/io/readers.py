@@ -680,6 +680,20 @@ def read_array(spec: str, *, allow_external_links: bool = False) -> np.ndarray:
         return array
 
 
+def read_calibration(spec: str | None, role: str, *, allow_external_links: bool = False) -> np.ndarray | None:
+    """A dark or flat image from a file (any supported format), or None.
+
+    ``allow_external_links``: as for :func:`cdi_dip.io.read_array` (``input.allow_external_links``).
+    """
+    if spec is None:
+        return None
+    image = np.asarray(read_array(spec, allow_external_links=allow_external_links))
+    if np.iscomplexobj(image) or image.ndim not in (2, 3):
+        raise InvalidInputError(f"{role} {spec}: give a real 2D detector frame (or one frame per data frame), "
+                                f"got {image.dtype} {image.shape}")
+    return image.astype(np.float64)
+
+
 def read_object(spec: str, *, allow_external_links: bool = False) -> np.ndarray:
     """Read a complex object: a result or a reference.
 

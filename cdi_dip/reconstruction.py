@@ -1,0 +1,204 @@
+"""A prepared measurement to an aligned :class:`~cdi_dip.types.Result`: the runs, their combination,
+and the two passes of a found beamstop's rim.
+
+Ctrl-C and SIGTERM: the solvers stop and return their best iterate; from
+then on the result is finished, marked interrupted (a signal while the runs
+are combined falls back to the best run alone, aligned in seconds). A signal
+before any iterate exists raises ``KeyboardInterrupt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Method, RunConfig
+from .device import resolve_device
+from .errors import ReconstructionError
+from .interrupts import interrupts_deferred
+from .memory import check_memory, estimate_memory_bytes
+from .physics import FarField
+from .prepare.free_pixels import select_free_islands
+from .prepare.rim import check_rim, with_rim, without_rim
+from .provenance import software_versions
+from .restarts import Combined, Run, combine_runs, run_starts
+from .solvers import Initialiser, IterCallback, Problem, choose_method, random_phases
+from .types import BeamstopRim, Measurement, Result
+
+log = logging.getLogger(__name__)
+
+
+def noise_model(cfg: RunConfig) -> str:
+    """The noise model's name used for validation and selection (Poisson unless ``cfg.noise`` says)."""
+    return "poisson" if cfg.noise is None else cfg.noise.value
+
+
+def hold_out_free_pixels(valid: np.ndarray, cfg: RunConfig) -> np.ndarray:
+    """The free (held-out) pixels of a run: islands among the valid pixels, from ``cfg.seed``."""
+    return select_free_islands(valid, cfg.prep.free_fraction, rng=np.random.default_rng(cfg.seed))
+
+
+def fit_data(measurement: Measurement, cfg: RunConfig, device: torch.device) -> tuple[Problem, np.ndarray]:
+    """The problem every run of a prepared measurement fits, on the device, and its free pixels (host)."""
+    free = hold_out_free_pixels(measurement.valid, cfg)
+    problem = Problem.build(
+        torch.from_numpy(measurement.intensity.astype(np.float32)).to(device),
+        torch.from_numpy(measurement.valid & ~free).to(device),
+        FarField(measurement.shape),
+        free=torch.from_numpy(free).to(device),
+        noise=noise_model(cfg),
+    )
+    return problem, free
+
+
+def reconstruct(
+    measurement: Measurement,
+    cfg: RunConfig,
+    *,
+    init: Initialiser = random_phases,
+    on_iter: IterCallback | None = None,
+) -> Result:
+    """Reconstruct a prepared measurement with ``cfg.runs`` random starts.
+
+    Provisional pixels (the rim of a beamstop shadow the tool found) are left
+    out of a first pass. When that pass ran the double DIP and predicts their
+    counts (:func:`cdi_dip.prepare.rim.check_rim`), the rim is lit and a second pass
+    fits it with the rest; otherwise it stays excluded (``beamstop_rim``).
+    Either way ``Result.beamstop_rim`` says what was measured and done.
+
+    Parameters
+    ----------
+    measurement : Measurement
+        Centred, framed data (see :func:`cdi_dip.prepare.stages.prepare`).
+    cfg : RunConfig
+        Validated configuration.
+    init : Initialiser
+        The starting object of every run (:mod:`cdi_dip.solvers.init`;
+        default: random phases on the measured amplitudes).
+    on_iter : callable, optional
+        Called with progress dictionaries (``run``, ``runs``, ``iteration``,
+        ``total``, ``loss``...).
+
+    Returns
+    -------
+    Result
+        Aligned: the mean of the best ``cfg.keep`` runs by free-pixel
+        likelihood that agree with the best one (``Result.ensemble``,
+        ``Result.prtf``), or the best run alone.
+
+    Raises
+    ------
+    InvalidInputError
+        At once, when the run's estimated memory exceeds what the device has
+        free (:func:`cdi_dip.memory.check_memory`).
+    """
+    requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
+    first = _reconstruct_pass(without_rim(measurement), cfg, requested, init, on_iter)
+    if measurement.provisional is None:
+        return first
+    if first.method != Method.DIP.value:
+        # HIO, ER and RAAR leave a missing centre short of power (on 64^2 crystals HIO predicted 2-4x too
+        # few counts on a lit rim), so their prediction cannot vouch for the rim: it stays excluded.
+        first.beamstop_rim = BeamstopRim(pixels=int(np.count_nonzero(measurement.provisional)))
+        return first
+    with interrupts_deferred(already=first.interrupted) as finishing:
+        rim = check_rim(measurement, first.model_intensity)
+    first.interrupted = finishing.requested
+    if first.interrupted or not rim.lit:
+        first.beamstop_rim = rim.outcome(readmitted=False)
+        return first
+    log.info("beamstop rim lit: reconstructing again with its %d pixels", rim.pixels)
+    try:
+        second = _reconstruct_pass(with_rim(measurement), cfg, requested, init, on_iter)
+    except KeyboardInterrupt:  # before the second pass had an iterate
+        second = None
+    if second is None or second.interrupted:  # Ctrl-C during the second pass: the finished first one is better
+        log.warning("interrupted while fitting the beamstop rim: keeping the first pass, without it")
+        first.beamstop_rim = rim.outcome(readmitted=False)
+        first.interrupted = True
+        return first
+    second.beamstop_rim = rim.outcome(readmitted=True)
+    second.wall_s += first.wall_s
+    return second
+
+
+def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
+                      on_iter: IterCallback | None) -> Result:
+    """One reconstruction of every pixel the measurement has valid; see :func:`reconstruct`."""
+    device = resolve_device(cfg.device)
+    cfg = cfg.with_method(choose_method(measurement, cfg, device))
+    check_memory(estimate_memory_bytes(cfg, measurement.shape), device,
+                 f"{cfg.method.value} on a {'x'.join(map(str, measurement.shape))} frame")
+    problem, free = fit_data(measurement, cfg, device)
+    start = time.perf_counter()
+    runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter)
+    if not runs:
+        if interrupted:
+            raise KeyboardInterrupt
+        raise ReconstructionError("every run diverged (NaN or Inf in the object): nothing written; "
+                                  "try --method er or another --seed")
+    solve_s = time.perf_counter() - start
+    combined, stopped = _combine(runs, measurement, problem, cfg)
+    with interrupts_deferred(already=interrupted or stopped) as finishing:
+        return _result(combined, runs, measurement, cfg, requested, problem, free, device,
+                       solve_s=solve_s, wall_s=time.perf_counter() - start, interrupted=finishing.requested)
+
+
+def _combine(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> tuple[Combined, bool]:
+    """:func:`combine_runs`; a signal meanwhile falls back to the best run alone (aligned in seconds).
+
+    Returns the combination and whether it was interrupted; a further signal
+    during the fallback raises ``KeyboardInterrupt``.
+    """
+    try:
+        return combine_runs(runs, measurement, problem, cfg), False
+    except KeyboardInterrupt:
+        log.warning("interrupted while combining the runs: keeping the best run alone")
+        with interrupts_deferred(already=True):
+            return combine_runs(runs[:1], measurement, problem, cfg), True
+
+
+def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: RunConfig,
+            requested: dict[str, Any], problem: Problem, free: np.ndarray, device: torch.device, *,
+            solve_s: float, wall_s: float, interrupted: bool) -> Result:
+    """The :class:`Result` of one pass: the combined object with its runs, metrics and masks."""
+    member_indices = {run.index for run in combined.members}
+    records = [{**run.record(), "kept": run.index == combined.best.index, "averaged": run.index in member_indices}
+               for run in sorted(runs, key=lambda r: r.index)]
+    total_iterations = sum(r["iterations"] for r in records)
+    metrics = dict(combined.metrics)
+    metrics["iterations"] = combined.best.output.iterations
+    metrics["seconds_per_iteration"] = solve_s / max(total_iterations, 1)
+    masks = {"valid": measurement.valid, "free": free,
+             **{f"excluded/{reason}": mask for reason, mask in measurement.masks.items()}}
+    return Result(
+        obj=combined.obj,
+        support=combined.support,
+        measurement=measurement,
+        method=cfg.method.value,
+        metrics=metrics,
+        history=combined.best.output.history,
+        iterations=combined.best.output.iterations,
+        wall_s=wall_s,
+        device=str(device),
+        seed=cfg.seed,
+        interrupted=interrupted,
+        align=combined.align,
+        config=requested,
+        runs=records,
+        model_intensity=combined.model,
+        free=free,
+        masks=masks,
+        solver=combined.best.output.extra,
+        noise=problem.noise,
+        versions=software_versions(device),
+        ensemble=combined.ensemble,
+        prtf=combined.prtf if combined.ensemble is not None else None,
+    )
+
+
+__all__ = ["fit_data", "reconstruct"]
