@@ -6,7 +6,7 @@ An initialiser is any function ``init(problem, support, *, rng) -> object``
 shape, centred), it returns a complex64 object of the frame shape, centred
 and zero outside the support. The projection solvers start from it, and so
 does every run of the double DIP's warm start; a caller chooses one with the
-``init`` argument of :func:`cdi_dip.pipeline.reconstruct` (a learned
+``init`` argument of :func:`cdi_dip.reconstruction.reconstruct` (a learned
 network, a previous result...).
 """
 
