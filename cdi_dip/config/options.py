@@ -295,7 +295,7 @@ class RunConfig:
 
     method: Method = option(Method.AUTO)
     """Reconstruction method: auto, dip, hio, raar or er. ``auto`` (resolved by
-    :func:`cdi_dip.pipeline.choose_method` once the data are known): the double
+    :func:`cdi_dip.solvers.choose_method` once the data are known): the double
     DIP for crystals, HIO for specimens whose pattern is centrosymmetric, the
     best of each on the benchmarks (docs/dip.md)."""
     iterations: int | None = option(None, range=(1, None))
