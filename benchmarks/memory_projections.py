@@ -72,7 +72,7 @@ def main() -> None:
     from common import machine_description
 
     from cdi_dip.config import Method, RunConfig
-    from cdi_dip.memory import estimate_memory_bytes
+    from cdi_dip.solvers import estimate_memory_bytes
 
     shape = (args.size,) * 3
     print(f"machine: {machine_description()}; frame {args.size}^3; kernels {args.kernels}")

@@ -1,6 +1,6 @@
 """How much memory a reconstruction needs, how much a device has free, and refusing at once when it cannot fit.
 
-The pipeline calls :func:`check_memory` with :func:`estimate_memory_bytes`
+The pipeline calls :func:`check_memory` with :func:`cdi_dip.solvers.estimate_memory_bytes`
 once, before the first run, so that a frame too large for the device fails
 in a second with a message saying what to do, not after minutes with an
 out-of-memory error (or, on a CPU, with the machine swapping).
@@ -62,26 +62,6 @@ def estimate_projection_memory_bytes(frame_shape: Sequence[int]) -> int:
     voxels = math.prod(int(n) for n in frame_shape)
     per_voxel = PROJECTION_HELD_BYTES_PER_VOXEL + max(PROJECTION_PHASE_BYTES_PER_VOXEL.values())
     return int(per_voxel * voxels * ALLOCATOR_SLACK + FIXED_OVERHEAD_BYTES)
-
-
-def estimate_memory_bytes(cfg: RunConfig, frame_shape: Sequence[int]) -> int:
-    """Peak device memory of one run of ``cfg.method`` on a frame, in bytes.
-
-    Parameters
-    ----------
-    cfg : RunConfig
-    frame_shape : sequence of int
-
-    Returns
-    -------
-    int
-        The ``memory`` of the method's row of :data:`cdi_dip.solvers.SOLVERS`:
-        :func:`estimate_projection_memory_bytes` for ER, HIO and RAAR,
-        :func:`cdi_dip.solvers.dip.estimate_dip_memory_bytes` for the DIP.
-    """
-    from .solvers import solver_entry  # the solver table knows each method's estimate
-
-    return int(solver_entry(cfg.method).memory(cfg, frame_shape))
 
 
 def _meminfo_available_bytes() -> int | None:
@@ -156,7 +136,7 @@ def check_memory(estimate: int, device: torch.device, what: str) -> None:
     Parameters
     ----------
     estimate : int
-        Bytes the run needs (:func:`estimate_memory_bytes`).
+        Bytes the run needs (:func:`cdi_dip.solvers.estimate_memory_bytes`).
     device : torch.device
     what : str
         The run in words, for the message (``"HIO on a 256x256x256 frame"``).
@@ -180,6 +160,5 @@ def check_memory(estimate: int, device: torch.device, what: str) -> None:
 __all__ = [
     "available_memory_bytes",
     "check_memory",
-    "estimate_memory_bytes",
     "estimate_projection_memory_bytes",
 ]

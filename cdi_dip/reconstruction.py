@@ -20,13 +20,13 @@ from .config import Method, RunConfig
 from .device import resolve_device
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
-from .memory import check_memory, estimate_memory_bytes
+from .memory import check_memory
 from .physics import FarField
 from .prepare.free_pixels import select_free_islands
 from .prepare.rim import check_rim, with_rim, without_rim
 from .provenance import software_versions
 from .restarts import Combined, Run, combine_runs, run_starts
-from .solvers import Initialiser, IterCallback, Problem, choose_method, random_phases
+from .solvers import Initialiser, IterCallback, Problem, choose_method, estimate_memory_bytes, random_phases
 from .types import BeamstopRim, Measurement, Result
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from cdi_dip.memory import (
     PROJECTION_HELD_BYTES_PER_VOXEL,
     available_memory_bytes,
     check_memory,
-    estimate_memory_bytes,
     estimate_projection_memory_bytes,
 )
+from cdi_dip.solvers import estimate_memory_bytes
 from cdi_dip.solvers.dip import estimate_dip_memory_bytes
 
 runner = CliRunner()

@@ -66,6 +66,24 @@ SOLVERS: dict[Method, SolverEntry] = {
 """Every method that runs (``auto`` is resolved to one of these first)."""
 
 
+def estimate_memory_bytes(cfg: RunConfig, frame_shape: Sequence[int]) -> int:
+    """Peak device memory of one run of ``cfg.method`` on a frame, in bytes (the ``memory`` of its row).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        With a concrete method (not ``auto``).
+    frame_shape : sequence of int
+
+    Returns
+    -------
+    int
+        :func:`cdi_dip.memory.estimate_projection_memory_bytes` for ER, HIO and RAAR;
+        :func:`cdi_dip.solvers.dip.estimate_dip_memory_bytes` for the DIP.
+    """
+    return int(solver_entry(cfg.method).memory(cfg, frame_shape))
+
+
 def solver_entry(method: Method) -> SolverEntry:
     """The row of ``method``; ``auto`` has none (choose the method first)."""
     try:
@@ -75,4 +93,4 @@ def solver_entry(method: Method) -> SolverEntry:
 
 
 __all__ = ["SOLVERS", "Initialiser", "IterCallback", "Problem", "Solver", "SolverEntry", "choose_method",
-           "random_phases", "solver_entry"]
+           "estimate_memory_bytes", "random_phases", "solver_entry"]
