@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import torch
 
-from .config import RunConfig
 from .errors import InvalidInputError
 
 GIB = 2.0**30
