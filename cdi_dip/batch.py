@@ -54,7 +54,8 @@ from . import __version__
 from .config import RunConfig
 from .errors import CdiDipError, InvalidInputError
 from .io.readers import scan_name
-from .outputs import RESULT_OBJECT, check_can_create, make_output_dir, remove_leftovers_when_free, result_folder
+from .io.cxi import IMAGE_DATA
+from .outputs import check_can_create, make_output_dir, remove_leftovers_when_free, result_folder
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,7 @@ def _result_is_complete(folder: Path, result: Path, summary: dict[str, Any]) -> 
         return False
     try:
         with h5py.File(result, "r") as file:
-            complete = isinstance(file.get(RESULT_OBJECT), h5py.Dataset)
+            complete = isinstance(file.get(IMAGE_DATA), h5py.Dataset)
     except OSError:
         complete = False
     if not complete:

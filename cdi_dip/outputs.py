@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from . import __version__
@@ -45,6 +44,7 @@ from .errors import InvalidInputError
 from .interrupts import interrupts_deferred
 from .io.names import safe_scan_name
 from .io.readers import input_paths
+from .io.result_cxi import mark_interrupted
 from .io.summary import make_summary
 from .io.vtk import write_vti
 from .io.writers import write_json, write_result_cxi, write_tiffs
@@ -57,11 +57,6 @@ MARKER = "summary.json"
 
 SEPARATOR = "~"
 """Between a scan name and the role of a hidden file beside its folder; never in a scan name."""
-
-RESULT_OBJECT = "/entry_1/image_1/data"
-"""Where the result CXI holds the object."""
-
-INTERRUPTED_DATASET = "/entry_1/image_1/process_1/results/interrupted"
 
 
 def result_folder(out_dir: Path, name: str) -> Path:
@@ -369,8 +364,7 @@ def _write_files(result: Result, staging: Path, final: Path, command_line: str, 
     summary = make_summary(result, final, [final / n for n in names])
     write_report_html(html_path, {**summary, "command": command_line}, png_name="report.png")
     if deferral.requested and not result.interrupted:  # a signal while writing: the result says so
-        with h5py.File(_result_cxi_path(staging, result), "r+") as file:
-            file[INTERRUPTED_DATASET][()] = True
+        mark_interrupted(_result_cxi_path(staging, result))
         summary["interrupted"] = True
     write_json(staging / MARKER, summary)
     return summary

@@ -84,6 +84,12 @@ class StoredResult:
 # --------------------------------------------------------------------------- ensemble and PRTF datasets
 
 
+def mark_interrupted(path: Path) -> None:
+    """Record in a written result file that its run was interrupted (``results/interrupted``)."""
+    with h5py.File(path, "r+") as file:
+        file[f"{RESULTS}/interrupted"][()] = True
+
+
 def ensemble_datasets(ensemble: EnsembleResult) -> dict[str, np.ndarray]:
     """The arrays of an ensemble worth storing, by the names of :data:`ENSEMBLE_DATASETS`.
 
