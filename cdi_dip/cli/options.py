@@ -47,6 +47,10 @@ Config = Annotated[Optional[Path], typer.Option("--config", help="TOML configura
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")]
+# A runtime choice, not configuration: not in CONFIG_PATH, so not in the RunConfig --resume compares.
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", help="CPU threads of torch and the C kernels in this process (torch.set_num_threads) "
+                      "\\[default: torch's default].")]
 
 
 def parse_ints(text: str, name: str) -> list[int]:
