@@ -24,3 +24,30 @@ def test_license_is_the_bsd_3_clause_text_pyproject_names():
         "EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.",
     ):
         assert clause in text, clause
+
+
+README_COMMANDS = (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e . && "
+    "cdi-dip reconstruct sample_data/crystal_2d.cxi --out results && "
+    "cdi-dip compare results/crystal_2d/crystal_2d.cxi sample_data/crystal_2d_truth.npy",
+    "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && "
+    "pip install -e '.[test,cluster]' && python -m pytest -q -p no:cacheprovider",
+)
+
+
+def _quick_start() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Quick start")
+    return readme[start:readme.index("\n## ", start + 1)]
+
+
+def test_readme_quick_start_says_which_python_and_how_to_install_torch():
+    section = _quick_start()
+    minimum = _pyproject()["project"]["requires-python"].removeprefix(">=")
+    text = " ".join(section.split())
+    assert f"Python {minimum} or newer" in text
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in text
+    assert "`pip install torch==2.13.0` must come first" in text
+    assert "https://pytorch.org/get-started/locally/" in text
+    for command in README_COMMANDS:  # the two commands themselves are unchanged
+        assert f"```bash\n{command}\n```" in section, command
