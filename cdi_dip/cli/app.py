@@ -7,9 +7,11 @@ and :mod:`.render`, never this module, so there is no import circle.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
+from .. import __version__
 from .batch import batch
 from .common import run_app
 from .compare import compare
@@ -25,6 +27,23 @@ app = typer.Typer(
     help="Reconstruct coherent diffraction imaging data (2D CDI, 3D Bragg CDI) "
     "with the double deep image prior or HIO/ER/RAAR + shrinkwrap.",
 )
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    # no docstring: the app's help stays the Typer(help=...) text above
+    pass
+
 
 for _command in (reconstruct, simulate, inspect, compare, report, version, batch):
     app.command()(_command)

@@ -15,7 +15,7 @@ import typer
 
 from ..errors import InvalidInputError
 from . import options as opt
-from .common import EXIT_FAILED, build_config, exit_codes, print_json, setup_logging, sigterm_as_interrupt
+from .common import EXIT_FAILED, build_config, exit_codes, print_json, set_threads, setup_logging, sigterm_as_interrupt
 from .render import BatchProgress, render_batch
 
 
@@ -54,6 +54,9 @@ def batch(
     json_output: Annotated[bool, typer.Option("--json", help="Print batch.json as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
     verbose: opt.Verbose = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", help="CPU threads of torch and the C kernels in this process (torch.set_num_threads); "
+                          "--workers > 1 keeps its own split, CPUs / workers per worker \\[default: torch's default].")] = None,
 ) -> None:
     """Reconstruct many scans, each into OUT/<scan-name>/, and write OUT/batch.json.
 
@@ -65,6 +68,7 @@ def batch(
     setup_logging(quiet, verbose)
     sigterm_as_interrupt()
     with exit_codes(interrupted=f"interrupted; finished scans are listed in {out / 'batch.json'}: rerun with --resume"):
+        set_threads(threads)
         if workers is not None and workers < 1:
             raise InvalidInputError(f"--workers {workers}: give at least 1")
         if workers is not None and scheduler:

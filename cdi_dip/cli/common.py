@@ -72,6 +72,18 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def set_threads(threads: Optional[int]) -> None:
+    """``--threads N``: ``torch.set_num_threads(N)`` for this process (the C kernels follow
+    ``torch.get_num_threads()``); None leaves torch's default. N < 1 is an InvalidInputError."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InvalidInputError(f"--threads {threads}: give at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def build_config(config_file: Optional[Path], overrides: dict[str, Any]):
     """TOML file (if any) merged with the options given (nested, see :func:`.options.overrides`), validated once."""
     from ..config import config_from_dict, load_toml, merge

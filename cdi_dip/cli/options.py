@@ -18,13 +18,13 @@ import typer
 
 from ..errors import InvalidInputError
 
-Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er [default: auto: dip for crystals, hio for specimens]")]
+Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er \\[default: auto: dip for crystals, hio for specimens]")]
 Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).")]
-Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N [default: auto]")]
+Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N \\[default: auto]")]
 Masks = Annotated[Optional[list[str]], typer.Option("--mask", help="Mask file (nonzero = excluded); repeat to combine.")]
 Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations: HIO/RAAR/ER: the length of the default plan; double DIP: its data-fit iterations, with the warm start and pre-fit shortened in proportion below the default (1000 in 2D, 1500 in 3D), so a small number is a short run.")]
 Runs = Annotated[Optional[int], typer.Option(help="Random starts; the best by free likelihood is kept.")]
-Keep = Annotated[Optional[int], typer.Option(help="Best runs averaged into the result, with uncertainty maps and the PRTF [default: half the runs].")]
+Keep = Annotated[Optional[int], typer.Option(help="Best runs averaged into the result, with uncertainty maps and the PRTF \\[default: half the runs].")]
 Seed = Annotated[Optional[int], typer.Option(help="Base random seed.")]
 Plan = Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")]
 Param = Annotated[Optional[str], typer.Option(help="Double DIP object: mag-phase (crystals) or real-imag (specimens with Re >= 0).")]
@@ -38,7 +38,7 @@ Roi = Annotated[Optional[str], typer.Option(help="Detector region of the frames,
 Bin = Annotated[Optional[str], typer.Option("--bin", help="Binning factors, e.g. 2 or 1,2,2 (sums counts).")]
 Saturation = Annotated[Optional[float], typer.Option(help="Detector saturation, counts: pixels at or above are excluded.")]
 BeamstopRadius = Annotated[Optional[float], typer.Option("--beamstop-radius", help="Beamstop radius in pixels around the peak (default: found from the data).")]
-Aliens = Annotated[Optional[str], typer.Option(help="Stray 'alien' scattering: mask (exclude), report (find only) or off [default: mask].")]
+Aliens = Annotated[Optional[str], typer.Option(help="Stray 'alien' scattering: mask (exclude), report (find only) or off \\[default: mask].")]
 AllowExternalLinks = Annotated[bool, typer.Option(
     "--allow-external-links",
     help="Follow HDF5 external links and virtual-dataset sources outside the input file's folder, and external "
@@ -47,6 +47,10 @@ Config = Annotated[Optional[Path], typer.Option("--config", help="TOML configura
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")]
+# A runtime choice, not configuration: not in CONFIG_PATH, so not in the RunConfig --resume compares.
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", help="CPU threads of torch and the C kernels in this process (torch.set_num_threads) "
+                      "\\[default: torch's default].")]
 
 
 def parse_ints(text: str, name: str) -> list[int]:

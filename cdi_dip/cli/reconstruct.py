@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, build_config, exit_codes, print_json, setup_logging, sigterm_as_interrupt
+from .common import EXIT_INTERRUPTED, build_config, exit_codes, print_json, set_threads, setup_logging, sigterm_as_interrupt
 from .render import RunProgress, render_summary
 
 
@@ -43,11 +43,13 @@ def reconstruct(
     json_output: opt.Json = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
+    threads: opt.Threads = None,
 ) -> None:
     """Reconstruct one scan and write OUT/<scan-name>/ (CXI, TIFFs, report.png, summary.json)."""
     setup_logging(quiet, verbose)
     sigterm_as_interrupt()
     with exit_codes(failures=True, interrupted="interrupted before any result could be written"):
+        set_threads(threads)
         cfg = build_config(config, opt.overrides(locals()))
         from ..pipeline import reconstruct_scan
 

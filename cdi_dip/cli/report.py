@@ -13,7 +13,7 @@ from .common import exit_codes, print_json, setup_logging
 
 def report(
     result: Annotated[Path, typer.Argument(help="A result .cxi written by cdi-dip reconstruct.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for report.png and report.html [default: beside the result].")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for report.png and report.html \\[default: beside the result].")] = None,
     json_output: opt.Json = False,
 ) -> None:
     """Rebuild report.png and report.html from a result file."""
