@@ -13,7 +13,8 @@ def _pyproject() -> dict:
 
 
 def test_license_is_the_bsd_3_clause_text_pyproject_names():
-    assert _pyproject()["project"]["license"] == {"text": "BSD-3-Clause"}
+    assert _pyproject()["project"]["license"] == "BSD-3-Clause"
+    assert _pyproject()["project"]["license-files"] == ["LICENSE"]
     text = " ".join((ROOT / "LICENSE").read_text().split())
     assert text.startswith("BSD 3-Clause License Copyright (c) 2026, the cdi-dip developers ")
     for clause in (
