@@ -90,7 +90,7 @@ def _frames(folder: Path) -> Path:
 
 
 def test_a_folder_of_frames_with_out_set_to_its_parent_keeps_every_frame(tmp_path):
-    frames = _frames(tmp_path / "frames")
+    frames = _frames(tmp_path / "scan7")
     before = _tree(frames)
     for spec in (str(frames), str(frames / "*.tif")):
         result = runner.invoke(app, ["reconstruct", spec, "--out", str(tmp_path), *FAST])
@@ -325,3 +325,14 @@ def test_the_help_says_what_iterations_bounds():
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "data-fit iterations" in text and "short run" in text
+
+
+def test_a_folder_of_frames_called_frames_is_named_after_its_scan(tmp_path):
+    from cdi_dip.io.readers import scan_name
+
+    for scan in ("S0054", "S0055"):
+        (tmp_path / scan).mkdir()
+        _frames(tmp_path / scan / "frames")
+    assert scan_name(str(tmp_path / "S0054" / "frames")) == "S0054"
+    assert scan_name(str(tmp_path / "S0055" / "frames" / "*.tif")) == "S0055"
+    assert scan_name(str(tmp_path / "S0054")) == "S0054"  # a folder of frames with its own name keeps it

@@ -116,16 +116,27 @@ def _is_glob(spec: str) -> bool:
     return bool(_GLOB_CHARS.search(spec)) and not Path(spec).expanduser().exists()
 
 
+GENERIC_FRAME_FOLDERS = frozenset({"frames", "data", "raw", "tif", "tiff", "images"})
+"""Folder names that say what a folder holds, not which scan it is: a folder of frames called so is
+named after its parent (``S0054/frames`` is the scan ``S0054``)."""
+
+
 def scan_name(spec: str) -> str:
     """Short scan name of an input: the file name without extension, the
-    directory name of a folder of frames, the parent directory of a glob;
-    made safe as a folder name (:func:`cdi_dip.io.names.safe_scan_name`)."""
+    directory name of a folder of frames, the parent directory of a glob
+    (for a folder of frames with a generic name such as ``frames``, its
+    parent's name); made safe as a folder name
+    (:func:`cdi_dip.io.names.safe_scan_name`)."""
     if _is_glob(spec):
-        name = Path(spec).expanduser().parent.resolve().name
+        folder = Path(spec).expanduser().parent.resolve()
     else:
         path, _ = _split_spec(spec)
-        name = path.resolve().name if path.is_dir() else path.stem
-    return safe_scan_name(name)
+        if not path.is_dir():
+            return safe_scan_name(path.stem)
+        folder = path.resolve()
+    if folder.name.lower() in GENERIC_FRAME_FOLDERS and folder.parent.name:
+        folder = folder.parent
+    return safe_scan_name(folder.name)
 
 
 def input_paths(spec: str) -> list[Path]:
