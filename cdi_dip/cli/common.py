@@ -85,11 +85,11 @@ def set_threads(threads: Optional[int]) -> None:
 
 
 def build_config(config_file: Optional[Path], overrides: dict[str, Any]):
-    """TOML file (if any) merged with the options given (nested, see :func:`.options.overrides`), validated once."""
-    from ..config import config_from_dict, load_toml, merge
+    """TOML file (if any) merged with the options given (nested, see :func:`.options.overrides`), validated once
+    (:func:`cdi_dip.config.load_config`)."""
+    from ..config import load_config
 
-    base = load_toml(config_file) if config_file is not None else {}
-    return config_from_dict(merge(base, overrides))
+    return load_config(config_file, overrides)
 
 
 def print_json(data: dict[str, Any]) -> None:
