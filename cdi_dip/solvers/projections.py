@@ -42,7 +42,7 @@ from ..types import SolverOutput
 from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
 from .fused import ModulusTarget, positivity_mode, select_backend
-from .init import random_phases
+from .init import measured_amplitude, random_phases
 from .loop import run_plan
 
 log = logging.getLogger(__name__)
@@ -512,7 +512,7 @@ def solve_projections(
     counts_f = physics.to_fft_order(problem.counts)
     valid_f = physics.to_fft_order(problem.fit)
     free_f = physics.to_fft_order(problem.held_out) if problem.held_out is not None else None
-    amplitude = torch.where(valid_f, counts_f.clamp_min(0).sqrt(), torch.zeros((), device=problem.device))
+    amplitude = physics.to_fft_order(measured_amplitude(problem))
     support = _Shrinkwrap(physics.to_fft_order(constraints.support).contiguous(), opts,
                           constraints.shrinkwrap_threshold, steps)
     x = physics.to_fft_order(init(problem, constraints.support, rng=rng)).to(torch.complex64).contiguous()
