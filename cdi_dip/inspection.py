@@ -16,6 +16,8 @@ import numpy as np
 from .config import RunConfig
 from .io.readers import read_measurement
 from .io.readers import read_calibration
+from .device import resolve_device
+from .prepare.frame import voxel_budget
 from .prepare.stages import condition_detector, find_centre, prepare
 from .types import Measurement
 
@@ -38,7 +40,9 @@ def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()
         dark=read_calibration(cfg.detector.dark, "--dark", allow_external_links=allow),
         flat=read_calibration(cfg.detector.flat, "--flat", allow_external_links=allow),
     )
-    return Inspection(read=read, conditioned=conditioned, framed=prepare(conditioned, cfg.prep))
+    budget = cfg.prep.max_voxels or voxel_budget(resolve_device(cfg.device).type)
+    return Inspection(read=read, conditioned=conditioned,
+                      framed=prepare(conditioned, cfg.prep, voxel_budget=budget))
 
 
 def _box(mask: np.ndarray) -> list[list[int]]:
@@ -95,4 +99,5 @@ def describe(inspection: Inspection, *, source: str) -> dict[str, Any]:
         "pixel_size_m": list(meta.pixel_size_m) if meta.pixel_size_m else None,
         "suggested_frame": list(framed.shape),
         "suggested_roi": [list(r) for r in framed.roi],
+        "auto_frame": framed.notes.get("auto_frame"),
     }

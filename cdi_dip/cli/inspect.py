@@ -18,6 +18,7 @@ def inspect(
     input: Annotated[str, typer.Argument(help="Any input reconstruct accepts.")],
     mask: opt.Masks = None,
     max_size: opt.MaxSize = None,
+    max_voxels: opt.MaxVoxels = None,
     centre: opt.Centre = None,
     threshold: opt.Threshold = None,
     dark: opt.Dark = None,

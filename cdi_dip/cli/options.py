@@ -29,7 +29,9 @@ Seed = Annotated[Optional[int], typer.Option(help="Base random seed.")]
 Plan = Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")]
 Param = Annotated[Optional[str], typer.Option(help="Double DIP object: mag-phase (crystals) or real-imag (specimens with Re >= 0).")]
 Noise = Annotated[Optional[str], typer.Option(help="Noise model for validation, run selection and the DIP loss: poisson, gaussian or amplitude.")]
-MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis.")]
+MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis (turns off the automatic frame).")]
+Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: none, auto (fit a blurring kernel), auto,SIGMA or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: none].")]
+MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].")]
 Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.")]
 Threshold = Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.")]
 Dark = Annotated[Optional[str], typer.Option(help="Dark (no-beam) image to subtract; pixels with dark > 1 count are excluded.")]
@@ -76,8 +78,10 @@ CONFIG_PATH: dict[str, str] = {
     "seed": "seed",
     "device": "device",
     "noise": "noise",
+    "psf": "psf",
     "allow_external_links": "input.allow_external_links",
     "max_size": "prep.max_size",
+    "max_voxels": "prep.max_voxels",
     "centre": "prep.centre",
     "threshold": "prep.threshold",
     "plan": "projection.plan",

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import InvalidInputError
 from . import schema
 from .plan import parse_plan
+from .psf import parse_psf
 from .schema import check_range, option
 
 
@@ -102,6 +103,10 @@ class PrepConfig:
     max_size: int | None = option(None, range=(8, None))
     """Cap on the frame size along every axis (pixels); None: no cap. The frame
     is cropped around the centred peak to at most this size (FFT-friendly)."""
+    max_voxels: int | None = option(None, range=(512, None))
+    """Voxel budget of the automatic frame (used when ``max_size`` is not set);
+    None: 2^20 on a CPU, 2^24 on a GPU. A frame above the budget is cut to
+    the region with signal, then shrunk evenly until it fits."""
     centre: CentreMethod = option(CentreMethod.AUTO)
     """How the zero frequency is found: auto, max, com, friedel or none."""
     threshold: float = option(0.0, range=(0.0, None))
@@ -321,6 +326,11 @@ class RunConfig:
     selection, and each solver's own loss (``dip.loss``)."""
     device: str = option("auto")
     """auto, cpu, cuda or cuda:N."""
+    psf: str = option("none")
+    """Partial coherence: ``none`` (a coherent model), ``auto`` (a blurring kernel
+    fitted during the reconstruction, starting from a Gaussian of 1 px),
+    ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px) or ``gaussian,SIGMA``
+    (a fixed Gaussian). See :mod:`cdi_dip.coherence`."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
@@ -336,6 +346,7 @@ class RunConfig:
         """Check every field; fill in the method's default runs; return self so calls can chain."""
         schema.check_finite(self)  # first, in every section: a NaN named as such wherever it is
         schema.validate(self)
+        parse_psf(self.psf)
         self.method = Method(self.method)
         if self.runs is None and self.method is not Method.AUTO:
             self.runs = DEFAULT_RUNS[self.method]

@@ -27,6 +27,7 @@ from ..errors import InvalidInputError
 from ..types import Measurement
 from .corrections import bin_frames, correct_measurement
 from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
+from .frame import choose_frame
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def extract_window(array: np.ndarray, roi: list[tuple[int, int]], fill: float | 
     return out
 
 
-def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
+def prepare(measurement: Measurement, cfg: PrepConfig, *, voxel_budget: int | None = None) -> Measurement:
     """Threshold, centre and frame a measurement for the solvers.
 
     Parameters
@@ -183,6 +184,10 @@ def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
     measurement : Measurement
         As read from disk (and conditioned by :func:`condition_detector`).
     cfg : PrepConfig
+    voxel_budget : int, optional
+        Largest frame (voxels) when ``cfg.max_size`` is not set: a larger
+        frame is cut to the signal and shrunk to fit
+        (:func:`cdi_dip.prepare.frame.choose_frame`). None: no budget.
 
     Returns
     -------
@@ -208,6 +213,15 @@ def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
     centre = find_centre(intensity, trusted, cfg.centre)  # a half-covered beamstop rim would pull it
     window = [centred_window(c, n, cfg.max_size) for c, n in zip(centre, intensity.shape)]
     sizes = [stop - start for start, stop in window]
+    notes = {**measurement.notes, "centre_px": [int(c) for c in centre]}
+    if cfg.max_size is None and voxel_budget is not None:
+        choice = choose_frame(intensity, trusted, centre, sizes, voxel_budget, friendly_above=fft_friendly_above,
+                              friendly_below=fft_friendly_below, minimum=MIN_FRAME)
+        if choice is not None:
+            log.info("frame: %s", choice.reason)
+            notes["auto_frame"] = choice.as_note()
+            window = [(c - s // 2, c - s // 2 + s) for c, s in zip(centre, choice.sizes)]
+            sizes = list(choice.sizes)
     if min(sizes) < MIN_FRAME:
         raise InvalidInputError(
             f"{measurement.source}: the frame around the peak at {centre} would be {tuple(sizes)}, "
@@ -227,7 +241,6 @@ def prepare(measurement: Measurement, cfg: PrepConfig) -> Measurement:
         provisional = extract_window(measurement.provisional, window, False) & framed_valid
         provisional = provisional if provisional.any() else None
     log.info("peak at %s, frame %s from array region %s", centre, tuple(sizes), window)
-    notes = {**measurement.notes, "centre_px": [int(c) for c in centre]}
     return replace(
         measurement,
         intensity=framed,

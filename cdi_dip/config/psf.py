@@ -1,0 +1,70 @@
+"""``--psf``: whether and how the reconstruction models partial coherence (no torch here).
+
+The physics and the fit are in :mod:`cdi_dip.coherence`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import InvalidInputError
+
+MAX_KERNEL_RADIUS_PX = 8
+"""Largest half-width (pixels) of the kernel's box along an axis (and at most 1/8 of the axis)."""
+
+DEFAULT_START_SIGMA_PX = 1.0
+"""Width (Gaussian sigma, pixels) a fitted kernel starts from."""
+
+
+@dataclass(frozen=True)
+class PsfChoice:
+    """What ``--psf`` asked for.
+
+    Attributes
+    ----------
+    mode : str
+        ``"none"`` (coherent), ``"fixed"`` (a Gaussian of ``sigma_px``) or
+        ``"fit"`` (Richardson-Lucy from a Gaussian of ``sigma_px``).
+    sigma_px : float
+        Gaussian standard deviation, pixels of the detector frame.
+    """
+
+    mode: str = "none"
+    sigma_px: float = DEFAULT_START_SIGMA_PX
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+
+def parse_psf(text: str | None) -> PsfChoice:
+    """Parse ``--psf``: ``none``, ``auto`` (fit), ``auto,SIGMA`` or ``gaussian,SIGMA`` (fixed).
+
+    Raises
+    ------
+    InvalidInputError
+        For anything else, or a sigma that is not a positive finite number of pixels.
+    """
+    spec = (text or "none").strip().lower()
+    name, _, value = spec.partition(",")
+    if name in ("none", "off") and not value:
+        return PsfChoice()
+    if name in ("auto", "gaussian"):
+        sigma = DEFAULT_START_SIGMA_PX
+        if value:
+            try:
+                sigma = float(value)
+            except ValueError:
+                sigma = float("nan")
+            if not math.isfinite(sigma) or not 0.05 <= sigma <= MAX_KERNEL_RADIUS_PX:
+                raise InvalidInputError(f"psf {text!r}: SIGMA must be a number of pixels from 0.05 to "
+                                        f"{MAX_KERNEL_RADIUS_PX}, e.g. --psf gaussian,1.0")
+        elif name == "gaussian":
+            raise InvalidInputError(f"psf {text!r}: give the width, e.g. --psf gaussian,1.0 (sigma in pixels)")
+        return PsfChoice("fit" if name == "auto" else "fixed", sigma)
+    raise InvalidInputError(f"psf {text!r}: use none, auto, auto,SIGMA or gaussian,SIGMA (sigma in pixels)")
+
+
+
+__all__ = ["DEFAULT_START_SIGMA_PX", "MAX_KERNEL_RADIUS_PX", "PsfChoice", "parse_psf"]

@@ -1,0 +1,64 @@
+"""The automatic frame: cut to the signal, within a voxel budget, recorded with its reason."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cdi_dip.config import PrepConfig
+from cdi_dip.prepare.frame import fit_to_budget, signal_half_widths
+from cdi_dip.prepare.stages import fft_friendly_below, is_fft_friendly, prepare
+from cdi_dip.types import Measurement
+
+
+def _stack(shape=(48, 64, 64), width_px=(4.0, 6.0, 6.0), peak=(23, 30, 34), seed=0):
+    """Poisson counts of a Gaussian peak (1e5 at its top) over a 0.05-photon background."""
+    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    expected = 1e5 * np.exp(-0.5 * sum(((g - p) / w) ** 2 for g, p, w in zip(grids, peak, width_px))) + 0.05
+    return np.random.default_rng(seed).poisson(expected).astype(np.float32)
+
+
+def _measurement(counts):
+    return Measurement(intensity=counts, valid=np.ones(counts.shape, bool), source="test", name="test",
+                       roi=[(0, n) for n in counts.shape])
+
+
+def test_signal_extent_follows_the_peak_and_ignores_a_far_hot_pixel():
+    counts = _stack(shape=(48, 64, 96))
+    counts[23, 30, 90] = 1e6  # a hot pixel 56 px from the peak
+    half = signal_half_widths(counts, np.ones(counts.shape, bool), (23, 30, 34))
+    # The Gaussian falls below 1 count per pixel at about 4.8 widths from its top.
+    for h, w in zip(half, (4.0, 6.0, 6.0)):
+        assert 3 * w <= h <= 6 * w + 8
+    assert half[2] < 50
+
+
+def test_a_frame_over_the_budget_is_cut_to_the_signal_and_fits():
+    counts = _stack()
+    framed = prepare(_measurement(counts), PrepConfig(), voxel_budget=20_000)
+    assert math.prod(framed.shape) <= 20_000
+    assert all(is_fft_friendly(n) for n in framed.shape)
+    assert np.unravel_index(np.argmax(framed.intensity), framed.shape) == tuple(n // 2 for n in framed.shape)
+    note = framed.notes["auto_frame"]
+    assert note["frame_px"] == list(framed.shape) and "budget" in note["why"]
+    assert [stop - start for start, stop in framed.roi] == list(framed.shape)
+
+
+def test_a_frame_within_the_budget_or_with_max_size_is_left_alone():
+    counts = _stack()
+    full = prepare(_measurement(counts), PrepConfig())
+    assert prepare(_measurement(counts), PrepConfig(), voxel_budget=10**9).shape == full.shape
+    capped = prepare(_measurement(counts), PrepConfig(max_size=32), voxel_budget=1000)
+    assert capped.shape == (32, 32, 32) and "auto_frame" not in capped.notes
+
+
+@pytest.mark.parametrize("sizes, budget", [((200, 256, 240), 2**20), ((512, 512), 2**16), ((64, 48, 40), 10**6)])
+def test_fit_to_budget_shrinks_evenly_to_fft_friendly_sizes(sizes, budget):
+    fitted = fit_to_budget(sizes, budget, friendly_below=fft_friendly_below, minimum=8)
+    assert math.prod(fitted) <= budget
+    assert all(is_fft_friendly(n) and n <= s for n, s in zip(fitted, sizes))
+    if math.prod(sizes) > budget:  # nothing is cut by more than the even factor needs (and a rounding step)
+        factor = (budget / math.prod(sizes)) ** (1 / len(sizes))
+        assert all(n >= 0.8 * factor * s for n, s in zip(fitted, sizes))
+    else:
+        assert fitted == tuple(sizes)
