@@ -145,6 +145,57 @@ def autocorrelation_support(
     return shrinkwrap(smooth, sigma_px=0.0, threshold=threshold)
 
 
+EXTENT_FROM_PROFILE = 1.25
+"""Object extent over the zero crossing extrapolated from the autocorrelation
+profile's 50 % and 20 % points: on simulated faceted crystals (oversampling
+1.7-4) the extrapolation falls short by 12-20 %."""
+
+
+def _profile_zero_crossing(profile: torch.Tensor) -> float | None:
+    """Lag (px) where a decreasing profile (1 at lag 0) reaches zero, extrapolated
+    linearly from where it falls below 0.5 and 0.2; None if it never falls below 0.2."""
+    below_half = torch.nonzero(profile < 0.5)
+    below_fifth = torch.nonzero(profile < 0.2)
+    if len(below_half) == 0 or len(below_fifth) == 0:
+        return None
+    d50, d20 = float(below_half[0]), float(below_fifth[0])
+    return d20 + (d20 - d50) * 0.2 / 0.3
+
+
+def object_extent_px(counts: torch.Tensor, valid: torch.Tensor, physics: FarField) -> tuple[float, ...]:
+    """Extent of the object along every axis (px) estimated from the autocorrelation.
+
+    The autocorrelation of an object of extent ``L`` falls to zero at the lag
+    ``L``. Along each axis the largest autocorrelation magnitude over the
+    other axes (the origin's neighbourhood normalised to 1) is followed out
+    from the origin, and its zero crossing extrapolated from the 50 % and
+    20 % points, scaled by :data:`EXTENT_FROM_PROFILE`. Below an oversampling
+    of 2 the autocorrelation wraps around the frame; the extrapolation still
+    sees the object's extent where the profile falls early enough. An axis
+    whose profile never falls below 0.2 reports the whole frame.
+
+    Parameters
+    ----------
+    counts : torch.Tensor, real, frame shape, centred
+    valid : torch.Tensor, bool, frame shape
+    physics : FarField
+
+    Returns
+    -------
+    tuple of float
+        Estimated extent per axis, pixels of the object (frame) grid.
+    """
+    magnitude = autocorrelation(counts, valid, physics)
+    magnitude = magnitude / magnitude.max().clamp_min(1e-30)
+    extents = []
+    for axis, n in enumerate(magnitude.shape):
+        others = [a for a in range(magnitude.ndim) if a != axis]
+        profile = magnitude.amax(dim=others) if others else magnitude
+        crossing = _profile_zero_crossing(profile[n // 2:])
+        extents.append(float(n) if crossing is None else min(float(n), EXTENT_FROM_PROFILE * crossing))
+    return tuple(extents)
+
+
 def _radius_px(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Distance of every pixel from the frame centre (index ``n // 2``), pixels."""
     axes = [torch.arange(n, device=device, dtype=torch.float32) - n // 2 for n in shape]
@@ -258,6 +309,7 @@ __all__ = [
     "gaussian_blur",
     "half_autocorrelation_support",
     "missing_centre_radius_px",
+    "object_extent_px",
     "shrinkwrap",
     "sigma_schedule",
 ]

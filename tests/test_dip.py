@@ -14,6 +14,7 @@ from cdi_dip.solvers import Problem
 from cdi_dip.solvers.dip import (DipRun, check_device_memory, data_loss, estimate_dip_memory_bytes, loss_kind,
                                  object_shape, solve_dip)
 from cdi_dip.solvers.nets import DoubleDip, Generator
+from cdi_dip.support import object_extent_px
 
 
 def _solve_dip(counts, valid, physics, cfg, *, generator, free=None, on_iter=None):
@@ -61,8 +62,9 @@ def _cfg(iterations=40, **dip):
     return RunConfig(method=Method.DIP, iterations=iterations, dip=DipConfig(**settings)).validate()
 
 
-def _outside_box(frame_shape):
-    inside = pad_to_frame(torch.ones(object_shape(frame_shape), dtype=torch.bool), frame_shape).numpy()
+def _outside_box(frame_shape, box_shape=None):
+    box_shape = object_shape(frame_shape) if box_shape is None else tuple(box_shape)
+    inside = pad_to_frame(torch.ones(box_shape, dtype=torch.bool), frame_shape).numpy()
     return ~inside
 
 
@@ -153,13 +155,38 @@ def test_fit_lowers_the_loss_and_returns_frame_shaped_object(warm_start_runs):
     assert output.extra["best_free_loss"] < output.history[0]["free_loss"]
     assert output.obj.shape == (32, 32) and output.obj.dtype == np.complex64
     assert output.support.shape == (32, 32) and output.support.dtype == bool
-    # The object lives in the central half of the frame: zero outside.
-    assert np.all(output.obj[_outside_box((32, 32))] == 0)
+    # The object lives in its box (half the frame, or more where the autocorrelation needs it): zero outside.
+    box = output.extra["object_shape"]
+    assert all(16 <= n <= 24 for n in box)
+    assert np.all(output.obj[_outside_box((32, 32), box)] == 0)
     assert set(output.extra["parameters"]) == {"g1", "g2"}
     if warm_start_runs:
         assert len(output.extra["warm_start_scores"]) == 1
     else:
         assert len(output.extra["probe_losses"]) == 2
+
+
+def test_box_is_half_the_frame_unless_the_object_needs_more():
+    assert object_shape((64, 48)) == (32, 24)
+    assert object_shape((64, 48), (20.0, 30.0)) == (32, 32)  # 30 + 2 px margin > 24
+    assert object_shape((64, 48), (60.0, 47.0)) == (48, 36)  # capped at 3/4 of the frame
+
+
+@pytest.mark.parametrize("oversampling", [1.7, 1.85, 3.0])
+def test_object_extent_from_the_autocorrelation(oversampling):
+    """The extent estimate is within 20 % of a crystal's true extent, also below an oversampling of 2."""
+    n = 64
+    extent = int(round(n / oversampling))
+    inside = np.zeros((n, n), bool)
+    start = (n - extent) // 2
+    grids = np.meshgrid(*[np.arange(n) - n // 2] * 2, indexing="ij")
+    inside[start:start + extent, start:start + extent] = True
+    inside &= np.abs(grids[0] + grids[1]) < 0.6 * extent  # facets cut two corners
+    physics = FarField((n, n))
+    intensity = physics.intensity(torch.from_numpy(inside.astype(np.complex64)))
+    counts = torch.poisson(intensity * (1e6 / intensity.max()), generator=torch.Generator().manual_seed(0))
+    estimate = object_extent_px(counts, torch.ones(n, n, dtype=torch.bool), physics)
+    assert all(0.8 * extent <= e <= 1.25 * extent for e in estimate), (estimate, extent)
 
 
 def test_warm_start_keeps_the_support_in_the_box_and_the_best_run():
@@ -243,7 +270,7 @@ def test_keyboard_interrupt_in_warm_start_or_prefit_returns_a_valid_object(stage
     assert output.interrupted and calls[-1] == stage
     assert output.obj.shape == (32, 32) and np.isfinite(output.obj).all()
     assert np.abs(output.obj).max() > 0
-    assert np.all(output.obj[_outside_box((32, 32))] == 0)
+    assert np.all(output.obj[_outside_box((32, 32), output.extra["object_shape"])] == 0)
 
 
 def test_non_finite_loss_restores_best_iterate(monkeypatch):

@@ -55,6 +55,7 @@ from ..config.plan import ER
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..physics import FarField, crop_centre, pad_to_frame
+from ..support import object_extent_px
 from ..types import SolverOutput
 from . import dip_warmstart
 from .base import Initialiser, IterCallback, Problem
@@ -100,9 +101,37 @@ _BYTES_COMPLEX = 8
 
 
 
-def object_shape(frame_shape: Sequence[int]) -> tuple[int, ...]:
-    """Shape of the DIP object: half the frame, ``n // 2``, along every axis."""
-    return tuple(int(n) // 2 for n in frame_shape)
+BOX_MARGIN_PX = 2
+"""Pixels added to the object's estimated extent for the DIP box."""
+
+BOX_MAX_FRACTION = 0.75
+"""Largest DIP box per axis, as a fraction of the frame (an oversampling of 4/3)."""
+
+
+def object_shape(frame_shape: Sequence[int], extent_px: Sequence[float] | None = None) -> tuple[int, ...]:
+    """Shape of the DIP object box: half the frame, or more where the object needs it.
+
+    Parameters
+    ----------
+    frame_shape : sequence of int
+        Detector frame (pixels).
+    extent_px : sequence of float, optional
+        The object's estimated extent per axis
+        (:func:`cdi_dip.support.object_extent_px`). Where it plus
+        :data:`BOX_MARGIN_PX` exceeds half the frame (an oversampling below
+        about 2, common along some axis of real Bragg data), the box grows to
+        hold it, rounded up to even and capped at :data:`BOX_MAX_FRACTION` of
+        the frame. None: half the frame, ``n // 2``.
+    """
+    half = [int(n) // 2 for n in frame_shape]
+    if extent_px is None:
+        return tuple(half)
+    box = []
+    for n, h, extent in zip(frame_shape, half, extent_px):
+        needed = math.ceil(extent) + BOX_MARGIN_PX
+        needed += needed % 2
+        box.append(h if needed <= h else min(needed, int(BOX_MAX_FRACTION * n)))
+    return tuple(box)
 
 
 def loss_map(model_intensity: torch.Tensor, counts: torch.Tensor, kind: DipLoss) -> torch.Tensor:
@@ -348,7 +377,11 @@ class _Runner:
         self.on_iter = on_iter
         self.device = problem.counts.device
         self.frame_shape = problem.physics.shape
-        self.object_shape = object_shape(self.frame_shape)
+        extent = object_extent_px(problem.counts, problem.valid, problem.physics)
+        self.object_shape = object_shape(self.frame_shape, extent)
+        if self.object_shape != object_shape(self.frame_shape):
+            log.info("double DIP: object box %s, not half the frame: the autocorrelation puts the object's "
+                     "extent at %s px", "x".join(map(str, self.object_shape)), ", ".join(f"{e:.0f}" for e in extent))
         ndim = len(self.frame_shape)
         self.total = int(cfg.iterations) if cfg.iterations is not None else DEFAULT_ITERATIONS[ndim]
         share = min(1.0, self.total / DEFAULT_ITERATIONS[ndim])  # a shorter budget shortens the default stages too
