@@ -129,7 +129,7 @@ def _scored_run(index: int, seed: int, output: SolverOutput, problem: Problem) -
     if not np.all(np.isfinite(output.obj)):
         log.warning("run %d (seed %d) diverged: NaN or Inf in the object; left out", index, seed)
         return None
-    metrics, model = problem.metrics(output.obj)
+    metrics, model = problem.metrics(output.obj, output.psf)
     metrics["support_size"] = int(output.support.sum())
     log.info("run %d (seed %d): %s", index, seed, metrics)
     return Run(index, seed, output, metrics, model, selection_score(metrics, problem.noise))
@@ -232,7 +232,7 @@ def combine_runs(runs: list[Run], measurement: Measurement, problem: Problem, cf
         return Combined(obj.astype(np.complex64), support, align, dict(best.metrics), best.model, best, [best],
                         ensemble=None)
     mean, _ = remove_phase_offset(ensemble.mean, ensemble.support_majority)
-    metrics, model = problem.metrics(to_data_frame(mean, align))
+    metrics, model = problem.metrics(to_data_frame(mean, align), best.output.psf)
     metrics["support_size"] = int(ensemble.support_majority.sum())
     in_data_frame = np.stack([to_data_frame(member, align) for member in ensemble.objects])
     prtf = compute_prtf(in_data_frame, measurement.intensity, measurement.valid, meta=measurement.meta)

@@ -147,6 +147,10 @@ class SolverOutput:
         True when the run was stopped early by the user (Ctrl-C, SIGTERM).
     extra : dict
         Method-specific facts (chosen stop iteration, network sizes, ...).
+    psf : numpy.ndarray, float32, odd size per axis, centred, or None
+        The partial-coherence kernel the run's model intensity is blurred
+        with (:meth:`cdi_dip.coherence.PartialCoherence.compact`); None for a
+        coherent model.
     """
 
     obj: np.ndarray
@@ -155,6 +159,7 @@ class SolverOutput:
     iterations: int = 0
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    psf: np.ndarray | None = None
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
+from ..coherence import blur_with
 from ..metrics import data_metrics
 from ..physics import FarField
 from ..types import SolverOutput
@@ -90,21 +91,26 @@ class Problem:
         """The free pixels, or None when there are none."""
         return self.free if bool(self.free.any()) else None
 
-    def metrics(self, obj: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    def metrics(self, obj: np.ndarray, psf: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
         """Data metrics of an object in the frame of the data, and its model intensities (host).
 
         Parameters
         ----------
         obj : numpy.ndarray, complex, frame shape, centred
+        psf : numpy.ndarray, optional
+            A run's partial-coherence kernel (:attr:`SolverOutput.psf`): the
+            model intensity is blurred with it.
 
         Returns
         -------
         metrics : dict
             :func:`cdi_dip.metrics.data_metrics` under ``noise``.
         model : numpy.ndarray, float32, frame shape
-            ``|F obj|**2``.
+            ``|F obj|**2`` (blurred by ``psf``).
         """
         model = self.physics.intensity(torch.from_numpy(np.ascontiguousarray(obj)).to(self.device))
+        if psf is not None:
+            model = blur_with(psf, model)
         figures = data_metrics(model, self.counts, self.fit, self.free, noise=self.noise)
         return figures, model.float().cpu().numpy()
 

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import torch
 
+from ..coherence import CoherentModulus
 from ..physics import FarField
 from .fused import Backend, ModulusTarget, outside_coefficients, positivity_mode
 
@@ -71,7 +72,8 @@ class PlanState:
 
 def run_plan(x: torch.Tensor, steps: Iterable, target: ModulusTarget, physics: FarField, support: SupportRule, *,
              kernels: Backend, beta: float, positivity: bool = False,
-             on_iteration: Callable[[int, str, torch.Tensor], None] | None = None) -> PlanState:
+             on_iteration: Callable[[int, str, torch.Tensor], None] | None = None,
+             coherence: CoherentModulus | None = None) -> PlanState:
     """Run a plan of ER, HIO and RAAR steps from ``x``.
 
     Parameters
@@ -95,6 +97,9 @@ def run_plan(x: torch.Tensor, steps: Iterable, target: ModulusTarget, physics: F
     on_iteration : callable, optional
         ``(iteration, algorithm, x)`` after ``support.after``; may raise
         ``KeyboardInterrupt`` to stop.
+    coherence : CoherentModulus, optional
+        Partial coherence: the modulus step fits the blurred intensity
+        (:mod:`cdi_dip.coherence`) instead of the backend's coherent one.
 
     Returns
     -------
@@ -107,7 +112,13 @@ def run_plan(x: torch.Tensor, steps: Iterable, target: ModulusTarget, physics: F
             coefficients = outside_coefficients(step.algorithm, beta)
             mode = positivity_mode(step.algorithm, positivity)
             for _ in range(step.iterations):
-                projected = physics.ifft(kernels.project_modulus_(physics.fft(x), target))
+                field = physics.fft(x)
+                if coherence is None:
+                    field = kernels.project_modulus_(field, target)
+                else:
+                    field = coherence.project_(field, target.amplitude, target.valid)
+                projected = physics.ifft(field)
+                del field
                 x = kernels.update_(projected, x, support.current, coefficients, mode)
                 del projected
                 iteration += 1

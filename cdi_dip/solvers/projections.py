@@ -41,6 +41,8 @@ from ..support import (autocorrelation_support, half_autocorrelation_support, mi
 from ..types import SolverOutput
 from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
+from ..coherence import CoherentModulus, PartialCoherence
+from ..config.psf import PsfChoice, parse_psf
 from .fused import ModulusTarget, positivity_mode, select_backend
 from .init import measured_amplitude, random_phases
 from .loop import run_plan
@@ -383,8 +385,9 @@ class _CheckpointFigures:
     """
 
     def __init__(self, physics: FarField, counts_f: torch.Tensor, valid_f: torch.Tensor,
-                 free_f: torch.Tensor | None):
+                 free_f: torch.Tensor | None, coherence: PartialCoherence | None = None):
         self._physics = physics
+        self._coherence = coherence
         self._fitted = MaskedFigures(counts_f, valid_f)
         self._free = MaskedFigures(counts_f, free_f) if free_f is not None else None
 
@@ -392,6 +395,8 @@ class _CheckpointFigures:
         """``loss`` (mean Poisson deviance), ``r_factor`` and ``free_loss`` of a support-constrained estimate."""
         field = self._physics.fft(estimate)
         model = field.real.square() + field.imag.square()
+        if self._coherence is not None:
+            model = self._coherence.blur(model)
         loss, r = self._fitted(model)
         entry = {"loss": loss, "r_factor": r}
         if self._free is not None:
@@ -409,17 +414,20 @@ class ProjectionRun:
         The plan text (:func:`~cdi_dip.config.plan.parse_plan`).
     settings : ProjectionConfig
         Beta, object constraints, support and shrinkwrap settings, metric period.
+    psf : PsfChoice
+        Partial coherence (``--psf``): none, a fixed or a fitted blurring kernel.
     """
 
     plan: str
     settings: ProjectionConfig
+    psf: PsfChoice = PsfChoice()
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> ProjectionRun:
         """``projection.plan``, else the method's default plan of ``cfg.iterations``."""
         opts = cfg.projection
         plan = opts.plan if opts.plan is not None else default_plan(cfg.method.value, cfg.iterations)
-        return cls(plan=plan, settings=opts)
+        return cls(plan=plan, settings=opts, psf=parse_psf(cfg.psf))
 
 
 class _Shrinkwrap:
@@ -520,7 +528,9 @@ def solve_projections(
     backend = select_backend(x.device)
     log.debug("fused steps: %s", backend.name)
 
-    figures = _CheckpointFigures(physics, counts_f, valid_f, free_f)
+    coherence = PartialCoherence(physics.shape, options.psf, x.device) if options.psf.enabled else None
+    modulus = CoherentModulus(coherence, counts_f, valid_f, total) if coherence is not None else None
+    figures = _CheckpointFigures(physics, counts_f, valid_f, free_f, coherence)
     constrained_mode = positivity_mode("ER", positivity)
 
     def constrained(obj: torch.Tensor) -> torch.Tensor:
@@ -547,11 +557,13 @@ def solve_projections(
             on_iter({**entry, "total": total})
 
     state = run_plan(x, steps, target, physics, support, kernels=backend, beta=opts.beta, positivity=positivity,
-                     on_iteration=record)
+                     on_iteration=record, coherence=modulus)
     interrupted, iteration, x = state.interrupted, state.iterations, state.x
 
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
         extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.name, **constraints.summary()}
+        if coherence is not None:
+            extra["psf"] = {"mode": options.psf.mode, "width_px": coherence.widths_px()}
         if interrupted and best.obj is not None:
             log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
                         iteration, total, best.iteration)
@@ -574,6 +586,7 @@ def solve_projections(
             iterations=iteration,
             interrupted=interrupted or finishing.requested,
             extra=extra,
+            psf=coherence.compact() if coherence is not None else None,
         )
 
 

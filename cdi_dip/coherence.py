@@ -1,0 +1,194 @@
+"""Partial coherence: the measured intensity as the coherent one blurred by a point-spread function.
+
+A beam that is not fully coherent washes out the fringes and speckles: the
+detector records ``I = |F x|^2 * k``, the coherent intensity convolved with a
+kernel ``k`` (non-negative, summing to 1; the Fourier transform of the
+beam's mutual coherence function), plus any detector blur. Fitting a
+coherent model to such data leaves a floor in the likelihood and puts
+spurious structure in the object.
+
+Here ``k`` lives on a small box around the zero frequency and is fitted
+during the reconstruction by Richardson-Lucy steps, as PyNX and cohere do
+(J. N. Clark et al., Nat. Commun. 3, 993 (2012)); the modulus projection
+then scales the far field by ``sqrt(n / (|F x|^2 * k))``. ``--psf`` says
+whether and how: :func:`parse_psf`.
+
+All arrays here are in FFT order (zero frequency at index 0); convolutions
+are circular, over the whole frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config.psf import MAX_KERNEL_RADIUS_PX, PsfChoice, parse_psf
+
+log = logging.getLogger(__name__)
+
+_TINY = 1e-12
+
+def kernel_radii(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Half-width per axis (pixels) of the box the kernel lives on."""
+    return tuple(max(1, min(MAX_KERNEL_RADIUS_PX, n // 8)) for n in shape)
+
+
+def _signed_offsets(shape: tuple[int, ...], device: torch.device) -> list[torch.Tensor]:
+    """Per axis, the signed offset (pixels) from index 0 in FFT order, broadcastable over the frame."""
+    grids = []
+    for axis, n in enumerate(shape):
+        offsets = torch.fft.fftfreq(n, d=1.0 / n, device=device)
+        view = [1] * len(shape)
+        view[axis] = n
+        grids.append(offsets.reshape(view))
+    return grids
+
+
+def _kernel_box(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Bool mask (frame shape, FFT order) of the pixels within :func:`kernel_radii` of the origin."""
+    box = torch.ones(shape, dtype=torch.bool, device=device)
+    for offsets, radius in zip(_signed_offsets(shape, device), kernel_radii(shape)):
+        box = box & (offsets.abs() <= radius)
+    return box
+
+
+def gaussian_kernel(shape: tuple[int, ...], sigma_px: float, device: torch.device) -> torch.Tensor:
+    """A normalised Gaussian on the kernel box (float32, frame shape, FFT order)."""
+    r2 = sum(offsets.square() for offsets in _signed_offsets(shape, device))
+    kernel = torch.exp(-0.5 * r2 / sigma_px**2) * _kernel_box(shape, device)
+    return (kernel / kernel.sum()).float()
+
+
+class PartialCoherence:
+    """The blurring kernel of one run and the operations that use it.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape.
+    choice : PsfChoice
+        Start (and whether to fit).
+    device : torch.device
+    """
+
+    def __init__(self, shape: tuple[int, ...], choice: PsfChoice, device: torch.device):
+        self.shape = tuple(shape)
+        self.fit = choice.mode == "fit"
+        self._box = _kernel_box(self.shape, device)
+        self.kernel = gaussian_kernel(self.shape, choice.sigma_px, device)
+        self._kernel_hat = self._transform(self.kernel)
+
+    def _transform(self, array: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfftn(array, s=self.shape, dim=tuple(range(-len(self.shape), 0)))
+
+    def _inverse(self, spectrum: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfftn(spectrum, s=self.shape, dim=tuple(range(-len(self.shape), 0)))
+
+    def blur(self, intensity: torch.Tensor) -> torch.Tensor:
+        """``intensity * k`` (float32, frame shape): the partially coherent model of a coherent intensity."""
+        return self._inverse(self._transform(intensity.float()) * self._kernel_hat).clamp_min_(0)
+
+    def project_(self, field: torch.Tensor, amplitude: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Modulus projection under partial coherence, in place: ``F <- F sqrt(n / (|F|^2 * k))`` on valid pixels.
+
+        Parameters
+        ----------
+        field : torch.Tensor, complex64, frame shape, FFT order
+        amplitude : torch.Tensor, float32
+            ``sqrt(n)`` on valid pixels.
+        valid : torch.Tensor, bool
+            Pixels constrained; the others keep their far field.
+        """
+        model = self.blur(field.real.square() + field.imag.square())
+        scale = amplitude / model.sqrt().clamp_min_(_TINY)
+        return field.mul_(torch.where(valid, scale, torch.ones((), dtype=scale.dtype, device=scale.device)))
+
+    def refine(self, coherent: torch.Tensor, counts: torch.Tensor, valid: torch.Tensor, steps: int = 1) -> None:
+        """Richardson-Lucy steps on the kernel: ``k <- k (r corr I_c) / sum I_c`` with ``r = n / (I_c * k)``.
+
+        Parameters
+        ----------
+        coherent : torch.Tensor, float32, frame shape, FFT order
+            ``|F x|^2`` of the current iterate.
+        counts : torch.Tensor, float32
+            Measured photons.
+        valid : torch.Tensor, bool
+            Pixels that count (elsewhere the ratio is 1: no pull).
+        steps : int
+        """
+        coherent = coherent.float()
+        coherent_hat = self._transform(coherent).conj()
+        total = coherent.sum().clamp_min(_TINY)
+        for _ in range(steps):
+            ratio = torch.where(valid, counts / self.blur(coherent).clamp_min(_TINY), torch.ones_like(counts))
+            update = self._inverse(self._transform(ratio) * coherent_hat) / total
+            kernel = (self.kernel * update.clamp_min(0)) * self._box
+            if not bool(torch.isfinite(kernel).all()) or float(kernel.sum()) <= 0:
+                log.warning("partial coherence: the kernel update failed; keeping the last kernel")
+                return
+            self.kernel = kernel / kernel.sum()
+        self._kernel_hat = self._transform(self.kernel)
+
+    def widths_px(self) -> list[float]:
+        """RMS width (pixels) of the kernel along every axis (a Gaussian's sigma)."""
+        offsets = _signed_offsets(self.shape, self.kernel.device)
+        return [float((self.kernel * o.square()).sum().sqrt()) for o in offsets]
+
+    def compact(self) -> np.ndarray:
+        """The kernel on its box, centred (odd size ``2 r + 1`` per axis), float32 on the host."""
+        centred = torch.fft.fftshift(self.kernel, dim=tuple(range(len(self.shape))))
+        box = tuple(slice(n // 2 - r, n // 2 + r + 1) for n, r in zip(self.shape, kernel_radii(self.shape)))
+        return centred[box].cpu().numpy().astype(np.float32)
+
+
+REFINE_PERIOD = 5
+"""Iterations between Richardson-Lucy steps on a fitted kernel."""
+
+REFINE_START_FRACTION = 0.1
+"""A fitted kernel is first refined after this fraction of a plan (the object needs a rough shape first)."""
+
+
+class CoherentModulus:
+    """The modulus step of a projection loop under partial coherence, refining a fitted kernel on its way.
+
+    Parameters
+    ----------
+    coherence : PartialCoherence
+    counts_f : torch.Tensor, float32, frame shape, FFT order
+        Measured photons.
+    valid_f : torch.Tensor, bool, FFT order
+        Fitted pixels.
+    total : int
+        Iterations of the plan (refinement starts after :data:`REFINE_START_FRACTION` of them).
+    """
+
+    def __init__(self, coherence: PartialCoherence, counts_f: torch.Tensor, valid_f: torch.Tensor, total: int):
+        self.coherence = coherence
+        self._counts = counts_f.float()
+        self._valid = valid_f
+        self._start = max(1, int(REFINE_START_FRACTION * total))
+        self.iteration = 0
+
+    def project_(self, field: torch.Tensor, amplitude: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """One modulus projection (in place); every :data:`REFINE_PERIOD` iterations a kernel step first."""
+        self.iteration += 1
+        if self.coherence.fit and self.iteration >= self._start and self.iteration % REFINE_PERIOD == 0:
+            self.coherence.refine(field.real.square() + field.imag.square(), self._counts, self._valid)
+        return self.coherence.project_(field, amplitude, valid)
+
+
+def blur_with(compact_kernel: np.ndarray, intensity: torch.Tensor) -> torch.Tensor:
+    """Blur a centred intensity (frame shape) with a kernel from :meth:`PartialCoherence.compact`."""
+    shape = tuple(intensity.shape)
+    kernel = torch.zeros(shape, dtype=torch.float32, device=intensity.device)
+    box = tuple(slice(n // 2 - k // 2, n // 2 + k // 2 + 1) for n, k in zip(shape, compact_kernel.shape))
+    kernel[box] = torch.from_numpy(np.ascontiguousarray(compact_kernel)).to(intensity.device)
+    dims = tuple(range(len(shape)))
+    spectrum = torch.fft.rfftn(torch.fft.ifftshift(kernel, dim=dims), dim=dims)
+    return torch.fft.irfftn(torch.fft.rfftn(intensity.float(), dim=dims) * spectrum, s=shape, dim=dims).clamp_min_(0)
+
+
+__all__ = ["CoherentModulus", "PartialCoherence", "PsfChoice", "blur_with", "gaussian_kernel", "kernel_radii", "parse_psf"]
