@@ -155,18 +155,24 @@ def _normalised_coords(shape: tuple[int, ...], radii_px: np.ndarray) -> list[np.
 
 
 # -- crystal ----------------------------------------------------------------------
-def _spread_normals(ndim: int, rng: np.random.Generator) -> np.ndarray:
+def _spread_normals(ndim: int, rng: np.random.Generator, count: int | None = None) -> np.ndarray:
     """Facet normals spread over all directions (so the polytope is bounded), jittered.
 
-    2D: 5 to 8 angles evenly spaced with random jitter; 3D: 8 to 14 points of
-    a Fibonacci sphere with random jitter, randomly rotated.
+    2D: ``count`` angles evenly spaced with random jitter; 3D: ``count`` points
+    of a Fibonacci sphere with random jitter, randomly rotated. ``count``
+    None draws 5 to 8 (2D) or 8 to 14 (3D), as :func:`faceted_crystal` does.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (count, ndim)
+        Unit vectors.
     """
     if ndim == 2:
-        count = int(rng.integers(5, 9))
+        count = int(rng.integers(5, 9)) if count is None else int(count)
         spacing = 2 * np.pi / count
         angles = rng.uniform(0, 2 * np.pi) + spacing * (np.arange(count) + rng.uniform(-0.3, 0.3, count))
         return np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    count = int(rng.integers(8, 15))
+    count = int(rng.integers(8, 15)) if count is None else int(count)
     k = np.arange(count) + 0.5
     polar = np.arccos(1 - 2 * k / count)
     azimuth = np.pi * (1 + 5**0.5) * k

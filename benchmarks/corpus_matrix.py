@@ -1,0 +1,186 @@
+"""Methods x families x conditions on one half of the evaluation corpus (issue 15, docs/corpus.md).
+
+Every case of the half (``cdi_dip.corpus.corpus_cases``) is written to a
+temporary CXI file (counts, mask, ground truth) and reconstructed through
+``cdi_dip.pipeline.reconstruct_scan``, the function ``cdi-dip reconstruct``
+calls, with the default configuration and seed 0 (``--iterations`` when
+given). The written object is scored against the truth with the
+symmetry-adjusted error (``cdi_dip.ensemble.compare_objects``). A case fails
+when its error is above 0.3 or the reconstruction stopped with an error.
+
+    python benchmarks/corpus_matrix.py --threads 2 --json corpus.json --markdown
+    python benchmarks/corpus_matrix.py --quick --max-cases 2 --iterations 5 --methods hio
+
+Defaults are chosen on ``--half tuning`` only; the published figures come
+from ``--half reporting`` (the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from common import limit_threads, machine_description, score
+
+from cdi_dip.cli.common import build_config
+from cdi_dip.cli.options import overrides
+from cdi_dip.corpus import CorpusCase, corpus_cases, write_case
+from cdi_dip.corpus.split import HALVES
+from cdi_dip.errors import CdiDipError
+from cdi_dip.io.readers import read_object
+from cdi_dip.pipeline import reconstruct_scan
+
+FAILURE_ERROR = 0.3
+"""A case whose symmetry-adjusted error is above this has failed."""
+
+MATRIX_KEYS = ("method", "family", "condition")
+"""The cells of the full matrix; the margins drop ``condition`` or ``family``."""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default="auto,dip,hio", help="comma-separated methods (default auto,dip,hio)")
+    parser.add_argument("--half", default="reporting", choices=sorted(HALVES),
+                        help="reporting (default: the published figures) or tuning (the only half to choose "
+                             "defaults on)")
+    parser.add_argument("--dims", default="2,3", help="2, 3 or 2,3 (default)")
+    parser.add_argument("--families", default=None, help="comma-separated families (default: all of the half's)")
+    parser.add_argument("--conditions", default=None, help="comma-separated conditions (default: all of the half's)")
+    parser.add_argument("--per-family", type=int, default=1,
+                        help="seeds per (dimension, family, condition) (default 1)")
+    parser.add_argument("--max-cases", type=int, default=None, help="stop after this many cases")
+    parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
+    parser.add_argument("--iterations", type=int, default=None, help="as cdi-dip reconstruct --iterations")
+    parser.add_argument("--device", default=None, help="as cdi-dip reconstruct --device (default auto)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--json", type=Path, default=None, help="write every row, the cells and the machine here")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as markdown for docs/benchmarks.md")
+    return parser.parse_args(argv)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def selected_cases(args: argparse.Namespace) -> Iterator[CorpusCase]:
+    """The cases the options select, in the corpus's order."""
+    cases = corpus_cases(args.half, dims=tuple(int(d) for d in _names(args.dims) or ()), quick=args.quick,
+                         per_family=args.per_family, families=_names(args.families),
+                         conditions=_names(args.conditions))
+    return islice(cases, args.max_cases)
+
+
+def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | None,
+                     device: str | None) -> tuple[dict[str, Any], float]:
+    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D]``; summary and seconds."""
+    cfg = build_config(None, overrides({"method": method, "seed": 0, "iterations": iterations, "device": device}))
+    start = time.perf_counter()
+    summary = reconstruct_scan(str(path), cfg, out)
+    return summary, time.perf_counter() - start
+
+
+def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterations: int | None,
+              device: str | None) -> Iterator[dict[str, Any]]:
+    """One row per method: the case, the method run, its error, and its time in seconds: ``seconds`` the whole
+    command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
+    reconstruction alone (the summary's ``wall_s``)."""
+    folder = workdir / case.label.replace("/", "_")
+    folder.mkdir()
+    scan = folder / "scan.cxi"
+    write_case(scan, case)
+    base = {"label": case.label, "family": case.family, "condition": case.condition, "dim": case.dim,
+            "kind": case.kind, "shape": list(case.shape), "seed": case.seed,
+            "oversampling": [round(v, 2) for v in case.oversampling]}
+    try:
+        for method in methods:
+            row = {**base, "method": method}
+            try:
+                summary, seconds = reconstruct_file(scan, method, folder / method, iterations=iterations, device=device)
+            except CdiDipError as exc:
+                yield {**row, "error": None, "failed": True, "status": f"{type(exc).__name__}: {exc}", "seconds": None}
+                continue
+            figures = score(read_object(summary["output"]), case.truth)
+            yield {**row, **figures, "used": summary["method"], "failed": not figures["error"] <= FAILURE_ERROR,
+                   "status": "ok", "seconds": round(seconds, 2), "solve_s": summary["wall_s"]}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def cells(rows: Iterable[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows grouped by ``keys``: n, median error, failure rate and median time of each group.
+
+    A reconstruction that stopped with an error counts as a failure and has
+    no error or time; the medians are over the others (None when none).
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    out = []
+    for key, members in groups.items():
+        errors = [r["error"] for r in members if r["error"] is not None]
+        times = [r["seconds"] for r in members if r["seconds"] is not None]
+        out.append({**dict(zip(keys, key)), "n": len(members),
+                    "median_error": statistics.median(errors) if errors else None,
+                    "failure_rate": sum(r["failed"] for r in members) / len(members),
+                    "median_seconds": statistics.median(times) if times else None})
+    return out
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(groups: Sequence[dict[str, Any]], keys: Sequence[str], *, markdown: bool) -> str:
+    """The groups as a markdown table or as aligned text."""
+    header = [*keys, "n", "median error", "failure rate", "median time (s)"]
+    body = [[str(g[k]) for k in keys] + [str(g["n"]), _number(g["median_error"], 3), _number(g["failure_rate"], 2),
+                                         _number(g["median_seconds"], 1)] for g in groups]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *body])
+
+
+def report(rows: Sequence[dict[str, Any]], *, markdown: bool) -> str:
+    """Per method, per method x family, per method x condition, and the full matrix."""
+    parts = []
+    for title, keys in (("methods", ("method",)), ("method x family", ("method", "family")),
+                        ("method x condition", ("method", "condition")), ("method x family x condition", MATRIX_KEYS)):
+        parts.append(f"{'### ' if markdown else ''}{title}\n\n{table(cells(rows, keys), keys, markdown=markdown)}")
+    return "\n\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    limit_threads(args.threads)
+    methods = _names(args.methods) or []
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="cdi-dip-corpus-") as tmp:
+        for case in selected_cases(args):
+            for row in case_rows(case, methods, Path(tmp), iterations=args.iterations, device=args.device):
+                rows.append(row)
+                print(f"{row['label']} {row['method']}: error {_number(row['error'], 3)}, "
+                      f"{_number(row['seconds'], 1)} s, {row['status']}", flush=True)
+    machine = machine_description()
+    print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, default configuration, seed 0, "
+          f"iterations {args.iterations or 'default'}, {'quick' if args.quick else 'full'} sizes, "
+          f"failure: error > {FAILURE_ERROR}\n")
+    print(report(rows, markdown=args.markdown))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"machine": machine, "arguments": {k: str(v) for k, v in vars(args).items()},
+                                         "rows": rows, "cells": cells(rows, MATRIX_KEYS)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
