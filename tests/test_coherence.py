@@ -10,6 +10,7 @@ from cdi_dip.config.psf import PsfChoice, parse_psf
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField
 from cdi_dip.solvers import Problem
+from cdi_dip.solvers.dip import DipRun, solve_dip
 from cdi_dip.solvers.projections import ProjectionRun, solve_projections
 
 CPU = torch.device("cpu")
@@ -94,3 +95,21 @@ def test_fitted_kernel_lowers_the_likelihood_on_blurred_data():
         if psf == "auto":
             assert output.extra["psf"]["width_px"][0] > 0.6
     assert losses["auto"] < 0.8 * losses["none"], losses
+
+
+def test_double_dip_fits_the_kernel_in_its_warm_start_and_keeps_it():
+    physics, _ = _speckle((32, 32), seed=0)
+    obj = np.zeros(physics.shape, np.complex64)
+    obj[11:21, 12:20] = np.exp(0.5j * np.arange(8) / 8)
+    coherent = physics.intensity(torch.from_numpy(obj))
+    blurred = blur_with(PartialCoherence(physics.shape, PsfChoice("fixed", 1.0), CPU).compact(), coherent)
+    counts = torch.from_numpy(np.random.default_rng(0).poisson(blurred.numpy() * 1e4 / float(blurred.max()))
+                              .astype(np.float32))
+    problem = Problem.build(counts, torch.ones(physics.shape, dtype=torch.bool), physics)
+    cfg = config_from_dict({"method": "dip", "iterations": 20, "psf": "auto", "dip": {
+        "warm_start_runs": 1, "prefit_iterations": 5, "channels": 4, "depth": 2, "warmup_iterations": 2,
+        "polish_iterations": 5}})
+    output = solve_dip(problem, DipRun.from_config(cfg), rng=torch.Generator().manual_seed(0))
+    assert output.psf is not None and output.psf.shape == (9, 9)
+    assert float(output.psf.sum()) == pytest.approx(1.0, rel=1e-4)
+    assert output.extra["psf"]["mode"] == "fit" and output.extra["psf"]["width_px"][0] > 0.3

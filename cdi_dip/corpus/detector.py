@@ -16,6 +16,7 @@ mask a file would carry, in this order:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..simulate import _offsets, _smooth_noise, plant_defects
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,21 @@ def smooth_background(shape: Sequence[int], rng: np.random.Generator, mean_count
     return background * (mean_counts / background.mean())
 
 
+def _planted(counts: np.ndarray, rng: np.random.Generator, centre: tuple[int, ...],
+             settings: DetectorSettings):
+    """:func:`plant_defects` with the settings; a pattern with too few bright regions saturates fewer."""
+    def plant(regions: int):
+        return plant_defects(counts.copy(), rng=rng, peak=centre, beamstop_radius_px=settings.beamstop_px,
+                             gap_px=int(settings.gap_px), hot=int(settings.hot_pixels), saturated_regions=regions)
+
+    for regions in range(int(settings.saturated_regions), 0, -1):
+        try:
+            return plant(regions)
+        except InvalidInputError:
+            log.info("corpus: no %d separate bright regions to saturate; trying fewer", regions)
+    return plant(0)
+
+
 def detect(expected: np.ndarray, settings: DetectorSettings, rng: np.random.Generator, *,
            peak: Sequence[int] | None = None) -> Detection:
     """The counts and mask a detector records from a noise-free intensity.
@@ -162,9 +180,7 @@ def detect(expected: np.ndarray, settings: DetectorSettings, rng: np.random.Gene
         rate = rate + smooth_background(rate.shape, rng, settings.background_counts)
     counts = rng.poisson(rate).astype(np.float32)
     centre = tuple(n // 2 for n in counts.shape) if peak is None else tuple(int(p) for p in peak)
-    planted = plant_defects(counts, rng=rng, peak=centre, beamstop_radius_px=settings.beamstop_px,
-                            gap_px=int(settings.gap_px), hot=int(settings.hot_pixels),
-                            saturated_regions=int(settings.saturated_regions))
+    planted = _planted(counts, rng, centre, settings)
     valid = np.ones(counts.shape, dtype=bool)
     for reason, masked in (("beamstop", settings.beamstop_masked), ("gap", settings.gap_masked)):
         if masked and reason in planted.truth:

@@ -50,8 +50,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..coherence import CoherentModulus, PartialCoherence
 from ..config import DipConfig, DipLoss, DipParam, ProjectionConfig, RunConfig
 from ..config.plan import ER
+from ..config.psf import PsfChoice, parse_psf
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..physics import FarField, crop_centre, pad_to_frame
@@ -316,6 +318,8 @@ class _Problem:
         zero = torch.zeros((), dtype=torch.float32, device=counts.device)
         self.counts = torch.where(used, counts.float().nan_to_num(0.0).clamp_min(0.0), zero)
         self.amplitude = self.counts.sqrt()
+        self.coherence: PartialCoherence | None = None
+        """The partial-coherence kernel the model intensity is blurred with (fixed here); None: coherent."""
 
     def as_problem(self) -> Problem:
         """The cleaned counts as a :class:`Problem` (for the warm start)."""
@@ -324,6 +328,8 @@ class _Problem:
     def losses(self, frame_obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Training loss (with graph) and free loss (detached, or None)."""
         intensity = self.physics.intensity(frame_obj)
+        if self.coherence is not None:
+            intensity = self.coherence.blur(intensity)
         per_pixel = loss_map(intensity, self.counts, self.kind)
         train = masked_mean(per_pixel, self.valid)
         free = None if self.free is None else masked_mean(per_pixel.detach(), self.free)
@@ -377,6 +383,8 @@ class _Runner:
         self.on_iter = on_iter
         self.device = problem.counts.device
         self.frame_shape = problem.physics.shape
+        if cfg.psf.enabled:  # the starting kernel, until a warm start fits its own
+            problem.coherence = _held_fixed(PartialCoherence(problem.physics.shape, cfg.psf, problem.counts.device))
         extent = object_extent_px(problem.counts, problem.valid, problem.physics)
         self.object_shape = object_shape(self.frame_shape, extent)
         if self.object_shape != object_shape(self.frame_shape):
@@ -455,7 +463,8 @@ class _Runner:
         self.warm = dip_warmstart.warm_start(
             self.problem.as_problem(), self.object_shape, runs=self.warm_runs,
             threshold=self.dip.warm_start_threshold, rng=self.generator, init=self.init,
-            specimen=self.specimen, on_step=on_step, on_run=on_run)
+            specimen=self.specimen, on_step=on_step, on_run=on_run, psf=self.cfg.psf)
+        self.problem.coherence = _held_fixed(self.warm.coherence)
         self.extra["warm_start_scores"] = self.warm.scores
         self.extra["warm_start_kept"] = self.warm.run
         self.extra["warm_start_support_size"] = int(self.warm.support.sum())
@@ -636,9 +645,13 @@ class _Runner:
                 history.append(entry)
                 self._report(loss, free_loss)
 
+        modulus = None
+        if problem.coherence is not None:
+            modulus = CoherentModulus(problem.coherence, physics.to_fft_order(problem.counts),
+                                      physics.to_fft_order(problem.valid), total)
         state = run_plan(physics.to_fft_order(frame * support).contiguous(), total * ER, target, physics,
                          FixedSupport(physics.to_fft_order(support)), kernels=TorchBackend(), beta=0.0,
-                         on_iteration=watch)
+                         on_iteration=watch, coherence=modulus)
         if state.interrupted:
             raise KeyboardInterrupt
         obj = physics.to_centred(state.x)
@@ -647,6 +660,13 @@ class _Runner:
         self.extra["polish_score"] = score
         self.extra["polish_kept"] = bool(math.isfinite(score) and score < best.score)
         return obj if self.extra["polish_kept"] else frame
+
+
+def _held_fixed(coherence: PartialCoherence | None) -> PartialCoherence | None:
+    """The warm start's kernel, no longer refined (the networks and the polish fit the object alone)."""
+    if coherence is not None:
+        coherence.fit = False
+    return coherence
 
 
 class _NonFinite(Exception):
@@ -699,16 +719,21 @@ class DipRun:
         The data loss (:func:`loss_kind`).
     iterations : int or None
         The data-fit budget (None: :data:`DEFAULT_ITERATIONS`).
+    psf : PsfChoice
+        Partial coherence (``--psf``): a fitted kernel is fitted in the warm
+        start and then held fixed in the networks' fit and the polish.
     """
 
     dip: DipConfig
     projection: ProjectionConfig
     loss: DipLoss
     iterations: int | None = None
+    psf: PsfChoice = PsfChoice()
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> DipRun:
-        return cls(dip=cfg.dip, projection=cfg.projection, loss=loss_kind(cfg), iterations=cfg.iterations)
+        return cls(dip=cfg.dip, projection=cfg.projection, loss=loss_kind(cfg), iterations=cfg.iterations,
+                   psf=parse_psf(cfg.psf))
 
 
 def solve_dip(
@@ -817,8 +842,12 @@ def _output(runner: _Runner, frame: torch.Tensor, best: _Best, history: list[dic
     }
     obj = frame.detach().to(torch.complex64).cpu().numpy()
     support = _threshold_support(frame.detach(), SUPPORT_THRESHOLD).cpu().numpy()
+    coherence = runner.problem.coherence
+    if coherence is not None:
+        extra["psf"] = {"mode": cfg.psf.mode, "width_px": coherence.widths_px()}
     return SolverOutput(obj=obj.astype(np.complex64), support=support, history=history,
-                        iterations=iterations, interrupted=interrupted, extra=extra)
+                        iterations=iterations, interrupted=interrupted, extra=extra,
+                        psf=None if coherence is None else coherence.compact())
 
 
 __all__ = ["DEFAULT_ITERATIONS", "DipRun", "check_device_memory", "data_loss", "estimate_dip_memory_bytes", "loss_map",

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import poisson_deviance
+from ..coherence import CoherentModulus, PartialCoherence
 from ..config.plan import ER, HIO
+from ..config.psf import PsfChoice
+from ..metrics import poisson_deviance
 from ..physics import pad_to_frame
 from ..support import shrinkwrap, sigma_schedule
 from .base import Initialiser, Problem
@@ -80,6 +82,8 @@ class WarmStart:
     interrupted : bool
         True when Ctrl-C stopped the runs: the object is then the best of the
         finished runs and the interrupted one.
+    coherence : PartialCoherence or None
+        The kept run's partial-coherence kernel (``--psf``), None for a coherent model.
     """
 
     obj: torch.Tensor
@@ -88,6 +92,7 @@ class WarmStart:
     run: int
     scores: list[float]
     interrupted: bool = False
+    coherence: PartialCoherence | None = None
 
 
 def object_box(frame_shape: tuple[int, ...], object_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -120,7 +125,7 @@ def _inside(obj: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
 
 def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: torch.Generator,
                init: Initialiser = random_phases, first_support: torch.Tensor | None = None,
-               positivity: bool = False,
+               positivity: bool = False, coherence: PartialCoherence | None = None,
                on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """One warm-start run: :data:`WARM_START_PLAN` with shrinkwrap bounded by the box.
 
@@ -140,6 +145,9 @@ def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: to
         First support (cut to the box); default: the box.
     positivity : bool
         Impose ``Re x >= 0`` inside the support.
+    coherence : PartialCoherence, optional
+        Partial coherence (``--psf``): the run fits the blurred modulus (and
+        refines this kernel, in place, when it is fitted).
     on_step : callable, optional
         Called after every iteration (progress, Ctrl-C).
 
@@ -165,15 +173,18 @@ def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: to
     target = ModulusTarget.build(physics.to_fft_order(measured_amplitude(problem)), valid_f)
     rule = _BoxedShrinkwrap(physics.to_fft_order(support), box_f, threshold)
     step_callback = None if on_step is None else (lambda iteration, algorithm, obj: on_step())
+    modulus = None
+    if coherence is not None:
+        modulus = CoherentModulus(coherence, physics.to_fft_order(problem.counts), valid_f, ITERATIONS_PER_RUN)
     state = run_plan(x, WARM_START_PLAN, target, physics, rule, kernels=TorchBackend(), beta=BETA,
-                     positivity=positivity, on_iteration=step_callback)
+                     positivity=positivity, on_iteration=step_callback, coherence=modulus)
     return _inside(state.x, rule.current), rule.current, state.interrupted
 
 
 def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, threshold: float,
                rng: torch.Generator, init: Initialiser = random_phases, specimen: ObjectConstraints | None = None,
                on_step: Callable[[], None] | None = None,
-               on_run: Callable[[float], None] | None = None) -> WarmStart:
+               on_run: Callable[[float], None] | None = None, psf: PsfChoice = PsfChoice()) -> WarmStart:
     """Best of ``runs`` box-bounded HIO runs by free-pixel (else training) Poisson deviance.
 
     Parameters
@@ -201,6 +212,9 @@ def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, th
         Called after every projection iteration.
     on_run : callable, optional
         Called with the score of every finished run.
+    psf : PsfChoice
+        Partial coherence (``--psf``): every run starts its own kernel from
+        this choice; the kept run's kernel comes back with it.
 
     Returns
     -------
@@ -215,31 +229,33 @@ def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, th
     score_mask = physics.to_fft_order(held_out if held_out is not None else problem.fit)
     first_support = None if specimen is None else specimen.support
     positivity = specimen is not None and specimen.positivity
-    best: tuple[float, torch.Tensor, torch.Tensor, int] | None = None
+    best: tuple[float, torch.Tensor, torch.Tensor, int, PartialCoherence | None] | None = None
     scores: list[float] = []
     interrupted = False
 
-    def score_of(obj: torch.Tensor) -> float:
+    def score_of(obj: torch.Tensor, coherence: PartialCoherence | None) -> float:
         field = physics.fft(obj)
-        score = poisson_deviance(field.real.square() + field.imag.square(), counts_f, score_mask)
+        model = field.real.square() + field.imag.square()
+        score = poisson_deviance(model if coherence is None else coherence.blur(model), counts_f, score_mask)
         return score if math.isfinite(score) else math.inf
 
     for run in range(runs):
+        coherence = PartialCoherence(physics.shape, psf, problem.device) if psf.enabled else None
         obj, support, interrupted = hio_in_box(problem, box, threshold=threshold, rng=rng, init=init,
                                                first_support=first_support, positivity=positivity,
-                                               on_step=on_step)
-        score = score_of(obj)
+                                               coherence=coherence, on_step=on_step)
+        score = score_of(obj, coherence)
         scores.append(score)
         if on_run is not None:
             on_run(score)
         if best is None or score < best[0]:
-            best = (score, obj, support, run)
+            best = (score, obj, support, run, coherence)
         if interrupted:
             break
     assert best is not None
-    score, obj, support, run = best
+    score, obj, support, run, coherence = best
     return WarmStart(obj=physics.to_centred(obj), support=physics.to_centred(support), score=score, run=run,
-                     scores=scores, interrupted=interrupted)
+                     scores=scores, interrupted=interrupted, coherence=coherence)
 
 
 __all__ = ["ITERATIONS_PER_RUN", "WARM_START_PLAN", "WarmStart", "hio_in_box", "object_box", "warm_start"]
