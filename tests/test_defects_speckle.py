@@ -68,3 +68,22 @@ def test_coarsely_sampled_3d_crystal_has_no_hot_voxels_and_planted_ones_are_foun
     assert not find_hot_pixels(counts, None).any()
     planted = plant_defects(counts, rng=rng, hot=5)
     assert np.array_equal(find_hot_pixels(planted.counts, None), planted.truth["hot"])
+
+
+def test_asymmetric_fringes_of_a_strained_crystal_are_not_aliens_but_a_bright_stray_spot_is():
+    from cdi_dip.prepare.defects import find_aliens
+    from cdi_dip.simulate import simulate_scan
+
+    counts = simulate_scan("crystal", (40, 40, 40), rng=np.random.default_rng(2), peak_counts=1e8,
+                           dislocation=True).counts
+    peak = tuple(int(i) for i in np.unravel_index(int(np.argmax(counts)), counts.shape))
+    assert find_aliens(counts, None, peak=peak, shell_quantile=0).any()  # strain: fringes without a partner
+    assert not find_aliens(counts, None, peak=peak).any()  # ... but no brighter than the pattern around them
+    spot = np.zeros(counts.shape, dtype=bool)
+    spot[4:8, 30:34, 3:7] = True
+    level = np.quantile(counts, 0.999)
+    found = find_aliens(counts + spot * level, None, peak=peak)
+    assert found[spot].all()
+    from cdi_dip._ndimage import label
+
+    assert label(found)[1] == 1  # the spot, with the unpaired fringes it touches at the lowest level
