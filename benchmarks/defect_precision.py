@@ -31,6 +31,9 @@ reference peak) on:
     :func:`judge_real`) and where it lies is reported; the stray alien spot
     near row 62, column 100 of the frame sum must be caught as an alien.
 
+Precision counts every pixel flagged on the clean and the planted runs;
+recall the planted pixels found. "time" is the finders' time, both runs.
+
     python benchmarks/defect_precision.py --threads 2
     python benchmarks/defect_precision.py --threads 2 --json out/defect_precision.json
     python benchmarks/defect_precision.py --real-scan ../shared/data/aps34idc_scan54

