@@ -3,6 +3,7 @@
 - :mod:`.corrections`: dark and flat corrections, detector region, binning;
 - :mod:`.defects`: excluded pixels found in the data, by reason (saturation,
   gaps, hot and dead pixels, beamstop, aliens);
+- :mod:`.symmetry`: Friedel symmetry: the centre of a pattern and its mirror image;
 - :mod:`.rim`: the one-pixel rim of a found beamstop shadow (held out, then tested);
 - :mod:`.stages`: :func:`condition_detector` (the two above, in order) and
   :func:`prepare` (centring and framing);

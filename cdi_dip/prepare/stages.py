@@ -28,6 +28,7 @@ from ..types import Measurement
 from .corrections import bin_frames, correct_measurement
 from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
 from .frame import choose_frame
+from .symmetry import friedel_centre
 
 log = logging.getLogger(__name__)
 
@@ -78,27 +79,6 @@ def _centre_of_mass(intensity: np.ndarray, valid: np.ndarray) -> tuple[int, ...]
     total = weights.sum()
     grids = np.indices(intensity.shape, sparse=True)
     return tuple(int(round(float((g * weights).sum() / total))) for g in grids)
-
-
-def friedel_centre(intensity: np.ndarray, valid: np.ndarray) -> tuple[int, ...]:
-    """Centre of Friedel (centro-)symmetry of a pattern, robust to a beamstop.
-
-    The autoconvolution ``(a * a)(s) = sum_r a(r) a(s - r)`` of a pattern
-    symmetric about ``c`` peaks at ``s = 2c``; ``a = sqrt(I)`` on valid pixels,
-    zero-padded so that nothing wraps around.
-
-    Returns
-    -------
-    tuple of int
-        The centre, rounded to whole pixels.
-    """
-    amplitude = np.sqrt(np.where(valid, np.clip(intensity, 0, None), 0)).astype(np.float64)
-    padded_shape = [2 * n for n in amplitude.shape]
-    axes = tuple(range(amplitude.ndim))
-    spectrum = np.fft.rfftn(amplitude, s=padded_shape, axes=axes)
-    autoconvolution = np.fft.irfftn(spectrum * spectrum, s=padded_shape, axes=axes)
-    twice_centre = np.unravel_index(int(np.argmax(autoconvolution)), autoconvolution.shape)
-    return tuple(int(round(s / 2)) for s in twice_centre)
 
 
 BEAMSTOP_SEARCH_PX = {2: 12, 3: 2}
