@@ -1,6 +1,7 @@
 """The automatic frame: cut to the signal, within a voxel budget, recorded with its reason."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -62,3 +63,13 @@ def test_fit_to_budget_shrinks_evenly_to_fft_friendly_sizes(sizes, budget):
         assert all(n >= 0.8 * factor * s for n, s in zip(fitted, sizes))
     else:
         assert fitted == tuple(sizes)
+
+
+def test_the_summary_table_says_which_frame_was_chosen_and_why(capsys):
+    from cdi_dip.cli.render import render_summary
+
+    why = "the full 200x256x256 frame exceeds the 1048576-voxel budget of this device"
+    render_summary({"method": "hio", "shape": [84, 112, 100], "metrics": {},
+                    "preparation": {"auto_frame": {"frame_px": [84, 112, 100], "why": why}}})
+    text = " ".join(re.sub(r"[│┃┌┐└┘├┤┬┴┼─━╭╮╰╯]", " ", capsys.readouterr().out).split())
+    assert "frame" in text and "1048576-voxel budget" in text

@@ -69,6 +69,9 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("Poisson LLK", f"{metrics.get('llk_poisson', float('nan')):.4f}"),
         ("free Poisson LLK", f"{metrics.get('free_llk_poisson', float('nan')):.4f}"),
     ]
+    auto_frame = summary.get("preparation", {}).get("auto_frame")
+    if auto_frame:
+        rows.insert(2, ("frame", auto_frame.get("why", "")))
     if summary.get("interrupted"):
         rows.append(("status", "INTERRUPTED (best result so far written)"))
     for key, value in rows:
