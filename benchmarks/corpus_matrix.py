@@ -61,6 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
     parser.add_argument("--iterations", type=int, default=None, help="as cdi-dip reconstruct --iterations")
     parser.add_argument("--device", default=None, help="as cdi-dip reconstruct --device (default auto)")
+    parser.add_argument("--psf", default=None, help="as cdi-dip reconstruct --psf (default: the tool's, none)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="write every row, the cells and the machine here")
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown for docs/benchmarks.md")
@@ -80,16 +81,18 @@ def selected_cases(args: argparse.Namespace) -> Iterator[CorpusCase]:
 
 
 def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | None,
-                     device: str | None) -> tuple[dict[str, Any], float]:
-    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D]``; summary and seconds."""
-    cfg = build_config(None, overrides({"method": method, "seed": 0, "iterations": iterations, "device": device}))
+                     device: str | None, psf: str | None = None) -> tuple[dict[str, Any], float]:
+    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D] [--psf P]``; summary and
+    seconds."""
+    cfg = build_config(None, overrides({"method": method, "seed": 0, "iterations": iterations, "device": device,
+                                        "psf": psf}))
     start = time.perf_counter()
     summary = reconstruct_scan(str(path), cfg, out)
     return summary, time.perf_counter() - start
 
 
 def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterations: int | None,
-              device: str | None) -> Iterator[dict[str, Any]]:
+              device: str | None, psf: str | None = None) -> Iterator[dict[str, Any]]:
     """One row per method: the case, the method run, its error, and its time in seconds: ``seconds`` the whole
     command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
     reconstruction alone (the summary's ``wall_s``)."""
@@ -104,7 +107,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
         for method in methods:
             row = {**base, "method": method}
             try:
-                summary, seconds = reconstruct_file(scan, method, folder / method, iterations=iterations, device=device)
+                summary, seconds = reconstruct_file(scan, method, folder / method, iterations=iterations, device=device,
+                                                    psf=psf)
             except CdiDipError as exc:
                 yield {**row, "error": None, "failed": True, "status": f"{type(exc).__name__}: {exc}", "seconds": None}
                 continue
@@ -168,12 +172,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="cdi-dip-corpus-") as tmp:
         for case in selected_cases(args):
-            for row in case_rows(case, methods, Path(tmp), iterations=args.iterations, device=args.device):
+            for row in case_rows(case, methods, Path(tmp), iterations=args.iterations, device=args.device,
+                                 psf=args.psf):
                 rows.append(row)
                 print(f"{row['label']} {row['method']}: error {_number(row['error'], 3)}, "
                       f"{_number(row['seconds'], 1)} s, {row['status']}", flush=True)
     machine = machine_description()
-    print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, default configuration, seed 0, "
+    settings = "default configuration" + (f", --psf {args.psf}" if args.psf else "")
+    print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, {settings}, seed 0, "
           f"iterations {args.iterations or 'default'}, {'quick' if args.quick else 'full'} sizes, "
           f"failure: error > {FAILURE_ERROR}\n")
     print(report(rows, markdown=args.markdown))

@@ -371,6 +371,25 @@ class _Best:
             self.score, self.obj, self.support, self.iteration = score, estimate, support, iteration
 
 
+FINAL_KERNEL_STEPS = 20
+"""Richardson-Lucy steps that fit a run's kernel to its returned object (the loop fitted it to the iterates)."""
+
+
+def _final_kernel(coherence: PartialCoherence, physics: FarField, obj: torch.Tensor, counts_f: torch.Tensor,
+                  valid_f: torch.Tensor, choice: PsfChoice) -> dict[str, Any]:
+    """Refit a fitted kernel to the returned (support-constrained) object; its description for the solver facts.
+
+    The loop refines the kernel against the HIO iterates, which carry
+    density outside the support; the object returned is constrained, so its
+    kernel is refitted to it (Richardson-Lucy never lowers the likelihood of
+    a fixed coherent intensity).
+    """
+    if coherence.fit:
+        field = physics.fft(obj)
+        coherence.refine(field.real.square() + field.imag.square(), counts_f, valid_f, steps=FINAL_KERNEL_STEPS)
+    return {"mode": choice.mode, "width_px": coherence.widths_px()}
+
+
 class _CheckpointFigures:
     """The data-fit figures of the metric checkpoints (FFT order), the counts' share worked out once.
 
@@ -562,8 +581,6 @@ def solve_projections(
 
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
         extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.name, **constraints.summary()}
-        if coherence is not None:
-            extra["psf"] = {"mode": options.psf.mode, "width_px": coherence.widths_px()}
         if interrupted and best.obj is not None:
             log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
                         iteration, total, best.iteration)
@@ -579,6 +596,8 @@ def solve_projections(
                 f"the iterate became NaN or Inf by iteration {iteration}: "
                 "the data may hold NaN/Inf counts, or try a smaller projection.beta"
             )
+        if coherence is not None:
+            extra["psf"] = _final_kernel(coherence, physics, obj, counts_f, valid_f, options.psf)
         return SolverOutput(
             obj=physics.to_centred(obj).to(torch.complex64).cpu().numpy(),
             support=physics.to_centred(final_support).cpu().numpy(),
