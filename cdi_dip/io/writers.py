@@ -19,7 +19,7 @@ CXI result layout (readable by h5py and silx without this package)::
                                                   settings (None) are left out and named in the
                                                   group's @unset attribute
     /entry_1/image_1/process_1/results/...        metrics, iterations, wall_s, device, seed,
-                                                  interrupted, alignment, runs (JSON),
+                                                  interrupted, alignment, runs and selection (JSON),
                                                   history/<column>, model_intensity
     /entry_1/image_1/process_1/results/ensemble/  mean, amplitude_std, phase_std_rad, supports,
                                                   errors of the averaged runs (several runs kept)
@@ -240,6 +240,8 @@ def _write_results(process: h5py.Group, result: Result) -> None:
     _string(results, "runs", _dumps(result.runs))
     if result.solver:
         _string(results, "solver", _dumps(result.solver))
+    if result.selection:
+        _string(results, "selection", _dumps(result.selection))
     history = nx_group(results, "history", "NXcollection")
     for key, column in _history_columns(result.history).items():
         history.create_dataset(key, data=column)
