@@ -328,14 +328,14 @@ def _write_result_cxi(result: Result, staging: Path, command_line: str) -> list[
 
 
 def _write_tiffs(result: Result, staging: Path, command_line: str) -> list[Path]:
-    """``<name>_amplitude.tif``, ``<name>_phase.tif`` and the ensemble's standard deviations."""
-    return write_tiffs(staging, result.measurement.name, result.obj, _uncertainty_maps(result))
+    """``<name>_amplitude.tif``, ``<name>_phase.tif`` (NaN outside the support) and the ensemble's standard deviations."""
+    return write_tiffs(staging, result.measurement.name, result.obj, _uncertainty_maps(result), support=result.support)
 
 
 def _write_vti(result: Result, staging: Path, command_line: str) -> list[Path]:
-    """``<name>.vti``: amplitude, phase and the ensemble's standard deviations for ParaView."""
+    """``<name>.vti``: amplitude, phase, support and the ensemble's standard deviations for ParaView."""
     return [write_vti(staging / f"{result.measurement.name}.vti", np.abs(result.obj), np.angle(result.obj),
-                      extra=_uncertainty_maps(result))]
+                      extra=_uncertainty_maps(result), support=result.support)]
 
 
 def _write_report_png(result: Result, staging: Path, command_line: str) -> list[Path]:

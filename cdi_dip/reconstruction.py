@@ -25,7 +25,7 @@ from .physics import FarField
 from .prepare.free_pixels import select_free_islands
 from .prepare.rim import check_rim, with_rim, without_rim
 from .provenance import software_versions
-from .restarts import Combined, Run, combine_runs, run_starts
+from .restarts import Combined, Run, combine_runs, run_starts, selection_record
 from .solvers import Initialiser, IterCallback, Problem, choose_method, estimate_memory_bytes, random_phases
 from .types import BeamstopRim, Measurement, Result
 
@@ -135,7 +135,8 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
                  f"{cfg.method.value} on a {'x'.join(map(str, measurement.shape))} frame")
     problem, free = fit_data(measurement, cfg, device)
     start = time.perf_counter()
-    runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter)
+    failed: list[dict[str, Any]] = []
+    runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter, failed=failed)
     if not runs:
         if interrupted:
             raise KeyboardInterrupt
@@ -144,8 +145,19 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
     solve_s = time.perf_counter() - start
     combined, stopped = _combine(runs, measurement, problem, cfg)
     with interrupts_deferred(already=interrupted or stopped) as finishing:
-        return _result(combined, runs, measurement, cfg, requested, problem, free, device,
-                       solve_s=solve_s, wall_s=time.perf_counter() - start, interrupted=finishing.requested)
+        result = _result(combined, runs, measurement, cfg, requested, problem, free, device,
+                         solve_s=solve_s, wall_s=time.perf_counter() - start, interrupted=finishing.requested)
+        result.selection = selection_record(cfg, runs, combined, failed, combine_interrupted=stopped)
+        _mark_dropped(result.runs, result.selection["dropped"])
+        return result
+
+
+def _mark_dropped(records: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> None:
+    """Add ``dropped`` (the reason) to the line in ``Result.runs`` of every finished run left out of the average."""
+    reasons = {entry["run"]: entry["reason"] for entry in dropped}
+    for record in records:
+        if record["run"] in reasons:
+            record["dropped"] = reasons[record["run"]]
 
 
 def _combine(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> tuple[Combined, bool]:

@@ -8,6 +8,8 @@ matches the others onto it through the trivial symmetries, averages them
 and measures their spread and phase-retrieval transfer function
 (:mod:`cdi_dip.ensemble`). Runs that disagree with the best one by more than
 ``cfg.keep_max_error`` (a stagnated start) are left out of the average.
+:func:`selection_record` says what became of every start: asked, finished,
+kept (the best ``keep``), averaged, and why each one left out was dropped.
 
 The object written is then the ensemble mean, in the aligned frame of the
 best run; its fitted intensities and data metrics are computed after moving
@@ -48,8 +50,14 @@ class Run:
 
     def record(self) -> dict[str, Any]:
         """The run's line in ``Result.runs``."""
-        return {"run": self.index, "seed": self.seed, "iterations": self.output.iterations, "score": self.score,
-                **self.metrics}
+        return {"run": self.index, "seed": self.seed, "iterations": self.output.iterations,
+                "work_iterations": self.work_iterations, "score": self.score, **self.metrics}
+
+    @property
+    def work_iterations(self) -> int:
+        """Every solver iteration the run made, warm starts and polish included (the solver's
+        ``work_iterations`` when it counts them, else its iterations)."""
+        return int(self.output.extra.get("work_iterations", self.output.iterations))
 
 
 def selection_score(metrics: dict[str, float], noise: str) -> float:
@@ -59,7 +67,8 @@ def selection_score(metrics: dict[str, float], noise: str) -> float:
 
 
 def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_phases,
-               on_iter: IterCallback | None = None) -> tuple[list[Run], bool]:
+               on_iter: IterCallback | None = None,
+               failed: list[dict[str, Any]] | None = None) -> tuple[list[Run], bool]:
     """Run the solver from ``cfg.runs`` seeds; Ctrl-C stops after the current run.
 
     A signal while a run is being scored is deferred: the run is kept and
@@ -78,6 +87,9 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
         The starting object of every run.
     on_iter : callable, optional
         Progress, with ``run`` and ``runs`` added.
+    failed : list of dict, optional
+        Gets one ``{"run", "seed", "reason": "diverged", "detail"}`` per
+        run left out because it failed or its object was not finite.
 
     Returns
     -------
@@ -95,6 +107,7 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
     options = entry.options(cfg)
     runs: list[Run] = []
     failures: list[str] = []
+    failed = failed if failed is not None else []
     interrupted = False
     for index in range(cfg.runs):
         seed = cfg.seed + index
@@ -111,17 +124,25 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
         except ReconstructionError as exc:  # one diverged start must not cost the others
             log.warning("run %d (seed %d) failed: %s", index, seed, exc)
             failures.append(str(exc))
+            failed.append(_diverged(index, seed, str(exc)))
             continue
         with interrupts_deferred(already=output.interrupted) as finishing:  # a finished run is kept whatever comes
             run = _scored_run(index, seed, output, problem)
         if run is not None:
             runs.append(run)
+        else:
+            failed.append(_diverged(index, seed, "NaN or Inf in the object"))
         if finishing.requested:
             interrupted = True
             break
     if not runs and failures:
         raise ReconstructionError(f"every run failed; the first: {failures[0]}")
     return sorted(runs, key=lambda run: run.score), interrupted
+
+
+def _diverged(index: int, seed: int, detail: str) -> dict[str, Any]:
+    """The line of :func:`selection_record`'s ``dropped`` for a run that failed."""
+    return {"run": index, "seed": seed, "reason": "diverged", "detail": detail}
 
 
 def _scored_run(index: int, seed: int, output: SolverOutput, problem: Problem) -> Run | None:
@@ -163,6 +184,12 @@ class Combined:
         With two or more members.
     prtf : PrtfResult or None
         With two or more members.
+    kept : int
+        How many of the best runs were matched to the best one (``cfg.keep``
+        of those available).
+    disagreed : dict of int to float
+        Run index to its error to the best run, for the kept runs left out
+        of the average (error above ``cfg.keep_max_error``).
     """
 
     obj: np.ndarray
@@ -174,6 +201,8 @@ class Combined:
     members: list[Run] = field(default_factory=list)
     ensemble: EnsembleResult | None = None
     prtf: PrtfResult | None = None
+    kept: int = 1
+    disagreed: dict[int, float] = field(default_factory=dict)
 
 
 def to_data_frame(obj: np.ndarray, align: AlignInfo) -> np.ndarray:
@@ -187,18 +216,24 @@ def to_data_frame(obj: np.ndarray, align: AlignInfo) -> np.ndarray:
 
 
 def _members(best_obj: np.ndarray, best_support: np.ndarray, candidates: list[Run],
-             cfg: RunConfig) -> tuple[EnsembleResult, list[Run]]:
-    """Match the candidates to the aligned best run, dropping those that disagree with it."""
+             cfg: RunConfig) -> tuple[EnsembleResult, list[Run], dict[int, float]]:
+    """Match the candidates to the aligned best run, dropping those that disagree with it.
+
+    Returns the ensemble, its members and, for every candidate dropped, its
+    run index and error to the best run.
+    """
     objects = [best_obj] + [run.output.obj for run in candidates[1:]]
     supports = [best_support] + [run.output.support for run in candidates[1:]]
     ensemble = ensemble_statistics(objects, supports, pairwise=len(objects) <= 8)
     agree = [0] + [k for k in range(1, len(objects)) if ensemble.errors_to_reference[k] <= cfg.keep_max_error]
-    if len(agree) < len(objects):
-        dropped = [candidates[k].index for k in range(len(objects)) if k not in agree]
+    disagreed = {candidates[k].index: float(ensemble.errors_to_reference[k])
+                 for k in range(len(objects)) if k not in agree}
+    if disagreed:
+        dropped = list(disagreed)
         log.warning("runs %s disagree with the best run (error > %.2f): left out of the ensemble",
                     dropped, cfg.keep_max_error)
         ensemble = ensemble_statistics(objects, supports, keep=agree, pairwise=len(agree) <= 8)
-    return ensemble, [candidates[k] for k in agree]
+    return ensemble, [candidates[k] for k in agree], disagreed
 
 
 def combine_runs(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> Combined:
@@ -227,10 +262,10 @@ def combine_runs(runs: list[Run], measurement: Measurement, problem: Problem, cf
     if count == 1:
         return Combined(obj.astype(np.complex64), support, align, dict(best.metrics), best.model, best, [best])
     start = time.perf_counter()
-    ensemble, members = _members(obj, support, runs[:count], cfg)
+    ensemble, members, disagreed = _members(obj, support, runs[:count], cfg)
     if ensemble.size == 1:
         return Combined(obj.astype(np.complex64), support, align, dict(best.metrics), best.model, best, [best],
-                        ensemble=None)
+                        ensemble=None, kept=count, disagreed=disagreed)
     mean, _ = remove_phase_offset(ensemble.mean, ensemble.support_majority)
     metrics, model = problem.metrics(to_data_frame(mean, align), best.output.psf)
     metrics["support_size"] = int(ensemble.support_majority.sum())
@@ -239,4 +274,64 @@ def combine_runs(runs: list[Run], measurement: Measurement, problem: Problem, cf
     log.info("ensemble of %d runs (%.1f s): %s; resolution %s px", ensemble.size, time.perf_counter() - start,
              ensemble.summary(), prtf.resolution_px)
     return Combined(mean.astype(np.complex64), ensemble.support_majority, align, metrics, model, best, members,
-                    ensemble, prtf)
+                    ensemble, prtf, kept=count, disagreed=disagreed)
+
+
+def selection_record(cfg: RunConfig, runs: list[Run], combined: Combined, failed: list[dict[str, Any]], *,
+                     combine_interrupted: bool = False) -> dict[str, Any]:
+    """What became of every random start: the ``selection`` of a result.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        ``runs``, ``keep`` and ``keep_max_error`` as run.
+    runs : list of Run
+        Every run that finished, best first.
+    combined : Combined
+        Their combination.
+    failed : list of dict
+        The runs left out by :func:`run_starts` (``reason`` ``diverged``).
+    combine_interrupted : bool
+        The user stopped the combination: only the best run was kept.
+
+    Returns
+    -------
+    dict
+        ``asked``, ``finished``, ``kept``, ``averaged``, ``keep``,
+        ``keep_max_error``, ``not_started`` (runs a stop left unstarted),
+        ``solver_iterations`` (every iteration of every finished run, warm
+        starts included) and ``dropped``: one
+        ``{"run", "seed", "reason", "detail"}`` per run left out, ``reason``
+        one of ``diverged``, ``disagreed`` (with ``error`` to the best run),
+        ``not among the best K`` or ``interrupted``.
+    """
+    members = {run.index for run in combined.members}
+    dropped = list(failed)
+    for rank, run in enumerate(runs):
+        if run.index not in members:
+            dropped.append({"run": run.index, "seed": run.seed,
+                            **_why_dropped(run, rank, combined, cfg, combine_interrupted)})
+    asked = int(cfg.runs or len(runs) + len(failed))
+    return {
+        "asked": asked,
+        "finished": len(runs),
+        "kept": min(combined.kept, len(runs)),
+        "averaged": len(combined.members),
+        "keep": cfg.keep,
+        "keep_max_error": cfg.keep_max_error,
+        "not_started": max(0, asked - len(runs) - len(failed)),
+        "solver_iterations": sum(run.work_iterations for run in runs),
+        "dropped": sorted(dropped, key=lambda entry: entry["run"]),
+    }
+
+
+def _why_dropped(run: Run, rank: int, combined: Combined, cfg: RunConfig, interrupted: bool) -> dict[str, Any]:
+    """``reason`` and ``detail`` (and ``error``) for a finished run that is not in the average."""
+    if run.index in combined.disagreed:
+        error = combined.disagreed[run.index]
+        return {"reason": "disagreed", "error": error,
+                "detail": f"error to the best run {error:.3g} > keep_max_error {cfg.keep_max_error:g}"}
+    if rank < combined.kept or interrupted:
+        return {"reason": "interrupted", "detail": "stopped before the runs were combined"}
+    return {"reason": f"not among the best {combined.kept}",
+            "detail": f"rank {rank + 1} by score {run.score:.4g} (lower is better)"}

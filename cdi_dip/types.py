@@ -487,6 +487,11 @@ class Result:
         The ensemble's PRTF and resolution.
     beamstop_rim : BeamstopRim or None
         What became of the rim of a found beamstop shadow; None: there was none.
+    selection : dict
+        What became of every random start
+        (:func:`cdi_dip.restarts.selection_record`): runs asked, finished,
+        kept and averaged, and why each one left out was dropped. Empty: not
+        known (a result read from an older file).
     """
 
     obj: np.ndarray
@@ -512,3 +517,4 @@ class Result:
     ensemble: EnsembleResult | None = None
     prtf: PrtfResult | None = None
     beamstop_rim: BeamstopRim | None = None
+    selection: dict[str, Any] = field(default_factory=dict)

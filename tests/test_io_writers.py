@@ -246,3 +246,76 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["out.txt"]
+
+
+# --------------------------------------------------------------------------- issue 19: valid formats
+
+
+def _null_datasets(file: h5py.File) -> list[str]:
+    found: list[str] = []
+    file.visititems(lambda name, node: found.append(name) if isinstance(node, h5py.Dataset) and node.shape is None
+                    else None)
+    return found
+
+
+def test_result_cxi_has_no_null_datasets_and_names_unset_settings(tmp_path, result):
+    result.metrics["seconds_per_iteration"] = math.nan
+    assert result.config["prep"]["max_size"] is None and result.config["runs"] is None  # unset by default
+    path = tmp_path / "scan54.cxi"
+    write_result_cxi(path, result, command_line="", version="0")
+    with h5py.File(path, "r") as f:
+        assert _null_datasets(f) == []
+        parameters = f["entry_1/image_1/process_1/parameters"]
+        assert "runs" not in parameters and "runs" in list(parameters.attrs["unset"])
+        assert "max_size" not in parameters["prep"] and "max_size" in list(parameters["prep"].attrs["unset"])
+        assert np.isnan(f["entry_1/image_1/process_1/results/seconds_per_iteration"][()])
+    from cdi_dip.io.result_cxi import read_result_cxi
+
+    again = read_result_cxi(path).result
+    assert again.config["runs"] is None and again.config["prep"]["max_size"] is None
+    assert math.isnan(again.metrics["seconds_per_iteration"])
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (8, 8, 8)])
+def test_object_and_measured_data_are_nexus_nxdata(tmp_path, result, shape):
+    if len(shape) == 3:
+        result.obj = np.ones(shape, dtype=np.complex64)
+        result.support = np.ones(shape, dtype=bool)
+        result.model_intensity = None
+        result.free = None
+        result.masks = {}
+        result.measurement = Measurement(intensity=np.ones(shape, dtype=np.float32), valid=np.ones(shape, dtype=bool),
+                                         name="vol")
+    path = tmp_path / "scan.cxi"
+    write_result_cxi(path, result, command_line="", version="0")
+    allowed = {"scaler", "scalar", "spectrum", "image", "rgb-image", "rgba-image", "hsl-image", "hsla-image",
+               "cmyk-image", "cmyka-image", "vertex"}  # the NXdata base class's enumeration
+    with h5py.File(path, "r") as f:
+        for group, target in (("entry_1/image_1", "/entry_1/image_1/data"),
+                              ("entry_1/data_1", "/entry_1/image_1/data"),
+                              ("entry_1/data_2", "/entry_1/instrument_1/detector_1/data")):
+            nxdata = f[group]
+            assert nxdata.attrs["NX_class"] == "NXdata" and nxdata.attrs["signal"] == "data"
+            assert list(nxdata.attrs["axes"]) == ["."] * len(shape)
+            assert nxdata["data"].attrs["interpretation"] in allowed
+            assert nxdata["data"].name == target or nxdata.get("data", getlink=True).path == target
+    np.testing.assert_array_equal(read_object(str(path)), result.obj)
+
+
+def test_measurement_cxi_data_is_nxdata(tmp_path, rng):
+    path = tmp_path / "in.cxi"
+    write_measurement_cxi(path, rng.poisson(3.0, size=(8, 8)).astype(np.float32))
+    with h5py.File(path, "r") as f:
+        assert list(f["entry_1/data_1"].attrs["axes"]) == [".", "."]
+        assert f["entry_1/data_1/data"].attrs["interpretation"] == "image"
+
+
+def test_phase_tiff_is_nan_outside_the_support(tmp_path, rng):
+    obj = (rng.normal(size=(8, 8)) + 1j * rng.normal(size=(8, 8))).astype(np.complex64)
+    support = np.zeros((8, 8), dtype=bool)
+    support[2:6, 3:7] = True
+    amplitude_path, phase_path = write_tiffs(tmp_path, "scan", obj, support=support)
+    phase = tifffile.imread(phase_path)
+    assert phase.dtype == np.float32 and np.isnan(phase[~support]).all()
+    np.testing.assert_allclose(phase[support], np.angle(obj)[support], atol=1e-6)
+    assert np.isfinite(tifffile.imread(amplitude_path)).all()

@@ -11,7 +11,8 @@ reads) holds the detector frames and their geometry::
     /entry_1/instrument_1/detector_1/y_pixel_size  m
     /entry_1/instrument_1/beam_1/incident_wavelength  m
     /entry_1/instrument_1/source_1/energy          J
-    /entry_1/data_1/data                           soft link to detector_1/data
+    /entry_1/data_1/data                           soft link to detector_1/data (NXdata: @signal,
+                                                   @axes ".", @interpretation "image")
     /entry_1/sample_1/ground_truth                 complex64 (simulations only)
 
 Reading and writing of the geometry live here so that inputs and results
@@ -95,6 +96,42 @@ def nx_group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
     group = parent.require_group(name)
     group.attrs["NX_class"] = nx_class
     return group
+
+
+INTERPRETATION = "image"
+"""``@interpretation`` of every 2D or 3D signal: one of the values the NeXus NXdata base class allows
+(``scalar``, ``spectrum``, ``image``, ``rgb-image``... ``vertex``; there is no "volume"), and the one
+viewers (silx, h5web) show as an image, a 3D array as a stack of images along its first axis."""
+
+
+def nx_data(parent: h5py.Group, name: str, ndim: int, signal: str = "data") -> h5py.Group:
+    """Get or create an NXdata group whose ``@signal`` is ``signal``, with no axis arrays.
+
+    Parameters
+    ----------
+    parent : h5py.Group
+    name : str
+        The group's name (``image_1``, ``data_1``...).
+    ndim : int
+        Dimensions of the signal: ``@axes`` gets one ``"."`` (no axis) each,
+        as the NeXus NXdata base class asks when no axis arrays are stored.
+    signal : str
+        Name of the signal field (a dataset or a link in the group).
+
+    Returns
+    -------
+    h5py.Group
+    """
+    group = nx_group(parent, name, "NXdata")
+    group.attrs["signal"] = signal
+    group.attrs["axes"] = np.array(["."] * ndim, dtype=h5py.string_dtype())
+    return group
+
+
+def mark_image(dataset: h5py.Dataset) -> h5py.Dataset:
+    """Set ``@interpretation`` (:data:`INTERPRETATION`) on a 2D or 3D signal dataset; returns it."""
+    dataset.attrs["interpretation"] = INTERPRETATION
+    return dataset
 
 
 def _scalar(group: h5py.Group, name: str, value: float, units: str) -> None:
@@ -283,14 +320,12 @@ def write_measurement_cxi(
         write_root_attrs(file, path)
         entry = write_entry(file, default="data_1")
         detector = write_instrument(entry, meta)
-        data = detector.create_dataset("data", data=intensity, **compression(intensity))
-        data.attrs["interpretation"] = "image"
+        data = mark_image(detector.create_dataset("data", data=intensity, **compression(intensity)))
         data.attrs["units"] = "counts"
         if valid is not None:
             mask = (~np.asarray(valid, dtype=bool)).astype(np.uint32)
             detector.create_dataset("mask", data=mask, **compression(mask))
-        data_1 = nx_group(entry, "data_1", "NXdata")
-        data_1.attrs["signal"] = "data"
+        data_1 = nx_data(entry, "data_1", intensity.ndim)
         data_1["data"] = h5py.SoftLink(DETECTOR_DATA)
         if ground_truth is not None:
             sample = nx_group(entry, "sample_1", "NXsample")

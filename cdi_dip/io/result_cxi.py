@@ -36,7 +36,8 @@ PRTF_GROUP = f"{RESULTS}/prtf"
 """Where a PRTF is stored (dataset names: :data:`PRTF_DATASETS`)."""
 
 _NOT_METRICS = {"method", "wall_s", "device", "seed", "interrupted", "shift_px", "ramp_rad_per_px",
-                "phase_offset_rad", "twin", "runs", "solver", "history", "model_intensity", "ensemble", "prtf"}
+                "phase_offset_rad", "twin", "runs", "selection", "solver", "history", "model_intensity", "ensemble",
+                "prtf"}
 
 
 ENSEMBLE_DATASETS = ("mean", "amplitude_std", "phase_std_rad", "support_union", "support_majority",
@@ -325,6 +326,7 @@ def read_result_cxi(path: Path) -> StoredResult:
             model_intensity=np.asarray(model[()], dtype=np.float32) if isinstance(model, h5py.Dataset) else None,
             free=(np.asarray(free[()]) != 0) if isinstance(free, h5py.Dataset) else None,
             solver=_json(stored.get("solver"), {}),
+            selection=_json(stored.get("selection"), {}),
             ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
             prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
         )

@@ -1,13 +1,25 @@
-"""The ``summary.json`` contract of one scan (DESIGN.md)."""
+"""The ``summary.json`` contract of one scan (DESIGN.md).
+
+Besides the figures, the summary says what was done: ``selection`` (runs
+asked, finished, kept and averaged, and why each one left out was
+dropped), ``dip`` for the double DIP (where it stopped early, whether the
+polish was kept, every solver iteration including the warm starts), and
+``fit_warning`` when the fit sits far above the noise level.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..types import Result
+
+FIT_WARNING_DEVIANCE = 2.0
+"""Poisson deviance per pixel above which a fit is flagged: a model that explains the counts down to
+their Poisson noise gives about 1 (its expectation for counts of a few photons and more)."""
 
 
 def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[str, Any]:
@@ -44,5 +56,50 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         summary["ensemble"] = result.ensemble.summary()
     if result.prtf is not None:
         summary["resolution"] = result.prtf.summary()
+    if result.selection:
+        summary["selection"] = result.selection
+    dip = dip_summary(result.solver) if result.method == "dip" else None
+    if dip:
+        summary["dip"] = dip
+    warning = fit_warning(result.metrics)
+    if warning:
+        summary["fit_warning"] = warning
     return summary
+
+
+def dip_summary(solver: dict[str, Any]) -> dict[str, Any]:
+    """What the double DIP of the kept run did, from its solver record (``Result.solver``).
+
+    Returns
+    -------
+    dict
+        ``stop_iteration`` (the fit iteration whose iterate was kept: the
+        early stop), ``iterations_budget``, ``polish`` (``"kept"``,
+        ``"discarded"`` or ``"not run"``) and ``work_iterations`` (every
+        solver iteration, warm starts, prefit and polish included); only the
+        keys the record holds. Empty when it holds none.
+    """
+    out = {key: solver[key] for key in ("stop_iteration", "iterations_budget", "work_iterations") if key in solver}
+    if "polish_kept" in solver:
+        out["polish"] = "kept" if solver["polish_kept"] else "discarded"
+    elif out:
+        out["polish"] = "not run"
+    return out
+
+
+def fit_warning(metrics: dict[str, Any]) -> str | None:
+    """A warning when the Poisson deviance per pixel exceeds :data:`FIT_WARNING_DEVIANCE`, else None.
+
+    The free (held-out) pixels' deviance is used when known, else the fitted pixels'.
+    """
+    for key, pixels in (("free_llk_poisson", "free"), ("llk_poisson", "fitted")):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            if value <= FIT_WARNING_DEVIANCE:
+                return None
+            return (f"the fit sits far above the noise level: Poisson deviance per {pixels} pixel {value:.3g} > "
+                    f"{FIT_WARNING_DEVIANCE:g} (about 1 for a model as good as the counts allow); the object may "
+                    "be wrong or unconverged: try more iterations, another method or more runs, and check the "
+                    "excluded pixels")
+    return None
 

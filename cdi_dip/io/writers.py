@@ -7,25 +7,34 @@ leaves a truncated file under the final name.
 CXI result layout (readable by h5py and silx without this package)::
 
     /cxi_version                                  150
-    /entry_1/image_1/data                         complex64 aligned object
+    /entry_1/image_1                              NXdata: @signal "data", @axes "." per axis
+    /entry_1/image_1/data                         complex64 aligned object (@interpretation "image")
     /entry_1/image_1/mask                         uint8 support, 1 = inside
     /entry_1/image_1/detector_roi                 int64 (ndim, 2): [start, stop) per axis
     /entry_1/image_1/process_1/program            "cdi-dip"
     /entry_1/image_1/process_1/version, command, date, method
     /entry_1/image_1/process_1/versions/...       python, torch, cuda, numpy, h5py, platform, device_name
     /entry_1/image_1/process_1/configuration      JSON string of the full configuration
-    /entry_1/image_1/process_1/parameters/...     the same configuration as a group tree
+    /entry_1/image_1/process_1/parameters/...     the same configuration as a group tree; unset
+                                                  settings (None) are left out and named in the
+                                                  group's @unset attribute
     /entry_1/image_1/process_1/results/...        metrics, iterations, wall_s, device, seed,
-                                                  interrupted, alignment, runs (JSON),
+                                                  interrupted, alignment, runs and selection (JSON),
                                                   history/<column>, model_intensity
     /entry_1/image_1/process_1/results/ensemble/  mean, amplitude_std, phase_std_rad, supports,
                                                   errors of the averaged runs (several runs kept)
     /entry_1/image_1/process_1/results/prtf/      PRTF per shell and the resolution
     /entry_1/image_1/process_1/masks/<name>       uint8 masks (1 = True): valid, free, and
                                                   excluded/<reason> for every exclusion reason
-    /entry_1/data_1/data                          soft link to /entry_1/image_1/data
+    /entry_1/data_1/data                          soft link to /entry_1/image_1/data (NXdata)
+    /entry_1/data_2/data                          soft link to the measured intensity (NXdata)
     /entry_1/instrument_1/...                     geometry as in the input file, and the
                                                   measured intensity and mask it was fitted to
+
+NeXus: every NXdata group names its ``@signal`` and gives ``@axes`` with
+``"."`` for each dimension (no axis arrays are stored); the signals carry
+``@interpretation = "image"``, a value the NXdata base class allows (it
+has no "volume": a 3D array is read as a stack of images along z).
 """
 
 from __future__ import annotations
@@ -45,7 +54,8 @@ import tifffile
 
 from ..types import Result
 from ._atomic import atomic_write
-from .cxi import IMAGE_DATA, compression, nx_group, write_entry, write_instrument, write_root_attrs
+from .cxi import (DETECTOR_DATA, IMAGE_DATA, compression, mark_image, nx_data, nx_group, write_entry,
+                  write_instrument, write_root_attrs)
 from .result_cxi import ensemble_datasets, prtf_datasets
 
 log = logging.getLogger(__name__)
@@ -104,8 +114,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_tiffs(directory: Path, name: str, obj: np.ndarray,
-                maps: dict[str, np.ndarray] | None = None) -> list[Path]:
+                maps: dict[str, np.ndarray] | None = None, support: np.ndarray | None = None) -> list[Path]:
     """Write the amplitude and phase of an object as float32 TIFFs.
+
+    The phase is NaN outside ``support`` (when given): there it is the
+    phase of noise, and NaN shows as blank in Fiji/ImageJ.
 
     Parameters
     ----------
@@ -118,6 +131,8 @@ def write_tiffs(directory: Path, name: str, obj: np.ndarray,
     maps : dict of str to numpy.ndarray, optional
         More real maps of the object's shape, each written as
         ``<name>_<key>.tif`` (e.g. ``amplitude_std``).
+    support : numpy.ndarray of bool, same shape, optional
+        Where the object is; the phase is NaN elsewhere.
 
     Returns
     -------
@@ -127,7 +142,7 @@ def write_tiffs(directory: Path, name: str, obj: np.ndarray,
     obj = np.asarray(obj)
     images = {
         "amplitude": np.abs(obj).astype(np.float32),
-        "phase": np.angle(obj).astype(np.float32),
+        "phase": masked_phase(obj, support),
         **{key: np.asarray(value, dtype=np.float32) for key, value in (maps or {}).items()},
     }
     paths = []
@@ -139,6 +154,17 @@ def write_tiffs(directory: Path, name: str, obj: np.ndarray,
     return paths
 
 
+def masked_phase(obj: np.ndarray, support: np.ndarray | None) -> np.ndarray:
+    """The phase of ``obj`` in radians, float32, NaN outside ``support`` (everywhere defined without one)."""
+    phase = np.angle(obj).astype(np.float32)
+    if support is None:
+        return phase
+    support = np.asarray(support, dtype=bool)
+    if support.shape != phase.shape:
+        raise ValueError(f"support shape {support.shape} does not match object shape {phase.shape}")
+    return np.where(support, phase, np.float32(np.nan))
+
+
 # --------------------------------------------------------------------------- HDF5 helpers
 
 
@@ -147,20 +173,34 @@ def _string(group: h5py.Group, name: str, text: str) -> None:
 
 
 def _write_value(group: h5py.Group, name: str, value: Any) -> None:
-    """One configuration or result value as a dataset (or a group for a dict)."""
+    """One configuration or result value as a dataset (or a group for a dict).
+
+    A None (an unset setting) is not written as an HDF5 null dataset, which
+    many readers cannot show or read: it is left out and its name is added to
+    the group's ``@unset`` attribute. NaN numbers are stored as NaN.
+    """
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        group.create_dataset(name, data=np.float64(value))
+        return
     value = jsonable(value) if not isinstance(value, np.ndarray) else value
     if isinstance(value, dict):
         sub = nx_group(group, name, "NXcollection")
         for key, item in value.items():
             _write_value(sub, key, item)
     elif value is None:
-        group.create_dataset(name, data=h5py.Empty("f8"))
+        _mark_unset(group, name)
     elif isinstance(value, str):
         _string(group, name, value)
     elif isinstance(value, list) and not all(isinstance(v, (bool, int, float)) for v in value):
         _string(group, name, json.dumps(value))
     else:
         group.create_dataset(name, data=np.asarray(value))
+
+
+def _mark_unset(group: h5py.Group, name: str) -> None:
+    """Add ``name`` to the group's ``@unset`` attribute: a setting left at None (its default is chosen at run time)."""
+    names = [str(v.decode() if isinstance(v, bytes) else v) for v in group.attrs.get("unset", [])]
+    group.attrs["unset"] = np.array([*names, name], dtype=h5py.string_dtype())
 
 
 def _history_columns(history: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -200,6 +240,8 @@ def _write_results(process: h5py.Group, result: Result) -> None:
     _string(results, "runs", _dumps(result.runs))
     if result.solver:
         _string(results, "solver", _dumps(result.solver))
+    if result.selection:
+        _string(results, "selection", _dumps(result.selection))
     history = nx_group(results, "history", "NXcollection")
     for key, column in _history_columns(result.history).items():
         history.create_dataset(key, data=column)
@@ -258,7 +300,7 @@ def _write_measured(entry: h5py.Group, result: Result) -> None:
     measurement = result.measurement
     detector = write_instrument(entry, measurement.meta)
     intensity = np.asarray(measurement.intensity, dtype=np.float32)
-    data = detector.create_dataset("data", data=intensity, **compression(intensity))
+    data = mark_image(detector.create_dataset("data", data=intensity, **compression(intensity)))
     data.attrs["units"] = "counts"
     data.attrs["description"] = "measured intensities after preprocessing (0 on excluded pixels)"
     mask = (~np.asarray(measurement.valid, dtype=bool)).astype(np.uint32)
@@ -294,10 +336,8 @@ def write_result_cxi(path: Path, result: Result, *, command_line: str, version: 
         _string(entry, "program_name", f"cdi-dip {version}")
         _string(entry, "title", result.measurement.name)
         _string(entry, "start_time", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        image = nx_group(entry, "image_1", "NXdata")
-        image.attrs["signal"] = "data"
-        data = image.create_dataset("data", data=obj, **compression(obj))
-        data.attrs["interpretation"] = "image" if obj.ndim == 2 else "volume"
+        image = nx_data(entry, "image_1", obj.ndim)
+        data = mark_image(image.create_dataset("data", data=obj, **compression(obj)))
         data.attrs["description"] = "reconstructed complex object: centred, phase ramp removed, zero mean phase on the support"
         data.attrs["method"] = result.method
         data.attrs["is_fft_shifted"] = 0
@@ -308,8 +348,7 @@ def write_result_cxi(path: Path, result: Result, *, command_line: str, version: 
         dataset = image.create_dataset("detector_roi", data=roi)
         dataset.attrs["description"] = "[start, stop) of the detector pixels used, per axis"
         _write_process(image, result, command_line, version)
-        data_1 = nx_group(entry, "data_1", "NXdata")
-        data_1.attrs["signal"] = "data"
-        data_1["data"] = h5py.SoftLink(IMAGE_DATA)
+        nx_data(entry, "data_1", obj.ndim)["data"] = h5py.SoftLink(IMAGE_DATA)
         _write_measured(entry, result)
+        nx_data(entry, "data_2", obj.ndim)["data"] = h5py.SoftLink(DETECTOR_DATA)
     log.info("wrote %s", path)

@@ -106,6 +106,44 @@ def _run_pairs(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(label, summary[key]) for key, label in keys if key in summary]
 
 
+def _selection_line(selection: dict[str, Any]) -> str:
+    """One sentence on the random starts: asked, finished, kept, averaged, and why each dropped one was."""
+    counts = [f"{selection.get(key, 'n/a')} {key}" for key in ("asked", "finished", "kept", "averaged")]
+    text = "Runs: " + ", ".join(counts)
+    if selection.get("not_started"):
+        text += f" ({selection['not_started']} not started: interrupted)"
+    dropped = selection.get("dropped") or []
+    if dropped:
+        text += "; dropped: " + "; ".join(f"run {entry.get('run')} ({entry.get('reason')}: {entry.get('detail', '')})"
+                                         for entry in dropped)
+    if selection.get("solver_iterations") is not None:
+        text += f"; {selection['solver_iterations']} solver iterations in all"
+    return text + "."
+
+
+def _dip_line(dip: dict[str, Any]) -> str:
+    """One sentence on the double DIP: early stop, polish, total iterations with warm starts."""
+    parts = []
+    if "stop_iteration" in dip:
+        budget = f" of {dip['iterations_budget']}" if "iterations_budget" in dip else ""
+        parts.append(f"kept the iterate of iteration {dip['stop_iteration']}{budget} (early stop on the free pixels)")
+    if "polish" in dip:
+        parts.append(f"polish {dip['polish']}")
+    if "work_iterations" in dip:
+        parts.append(f"{dip['work_iterations']} solver iterations including the warm start")
+    return "Double DIP: " + ", ".join(parts) + "."
+
+
+def _what_was_done(summary: dict[str, Any]) -> str:
+    """The "What was done" lines of the page (empty when the summary says nothing of it)."""
+    lines = []
+    if summary.get("selection"):
+        lines.append(_selection_line(summary["selection"]))
+    if summary.get("dip"):
+        lines.append(_dip_line(summary["dip"]))
+    return "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
+
+
 def _section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}\n"
 
@@ -133,8 +171,9 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
         ``seconds_per_iteration``, ``config``...). Optional entries shown when
         present: ``alignment`` (``shift_px``, ``ramp_rad_per_px``,
         ``phase_offset_rad``), ``resolution`` (``resolution_px``,
-        ``resolution_nm``, ``criterion``), ``ensemble`` (its summary) and
-        ``interrupted`` (flagged at the top).
+        ``resolution_nm``, ``criterion``), ``ensemble`` (its summary),
+        ``selection`` and ``dip`` (a "What was done" section),
+        ``fit_warning`` and ``interrupted`` (flagged at the top).
     png_name : str
         Figure beside ``path`` to embed (base64), so that the page stands
         alone; a note replaces it when the file is missing.
@@ -152,6 +191,11 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
                  f'<b class="{"ok" if status == "ok" else "failed"}">{html.escape(status)}</b></p>')
     if summary.get("interrupted"):
         parts.append('<p class="flag">INTERRUPTED: the run was stopped early; this is the best result so far.</p>')
+    if summary.get("fit_warning"):
+        parts.append(f'<p class="flag">FIT WARNING: {html.escape(str(summary["fit_warning"]))}</p>')
+    done = _what_was_done(summary)
+    if done:
+        parts.append(_section("What was done", done))
     parts.append(_section("Run", _rows(_run_pairs(summary))))
     metrics = summary.get("metrics") or {}
     if metrics:

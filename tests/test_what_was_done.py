@@ -1,0 +1,88 @@
+"""The summary says what was done: runs asked, kept, averaged and why the others were dropped; the
+double DIP's early stop, polish and iterations; a warning when the fit sits far above the noise (issue 19)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cdi_dip.config import DipConfig, Method, ProjectionConfig, RunConfig
+from cdi_dip.io.result_cxi import read_result_cxi
+from cdi_dip.io.summary import dip_summary, fit_warning, make_summary
+from cdi_dip.io.writers import write_result_cxi
+from cdi_dip.pipeline import reconstruct
+from cdi_dip.prepare.stages import prepare
+from cdi_dip.report.html import write_report_html
+from cdi_dip.simulate import simulate_scan
+
+
+@pytest.fixture(scope="module")
+def measurement():
+    scan = simulate_scan("crystal", (32, 32), rng=np.random.default_rng(2), peak_counts=1e5)
+    return prepare(scan.to_measurement("tiny"), RunConfig().prep)
+
+
+def _hio(measurement, **settings):
+    cfg = RunConfig(device="cpu", method=Method.HIO, projection=ProjectionConfig(plan="20*HIO+10*ER"),
+                    **settings).validate()
+    return reconstruct(measurement, cfg)
+
+
+def test_two_hio_runs_record_asked_kept_averaged_and_why_one_was_dropped(measurement, tmp_path):
+    result = _hio(measurement, runs=2, keep=2, keep_max_error=0.0)  # nobody agrees exactly with the best
+    selection = result.selection
+    assert (selection["asked"], selection["finished"], selection["kept"], selection["averaged"]) == (2, 2, 2, 1)
+    assert selection["solver_iterations"] == sum(run["work_iterations"] for run in result.runs) == 60
+    [dropped] = selection["dropped"]
+    assert dropped["reason"] == "disagreed" and dropped["error"] > 0.0 and "keep_max_error 0" in dropped["detail"]
+    assert [run.get("dropped") for run in result.runs if not run["averaged"]] == ["disagreed"]
+    summary = make_summary(result, tmp_path, [])
+    assert summary["selection"] == selection and "dip" not in summary
+    # stored in the result file and read back, so `cdi-dip report` shows it too
+    path = tmp_path / "tiny.cxi"
+    write_result_cxi(path, result, command_line="", version="0")
+    assert json.loads(json.dumps(read_result_cxi(path).result.selection)) == json.loads(json.dumps(selection))
+    page = write_report_html(tmp_path / "report.html", summary).read_text()
+    assert "What was done" in page and "Runs: 2 asked, 2 finished, 2 kept, 1 averaged" in page
+    assert f"run {dropped['run']} (disagreed" in page
+
+
+def test_a_run_beyond_the_best_k_is_dropped_as_such(measurement):
+    result = _hio(measurement, runs=2, keep=1)
+    selection = result.selection
+    assert (selection["kept"], selection["averaged"]) == (1, 1)
+    assert [entry["reason"] for entry in selection["dropped"]] == ["not among the best 1"]
+
+
+def test_a_double_dip_run_records_its_early_stop_polish_and_warm_start_iterations(measurement, tmp_path):
+    dip = DipConfig(warm_start_runs=1, prefit_iterations=5, warmup_iterations=2, probes=1, probe_iterations=5,
+                    channels=4, depth=1, polish_iterations=5, patience=1000)
+    cfg = RunConfig(device="cpu", method=Method.DIP, iterations=20, runs=1, dip=dip).validate()
+    result = reconstruct(measurement, cfg)
+    summary = make_summary(result, tmp_path, [])
+    record = summary["dip"]
+    assert record["polish"] in ("kept", "discarded") and record["polish"] == (
+        "kept" if result.solver["polish_kept"] else "discarded")
+    assert 0 <= record["stop_iteration"] <= record["iterations_budget"]
+    assert record["work_iterations"] > 20  # the warm start's HIO and the polish count too
+    assert summary["selection"]["solver_iterations"] == record["work_iterations"]
+    page = write_report_html(tmp_path / "report.html", summary).read_text()
+    assert "Double DIP: kept the iterate of iteration" in page and f"polish {record['polish']}" in page
+
+
+def test_dip_summary_without_a_polish():
+    assert dip_summary({"stop_iteration": 3, "work_iterations": 9}) == {"stop_iteration": 3, "work_iterations": 9,
+                                                                       "polish": "not run"}
+    assert dip_summary({}) == {}
+
+
+def test_a_fit_far_above_the_noise_is_flagged(tmp_path):
+    assert fit_warning({"free_llk_poisson": 1.1, "llk_poisson": 9.0}) is None  # the free pixels decide
+    warning = fit_warning({"free_llk_poisson": 3.5})
+    assert "3.5 > 2" in warning and "free pixel" in warning
+    assert "fitted pixel" in fit_warning({"llk_poisson": 4.0, "free_llk_poisson": float("nan")})
+    assert fit_warning({}) is None
+    page = write_report_html(tmp_path / "r.html", {"method": "hio", "fit_warning": warning}).read_text()
+    assert "FIT WARNING" in page
