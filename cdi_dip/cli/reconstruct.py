@@ -1,11 +1,11 @@
-"""``cdi-dip reconstruct``: one scan into OUT/<scan-name>/."""
+"""``cdi-dip reconstruct``: one scan into OUT/<scan-name>/ (or OUT/NAME/ with ``--name``)."""
 
 from __future__ import annotations
 
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -44,6 +44,9 @@ def reconstruct(
     psf: opt.Psf = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.",
                                       rich_help_panel=opt.OUTPUT)] = Path("results"),
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Name of the result folder: OUT/NAME/ instead of OUT/<scan-name>/ (made safe as one "
+                       "folder name; the files inside keep the scan's name).", rich_help_panel=opt.OUTPUT)] = None,
     json_output: opt.Json = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
@@ -51,7 +54,7 @@ def reconstruct(
     device: opt.Device = None,
     threads: opt.Threads = None,
 ) -> None:
-    """Reconstruct one scan and write OUT/<scan-name>/ (CXI, TIFFs, report.png, summary.json)."""
+    """Reconstruct one scan and write OUT/<scan-name>/ or OUT/NAME/ (CXI, TIFFs, report.png, summary.json)."""
     setup_logging(quiet, verbose)
     sigterm_as_interrupt()
     with exit_codes(failures=True, interrupted="interrupted before any result could be written"):
@@ -63,6 +66,7 @@ def reconstruct(
         with RunProgress(show_progress) as progress:
             summary = reconstruct_scan(
                 input, cfg, out, mask_specs=mask or (), command_line=shlex.join(sys.argv), on_iter=progress,
+                name=name,
             )
     if json_output:
         print_json(summary)
