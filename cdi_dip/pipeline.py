@@ -23,6 +23,7 @@ from .config import RunConfig
 from .device import resolve_device
 from .errors import ReconstructionError
 from .inspection import inspect_input
+from .io.names import safe_scan_name
 from .io.readers import scan_name
 from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
 from .reconstruction import reconstruct
@@ -55,8 +56,9 @@ def reconstruct_scan(
     mask_specs: Sequence[str] = (),
     command_line: str = "",
     on_iter: IterCallback | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Read, reconstruct and write one scan into ``OUT/<scan-name>/``; return its summary.
+    """Read, reconstruct and write one scan into ``OUT/<scan-name>/`` (or ``OUT/<name>/``); return its summary.
 
     Everything that can be checked is checked before anything is written:
     the result folder (not an input's, not another program's), that ``OUT``
@@ -71,14 +73,21 @@ def reconstruct_scan(
         The reconstruction failed at run time.
     KeyboardInterrupt
         Stopped before any iterate existed (nothing is written).
+
+    Notes
+    -----
+    ``name`` (``--name``) names the result folder instead of the scan's name,
+    made safe as one folder name (:func:`cdi_dip.io.names.safe_scan_name`);
+    the files inside keep the scan's name.
     """
     out_dir = Path(out_dir)
     inputs = scan_inputs(source, cfg, mask_specs)
-    check_output_target(result_folder(out_dir, scan_name(source)), inputs)
+    folder_name = safe_scan_name(name) if name is not None else None
+    check_output_target(result_folder(out_dir, folder_name or scan_name(source)), inputs)
     check_can_create(out_dir)
     resolve_device(cfg.device)
     measurement = load_scan(source, cfg, mask_specs=mask_specs)
-    with claim_result_folder(out_dir, measurement.name, inputs) as folder:
+    with claim_result_folder(out_dir, folder_name or measurement.name, inputs) as folder:
         try:
             result = reconstruct(measurement, cfg, on_iter=on_iter)
         except torch.cuda.OutOfMemoryError:

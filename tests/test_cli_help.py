@@ -44,3 +44,21 @@ def test_help_shows_every_default(command):
         written = re.search(r"\\\[(default: [^\]]*)\]", param.help or "")
         if written:
             assert written.group(1) in text, (command, param.name)
+
+
+PANELS = ["Input", "Preparation", "Method", "Output", "Runtime"]
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "batch", "inspect"])
+def test_options_are_grouped_in_panels_in_order(command):
+    """Every option but --help sits in one of the panels, and --help lists the panels in their order."""
+    click_command = typer.main.get_command(app).commands[command]
+    used = set()
+    for param in click_command.params:
+        if isinstance(param, typer.core.TyperArgument) or param.name == "help":
+            continue
+        assert param.rich_help_panel in PANELS, (command, param.name)
+        used.add(param.rich_help_panel)
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    titles = re.findall(r"╭─ (\w+) ─", result.output)
+    assert titles == ["Arguments", "Options", *[panel for panel in PANELS if panel in used]]

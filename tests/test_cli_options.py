@@ -26,7 +26,7 @@ def test_every_option_names_a_configuration_field(name, path):
 @pytest.mark.parametrize("command", [reconstruct, batch, inspect_command])
 def test_the_configuration_options_of_a_command_are_in_the_table(command):
     ignored = {"input", "inputs", "out", "mask", "config", "json_output", "quiet", "verbose", "png", "gpu",
-               "workers", "scheduler", "resume", "threads"}
+               "workers", "scheduler", "resume", "threads", "name"}
     parameters = set(inspect.signature(command).parameters) - ignored
     assert parameters <= set(opt.CONFIG_PATH), parameters - set(opt.CONFIG_PATH)
 
@@ -55,3 +55,16 @@ def test_options_given_override_the_toml_file_and_the_others_leave_it(tmp_path):
     toml.write_text('seed = 5\nmethod = "er"\n[prep]\nmax_size = 64\n')
     cfg = build_config(toml, opt.overrides({"seed": 9, "method": None, "max_size": None}))
     assert (cfg.seed, cfg.method, cfg.prep.max_size) == (9, "er", 64)
+
+
+def test_the_projection_thresholds_and_beta_are_options_of_reconstruct_and_batch(tmp_path):
+    given = {"beta": 0.7, "support_threshold": 0.2, "shrinkwrap_threshold": 0.3}
+    assert opt.overrides(given) == {"projection": given}
+    toml = tmp_path / "run.toml"
+    toml.write_text("[projection]\nbeta = 0.5\nsupport_threshold = 0.05\n")
+    cfg = build_config(toml, opt.overrides({"beta": 0.7, "support_threshold": None}))
+    assert (cfg.projection.beta, cfg.projection.support_threshold) == (0.7, 0.05)
+    with pytest.raises(InvalidInputError, match="projection.shrinkwrap_threshold"):
+        build_config(None, opt.overrides({"shrinkwrap_threshold": 1.5}))
+    for command in (reconstruct, batch):
+        assert set(given) <= set(inspect.signature(command).parameters), command.__name__

@@ -5,7 +5,7 @@
 - :mod:`.options`: the shared options and the table from option to configuration field;
 - :mod:`.render`: progress bars and tables;
 - one module per command: :mod:`.reconstruct`, :mod:`.batch`, :mod:`.simulate`, :mod:`.inspect`,
-  :mod:`.compare`, :mod:`.report`, :mod:`.version`.
+  :mod:`.compare`, :mod:`.report`, :mod:`.version`, :mod:`.config`.
 
 Exit codes: 0 success; 1 a reconstruction failed at run time (batch: any scan
 failed); 2 invalid input or usage (one line on stderr, no traceback);

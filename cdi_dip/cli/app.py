@@ -15,6 +15,7 @@ from .. import __version__
 from .batch import batch
 from .common import run_app
 from .compare import compare
+from .config import config
 from .inspect import inspect
 from .reconstruct import reconstruct
 from .report import report
@@ -27,7 +28,6 @@ app = typer.Typer(
     help="Reconstruct coherent diffraction imaging data (2D CDI, 3D Bragg CDI) "
     "with the double deep image prior or HIO/ER/RAAR + shrinkwrap.",
 )
-
 
 
 def _print_version(value: bool) -> None:
@@ -45,7 +45,7 @@ def _options(
     pass
 
 
-for _command in (reconstruct, simulate, inspect, compare, report, version, batch):
+for _command in (reconstruct, simulate, inspect, compare, report, version, batch, config):
     app.command()(_command)
 
 

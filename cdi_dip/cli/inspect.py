@@ -17,20 +17,22 @@ from .render import render_inspection
 def inspect(
     input: Annotated[str, typer.Argument(help="Any input reconstruct accepts.")],
     mask: opt.Masks = None,
+    dark: opt.Dark = None,
+    flat: opt.Flat = None,
+    roi: opt.Roi = None,
+    allow_external_links: opt.AllowExternalLinks = False,
+    config: opt.Config = None,
     max_size: opt.MaxSize = None,
     max_voxels: opt.MaxVoxels = None,
     centre: opt.Centre = None,
     threshold: opt.Threshold = None,
-    dark: opt.Dark = None,
-    flat: opt.Flat = None,
-    roi: opt.Roi = None,
     bin: opt.Bin = None,
     saturation: opt.Saturation = None,
     beamstop_radius: opt.BeamstopRadius = None,
     aliens: opt.Aliens = None,
-    allow_external_links: opt.AllowExternalLinks = False,
-    config: opt.Config = None,
-    png: Annotated[Optional[Path], typer.Option(help="Also draw the frame(s) with the excluded pixels coloured by reason into this PNG.")] = None,
+    png: Annotated[Optional[Path], typer.Option(
+        help="Also draw the frame(s) with the excluded pixels coloured by reason into this PNG.",
+        rich_help_panel=opt.OUTPUT)] = None,
     json_output: opt.Json = False,
 ) -> None:
     """Show what was read and found: shape, counts, peak, excluded pixels by reason, geometry, suggested frame."""

@@ -16,43 +16,59 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..config.options import ProjectionConfig
 from ..errors import InvalidInputError
 
-Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er \\[default: auto: dip for crystals, hio for specimens]")]
-Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).")]
-Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N \\[default: auto]")]
-Masks = Annotated[Optional[list[str]], typer.Option("--mask", help="Mask file (nonzero = excluded); repeat to combine.")]
-Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations: HIO/RAAR/ER: the length of the default plan; double DIP: its data-fit iterations, with the warm start and pre-fit shortened in proportion below the default (1000 in 2D, 1500 in 3D), so a small number is a short run.")]
-Runs = Annotated[Optional[int], typer.Option(help="Random starts; the best by free likelihood is kept.")]
-Keep = Annotated[Optional[int], typer.Option(help="Best runs averaged into the result, with uncertainty maps and the PRTF \\[default: half the runs].")]
-Seed = Annotated[Optional[int], typer.Option(help="Base random seed.")]
-Plan = Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.")]
-Param = Annotated[Optional[str], typer.Option(help="Double DIP object: mag-phase (crystals) or real-imag (specimens with Re >= 0).")]
-Noise = Annotated[Optional[str], typer.Option(help="Noise model for validation, run selection and the DIP loss: poisson, gaussian or amplitude.")]
-MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis (turns off the automatic frame).")]
-Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: none, auto (fit a blurring kernel), auto,SIGMA or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: none].")]
-MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].")]
-Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.")]
-Threshold = Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.")]
-Dark = Annotated[Optional[str], typer.Option(help="Dark (no-beam) image to subtract; pixels with dark > 1 count are excluded.")]
-Flat = Annotated[Optional[str], typer.Option(help="Flat-field (white-field) image; pixels below mean - 3 std are excluded.")]
-Roi = Annotated[Optional[str], typer.Option(help="Detector region of the frames, y0,y1,x0,x1 (cuts a full-detector dark/flat).")]
-Bin = Annotated[Optional[str], typer.Option("--bin", help="Binning factors, e.g. 2 or 1,2,2 (sums counts).")]
-Saturation = Annotated[Optional[float], typer.Option(help="Detector saturation, counts: pixels at or above are excluded.")]
-BeamstopRadius = Annotated[Optional[float], typer.Option("--beamstop-radius", help="Beamstop radius in pixels around the peak (default: found from the data).")]
-Aliens = Annotated[Optional[str], typer.Option(help="Stray 'alien' scattering: mask (exclude), report (find only) or off \\[default: mask].")]
+# The panels --help groups the options of reconstruct, batch and inspect into, in this order.
+INPUT = "Input"
+PREP = "Preparation"
+METHOD = "Method"
+OUTPUT = "Output"
+RUNTIME = "Runtime"
+
+Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er \\[default: auto: dip for crystals, hio for specimens]", rich_help_panel=METHOD)]
+Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).", rich_help_panel=RUNTIME)]
+Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N \\[default: auto]", rich_help_panel=RUNTIME)]
+Masks = Annotated[Optional[list[str]], typer.Option("--mask", help="Mask file (nonzero = excluded); repeat to combine.", rich_help_panel=INPUT)]
+Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Iterations: HIO/RAAR/ER: the length of the default plan; double DIP: its data-fit iterations, with the warm start and pre-fit shortened in proportion below the default (1000 in 2D, 1500 in 3D), so a small number is a short run.", rich_help_panel=METHOD)]
+Runs = Annotated[Optional[int], typer.Option(help="Random starts; the best by free likelihood is kept.", rich_help_panel=METHOD)]
+Keep = Annotated[Optional[int], typer.Option(help="Best runs averaged into the result, with uncertainty maps and the PRTF \\[default: half the runs].", rich_help_panel=METHOD)]
+Seed = Annotated[Optional[int], typer.Option(help="Base random seed.", rich_help_panel=METHOD)]
+Plan = Annotated[Optional[str], typer.Option(help="Projection plan, e.g. '3*(20*ER+180*HIO)+20*ER'.", rich_help_panel=METHOD)]
+Param = Annotated[Optional[str], typer.Option(help="Double DIP object: mag-phase (crystals) or real-imag (specimens with Re >= 0).", rich_help_panel=METHOD)]
+Noise = Annotated[Optional[str], typer.Option(help="Noise model for validation, run selection and the DIP loss: poisson, gaussian or amplitude.", rich_help_panel=METHOD)]
+Beta = Annotated[Optional[float], typer.Option(
+    "--beta", help=f"Feedback of HIO and RAAR, 0-1 \\[default: {ProjectionConfig.beta}].", rich_help_panel=METHOD)]
+SupportThreshold = Annotated[Optional[float], typer.Option(
+    "--support-threshold", help="Initial support: threshold of the autocorrelation relative to its maximum, 0-1, "
+    f"when the centre is measured \\[default: {ProjectionConfig.support_threshold}].", rich_help_panel=METHOD)]
+ShrinkwrapThreshold = Annotated[Optional[float], typer.Option(
+    "--shrinkwrap-threshold", help="Shrinkwrap: threshold of the blurred amplitude relative to its maximum, 0-1, "
+    f"when the centre is measured \\[default: {ProjectionConfig.shrinkwrap_threshold}].", rich_help_panel=METHOD)]
+MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis (turns off the automatic frame).", rich_help_panel=PREP)]
+Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: none, auto (fit a blurring kernel), auto,SIGMA or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: none].", rich_help_panel=METHOD)]
+MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].", rich_help_panel=PREP)]
+Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.", rich_help_panel=PREP)]
+Threshold = Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.", rich_help_panel=PREP)]
+Dark = Annotated[Optional[str], typer.Option(help="Dark (no-beam) image to subtract; pixels with dark > 1 count are excluded.", rich_help_panel=INPUT)]
+Flat = Annotated[Optional[str], typer.Option(help="Flat-field (white-field) image; pixels below mean - 3 std are excluded.", rich_help_panel=INPUT)]
+Roi = Annotated[Optional[str], typer.Option(help="Detector region of the frames, y0,y1,x0,x1 (cuts a full-detector dark/flat).", rich_help_panel=INPUT)]
+Bin = Annotated[Optional[str], typer.Option("--bin", help="Binning factors, e.g. 2 or 1,2,2 (sums counts).", rich_help_panel=PREP)]
+Saturation = Annotated[Optional[float], typer.Option(help="Detector saturation, counts: pixels at or above are excluded.", rich_help_panel=PREP)]
+BeamstopRadius = Annotated[Optional[float], typer.Option("--beamstop-radius", help="Beamstop radius in pixels around the peak (default: found from the data).", rich_help_panel=PREP)]
+Aliens = Annotated[Optional[str], typer.Option(help="Stray 'alien' scattering: mask (exclude), report (find only) or off \\[default: mask].", rich_help_panel=PREP)]
 AllowExternalLinks = Annotated[bool, typer.Option(
     "--allow-external-links",
     help="Follow HDF5 external links and virtual-dataset sources outside the input file's folder, and external "
-         "raw storage (only for files you trust).")]
-Config = Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file (options override it).")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")]
+         "raw storage (only for files you trust).", rich_help_panel=INPUT)]
+Config = Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file (options override it).", rich_help_panel=INPUT)]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.", rich_help_panel=OUTPUT)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.", rich_help_panel=OUTPUT)]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.", rich_help_panel=OUTPUT)]
 # A runtime choice, not configuration: not in CONFIG_PATH, so not in the RunConfig --resume compares.
 Threads = Annotated[Optional[int], typer.Option(
     "--threads", help="CPU threads of torch and the C kernels in this process (torch.set_num_threads) "
-                      "\\[default: torch's default].")]
+                      "\\[default: torch's default].", rich_help_panel=RUNTIME)]
 
 
 def parse_ints(text: str, name: str) -> list[int]:
@@ -85,6 +101,9 @@ CONFIG_PATH: dict[str, str] = {
     "centre": "prep.centre",
     "threshold": "prep.threshold",
     "plan": "projection.plan",
+    "beta": "projection.beta",
+    "support_threshold": "projection.support_threshold",
+    "shrinkwrap_threshold": "projection.shrinkwrap_threshold",
     "param": "dip.param",
     "dark": "detector.dark",
     "flat": "detector.flat",

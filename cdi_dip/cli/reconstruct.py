@@ -1,11 +1,11 @@
-"""``cdi-dip reconstruct``: one scan into OUT/<scan-name>/."""
+"""``cdi-dip reconstruct``: one scan into OUT/<scan-name>/ (or OUT/NAME/ with ``--name``)."""
 
 from __future__ import annotations
 
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,38 +16,45 @@ from .render import RunProgress, render_summary
 
 def reconstruct(
     input: Annotated[str, typer.Argument(help="CXI/HDF5 file (file.h5:/dataset), TIFF file, directory or glob of TIFF frames, NPY/NPZ.")],
-    method: opt.Method = None,
-    gpu: opt.Gpu = False,
-    device: opt.Device = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.")] = Path("results"),
     mask: opt.Masks = None,
+    dark: opt.Dark = None,
+    flat: opt.Flat = None,
+    roi: opt.Roi = None,
+    allow_external_links: opt.AllowExternalLinks = False,
+    config: opt.Config = None,
+    max_size: opt.MaxSize = None,
+    max_voxels: opt.MaxVoxels = None,
+    centre: opt.Centre = None,
+    threshold: opt.Threshold = None,
+    bin: opt.Bin = None,
+    saturation: opt.Saturation = None,
+    beamstop_radius: opt.BeamstopRadius = None,
+    aliens: opt.Aliens = None,
+    method: opt.Method = None,
     iterations: opt.Iterations = None,
     runs: opt.Runs = None,
     keep: opt.Keep = None,
     seed: opt.Seed = None,
     plan: opt.Plan = None,
+    beta: opt.Beta = None,
+    support_threshold: opt.SupportThreshold = None,
+    shrinkwrap_threshold: opt.ShrinkwrapThreshold = None,
     param: opt.Param = None,
     noise: opt.Noise = None,
     psf: opt.Psf = None,
-    max_size: opt.MaxSize = None,
-    max_voxels: opt.MaxVoxels = None,
-    centre: opt.Centre = None,
-    threshold: opt.Threshold = None,
-    dark: opt.Dark = None,
-    flat: opt.Flat = None,
-    roi: opt.Roi = None,
-    bin: opt.Bin = None,
-    saturation: opt.Saturation = None,
-    beamstop_radius: opt.BeamstopRadius = None,
-    aliens: opt.Aliens = None,
-    allow_external_links: opt.AllowExternalLinks = False,
-    config: opt.Config = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.",
+                                      rich_help_panel=opt.OUTPUT)] = Path("results"),
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Name of the result folder: OUT/NAME/ instead of OUT/<scan-name>/ (made safe as one "
+                       "folder name; the files inside keep the scan's name).", rich_help_panel=opt.OUTPUT)] = None,
     json_output: opt.Json = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
+    gpu: opt.Gpu = False,
+    device: opt.Device = None,
     threads: opt.Threads = None,
 ) -> None:
-    """Reconstruct one scan and write OUT/<scan-name>/ (CXI, TIFFs, report.png, summary.json)."""
+    """Reconstruct one scan and write OUT/<scan-name>/ or OUT/NAME/ (CXI, TIFFs, report.png, summary.json)."""
     setup_logging(quiet, verbose)
     sigterm_as_interrupt()
     with exit_codes(failures=True, interrupted="interrupted before any result could be written"):
@@ -59,6 +66,7 @@ def reconstruct(
         with RunProgress(show_progress) as progress:
             summary = reconstruct_scan(
                 input, cfg, out, mask_specs=mask or (), command_line=shlex.join(sys.argv), on_iter=progress,
+                name=name,
             )
     if json_output:
         print_json(summary)
