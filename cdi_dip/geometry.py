@@ -26,12 +26,17 @@ done here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .types import ScanMeta
 
-__all__ = ["HC_KEV_M", "DEFAULT_PIXEL_ORIENTATION", "detector_voxel_m", "lab_vectors", "q_norm_per_m",
+if TYPE_CHECKING:
+    from .config import GeometryConfig
+
+__all__ = ["HC_KEV_M", "DEFAULT_PIXEL_ORIENTATION", "apply_geometry", "detector_voxel_m", "lab_vectors", "q_norm_per_m",
            "real_space_basis", "rocking_voxel_m", "scattering_angle_rad", "strain_weights_per_m", "voxel_size_m",
            "wavelength_m_from_kev"]
 
@@ -47,6 +52,36 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 def wavelength_m_from_kev(energy_kev: float) -> float:
     """Wavelength in metres of a photon energy in keV (9 keV -> 1.3776e-10 m)."""
     return HC_KEV_M / float(energy_kev)
+
+
+def apply_geometry(meta: ScanMeta, cfg: GeometryConfig) -> ScanMeta:
+    """``meta`` with every field that ``cfg`` sets replaced (the option wins over the file).
+
+    Parameters
+    ----------
+    meta : ScanMeta
+        Geometry the input gave (CXI, or a ``metadata.json``), as read, before binning.
+    cfg : GeometryConfig
+        The ``[geometry]`` section and its options (None: not given).
+
+    Returns
+    -------
+    ScanMeta
+    """
+    changes: dict = {}
+    if cfg.energy_kev is not None:
+        changes["wavelength_m"] = wavelength_m_from_kev(cfg.energy_kev)
+    if cfg.distance_m is not None:
+        changes["distance_m"] = float(cfg.distance_m)
+    if cfg.pixel_size_m is not None:
+        changes["pixel_size_m"] = (float(cfg.pixel_size_m), float(cfg.pixel_size_m))
+    if cfg.rocking_step_deg is not None:
+        changes["rocking_step_deg"] = float(cfg.rocking_step_deg)
+    if cfg.detector_angles_deg is not None:
+        changes["detector_angles_deg"] = tuple(float(a) for a in cfg.detector_angles_deg)
+    if cfg.pixel_orientation is not None:
+        changes["extra"] = {**meta.extra, "pixel_orientation": cfg.pixel_orientation}
+    return replace(meta, **changes) if changes else meta
 
 
 def scattering_angle_rad(delta_deg: float, gamma_deg: float) -> float:
