@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..geometry import voxel_size_m
 from ..io._atomic import atomic_write
 from ..types import Result
 
@@ -162,6 +163,9 @@ def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfRes
         parts.append(f"free LLK = {metrics['free_llk_poisson']:.3f}")
     if ensemble is not None:
         parts.append(f"{ensemble.size} runs")
+    voxel = voxel_size_m(result.measurement.meta, np.shape(result.obj))
+    if voxel is not None:
+        parts.append("voxel " + " x ".join(f"{v * 1e9:.3g}" for v in voxel) + " nm")
     if prtf is not None and prtf.resolution_px is not None:
         parts.append(f"resolution {prtf.resolution_px:.2f} px")
     if result.interrupted:
