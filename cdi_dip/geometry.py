@@ -36,7 +36,7 @@ from .types import ScanMeta
 if TYPE_CHECKING:
     from .config import GeometryConfig
 
-__all__ = ["HC_KEV_M", "DEFAULT_PIXEL_ORIENTATION", "apply_geometry", "detector_voxel_m", "lab_vectors", "q_norm_per_m",
+__all__ = ["HC_KEV_M", "DEFAULT_PIXEL_ORIENTATION", "apply_geometry", "bragg_geometry", "detector_voxel_m", "lab_vectors", "q_norm_per_m",
            "real_space_basis", "rocking_voxel_m", "scattering_angle_rad", "strain_weights_per_m", "voxel_size_m",
            "wavelength_m_from_kev"]
 
@@ -82,6 +82,46 @@ def apply_geometry(meta: ScanMeta, cfg: GeometryConfig) -> ScanMeta:
     if cfg.pixel_orientation is not None:
         changes["extra"] = {**meta.extra, "pixel_orientation": cfg.pixel_orientation}
     return replace(meta, **changes) if changes else meta
+
+
+def bragg_geometry(meta: ScanMeta, *, d_spacing_m: float | None = None,
+                   bragg_angle_deg: float | None = None) -> tuple[ScanMeta, float]:
+    """The geometry a strain map needs, and ``|Q|`` (rad/m), from the detector angles or a known reflection.
+
+    ``|Q|`` is ``2 pi / d`` when ``d_spacing_m`` is given, else ``4 pi
+    sin(theta_B) / lambda`` with ``theta_B`` from ``bragg_angle_deg`` or from
+    the detector angles. Without detector angles the scattering is taken in
+    the horizontal plane (``gamma = 0``, ``delta = 2 theta_B``), with
+    ``theta_B`` from ``bragg_angle_deg`` or ``arcsin(lambda / 2d)``.
+
+    Returns
+    -------
+    (ScanMeta, float)
+        ``meta`` with ``detector_angles_deg`` filled in, and ``|Q|``.
+
+    Raises
+    ------
+    ValueError
+        Neither the detector angles nor a Bragg angle nor a d-spacing with the
+        wavelength give the geometry (the message says what to give).
+    """
+    if meta.detector_angles_deg is None:
+        if bragg_angle_deg is None and d_spacing_m is not None and meta.wavelength_m is not None:
+            ratio = meta.wavelength_m / (2.0 * d_spacing_m)
+            if ratio >= 1:
+                raise ValueError(f"d = {d_spacing_m * 1e9:g} nm is below lambda / 2: no Bragg reflection")
+            bragg_angle_deg = float(np.degrees(np.arcsin(ratio)))
+        if bragg_angle_deg is None:
+            raise ValueError("the detector angles are unknown: give --detector-angles delta,gamma, "
+                             "--bragg-angle-deg or --d-spacing-nm")
+        meta = replace(meta, detector_angles_deg=(2.0 * float(bragg_angle_deg), 0.0))
+    two_theta = np.radians(2.0 * bragg_angle_deg) if bragg_angle_deg is not None else \
+        scattering_angle_rad(*meta.detector_angles_deg)
+    if d_spacing_m is not None:
+        return meta, 2.0 * np.pi / d_spacing_m
+    if meta.wavelength_m is None:
+        raise ValueError("the wavelength is unknown: give --energy-kev or --d-spacing-nm")
+    return meta, q_norm_per_m(meta.wavelength_m, two_theta)
 
 
 def scattering_angle_rad(delta_deg: float, gamma_deg: float) -> float:

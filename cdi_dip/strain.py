@@ -15,10 +15,11 @@ detector-frame (sheared) grid.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["axis_derivative", "displacement_m", "strain_along", "unwrap_phase", "wrap"]
+__all__ = ["StrainMaps", "axis_derivative", "displacement_m", "strain_along", "strain_maps", "unwrap_phase", "wrap"]
 
 
 def wrap(phase: np.ndarray) -> np.ndarray:
@@ -161,3 +162,69 @@ def strain_along(displacement: np.ndarray, weights_per_m: Sequence[float]) -> np
         if weight != 0:
             out += float(weight) * np.nan_to_num(axis_derivative(displacement, axis))
     return np.where(np.isfinite(displacement), out, np.nan)
+
+
+@dataclass
+class StrainMaps:
+    """What :func:`strain_maps` finds, every map of the object's shape, NaN outside the support.
+
+    Attributes
+    ----------
+    phase_rad : numpy.ndarray, float64
+        Unwrapped phase, radians.
+    displacement_m : numpy.ndarray, float64
+        Displacement along ``Q``, metres, zero mean.
+    strain : numpy.ndarray, float64
+        Strain along ``Q`` (dimensionless).
+    support : numpy.ndarray, bool
+        Where the maps are defined.
+    q_norm_per_m : float
+        ``|Q|``, rad/m.
+    weights_per_m : numpy.ndarray, float64, shape (ndim,)
+        The derivative weights used (:func:`strain_along`).
+    """
+
+    phase_rad: np.ndarray
+    displacement_m: np.ndarray
+    strain: np.ndarray
+    support: np.ndarray
+    q_norm_per_m: float
+    weights_per_m: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        """Mean, RMS and range of the strain, and the displacement's range (nm), over the finite voxels."""
+        strain = self.strain[np.isfinite(self.strain)]
+        u = self.displacement_m[np.isfinite(self.displacement_m)] * 1e9
+        if not strain.size:
+            return {"voxels": 0}
+        return {"voxels": int(strain.size), "strain_mean": float(strain.mean()),
+                "strain_rms": float(np.sqrt(np.mean(strain ** 2))), "strain_min": float(strain.min()),
+                "strain_max": float(strain.max()), "displacement_min_nm": float(u.min()),
+                "displacement_max_nm": float(u.max()), "q_norm_per_nm": self.q_norm_per_m * 1e-9}
+
+
+def strain_maps(obj: np.ndarray, support: np.ndarray, q_norm_per_m: float,
+                weights_per_m: Sequence[float]) -> StrainMaps:
+    """Unwrapped phase, displacement and strain along ``Q`` of a Bragg object.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, shape S
+        The reconstructed object (detector frame).
+    support : numpy.ndarray, bool, shape S
+        Where the crystal is.
+    q_norm_per_m : float
+        ``|Q|``, rad/m.
+    weights_per_m : sequence of float, one per axis
+        :func:`cdi_dip.geometry.strain_weights_per_m`.
+
+    Returns
+    -------
+    StrainMaps
+    """
+    support = np.asarray(support, dtype=bool)
+    phase = unwrap_phase(np.angle(obj), support, weight=np.abs(obj))
+    u = displacement_m(phase, q_norm_per_m)
+    weights = np.asarray(weights_per_m, dtype=np.float64)
+    return StrainMaps(phase_rad=phase, displacement_m=u, strain=strain_along(u, weights), support=support,
+                      q_norm_per_m=float(q_norm_per_m), weights_per_m=weights)

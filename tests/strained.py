@@ -28,3 +28,13 @@ def quadratic_crystal(meta: ScanMeta, shape, *, radius_px=9.0, strain=1e-3):
     amplitude = np.where(support, 1.0, 0.0)
     obj = (amplitude * np.exp(1j * q_norm * u.reshape(shape))).astype(np.complex64)
     return obj, support, (2 * q_hat @ m @ r).reshape(shape)
+
+
+def erode(mask, steps):
+    """``mask`` less ``steps`` layers of face neighbours (an eroded support, where derivatives are central)."""
+    for _ in range(steps):
+        inner = mask.copy()
+        for axis in range(mask.ndim):
+            inner &= np.roll(mask, 1, axis) & np.roll(mask, -1, axis)
+        mask = inner
+    return mask

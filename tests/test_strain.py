@@ -7,19 +7,10 @@ from cdi_dip.geometry import q_norm_per_m, scattering_angle_rad, strain_weights_
 from cdi_dip.strain import axis_derivative, displacement_m, strain_along, unwrap_phase, wrap
 from cdi_dip.types import ScanMeta
 
-from strained import quadratic_crystal
+from strained import erode, quadratic_crystal
 
 META = ScanMeta(wavelength_m=wavelength_m_from_kev(9.0), distance_m=0.5, pixel_size_m=(55e-6, 55e-6),
                 rocking_step_deg=0.02, detector_angles_deg=(32.174, 12.6346))
-
-
-def _erode(mask, steps):
-    for _ in range(steps):
-        inner = mask.copy()
-        for axis in range(mask.ndim):
-            inner &= np.roll(mask, 1, axis) & np.roll(mask, -1, axis)
-        mask = inner
-    return mask
 
 
 def test_wrap_range():
@@ -58,7 +49,7 @@ def test_strain_of_a_quadratic_displacement_field():
     phase = unwrap_phase(np.angle(obj), support, weight=np.abs(obj))
     assert np.ptp(phase[support]) > 4 * np.pi  # several turns were unwrapped
     strain = strain_along(displacement_m(phase, q_norm), strain_weights_per_m(META, shape))
-    inner = _erode(support, 2)
+    inner = erode(support, 2)
     rms = np.sqrt(np.mean((strain[inner] - expected[inner]) ** 2))
     assert np.abs(expected[inner]).max() > 1e-3
     # Central differences of a quadratic are exact: only rounding is left (measured 2.6e-11 for 1.1e-3 at most).

@@ -53,7 +53,8 @@ from .result_cxi import ensemble_datasets, prtf_datasets
 
 log = logging.getLogger(__name__)
 
-__all__ = ["atomic_write", "jsonable", "tiff_resolution", "write_json", "write_result_cxi", "write_tiffs"]
+__all__ = ["atomic_write", "jsonable", "tiff_resolution", "write_json", "write_result_cxi", "write_tiff",
+           "write_tiffs"]
 
 
 # --------------------------------------------------------------------------- JSON
@@ -149,13 +150,25 @@ def write_tiffs(directory: Path, name: str, obj: np.ndarray,
         "phase": np.angle(obj).astype(np.float32),
         **{key: np.asarray(value, dtype=np.float32) for key, value in (maps or {}).items()},
     }
-    paths = []
-    for kind, image in images.items():
-        path = Path(directory) / f"{name}_{kind}.tif"
-        with atomic_write(path) as tmp:
-            tifffile.imwrite(tmp, image, photometric="minisblack", **tiff_resolution(voxel_nm))
-        paths.append(path)
-    return paths
+    return [write_tiff(Path(directory) / f"{name}_{kind}.tif", image, voxel_nm=voxel_nm)
+            for kind, image in images.items()]
+
+
+def write_tiff(path: Path, image: np.ndarray, *, voxel_nm: tuple[float, ...] | None = None) -> Path:
+    """One real 2D image or 3D stack as a float32 TIFF, atomically, with its voxel size when known.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Output file; its directory must exist.
+    image : numpy.ndarray, real, shape (ny, nx) or (nz, ny, nx)
+    voxel_nm : tuple of float, one per axis, optional
+        Voxel size in nm, array order (:func:`tiff_resolution`).
+    """
+    with atomic_write(Path(path)) as tmp:
+        tifffile.imwrite(tmp, np.asarray(image, dtype=np.float32), photometric="minisblack",
+                         **tiff_resolution(voxel_nm))
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- HDF5 helpers
