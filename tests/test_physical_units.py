@@ -64,3 +64,10 @@ def test_report_title_gives_the_voxel_size():
 
     assert "voxel 10 x 100 x 50 nm" in _title(_result(META))
     assert "voxel" not in _title(_result(ScanMeta()))
+
+
+def test_summary_gives_the_voxel_size(tmp_path):
+    from cdi_dip.io.summary import make_summary
+
+    assert make_summary(_result(META), tmp_path, [])["voxel_size_nm"] == pytest.approx(list(EXPECTED_NM))
+    assert "voxel_size_nm" not in make_summary(_result(ScanMeta()), tmp_path, [])
