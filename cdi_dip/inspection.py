@@ -8,7 +8,7 @@ what a reconstruction would use.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from .config import RunConfig
 from .io.readers import read_measurement
 from .io.readers import read_calibration
 from .device import resolve_device
+from .geometry import apply_geometry, voxel_size_m
 from .prepare.frame import voxel_budget
 from .prepare.stages import condition_detector, find_centre, prepare
 from .types import Measurement
@@ -35,6 +36,7 @@ def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()
     """Read an input and prepare it as ``reconstruct`` would (raises InvalidInputError on bad input)."""
     allow = cfg.input.allow_external_links
     read = read_measurement(source, mask_specs=mask_specs, allow_external_links=allow)
+    read = replace(read, meta=apply_geometry(read.meta, cfg.geometry))
     conditioned = condition_detector(
         read, cfg.detector,
         dark=read_calibration(cfg.detector.dark, "--dark", allow_external_links=allow),
@@ -54,6 +56,12 @@ def _box(mask: np.ndarray) -> list[list[int]]:
 def _detector_pixels(mask: np.ndarray) -> int:
     """Detector pixels a mask touches (in a stack: in any frame)."""
     return int(np.count_nonzero(mask.any(axis=0) if mask.ndim == 3 else mask))
+
+
+def _voxel_nm(measurement: Measurement) -> list[float] | None:
+    """The object voxel size of a framed measurement in nm per axis (None: geometry unknown)."""
+    voxel = voxel_size_m(measurement.meta, measurement.shape)
+    return [v * 1e9 for v in voxel] if voxel is not None else None
 
 
 def describe(inspection: Inspection, *, source: str) -> dict[str, Any]:
@@ -97,6 +105,9 @@ def describe(inspection: Inspection, *, source: str) -> dict[str, Any]:
         "wavelength_m": meta.wavelength_m,
         "distance_m": meta.distance_m,
         "pixel_size_m": list(meta.pixel_size_m) if meta.pixel_size_m else None,
+        "rocking_step_deg": meta.rocking_step_deg,
+        "detector_angles_deg": list(meta.detector_angles_deg) if meta.detector_angles_deg else None,
+        "voxel_size_nm": _voxel_nm(framed),
         "suggested_frame": list(framed.shape),
         "suggested_roi": [list(r) for r in framed.roi],
         "auto_frame": framed.notes.get("auto_frame"),

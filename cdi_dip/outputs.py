@@ -46,6 +46,7 @@ from .io.names import safe_scan_name
 from .io.readers import input_paths
 from .io.result_cxi import mark_interrupted
 from .io.summary import make_summary
+from .geometry import voxel_size_m
 from .io.vtk import write_vti
 from .io.writers import write_json, write_result_cxi, write_tiffs
 from .types import Result
@@ -327,15 +328,24 @@ def _write_result_cxi(result: Result, staging: Path, command_line: str) -> list[
     return [path]
 
 
+def _voxel_nm(result: Result) -> tuple[float, ...] | None:
+    """The object's voxel size in nm, array order; None when the geometry is unknown."""
+    voxel = voxel_size_m(result.measurement.meta, np.shape(result.obj))
+    return tuple(v * 1e9 for v in voxel) if voxel is not None else None
+
+
 def _write_tiffs(result: Result, staging: Path, command_line: str) -> list[Path]:
     """``<name>_amplitude.tif``, ``<name>_phase.tif`` (NaN outside the support) and the ensemble's standard deviations."""
-    return write_tiffs(staging, result.measurement.name, result.obj, _uncertainty_maps(result), support=result.support)
+    return write_tiffs(staging, result.measurement.name, result.obj, _uncertainty_maps(result), support=result.support,
+                       voxel_nm=_voxel_nm(result))
 
 
 def _write_vti(result: Result, staging: Path, command_line: str) -> list[Path]:
     """``<name>.vti``: amplitude, phase, support and the ensemble's standard deviations for ParaView."""
+    voxel = _voxel_nm(result)
+    spacing = tuple(reversed(voxel)) + (1.0,) * (3 - len(voxel)) if voxel is not None else (1.0, 1.0, 1.0)
     return [write_vti(staging / f"{result.measurement.name}.vti", np.abs(result.obj), np.angle(result.obj),
-                      extra=_uncertainty_maps(result), support=result.support)]
+                      spacing=spacing, extra=_uncertainty_maps(result), support=result.support)]
 
 
 def _write_report_png(result: Result, staging: Path, command_line: str) -> list[Path]:

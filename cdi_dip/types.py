@@ -27,12 +27,20 @@ class ScanMeta:
         Detector pixel size ``(y, x)`` in metres.
     extra : dict
         Any other metadata that was read (strings and numbers only).
+    rocking_step_deg : float or None
+        Rocking-angle step between the frames of a 3D Bragg stack, degrees
+        (times the binning along the rocking axis).
+    detector_angles_deg : tuple of float or None
+        Detector arm angles ``(delta, gamma)`` at the Bragg peak, degrees
+        (conventions: :mod:`cdi_dip.geometry`).
     """
 
     wavelength_m: float | None = None
     distance_m: float | None = None
     pixel_size_m: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    rocking_step_deg: float | None = None
+    detector_angles_deg: tuple[float, float] | None = None
 
 
 @dataclass

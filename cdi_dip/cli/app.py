@@ -20,6 +20,7 @@ from .inspect import inspect
 from .reconstruct import reconstruct
 from .report import report
 from .simulate import simulate
+from .strain import strain
 from .version import version
 
 app = typer.Typer(
@@ -45,7 +46,7 @@ def _options(
     pass
 
 
-for _command in (reconstruct, simulate, inspect, compare, report, version, batch, config):
+for _command in (reconstruct, simulate, inspect, compare, report, strain, version, batch, config):
     app.command()(_command)
 
 

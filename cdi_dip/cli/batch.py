@@ -28,6 +28,11 @@ def batch(
     dark: opt.Dark = None,
     flat: opt.Flat = None,
     roi: opt.Roi = None,
+    energy_kev: opt.EnergyKev = None,
+    distance_m: opt.DistanceM = None,
+    pixel_size_m: opt.PixelSizeM = None,
+    rocking_step_deg: opt.RockingStepDeg = None,
+    detector_angles: opt.DetectorAngles = None,
     allow_external_links: opt.AllowExternalLinks = False,
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML configuration file for the whole batch (options override it).",

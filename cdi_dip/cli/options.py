@@ -57,6 +57,11 @@ Bin = Annotated[Optional[str], typer.Option("--bin", help="Binning factors, e.g.
 Saturation = Annotated[Optional[float], typer.Option(help="Detector saturation, counts: pixels at or above are excluded.", rich_help_panel=PREP)]
 BeamstopRadius = Annotated[Optional[float], typer.Option("--beamstop-radius", help="Beamstop radius in pixels around the peak (default: found from the data).", rich_help_panel=PREP)]
 Aliens = Annotated[Optional[str], typer.Option(help="Stray 'alien' scattering: mask (exclude), report (find only) or off \\[default: mask].", rich_help_panel=PREP)]
+EnergyKev = Annotated[Optional[float], typer.Option("--energy-kev", help="Photon energy, keV (overrides the input's geometry).", rich_help_panel=INPUT)]
+DistanceM = Annotated[Optional[float], typer.Option("--distance-m", help="Sample-detector distance, m (overrides the input's).", rich_help_panel=INPUT)]
+PixelSizeM = Annotated[Optional[float], typer.Option("--pixel-size-m", help="Detector pixel size before binning, m (overrides the input's).", rich_help_panel=INPUT)]
+RockingStepDeg = Annotated[Optional[float], typer.Option("--rocking-step-deg", help="Rocking step between frames of a 3D Bragg stack, degrees (overrides the input's).", rich_help_panel=INPUT)]
+DetectorAngles = Annotated[Optional[str], typer.Option("--detector-angles", help="Detector arm angles delta,gamma at the Bragg peak, degrees (overrides the input's).", rich_help_panel=INPUT)]
 AllowExternalLinks = Annotated[bool, typer.Option(
     "--allow-external-links",
     help="Follow HDF5 external links and virtual-dataset sources outside the input file's folder, and external "
@@ -71,15 +76,25 @@ Threads = Annotated[Optional[int], typer.Option(
                       "\\[default: torch's default].", rich_help_panel=RUNTIME)]
 
 
-def parse_ints(text: str, name: str) -> list[int]:
-    """``"128,128"`` -> ``[128, 128]``; an InvalidInputError naming the option otherwise."""
+def _parse_numbers(text: str, name: str, convert: Callable[[str], Any], what: str, example: str) -> list[Any]:
+    """Comma-separated numbers; an InvalidInputError naming the option when they do not parse or there are none."""
     try:
-        values = [int(part) for part in text.replace("x", ",").split(",") if part.strip()]
+        values = [convert(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise InvalidInputError(f"{name} {text!r}: give integers separated by commas, e.g. 128,128") from None
+        raise InvalidInputError(f"{name} {text!r}: give {what} separated by commas, e.g. {example}") from None
     if not values:
-        raise InvalidInputError(f"{name} is empty: give integers separated by commas, e.g. 128,128")
+        raise InvalidInputError(f"{name} is empty: give {what} separated by commas, e.g. {example}")
     return values
+
+
+def parse_ints(text: str, name: str) -> list[int]:
+    """``"128,128"`` (or ``"128x128"``) -> ``[128, 128]``; an InvalidInputError naming the option otherwise."""
+    return _parse_numbers(text.replace("x", ","), name, int, "integers", "128,128")
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    """``"32.1,12.6"`` -> ``[32.1, 12.6]``; an InvalidInputError naming the option otherwise."""
+    return _parse_numbers(text, name, float, "numbers", "32.17,12.63")
 
 
 # The only place a command-line option meets its configuration field: option name (the command's
@@ -112,12 +127,18 @@ CONFIG_PATH: dict[str, str] = {
     "saturation": "detector.saturation",
     "beamstop_radius": "detector.beamstop_radius",
     "aliens": "detector.aliens",
+    "energy_kev": "geometry.energy_kev",
+    "distance_m": "geometry.distance_m",
+    "pixel_size_m": "geometry.pixel_size_m",
+    "rocking_step_deg": "geometry.rocking_step_deg",
+    "detector_angles": "geometry.detector_angles_deg",
 }
 
 # Options whose text becomes another value before validation (files are read, and checked, later).
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "roi": lambda text: parse_ints(text, "--roi"),
     "bin": lambda text: parse_ints(text, "--bin"),
+    "detector_angles": lambda text: parse_floats(text, "--detector-angles"),
 }
 
 
@@ -137,7 +158,7 @@ def overrides(given: Mapping[str, Any]) -> dict[str, Any]:
     Returns
     -------
     dict
-        Top-level keys and ``input``, ``prep``, ``projection``, ``dip``, ``detector`` tables holding
+        Top-level keys and ``input``, ``prep``, ``projection``, ``dip``, ``detector``, ``geometry`` tables holding
         only the options given (so a TOML file's values stand for the others), ready for
         :func:`cdi_dip.config.merge` over the file.
 

@@ -37,6 +37,7 @@ from .options import (
     CentreMethod,
     DetectorConfig,
     DipConfig,
+    GeometryConfig,
     DipLoss,
     DipParam,
     InputConfig,
@@ -81,6 +82,6 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
 __all__ = [
     "DEFAULT_RUNS", "AlienHandling", "CentreMethod", "DetectorConfig", "DipConfig", "DipLoss", "DipParam",
-    "InputConfig", "Method", "NoiseModel", "PrepConfig", "ProjectionConfig", "RimHandling", "RunConfig",
+    "GeometryConfig", "InputConfig", "Method", "NoiseModel", "PrepConfig", "ProjectionConfig", "RimHandling", "RunConfig",
     "config_from_dict", "load_config", "load_toml", "merge",
 ]

@@ -288,6 +288,44 @@ class DipConfig:
         schema.validate(self, "dip")
 
 
+@dataclass
+class GeometryConfig:
+    """Experimental geometry (``[geometry]``): each field, when set, overrides the input's own.
+
+    Precedence, field by field: this section (or its command-line option) >
+    the input file's CXI/NeXus geometry > a ``metadata.json`` beside a folder
+    of TIFF frames (:mod:`cdi_dip.io.metadata`) > unknown. With it the
+    results carry voxel sizes in metres (:func:`cdi_dip.geometry.voxel_size_m`)
+    and ``cdi-dip strain`` can turn a Bragg phase into strain.
+    """
+
+    energy_kev: float | None = option(None, range=(0.1, 1000.0))
+    """Photon energy, keV (the wavelength is ``1.23984 nm keV / E``)."""
+    distance_m: float | None = option(None, range=(1e-3, 1e3))
+    """Sample-detector distance, metres."""
+    pixel_size_m: float | None = option(None, range=(1e-7, 1e-2))
+    """Detector pixel size (square pixels, before any binning), metres."""
+    rocking_step_deg: float | None = option(None, range=(1e-7, 10.0))
+    """Rocking-angle step between the frames of a 3D Bragg stack (before any binning), degrees."""
+    detector_angles_deg: list[float] | None = option(None, range=(-180.0, 180.0))
+    """Detector arm angles ``[delta, gamma]`` at the Bragg peak, degrees (conventions: :mod:`cdi_dip.geometry`)."""
+    pixel_orientation: str | None = option(None)
+    """Lab directions of the detector rows and columns at ``delta = gamma = 0``, e.g. ``"y-,x+"`` (the default
+    when neither this nor the input says; 34-ID-C: ``"x+,y-"``)."""
+
+    def validate(self) -> None:
+        """The generic checks, then two angles and two axis directions."""
+        if self.detector_angles_deg is not None and len(self.detector_angles_deg) != 2:
+            raise InvalidInputError(f"configuration: geometry.detector_angles_deg (--detector-angles) = "
+                                    f"{self.detector_angles_deg}: give two angles, delta,gamma in degrees")
+        if self.pixel_orientation is not None:
+            parts = [part.strip().lower() for part in self.pixel_orientation.split(",")]
+            if len(parts) != 2 or any(len(p) != 2 or p[0] not in "xyz" or p[1] not in "+-" for p in parts):
+                raise InvalidInputError(f"configuration: geometry.pixel_orientation = {self.pixel_orientation!r}: "
+                                        "give two axis directions such as y-,x+")
+        schema.validate(self, "geometry")
+
+
 DEFAULT_RUNS = {Method.HIO: 4, Method.RAAR: 4, Method.ER: 4, Method.DIP: 1}
 """Random starts when none are asked for. Projection runs are cheap and about
 one start in four stagnates on simulated crystals (docs/benchmarks.md); the
@@ -341,6 +379,8 @@ class RunConfig:
     """The projection solvers ER, HIO and RAAR (``[projection]``)."""
     dip: DipConfig = option(default_factory=DipConfig)
     """The double deep image prior (``[dip]``)."""
+    geometry: GeometryConfig = option(default_factory=GeometryConfig)
+    """Experimental geometry overriding the input's (``[geometry]``)."""
 
     def validate(self) -> "RunConfig":
         """Check every field; fill in the method's default runs; return self so calls can chain."""
@@ -361,6 +401,7 @@ class RunConfig:
         self.detector.validate()
         self.projection.validate()
         self.dip.validate()
+        self.geometry.validate()
         return self
 
     def with_method(self, method: Method) -> "RunConfig":

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import detector_voxel_m
 from ..errors import InvalidInputError
 from ..types import PRTF_THRESHOLD, PrtfResult, ScanMeta
 from .average import stack_members
@@ -203,14 +204,14 @@ def object_pixel_size_m(meta: ScanMeta | None, shape: Sequence[int]) -> tuple[fl
     tuple of float or None
         ``(dy_m, dx_m)`` in metres, or None when the geometry is incomplete
         or the frame is 3D: in Bragg CDI the first axis is a rocking angle,
-        whose voxel size needs the angular step and the Bragg angle, which
-        :class:`~cdi_dip.types.ScanMeta` does not hold.
+        and its frame is not orthogonal, so the PRTF's shells stay in pixels
+        there (:func:`cdi_dip.geometry.voxel_size_m` gives the 3D voxel).
     """
     if meta is None or len(shape) != 2:
         return None
     if meta.wavelength_m is None or meta.distance_m is None or meta.pixel_size_m is None:
         return None
-    return tuple(meta.wavelength_m * meta.distance_m / (int(n) * float(p)) for n, p in zip(shape, meta.pixel_size_m))
+    return tuple(detector_voxel_m(meta.wavelength_m, meta.distance_m, n, p) for n, p in zip(shape, meta.pixel_size_m))
 
 
 def compute_prtf(objects_matched: Sequence[np.ndarray] | np.ndarray, counts: np.ndarray, valid: np.ndarray, *,

@@ -9,6 +9,9 @@ reads) holds the detector frames and their geometry::
     /entry_1/instrument_1/detector_1/distance      m
     /entry_1/instrument_1/detector_1/x_pixel_size  m
     /entry_1/instrument_1/detector_1/y_pixel_size  m
+    /entry_1/instrument_1/detector_1/delta         degree, detector arm (3D Bragg, optional)
+    /entry_1/instrument_1/detector_1/gamma         degree, detector arm (3D Bragg, optional)
+    /entry_1/instrument_1/detector_1/rocking_step  degree between frames (3D Bragg, optional)
     /entry_1/instrument_1/beam_1/incident_wavelength  m
     /entry_1/instrument_1/source_1/energy          J
     /entry_1/data_1/data                           soft link to detector_1/data (NXdata: @signal,
@@ -178,6 +181,11 @@ def write_instrument(entry: h5py.Group, meta: ScanMeta | None) -> h5py.Group:
     if meta.pixel_size_m is not None:
         _scalar(detector, "y_pixel_size", meta.pixel_size_m[0], "m")
         _scalar(detector, "x_pixel_size", meta.pixel_size_m[1], "m")
+    if meta.detector_angles_deg is not None:
+        _scalar(detector, "delta", meta.detector_angles_deg[0], "degree")
+        _scalar(detector, "gamma", meta.detector_angles_deg[1], "degree")
+    if meta.rocking_step_deg is not None:
+        _scalar(detector, "rocking_step", meta.rocking_step_deg, "degree")
     if meta.wavelength_m is not None:
         beam = nx_group(instrument, "beam_1", "NXbeam")
         _scalar(beam, "incident_wavelength", meta.wavelength_m, "m")
@@ -200,8 +208,8 @@ def _optional(file: h5py.File, get: Getter, path: str) -> Any:
         return None
 
 
-def _read_float(file: h5py.File, path: str, get: Getter) -> float | None:
-    """A positive finite scalar at ``path``, or None when absent or unusable."""
+def _read_float(file: h5py.File, path: str, get: Getter, *, positive: bool = True) -> float | None:
+    """A finite scalar at ``path`` (positive unless ``positive`` is False), or None when absent or unusable."""
     node = _optional(file, get, path)
     if not isinstance(node, h5py.Dataset):
         return None
@@ -213,7 +221,7 @@ def _read_float(file: h5py.File, path: str, get: Getter) -> float | None:
     except (TypeError, ValueError, IndexError, OSError, RuntimeError):
         log.warning("ignoring unreadable %s in %s", path, file.filename)
         return None
-    if not np.isfinite(value) or value <= 0:
+    if not np.isfinite(value) or (positive and value <= 0):
         log.warning("ignoring non-positive %s = %r in %s", path, value, file.filename)
         return None
     return value
@@ -268,7 +276,10 @@ def read_cxi_meta(file: h5py.File, get: Getter | None = None) -> ScanMeta:
         energy = _read_float(file, "/entry_1/instrument_1/source_1/energy", get)
         wavelength = wavelength_m_from_energy(energy) if energy is not None else None
     pixel = (y_pixel, x_pixel) if y_pixel is not None and x_pixel is not None else None
-    return ScanMeta(wavelength_m=wavelength, distance_m=distance, pixel_size_m=pixel, extra=_read_extra(file, get))
+    delta, gamma = (_read_float(file, f"{DETECTOR}/{name}", get, positive=False) for name in ("delta", "gamma"))
+    return ScanMeta(wavelength_m=wavelength, distance_m=distance, pixel_size_m=pixel, extra=_read_extra(file, get),
+                    rocking_step_deg=_read_float(file, f"{DETECTOR}/rocking_step", get),
+                    detector_angles_deg=(delta, gamma) if delta is not None and gamma is not None else None)
 
 
 def compression(array: np.ndarray) -> dict[str, Any]:

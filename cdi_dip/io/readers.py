@@ -7,7 +7,8 @@ An input *spec* is what the user typed:
   NeXus default plot), or ``scan.h5:/path/to/dataset`` for a chosen one;
 - ``frame.tif``: one page is a 2D frame, several pages a 3D stack;
 - ``frames/`` or ``'frames/*.tif'``: TIFF frames stacked in natural name order
-  (``f2`` before ``f10``), the first axis being the frame;
+  (``f2`` before ``f10``), the first axis being the frame, with the geometry
+  of a ``metadata.json`` in that folder or its parent (:mod:`cdi_dip.io.metadata`);
 - ``scan.npy``, ``scan.npz`` (key ``data``, else the only array; an optional
   ``mask`` array), or ``scan.npz:key``.
 
@@ -44,6 +45,7 @@ from ..errors import InvalidInputError
 from ..types import Measurement, ScanMeta
 from ._hdf5 import Hdf5Input
 from ._safety import check_read_size, out_of_memory, require_regular_file
+from .metadata import find_metadata, read_metadata
 from .cxi import DATA_PATHS, DETECTOR_MASK, GROUND_TRUTH, IMAGE_DATA, is_cxi, read_cxi_meta
 from .names import safe_scan_name
 
@@ -477,12 +479,12 @@ def _load(spec: str, role: str, allow_external: bool = False) -> _Raw:
     if not spec:
         raise InvalidInputError(f"empty input path; {_FORMATS_HINT}")
     if _is_glob(spec):
-        return _Raw(_tiff_frames(_glob_files(spec), spec, role), where=spec)
+        return _Raw(_tiff_frames(_glob_files(spec), spec, role), where=spec, meta=_frames_meta(Path(spec).parent))
     path, key = _split_spec(spec)
     if path.is_dir():
         if key is not None:
             raise InvalidInputError(f"{path} is a directory; ':{key}' only applies to HDF5 and NPZ files")
-        return _Raw(_tiff_frames(_tiff_files_in(path), str(path), role), where=str(path))
+        return _Raw(_tiff_frames(_tiff_files_in(path), str(path), role), where=str(path), meta=_frames_meta(path))
     kind = _sniff(path)
     if key is not None and kind not in ("hdf5", "npz"):
         raise InvalidInputError(f"{path} is a {kind.upper()} file; ':{key}' only applies to HDF5 and NPZ files")
@@ -493,6 +495,12 @@ def _load(spec: str, role: str, allow_external: bool = False) -> _Raw:
     if kind == "npy":
         return _Raw(_load_npy(path, role), where=str(path))
     return _Raw(_load_tiff(path, role), where=str(path))
+
+
+def _frames_meta(folder: Path) -> ScanMeta:
+    """Geometry from a ``metadata.json`` beside a folder of frames (:mod:`cdi_dip.io.metadata`), else none."""
+    found = find_metadata(folder)
+    return read_metadata(found) if found is not None else ScanMeta()
 
 
 @contextmanager

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
+from ..geometry import voxel_size_m
 from ..types import Result
 
 FIT_WARNING_DEVIANCE = 2.0
@@ -50,6 +53,9 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
                       "phase_offset_rad": result.align.phase_offset_rad, "twin": result.align.twin},
         "config": result.config,
     }
+    voxel = voxel_size_m(result.measurement.meta, np.shape(result.obj))
+    if voxel is not None:
+        summary["voxel_size_nm"] = [v * 1e9 for v in voxel]
     if result.beamstop_rim is not None:
         summary["beamstop_rim"] = result.beamstop_rim.summary()
     if result.ensemble is not None:

@@ -11,6 +11,8 @@ CXI result layout (readable by h5py and silx without this package)::
     /entry_1/image_1/data                         complex64 aligned object (@interpretation "image")
     /entry_1/image_1/mask                         uint8 support, 1 = inside
     /entry_1/image_1/detector_roi                 int64 (ndim, 2): [start, stop) per axis
+    /entry_1/image_1/voxel_size_nm                float64 (ndim,), nm, array order (known geometry only)
+    /entry_1/image_1/x_pixel_size, y_pixel_size   m, the last two axes (and z_pixel_size in 3D)
     /entry_1/image_1/process_1/program            "cdi-dip"
     /entry_1/image_1/process_1/version, command, date, method
     /entry_1/image_1/process_1/versions/...       python, torch, cuda, numpy, h5py, platform, device_name
@@ -52,6 +54,7 @@ import h5py
 import numpy as np
 import tifffile
 
+from ..geometry import voxel_size_m
 from ..types import Result
 from ._atomic import atomic_write
 from .cxi import (DETECTOR_DATA, IMAGE_DATA, compression, mark_image, nx_data, nx_group, write_entry,
@@ -60,7 +63,8 @@ from .result_cxi import ensemble_datasets, prtf_datasets
 
 log = logging.getLogger(__name__)
 
-__all__ = ["atomic_write", "jsonable", "write_json", "write_result_cxi", "write_tiffs"]
+__all__ = ["atomic_write", "jsonable", "tiff_resolution", "write_json", "write_result_cxi", "write_tiff",
+           "write_tiffs"]
 
 
 # --------------------------------------------------------------------------- JSON
@@ -113,8 +117,22 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- TIFF
 
 
+def tiff_resolution(voxel_nm: tuple[float, ...] | None) -> dict[str, Any]:
+    """tifffile keywords giving an image's pixel size: ``resolution`` in pixels per cm, and the voxel size in nm.
+
+    The TIFF resolution tags hold the two in-plane axes (x, y); a 3D stack's
+    full voxel size, in array order, goes to the JSON description as
+    ``voxel_size_nm``. Empty (no tags) when the size is unknown.
+    """
+    if voxel_nm is None:
+        return {}
+    return {"resolution": (1e7 / voxel_nm[-1], 1e7 / voxel_nm[-2]), "resolutionunit": "CENTIMETER",
+            "metadata": {"voxel_size_nm": [float(v) for v in voxel_nm]}}
+
+
 def write_tiffs(directory: Path, name: str, obj: np.ndarray,
-                maps: dict[str, np.ndarray] | None = None, support: np.ndarray | None = None) -> list[Path]:
+                maps: dict[str, np.ndarray] | None = None, support: np.ndarray | None = None, *,
+                voxel_nm: tuple[float, ...] | None = None) -> list[Path]:
     """Write the amplitude and phase of an object as float32 TIFFs.
 
     The phase is NaN outside ``support`` (when given): there it is the
@@ -133,6 +151,9 @@ def write_tiffs(directory: Path, name: str, obj: np.ndarray,
         ``<name>_<key>.tif`` (e.g. ``amplitude_std``).
     support : numpy.ndarray of bool, same shape, optional
         Where the object is; the phase is NaN elsewhere.
+    voxel_nm : tuple of float, one per axis, optional
+        Voxel size in nm, array order: written as the resolution tags
+        (:func:`tiff_resolution`).
 
     Returns
     -------
@@ -145,13 +166,25 @@ def write_tiffs(directory: Path, name: str, obj: np.ndarray,
         "phase": masked_phase(obj, support),
         **{key: np.asarray(value, dtype=np.float32) for key, value in (maps or {}).items()},
     }
-    paths = []
-    for kind, image in images.items():
-        path = Path(directory) / f"{name}_{kind}.tif"
-        with atomic_write(path) as tmp:
-            tifffile.imwrite(tmp, image, photometric="minisblack")
-        paths.append(path)
-    return paths
+    return [write_tiff(Path(directory) / f"{name}_{kind}.tif", image, voxel_nm=voxel_nm)
+            for kind, image in images.items()]
+
+
+def write_tiff(path: Path, image: np.ndarray, *, voxel_nm: tuple[float, ...] | None = None) -> Path:
+    """One real 2D image or 3D stack as a float32 TIFF, atomically, with its voxel size when known.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Output file; its directory must exist.
+    image : numpy.ndarray, real, shape (ny, nx) or (nz, ny, nx)
+    voxel_nm : tuple of float, one per axis, optional
+        Voxel size in nm, array order (:func:`tiff_resolution`).
+    """
+    with atomic_write(Path(path)) as tmp:
+        tifffile.imwrite(tmp, np.asarray(image, dtype=np.float32), photometric="minisblack",
+                         **tiff_resolution(voxel_nm))
+    return Path(path)
 
 
 def masked_phase(obj: np.ndarray, support: np.ndarray | None) -> np.ndarray:
@@ -311,6 +344,19 @@ def _write_measured(entry: h5py.Group, result: Result) -> None:
 # --------------------------------------------------------------------------- CXI result
 
 
+def _write_voxel_size(image: h5py.Group, voxel_m: tuple[float, ...] | None) -> None:
+    """The object's voxel size: ``voxel_size_nm`` (array order) and CXI's ``x/y/z_pixel_size`` in m."""
+    if voxel_m is None:
+        return
+    dataset = image.create_dataset("voxel_size_nm", data=np.asarray(voxel_m, dtype=np.float64) * 1e9)
+    dataset.attrs["units"] = "nm"
+    dataset.attrs["description"] = ("object voxel size per array axis (detector frame: in 3D the first axis is "
+                                    "the rocking direction, not orthogonal to the others)")
+    for axis, size in zip("zyx"[3 - len(voxel_m):], voxel_m):
+        pixel = image.create_dataset(f"{axis}_pixel_size", data=np.float64(size))
+        pixel.attrs["units"] = "m"
+
+
 def write_result_cxi(path: Path, result: Result, *, command_line: str, version: str) -> None:
     """Write a reconstruction as a CXI result file (layout in the module docstring).
 
@@ -347,6 +393,7 @@ def write_result_cxi(path: Path, result: Result, *, command_line: str, version: 
         roi = np.asarray(result.measurement.roi or [(0, n) for n in obj.shape], dtype=np.int64).reshape(-1, 2)
         dataset = image.create_dataset("detector_roi", data=roi)
         dataset.attrs["description"] = "[start, stop) of the detector pixels used, per axis"
+        _write_voxel_size(image, voxel_size_m(result.measurement.meta, obj.shape))
         _write_process(image, result, command_line, version)
         nx_data(entry, "data_1", obj.ndim)["data"] = h5py.SoftLink(IMAGE_DATA)
         _write_measured(entry, result)

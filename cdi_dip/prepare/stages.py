@@ -414,6 +414,8 @@ def bin_measurement(measurement: Measurement, factors: list[int]) -> Measurement
     meta = measurement.meta
     if meta.pixel_size_m is not None:
         meta = replace(meta, pixel_size_m=(meta.pixel_size_m[0] * steps[-2], meta.pixel_size_m[1] * steps[-1]))
+    if meta.rocking_step_deg is not None and len(steps) == 3:  # frames summed: a coarser rocking step
+        meta = replace(meta, rocking_step_deg=meta.rocking_step_deg * steps[0])
     binning = tuple(b * s for b, s in zip(measurement.binning or (1,) * measurement.ndim, steps))
     log.info("binned %s by %s to %s", measurement.shape, steps, intensity.shape)
     return replace(measurement, intensity=intensity, valid=valid, masks=masks, meta=meta, binning=binning,

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..geometry import voxel_size_m
 from ..io._atomic import atomic_write
 from ..types import Result
 
 if TYPE_CHECKING:
     from ..ensemble import EnsembleResult, PrtfResult
+    from ..strain import StrainMaps
 
 
 def _support_box(support: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
@@ -162,6 +164,9 @@ def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfRes
         parts.append(f"free LLK = {metrics['free_llk_poisson']:.3f}")
     if ensemble is not None:
         parts.append(f"{ensemble.size} runs")
+    voxel = voxel_size_m(result.measurement.meta, np.shape(result.obj))
+    if voxel is not None:
+        parts.append("voxel " + " x ".join(f"{v * 1e9:.3g}" for v in voxel) + " nm")
     if prtf is not None and prtf.resolution_px is not None:
         parts.append(f"resolution {prtf.resolution_px:.2f} px")
     if result.interrupted:
@@ -200,6 +205,56 @@ def _plot_history(result: Result, ax) -> None:
 def _save(fig, path: Path) -> None:
     with atomic_write(path) as temporary:
         fig.savefig(temporary, format="png", dpi=80)
+
+
+# -- the strain of a Bragg result (cdi-dip strain) ---------------------------------------
+
+
+def _central(volume: np.ndarray, axis: int) -> np.ndarray:
+    return np.take(volume, volume.shape[axis] // 2, axis=axis)
+
+
+def write_strain_figure(path: Path, maps: StrainMaps, voxel_nm: tuple[float, ...], title: str) -> Path:
+    """``strain.png``: central planes of the displacement (nm) and strain along Q, axes in nm (detector frame).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Output PNG, written atomically.
+    maps : StrainMaps
+        3D maps, NaN outside the support.
+    voxel_nm : tuple of 3 float
+        Voxel size, array order, nm.
+    title : str
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strain = maps.strain
+    limit = float(np.nanpercentile(np.abs(strain), 99)) if np.isfinite(strain).any() else 1.0
+    fig, axes = plt.subplots(2, 3, figsize=(13, 8), squeeze=False)
+    names = ("rocking", "row", "column")
+    for axis in range(3):
+        kept = [a for a in range(3) if a != axis]
+        extent = (0, strain.shape[kept[1]] * voxel_nm[kept[1]], 0, strain.shape[kept[0]] * voxel_nm[kept[0]])
+        for row, (image, label, cmap, limits) in enumerate((
+                (maps.displacement_m * 1e9, "displacement along Q (nm)", "coolwarm", None),
+                (strain, "strain along Q", "RdBu_r", (-limit, limit)))):
+            ax = axes[row, axis]
+            shown = ax.imshow(_central(image, axis), origin="lower", extent=extent, cmap=cmap, interpolation="nearest",
+                              vmin=None if limits is None else limits[0], vmax=None if limits is None else limits[1])
+            ax.set_title(f"{label}, central {names[axis]} plane", fontsize=9)
+            ax.set_xlabel(f"{names[kept[1]]} (nm)")
+            ax.set_ylabel(f"{names[kept[0]]} (nm)")
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(title + " (detector frame, not orthogonalised)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
 
 
 # -- the masks of a measurement (cdi-dip inspect --png) ---------------------------------

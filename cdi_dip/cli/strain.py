@@ -1,0 +1,51 @@
+"""``cdi-dip strain``: displacement and strain along Q of a 3D Bragg result."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import options as opt
+from .common import exit_codes, print_json, setup_logging
+
+
+def strain(
+    result: Annotated[Path, typer.Argument(help="A 3D Bragg result .cxi written by cdi-dip reconstruct.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for strain.cxi, the TIFFs, the VTI and strain.png \\[default: beside the result].")] = None,
+    d_spacing_nm: Annotated[Optional[float], typer.Option("--d-spacing-nm", help="Lattice spacing of the reflection, nm: |Q| = 2 pi / d.")] = None,
+    bragg_angle_deg: Annotated[Optional[float], typer.Option("--bragg-angle-deg", help="Bragg angle theta_B, degrees (in-plane scattering when the detector angles are unknown).")] = None,
+    energy_kev: opt.EnergyKev = None,
+    distance_m: opt.DistanceM = None,
+    rocking_step_deg: opt.RockingStepDeg = None,
+    detector_angles: opt.DetectorAngles = None,
+    json_output: opt.Json = False,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Unwrap the phase in the support, and write the displacement and strain along Q (detector frame)."""
+    setup_logging(False, verbose)
+    with exit_codes():
+        from ..config import GeometryConfig
+        from ..errors import InvalidInputError
+        from ..strain_result import strain_of_result
+
+        for name, value in (("--d-spacing-nm", d_spacing_nm), ("--bragg-angle-deg", bragg_angle_deg)):
+            if value is not None and not 0 < value < (90 if name == "--bragg-angle-deg" else 1e3):
+                raise InvalidInputError(f"{name} {value}: give a positive number"
+                                        + (" below 90" if name == "--bragg-angle-deg" else ""))
+        geometry = GeometryConfig(**opt.overrides(locals()).get("geometry", {}))
+        geometry.validate()
+        summary = strain_of_result(result, out, geometry=geometry, d_spacing_nm=d_spacing_nm,
+                                   bragg_angle_deg=bragg_angle_deg, command_line=shlex.join(sys.argv))
+    if json_output:
+        print_json(summary)
+    else:
+        typer.echo(f"strain along Q: rms {summary.get('strain_rms', float('nan')):.3g}, "
+                   f"range [{summary.get('strain_min', float('nan')):.3g}, {summary.get('strain_max', float('nan')):.3g}] "
+                   f"over {summary.get('voxels', 0)} voxels")
+        if "note" in summary:
+            typer.echo(summary["note"])
+        typer.echo("wrote " + ", ".join(summary["files"]))

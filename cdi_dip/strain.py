@@ -1,0 +1,230 @@
+"""Displacement and strain of a Bragg CDI object: phase unwrapping, ``u = phase / |Q|``, ``d u / d x_Q``.
+
+The phase of a Bragg object is ``phi = Q . u`` (Robinson & Harder, Nat.
+Mater. 8, 291, 2009). Its twin (``conj(x(-r))``, which phase retrieval
+cannot tell from it) and the opposite Fourier sign convention both flip the
+sign of ``u`` and of the strain; the sign here is that of the stored phase.
+
+Everything works on the detector-frame array (:mod:`cdi_dip.geometry`): the
+strain along ``Q`` is taken from derivatives along the array axes weighted
+by :func:`cdi_dip.geometry.strain_weights_per_m`, which is exact to first
+order without an orthogonal lab grid; the maps themselves stay on the
+detector-frame (sheared) grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["StrainMaps", "axis_derivative", "displacement_m", "strain_along", "strain_maps", "unwrap_phase", "wrap"]
+
+
+def wrap(phase: np.ndarray) -> np.ndarray:
+    """Phase wrapped to ``(-pi, pi]``, radians."""
+    return np.pi - np.mod(np.pi - np.asarray(phase), 2.0 * np.pi)
+
+
+def _shifted(array: np.ndarray, axis: int, step: int, fill) -> np.ndarray:
+    """``array`` moved by ``step`` along ``axis`` (``out[i] = array[i - step]``), ``fill`` where nothing came in."""
+    out = np.full_like(array, fill)
+    source = [slice(None)] * array.ndim
+    target = [slice(None)] * array.ndim
+    if step > 0:
+        source[axis], target[axis] = slice(None, -step), slice(step, None)
+    else:
+        source[axis], target[axis] = slice(-step, None), slice(None, step)
+    out[tuple(target)] = array[tuple(source)]
+    return out
+
+
+def _start(support: np.ndarray, weight: np.ndarray | None) -> tuple[int, ...]:
+    """The seed voxel: the largest ``weight`` in the support, else the support voxel nearest its centre of mass."""
+    if weight is not None:
+        return np.unravel_index(int(np.argmax(np.where(support, weight, -np.inf))), support.shape)
+    points = np.argwhere(support)
+    centre = points.mean(axis=0)
+    return tuple(points[int(np.argmin(((points - centre) ** 2).sum(axis=1)))])
+
+
+def unwrap_phase(phase: np.ndarray, support: np.ndarray, *, weight: np.ndarray | None = None) -> np.ndarray:
+    """Unwrap a phase inside a support by growing outward from one voxel.
+
+    Shell by shell from the seed (the largest ``weight``, e.g. the
+    amplitude, else the support's centre), each newly reached voxel takes
+    its wrapped phase plus the multiple of ``2 pi`` nearest to the mean of
+    ``unwrapped(neighbour) + wrap(phi - phi_neighbour)`` over its already
+    unwrapped face neighbours. Exact when neighbouring phases differ by less
+    than ``pi``; averaging several neighbours keeps one noisy voxel from
+    misleading the rest. Parts of the support not connected to the seed
+    (face neighbours) stay NaN.
+
+    Parameters
+    ----------
+    phase : numpy.ndarray, real, shape S (2D or 3D)
+        Wrapped phase, radians.
+    support : numpy.ndarray, bool, shape S
+        Where the phase means something.
+    weight : numpy.ndarray, real, shape S, optional
+        Where to start (its maximum in the support).
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape S
+        Unwrapped phase, radians, equal to ``phase`` at the seed; NaN outside
+        the support (and on unreached parts of it).
+    """
+    phase = np.asarray(phase, dtype=np.float64)
+    support = np.asarray(support, dtype=bool)
+    out = np.full(phase.shape, np.nan)
+    if not support.any():
+        return out
+    seed = _start(support, weight)
+    out[seed] = phase[seed]
+    done = np.zeros(support.shape, dtype=bool)
+    done[seed] = True
+    while True:
+        total = np.zeros(phase.shape)
+        count = np.zeros(phase.shape)
+        for axis in range(phase.ndim):
+            for step in (1, -1):
+                near_done = _shifted(done, axis, step, False)
+                estimate = _shifted(out, axis, step, 0.0) + wrap(phase - _shifted(phase, axis, step, 0.0))
+                total += np.where(near_done, estimate, 0.0)
+                count += near_done
+        front = support & ~done & (count > 0)
+        if not front.any():
+            return out
+        mean = total[front] / count[front]
+        out[front] = phase[front] + 2.0 * np.pi * np.round((mean - phase[front]) / (2.0 * np.pi))
+        done |= front
+
+
+def displacement_m(unwrapped_rad: np.ndarray, q_norm_per_m: float) -> np.ndarray:
+    """Displacement along ``Q``, ``u = phi / |Q|``, metres, its mean over the finite voxels removed.
+
+    Parameters
+    ----------
+    unwrapped_rad : numpy.ndarray, real, shape S
+        Unwrapped phase (NaN outside the support).
+    q_norm_per_m : float
+        ``|Q|`` in rad/m (:func:`cdi_dip.geometry.q_norm_per_m`).
+    """
+    u = np.asarray(unwrapped_rad, dtype=np.float64) / float(q_norm_per_m)
+    finite = np.isfinite(u)
+    return u - u[finite].mean() if finite.any() else u
+
+
+def axis_derivative(field: np.ndarray, axis: int) -> np.ndarray:
+    """``d field / d n`` along one array axis, per voxel, using only finite values.
+
+    Central differences where both neighbours are finite, one-sided where
+    only one is, NaN where neither is (or the voxel itself is NaN).
+
+    Parameters
+    ----------
+    field : numpy.ndarray, float, shape S
+        NaN outside the region of interest.
+    axis : int
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape S
+    """
+    field = np.asarray(field, dtype=np.float64)
+    ahead = _shifted(field, axis, -1, np.nan)  # field[i + 1]
+    behind = _shifted(field, axis, 1, np.nan)  # field[i - 1]
+    central = (ahead - behind) / 2.0
+    forward = ahead - field
+    backward = field - behind
+    out = np.where(np.isfinite(central), central, np.where(np.isfinite(forward), forward, backward))
+    return np.where(np.isfinite(field), out, np.nan)
+
+
+def strain_along(displacement: np.ndarray, weights_per_m: Sequence[float]) -> np.ndarray:
+    """Strain ``sum_i w_i du/dn_i`` (dimensionless), NaN where ``u`` is NaN.
+
+    Parameters
+    ----------
+    displacement : numpy.ndarray, float, shape S
+        Displacement along ``Q``, metres (NaN outside the support).
+    weights_per_m : sequence of float, one per axis
+        ``w_i`` per metre: the component along ``Q`` of the gradient's dual
+        basis (:func:`cdi_dip.geometry.strain_weights_per_m`); ``(0, 0,
+        1 / dx)`` on an orthogonal grid with ``Q`` along the last axis.
+        Axes of weight 0 are not differentiated.
+    """
+    displacement = np.asarray(displacement, dtype=np.float64)
+    out = np.zeros(displacement.shape)
+    for axis, weight in enumerate(weights_per_m):
+        if weight != 0:
+            out += float(weight) * np.nan_to_num(axis_derivative(displacement, axis))
+    return np.where(np.isfinite(displacement), out, np.nan)
+
+
+@dataclass
+class StrainMaps:
+    """What :func:`strain_maps` finds, every map of the object's shape, NaN outside the support.
+
+    Attributes
+    ----------
+    phase_rad : numpy.ndarray, float64
+        Unwrapped phase, radians.
+    displacement_m : numpy.ndarray, float64
+        Displacement along ``Q``, metres, zero mean.
+    strain : numpy.ndarray, float64
+        Strain along ``Q`` (dimensionless).
+    support : numpy.ndarray, bool
+        Where the maps are defined.
+    q_norm_per_m : float
+        ``|Q|``, rad/m.
+    weights_per_m : numpy.ndarray, float64, shape (ndim,)
+        The derivative weights used (:func:`strain_along`).
+    """
+
+    phase_rad: np.ndarray
+    displacement_m: np.ndarray
+    strain: np.ndarray
+    support: np.ndarray
+    q_norm_per_m: float
+    weights_per_m: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        """Mean, RMS and range of the strain, and the displacement's range (nm), over the finite voxels."""
+        strain = self.strain[np.isfinite(self.strain)]
+        u = self.displacement_m[np.isfinite(self.displacement_m)] * 1e9
+        if not strain.size:
+            return {"voxels": 0}
+        return {"voxels": int(strain.size), "strain_mean": float(strain.mean()),
+                "strain_rms": float(np.sqrt(np.mean(strain ** 2))), "strain_min": float(strain.min()),
+                "strain_max": float(strain.max()), "displacement_min_nm": float(u.min()),
+                "displacement_max_nm": float(u.max()), "q_norm_per_nm": self.q_norm_per_m * 1e-9}
+
+
+def strain_maps(obj: np.ndarray, support: np.ndarray, q_norm_per_m: float,
+                weights_per_m: Sequence[float]) -> StrainMaps:
+    """Unwrapped phase, displacement and strain along ``Q`` of a Bragg object.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, shape S
+        The reconstructed object (detector frame).
+    support : numpy.ndarray, bool, shape S
+        Where the crystal is.
+    q_norm_per_m : float
+        ``|Q|``, rad/m.
+    weights_per_m : sequence of float, one per axis
+        :func:`cdi_dip.geometry.strain_weights_per_m`.
+
+    Returns
+    -------
+    StrainMaps
+    """
+    support = np.asarray(support, dtype=bool)
+    phase = unwrap_phase(np.angle(obj), support, weight=np.abs(obj))
+    u = displacement_m(phase, q_norm_per_m)
+    weights = np.asarray(weights_per_m, dtype=np.float64)
+    return StrainMaps(phase_rad=phase, displacement_m=u, strain=strain_along(u, weights), support=support,
+                      q_norm_per_m=float(q_norm_per_m), weights_per_m=weights)

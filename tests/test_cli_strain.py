@@ -1,0 +1,71 @@
+"""``cdi-dip strain`` on a written 3D result whose displacement field is known, and its bad inputs."""
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from cdi_dip.cli.app import app
+from cdi_dip.geometry import wavelength_m_from_kev
+from cdi_dip.io.writers import write_result_cxi
+from cdi_dip.types import Measurement, Result, ScanMeta
+
+from strained import erode, quadratic_crystal
+
+META = ScanMeta(wavelength_m=wavelength_m_from_kev(9.0), distance_m=0.5, pixel_size_m=(55e-6, 55e-6),
+                rocking_step_deg=0.02, detector_angles_deg=(32.174, 12.6346))
+SHAPE = (24, 28, 28)
+
+
+def _write(path, meta, obj, support):
+    measurement = Measurement(intensity=np.ones(obj.shape, dtype=np.float32), valid=np.ones(obj.shape, dtype=bool),
+                              meta=meta, name="crystal")
+    write_result_cxi(path, Result(obj=obj, support=support, measurement=measurement, method="hio"),
+                     command_line="test", version="0")
+    return path
+
+
+def test_strain_command_recovers_a_known_strain(tmp_path):
+    obj, support, expected = quadratic_crystal(META, SHAPE)
+    source = _write(tmp_path / "crystal.cxi", META, obj, support)
+    before = source.read_bytes()
+    run = CliRunner().invoke(app, ["strain", str(source), "--out", str(tmp_path / "strain"), "--json"])
+    assert run.exit_code == 0, run.output
+    assert source.read_bytes() == before  # the input is never modified
+    with h5py.File(tmp_path / "strain" / "strain.cxi", "r") as file:
+        strain = file["/entry_1/strain_1/strain"][()]
+        assert file["/entry_1/strain_1/displacement"].attrs["units"] == "m"
+        voxel = file["/entry_1/strain_1/voxel_size_nm"][()]
+    inner = erode(support, 2)
+    rms = float(np.sqrt(np.mean((strain[inner] - expected[inner]) ** 2)))
+    assert rms < 1e-6, rms  # strain up to 1.1e-3, stored as float32: measured 4e-11
+    assert np.isnan(strain[~support]).all()
+    with tifffile.TiffFile(tmp_path / "strain" / "crystal_strain.tif") as tif:
+        assert tif.shaped_metadata[0]["voxel_size_nm"] == pytest.approx(list(voxel))
+    for name in ("crystal_displacement_nm.tif", "crystal_strain.vti", "strain.png"):
+        assert (tmp_path / "strain" / name).stat().st_size > 0
+
+
+def test_bragg_angle_stands_in_for_unknown_detector_angles(tmp_path):
+    obj, support, _ = quadratic_crystal(META, SHAPE)
+    meta = ScanMeta(META.wavelength_m, META.distance_m, META.pixel_size_m)  # no angles, no step
+    source = _write(tmp_path / "crystal.cxi", meta, obj, support)
+    run = CliRunner().invoke(app, ["strain", str(source), "--bragg-angle-deg", "17.16", "--json"])
+    assert run.exit_code == 0, run.output
+    assert (tmp_path / "strain.cxi").is_file()
+
+
+@pytest.mark.parametrize("case", ["missing", "2d", "no_geometry", "no_angles"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
+    obj, support, _ = quadratic_crystal(META, SHAPE)
+    path = tmp_path / "r.cxi"
+    if case == "2d":
+        _write(path, META, obj[SHAPE[0] // 2], support[SHAPE[0] // 2])
+    elif case == "no_geometry":
+        _write(path, ScanMeta(), obj, support)
+    elif case == "no_angles":
+        _write(path, ScanMeta(META.wavelength_m, META.distance_m, META.pixel_size_m), obj, support)
+    run = CliRunner().invoke(app, ["strain", str(path)])
+    assert run.exit_code == 2, run.output
+    assert len(run.output.strip().splitlines()) == 1 and "error" in run.output
