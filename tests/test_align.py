@@ -180,6 +180,15 @@ def test_compare_removes_every_symmetry_3d(crystal_3d, is_twin):
     assert figures.error < 1e-3 and figures.twin is is_twin
 
 
+def test_compare_without_ramp_removal_sees_the_ramp(crystal_2d):
+    disguised = _disguise(crystal_2d, shift=(1.4, -2.3), ramp=(0.0, 0.0), is_twin=True)
+    assert compare_objects(disguised, crystal_2d, ramp=False).error < 1e-3
+    ramped = _ramp(crystal_2d, (0.05, -0.08))
+    kept = compare_objects(ramped, crystal_2d, ramp=False)
+    assert kept.error > 0.2 and kept.ramp_rad_per_px == (0.0, 0.0)
+    assert compare_objects(ramped, crystal_2d).error < 1e-3
+
+
 def test_compare_with_ramp_after_a_subpixel_shift_of_a_bandlimited_object():
     # The other order of ramp and sub-pixel shift: equal only for band-limited objects.
     obj = _smooth_object((64, 64), seed=3)

@@ -116,3 +116,17 @@ def test_compare_three_objects_gives_the_pairwise_matrix(tmp_path):
     assert matrix[:3, :3].max() < 1e-3 and matrix[3, :3].min() > 0.2
     single = runner.invoke(app, ["compare", str(paths[0])])
     assert single.exit_code == 2 and "at least two" in single.output
+
+
+def test_compare_no_ramp_measures_the_object_as_written(tmp_path):
+    obj = faceted_crystal((32, 32), rng=np.random.default_rng(4)).astype(np.complex128)
+    rows = np.arange(32)[:, None] - 16
+    np.save(tmp_path / "ramped.npy", np.roll(obj, 2, axis=1) * np.exp(0.12j * rows))
+    np.save(tmp_path / "truth.npy", obj)
+    errors = {}
+    for flag in ("--ramp", "--no-ramp"):
+        result = runner.invoke(app, ["compare", str(tmp_path / "ramped.npy"), str(tmp_path / "truth.npy"), flag,
+                                     "--json"])
+        assert result.exit_code == 0, result.output
+        errors[flag] = json.loads(result.output)["error"]
+    assert errors["--ramp"] < 1e-3 and errors["--no-ramp"] > 0.2
