@@ -132,6 +132,22 @@ def test_align_object_centres_and_removes_ramp_and_offset(shape, shift, ramp):
     assert symmetry_adjusted_error(obj, truth) < 0.01
 
 
+@pytest.mark.parametrize("shape, dislocation, seed", [
+    ((64, 64), False, 2), ((64, 64), True, 2), ((64, 64), True, 5), ((32, 32, 32), True, 1),
+])
+def test_align_object_removes_a_subpixel_ramp_from_a_crystal(shape, dislocation, seed):
+    # A Bragg peak off the frame centre by whole bins and a fraction; a dislocation splits the peak.
+    # (The ramp goes on after the shift: a sharp-edged crystal's spectrum fills the frame, and a ramp
+    # first would wrap it round before the Fourier shift.)
+    truth = faceted_crystal(shape, rng=np.random.default_rng(seed), dislocation=dislocation).astype(np.complex128)
+    bins = np.array([1.37, -0.61, 2.2][:len(shape)])
+    moved = _ramp(subpixel_shift(truth, [1.3] * len(shape)), 2 * np.pi * bins / np.array(shape)) * np.exp(0.4j)
+    obj, _, info = align_object(moved, np.abs(moved) > 0.1 * np.abs(moved).max())
+    as_written = compare_objects(obj, truth, ramp=False).error
+    assert as_written - compare_objects(obj, truth).error < 0.01
+    assert np.allclose(info.ramp_rad_per_px, 2 * np.pi * bins / np.array(shape), atol=2e-3)
+
+
 def test_align_object_without_support_uses_the_strong_pixels():
     truth = faceted_crystal((32, 32), rng=np.random.default_rng(5))
     obj, support, _ = align_object(np.roll(truth, 3, axis=1), None)
