@@ -223,7 +223,7 @@ def remove_phase_ramp(obj: np.ndarray, support: np.ndarray,
     within :data:`~.vortices.CORE_EXCLUSION_PX` of a core are left out. The
     ramp of the rest is located as the peak of the (upsampled) Fourier
     transform on the support, which is insensitive to phase wrapping, then
-    refined by amplitude-weighted least squares on the wrapped residual phase.
+    refined by weighted least squares on the wrapped residual phase.
 
     Parameters
     ----------
@@ -248,16 +248,24 @@ def remove_phase_ramp(obj: np.ndarray, support: np.ndarray,
     weights = np.where(support, np.asarray(weights, dtype=np.float64), 0.0)
     if not np.any(weights > 0):
         return obj.copy(), (0.0,) * obj.ndim
-    vortices = find_vortices(obj, support)
-    smooth = obj
-    if vortices:
-        phase, core_distance = vortex_phase(obj.shape, vortices)
-        smooth = obj * np.exp(-1j * phase)
-        kept = np.where(core_distance >= CORE_EXCLUSION_PX, weights, 0.0)
-        weights = kept if np.any(kept > 0) else weights
-        log.debug("phase ramp fitted beside %d vortices", len(vortices))
+    smooth, weights = _without_vortices(obj, support, weights)
     ramp = estimate_ramp(smooth * weights / np.maximum(np.abs(obj), 1e-300), weights)
     return apply_ramp(obj, [-g for g in ramp]), ramp
+
+
+def _without_vortices(obj: np.ndarray, support: np.ndarray,
+                      weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``obj`` with the phase of its vortices taken out, and ``weights`` zero near their cores.
+
+    Unchanged when there is no vortex (or when every weighted pixel is near a core).
+    """
+    vortices = find_vortices(obj, support)
+    if not vortices:
+        return obj, weights
+    phase, core_distance = vortex_phase(obj.shape, vortices)
+    kept = np.where(core_distance >= CORE_EXCLUSION_PX, weights, 0.0)
+    log.debug("phase ramp fitted beside %d vortices", len(vortices))
+    return obj * np.exp(-1j * phase), (kept if np.any(kept > 0) else weights)
 
 
 def remove_phase_offset(obj: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, float]:
@@ -412,8 +420,9 @@ def align_object(obj: np.ndarray, support: np.ndarray | None) -> tuple[np.ndarra
     1. Roll by whole pixels so that the centre of mass of ``|x|**2`` on the
        support (grown by 2 px) is within half a pixel of the frame centre
        (exact; an object split by the frame edge comes together).
-    2. Remove the linear phase ramp (:func:`remove_phase_ramp`), so that the
-       sub-pixel shift acts on a spectrum centred in the frame.
+    2. Remove the linear phase ramp (:func:`remove_phase_ramp`, fitted beside
+       any phase vortices), so that the sub-pixel shift acts on a spectrum
+       centred in the frame.
     3. Shift by the remaining fraction of a pixel (Fourier); the support
        moves by the rounded shift. The small ramp left on the moved support
        is removed too.
