@@ -132,6 +132,22 @@ def test_align_object_centres_and_removes_ramp_and_offset(shape, shift, ramp):
     assert symmetry_adjusted_error(obj, truth) < 0.01
 
 
+@pytest.mark.parametrize("shape, dislocation, seed", [
+    ((64, 64), False, 2), ((64, 64), True, 2), ((64, 64), True, 5), ((32, 32, 32), True, 1),
+])
+def test_align_object_removes_a_subpixel_ramp_from_a_crystal(shape, dislocation, seed):
+    # A Bragg peak off the frame centre by whole bins and a fraction; a dislocation splits the peak.
+    # (The ramp goes on after the shift: a sharp-edged crystal's spectrum fills the frame, and a ramp
+    # first would wrap it round before the Fourier shift.)
+    truth = faceted_crystal(shape, rng=np.random.default_rng(seed), dislocation=dislocation).astype(np.complex128)
+    bins = np.array([1.37, -0.61, 2.2][:len(shape)])
+    moved = _ramp(subpixel_shift(truth, [1.3] * len(shape)), 2 * np.pi * bins / np.array(shape)) * np.exp(0.4j)
+    obj, _, info = align_object(moved, np.abs(moved) > 0.1 * np.abs(moved).max())
+    as_written = compare_objects(obj, truth, ramp=False).error
+    assert as_written - compare_objects(obj, truth).error < 0.01
+    assert np.allclose(info.ramp_rad_per_px, 2 * np.pi * bins / np.array(shape), atol=2e-3)
+
+
 def test_align_object_without_support_uses_the_strong_pixels():
     truth = faceted_crystal((32, 32), rng=np.random.default_rng(5))
     obj, support, _ = align_object(np.roll(truth, 3, axis=1), None)
@@ -178,6 +194,15 @@ def test_compare_removes_every_symmetry_3d(crystal_3d, is_twin):
     disguised = _disguise(crystal_3d, shift=(1.4, -2.3, 0.6), ramp=(0.3, -0.2, 0.1), is_twin=is_twin)
     figures = compare_objects(disguised, crystal_3d)
     assert figures.error < 1e-3 and figures.twin is is_twin
+
+
+def test_compare_without_ramp_removal_sees_the_ramp(crystal_2d):
+    disguised = _disguise(crystal_2d, shift=(1.4, -2.3), ramp=(0.0, 0.0), is_twin=True)
+    assert compare_objects(disguised, crystal_2d, ramp=False).error < 1e-3
+    ramped = _ramp(crystal_2d, (0.05, -0.08))
+    kept = compare_objects(ramped, crystal_2d, ramp=False)
+    assert kept.error > 0.2 and kept.ramp_rad_per_px == (0.0, 0.0)
+    assert compare_objects(ramped, crystal_2d).error < 1e-3
 
 
 def test_compare_with_ramp_after_a_subpixel_shift_of_a_bandlimited_object():

@@ -15,6 +15,8 @@ from .render import render_comparison
 def compare(
     objects: Annotated[list[str], typer.Argument(help="Two objects (RESULT REFERENCE), or three or more for all their "
                                                  "pairwise errors: result .cxi, .npy/.npz, or file.h5:/dataset.")],
+    ramp: Annotated[bool, typer.Option("--ramp/--no-ramp", help="Remove a linear phase ramp before measuring the "
+                                       "error (default); --no-ramp measures the object as written.")] = True,
     allow_external_links: opt.AllowExternalLinks = False,
     json_output: opt.Json = False,
 ) -> None:
@@ -30,13 +32,13 @@ def compare(
         if len(arrays) == 2:
             from dataclasses import asdict
 
-            figures = {"result": objects[0], "reference": objects[1], **asdict(compare_objects(*arrays))}
+            figures = {"result": objects[0], "reference": objects[1], **asdict(compare_objects(*arrays, ramp=ramp))}
         else:
             import numpy as np
 
             from ..ensemble import pairwise_errors
 
-            matrix = pairwise_errors(arrays)
+            matrix = pairwise_errors(arrays, ramp=ramp)
             off = ~np.eye(len(arrays), dtype=bool)
             figures = {"objects": list(objects), "pairwise_errors": matrix.tolist(),
                        "mean_pairwise_error": float(matrix[off].mean()), "max_pairwise_error": float(matrix[off].max())}

@@ -15,7 +15,9 @@ One public job per module; all run on the host in NumPy, on centred arrays
 - :mod:`.prtf`: the phase-retrieval transfer function and resolution
   (:func:`compute_prtf`, :class:`PrtfResult`);
 - :mod:`.fourier`: centred NumPy FFTs and linear phases (:func:`apply_ramp`),
-  which the others share.
+  which the others share;
+- :mod:`.vortices`: phase vortices (dislocations), found and modelled so that
+  :func:`remove_phase_ramp` fits the ramp beside them.
 
 Import from here (``from cdi_dip.ensemble import compare_objects``); the
 submodules are the place to read.

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..types import AlignInfo
 from .fourier import along_axis, apply_ramp, centred_positions, estimate_ramp, separable_phasor
+from .vortices import CORE_EXCLUSION_PX, find_vortices, typical_amplitude, vortex_phase
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,14 @@ TWIN_SKEW_LEVEL = 0.05
 
 DEFAULT_SUPPORT_LEVEL = 0.1
 """Amplitude (fraction of the maximum) above which pixels form the support when none is given."""
+
+BODY_LEVEL = 0.5
+"""Fraction of the typical largest amplitude (:func:`.vortices.typical_amplitude`) above which a pixel is
+in the body."""
+
+BODY_TAPER = 0.2
+"""Width (fraction of the typical largest amplitude) over which the body weight rises from 0 to 1, centred
+on :data:`BODY_LEVEL`: a hard threshold would make the fitted ramp jump with a sub-pixel shift."""
 
 
 def _complex(array: Any) -> np.ndarray:
@@ -178,13 +187,43 @@ def centre_of_mass_shift(amplitude: np.ndarray) -> tuple[float, ...]:
     return tuple((n // 2 - c + n // 2) % n - n // 2 for n, c in zip(amplitude.shape, centre_of_mass(amplitude)))
 
 
+def body_weights(obj: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Uniform weights on the body of the object: where ``|obj|`` is at least half its typical maximum.
+
+    The phase of the edge pixels is poorly determined and the amplitude of the
+    interior should not tilt the fit: every pixel of the body counts alike
+    (the convention of :func:`cdi_dip.simulate.faceted_crystal`, whose strain
+    phase has no linear part where the amplitude exceeds one half). The
+    weight rises linearly over :data:`BODY_TAPER` around :data:`BODY_LEVEL`.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, shape S
+    support : numpy.ndarray, bool, shape S
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape S
+        In ``[0, 1]``: ``clip((|obj| / a - BODY_LEVEL) / BODY_TAPER + 1/2, 0, 1)`` on the support,
+        ``a`` the typical largest amplitude (:func:`.vortices.typical_amplitude`); 0 off the support
+        (all zero for an empty or zero support).
+    """
+    typical = typical_amplitude(obj, support)
+    if typical <= 0:
+        return np.zeros(obj.shape)
+    return np.where(support, np.clip((np.abs(obj) / typical - BODY_LEVEL) / BODY_TAPER + 0.5, 0.0, 1.0), 0.0)
+
+
 def remove_phase_ramp(obj: np.ndarray, support: np.ndarray,
                       weights: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, ...]]:
     """Remove the linear phase ramp of an object on its support.
 
-    The ramp is first located as the peak of the (upsampled) Fourier transform
-    of the object on the support, which is insensitive to phase wrapping, then
-    refined by amplitude-weighted least squares on the wrapped residual phase.
+    Phase vortices (dislocations) are found first and their ``atan2`` phase
+    is set aside (:mod:`.vortices`): a vortex carries no ramp, and pixels
+    within :data:`~.vortices.CORE_EXCLUSION_PX` of a core are left out. The
+    ramp of the rest is located as the peak of the (upsampled) Fourier
+    transform on the support, which is insensitive to phase wrapping, then
+    refined by weighted least squares on the wrapped residual phase.
 
     Parameters
     ----------
@@ -192,7 +231,8 @@ def remove_phase_ramp(obj: np.ndarray, support: np.ndarray,
     support : numpy.ndarray, bool, shape S
         Where the object is.
     weights : numpy.ndarray, real, shape S, optional
-        Fit weights; default the amplitude ``|obj|`` on the support.
+        Fit weights; default :func:`body_weights` (1 where the amplitude is at
+        least half its typical maximum on the support).
 
     Returns
     -------
@@ -204,12 +244,28 @@ def remove_phase_ramp(obj: np.ndarray, support: np.ndarray,
     obj = _complex(obj)
     support = _check_support(obj, support)
     if weights is None:
-        weights = np.abs(obj)
+        weights = body_weights(obj, support)
     weights = np.where(support, np.asarray(weights, dtype=np.float64), 0.0)
     if not np.any(weights > 0):
         return obj.copy(), (0.0,) * obj.ndim
-    ramp = estimate_ramp(obj * weights / np.maximum(np.abs(obj), 1e-300), weights)
+    smooth, weights = _without_vortices(obj, support, weights)
+    ramp = estimate_ramp(smooth * weights / np.maximum(np.abs(obj), 1e-300), weights)
     return apply_ramp(obj, [-g for g in ramp]), ramp
+
+
+def _without_vortices(obj: np.ndarray, support: np.ndarray,
+                      weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``obj`` with the phase of its vortices taken out, and ``weights`` zero near their cores.
+
+    Unchanged when there is no vortex (or when every weighted pixel is near a core).
+    """
+    vortices = find_vortices(obj, support)
+    if not vortices:
+        return obj, weights
+    phase, core_distance = vortex_phase(obj.shape, vortices)
+    kept = np.where(core_distance >= CORE_EXCLUSION_PX, weights, 0.0)
+    log.debug("phase ramp fitted beside %d vortices", len(vortices))
+    return obj * np.exp(-1j * phase), (kept if np.any(kept > 0) else weights)
 
 
 def remove_phase_offset(obj: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, float]:
@@ -364,8 +420,9 @@ def align_object(obj: np.ndarray, support: np.ndarray | None) -> tuple[np.ndarra
     1. Roll by whole pixels so that the centre of mass of ``|x|**2`` on the
        support (grown by 2 px) is within half a pixel of the frame centre
        (exact; an object split by the frame edge comes together).
-    2. Remove the linear phase ramp (:func:`remove_phase_ramp`), so that the
-       sub-pixel shift acts on a spectrum centred in the frame.
+    2. Remove the linear phase ramp (:func:`remove_phase_ramp`, fitted beside
+       any phase vortices), so that the sub-pixel shift acts on a spectrum
+       centred in the frame.
     3. Shift by the remaining fraction of a pixel (Fourier); the support
        moves by the rounded shift. The small ramp left on the moved support
        is removed too.

@@ -106,11 +106,13 @@ class _Transformed:
         return out
 
 
-def _gauss_newton_step(current: _Transformed, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gauss_newton_step(current: _Transformed, reference: np.ndarray,
+                       fit_ramp: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares update ``(ds, dg)`` of ``||a T - ref||`` linearised around ``T``.
 
     ``a`` is the current best complex factor; the columns of the Jacobian are
-    ``i r_a T`` (ramp) and ``dT/ds_a`` (shift).
+    ``i r_a T`` (ramp, only when ``fit_ramp``; else ``dg`` is zero) and
+    ``dT/ds_a`` (shift).
     """
     value = current.masked
     energy = np.vdot(value, value).real
@@ -118,7 +120,9 @@ def _gauss_newton_step(current: _Transformed, reference: np.ndarray) -> tuple[np
     residual = reference - factor * value
     ndim = value.ndim
     positions = [along_axis(p, a, ndim) for a, p in enumerate(centred_positions(value.shape))]
-    columns = [factor * d for d in current.shift_derivatives()] + [1j * factor * p * value for p in positions]
+    columns = [factor * d for d in current.shift_derivatives()]
+    if fit_ramp:
+        columns += [1j * factor * p * value for p in positions]
     size = len(columns)
     normal = np.empty((size, size))
     rhs = np.empty(size)
@@ -127,18 +131,18 @@ def _gauss_newton_step(current: _Transformed, reference: np.ndarray) -> tuple[np
         for j in range(i, size):
             normal[i, j] = normal[j, i] = np.vdot(columns[i], columns[j]).real
     step = np.linalg.lstsq(normal, rhs, rcond=None)[0]
-    return step[:ndim], step[ndim:]
+    return step[:ndim], (step[ndim:] if fit_ramp else np.zeros(ndim))
 
 
-def _register(obj: np.ndarray, reference: np.ndarray,
-              mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _register(obj: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None,
+              fit_ramp: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shift ``s`` and ramp ``g`` maximising ``|<exp(i g r) obj(r - s), ref>|``.
 
     Integer shift from the cross-correlation of the amplitudes; ramp from the
-    peak of the spectrum of ``obj(r - s) conj(ref)``; sub-pixel shift from the
-    upsampled cross-power spectrum; then Gauss-Newton steps on the complex
-    least-squares error (on ``mask`` when given), kept while they increase the
-    normalised overlap.
+    peak of the spectrum of ``obj(r - s) conj(ref)`` (held at zero unless
+    ``fit_ramp``); sub-pixel shift from the upsampled cross-power spectrum;
+    then Gauss-Newton steps on the complex least-squares error (on ``mask``
+    when given), kept while they increase the normalised overlap.
 
     Returns the transformed object (unscaled), the shift (px) and the ramp
     (rad/px).
@@ -148,12 +152,12 @@ def _register(obj: np.ndarray, reference: np.ndarray,
     product = centred_ifft(shift_spectrum(spectrum, shift)) * np.conj(reference)
     # The product carries the ramp of the object relative to the reference;
     # the ramp to apply to the object is its opposite.
-    ramp = -np.array(estimate_ramp(product, np.abs(product)))
+    ramp = -np.array(estimate_ramp(product, np.abs(product))) if fit_ramp else np.zeros(obj.ndim)
     shift = _search_shift(spectrum, reference, ramp, shift)
     current = _Transformed(spectrum, reference, shift, ramp, mask)
     ramp_scale = max(obj.shape) / 2  # rad/px -> rad at the frame edge
     for _ in range(GN_STEPS):
-        d_shift, d_ramp = _gauss_newton_step(current, reference)
+        d_shift, d_ramp = _gauss_newton_step(current, reference, fit_ramp)
         if not (np.all(np.isfinite(d_shift)) and np.all(np.isfinite(d_ramp))):
             break
         trial = _Transformed(spectrum, reference, current.shift + d_shift, current.ramp + d_ramp, mask)
@@ -175,7 +179,7 @@ def _phase_error(fitted: np.ndarray, reference: np.ndarray) -> float:
 
 
 def compare_objects(obj: np.ndarray, reference: np.ndarray, *,
-                    support: np.ndarray | None = None) -> Comparison:
+                    support: np.ndarray | None = None, ramp: bool = True) -> Comparison:
     """Compare an object with a reference up to the trivial symmetries.
 
     The object ``x`` is transformed as ``T(x) = exp(i g . r) * x'(r - s)`` with
@@ -196,6 +200,10 @@ def compare_objects(obj: np.ndarray, reference: np.ndarray, *,
     support : numpy.ndarray, bool, shape of ``reference``, optional
         When given, the error and the factor ``a`` are computed on these
         pixels of the reference frame only.
+    ramp : bool
+        Fit the phase ramp ``g`` (default). With False, ``g`` stays zero: the
+        error of the object as it is, up to global phase, scale, shift and
+        twin (a residual ramp in ``obj`` then shows in the error).
 
     Returns
     -------
@@ -237,7 +245,7 @@ def compare_objects(obj: np.ndarray, reference: np.ndarray, *,
                           phase_rad=0.0, scale=0.0, phase_error_rad=float("nan"))
     best: Comparison | None = None
     for is_twin, candidate in ((False, x), (True, twin(x))):
-        moved, shift, ramp = _register(candidate, ref, None if support is None else mask)
+        moved, shift, ramp_found = _register(candidate, ref, None if support is None else mask, ramp)
         moved = np.where(mask, moved, 0)
         energy = np.vdot(moved, moved).real
         factor = np.vdot(moved, ref) / energy if energy > 0 else 0.0
@@ -245,7 +253,7 @@ def compare_objects(obj: np.ndarray, reference: np.ndarray, *,
         if best is None or error < best.error:
             best = Comparison(error=error, twin=is_twin,
                               shift_px=tuple(float(s) for s in shift),
-                              ramp_rad_per_px=tuple(float(g) for g in ramp),
+                              ramp_rad_per_px=tuple(float(g) for g in ramp_found),
                               phase_rad=float(np.angle(factor)), scale=float(abs(factor)),
                               phase_error_rad=_phase_error(factor * moved, ref))
     return best
@@ -270,7 +278,7 @@ def symmetry_adjusted_error(obj: np.ndarray, reference: np.ndarray, *,
     return compare_objects(obj, reference, support=support).error
 
 
-def pairwise_errors(objects: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+def pairwise_errors(objects: Sequence[np.ndarray] | np.ndarray, *, ramp: bool = True) -> np.ndarray:
     """Symmetry-adjusted error of every member against every other.
 
     Parameters
@@ -278,6 +286,8 @@ def pairwise_errors(objects: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     objects : sequence of numpy.ndarray, complex, 2D or 3D
         At least two objects of one dimensionality; shapes may differ (each
         pair is compared in the frame of the larger size per axis).
+    ramp : bool
+        Fit a phase ramp (default), as in :func:`compare_objects`.
 
     Returns
     -------
@@ -299,5 +309,5 @@ def pairwise_errors(objects: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     for i in range(count):
         for j in range(count):
             if i != j:
-                errors[i, j] = compare_objects(arrays[i], arrays[j]).error
+                errors[i, j] = compare_objects(arrays[i], arrays[j], ramp=ramp).error
     return errors
