@@ -70,6 +70,8 @@ def test_the_summary_table_says_which_frame_was_chosen_and_why(capsys):
 
     why = "the full 200x256x256 frame exceeds the 1048576-voxel budget of this device"
     render_summary({"method": "hio", "shape": [84, 112, 100], "metrics": {},
-                    "preparation": {"auto_frame": {"frame_px": [84, 112, 100], "why": why}}})
+                    "preparation": {"auto_frame": {"frame_px": [84, 112, 100], "why": why}},
+                    "fit_warning": "the fit sits far above the noise level"})
     text = " ".join(re.sub(r"[│┃┌┐└┘├┤┬┴┼─━╭╮╰╯]", " ", capsys.readouterr().out).split())
     assert "frame" in text and "1048576-voxel budget" in text
+    assert "warning the fit sits far above the noise level" in text

@@ -72,6 +72,8 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto_frame = summary.get("preparation", {}).get("auto_frame")
     if auto_frame:
         rows.insert(2, ("frame", auto_frame.get("why", "")))
+    if summary.get("fit_warning"):
+        rows.append(("warning", summary["fit_warning"]))
     if summary.get("interrupted"):
         rows.append(("status", "INTERRUPTED (best result so far written)"))
     for key, value in rows:
