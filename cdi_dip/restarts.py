@@ -18,6 +18,7 @@ it back into the frame of the data (twin undone, phase ramp restored).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -27,12 +28,14 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
+from .config.psf import for_run
 from .device import make_generator
 from .ensemble import (EnsembleResult, PrtfResult, align_object, apply_ramp, compute_prtf, ensemble_statistics,
                        remove_phase_offset, twin)
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
 from .solvers import Initialiser, IterCallback, Problem, random_phases, solver_entry
+from .solvers.projections import ProjectionRun
 from .types import AlignInfo, Measurement, SolverOutput
 
 log = logging.getLogger(__name__)
@@ -115,8 +118,8 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
         if on_iter is not None:
             callback = lambda info, index=index: on_iter({**info, "run": index, "runs": cfg.runs})  # noqa: E731
         try:
-            output = entry.solve(problem, options, init=init, rng=make_generator(seed, problem.device),
-                                 on_iter=callback)
+            output = entry.solve(problem, options_for_run(options, index), init=init,
+                                 rng=make_generator(seed, problem.device), on_iter=callback)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted before run %d produced a result", index)
@@ -143,6 +146,16 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
 def _diverged(index: int, seed: int, detail: str) -> dict[str, Any]:
     """The line of :func:`selection_record`'s ``dropped`` for a run that failed."""
     return {"run": index, "seed": seed, "reason": "diverged", "detail": detail}
+
+
+def options_for_run(options: Any, index: int) -> Any:
+    """A solver's options for run ``index``: under ``--psf select`` a projection run alternates a coherent
+    model and a fitted kernel (:func:`cdi_dip.config.psf.for_run`); the double DIP alternates inside its
+    warm start instead."""
+    psf = getattr(options, "psf", None)
+    if psf is None or psf.mode != "select" or not isinstance(options, ProjectionRun):
+        return options
+    return dataclasses.replace(options, psf=for_run(psf, index))
 
 
 def _scored_run(index: int, seed: int, output: SolverOutput, problem: Problem) -> Run | None:

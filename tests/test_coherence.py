@@ -19,6 +19,7 @@ CPU = torch.device("cpu")
 @pytest.mark.parametrize("text, expected", [
     (None, PsfChoice()), ("none", PsfChoice()), ("auto", PsfChoice("fit", 1.0)),
     ("auto,0.7", PsfChoice("fit", 0.7)), ("gaussian,1.5", PsfChoice("fixed", 1.5)),
+    ("select", PsfChoice("select", 1.0)),
 ])
 def test_parse_psf(text, expected):
     assert parse_psf(text) == expected
@@ -113,3 +114,15 @@ def test_double_dip_fits_the_kernel_in_its_warm_start_and_keeps_it():
     assert output.psf is not None and output.psf.shape == (9, 9)
     assert float(output.psf.sum()) == pytest.approx(1.0, rel=1e-4)
     assert output.extra["psf"]["mode"] == "fit" and output.extra["psf"]["width_px"][0] > 0.3
+
+
+def test_select_alternates_a_coherent_and_a_fitted_model_between_runs():
+    from cdi_dip.config.psf import for_run
+    from cdi_dip.restarts import options_for_run
+
+    choice = parse_psf("select,0.8")
+    assert [for_run(choice, k) for k in range(3)] == [PsfChoice(), PsfChoice("fit", 0.8), PsfChoice()]
+    assert for_run(parse_psf("auto"), 1) == PsfChoice("fit", 1.0)
+    options = ProjectionRun.from_config(RunConfig(method="hio", psf="select").validate())
+    assert options_for_run(options, 0).psf == PsfChoice()
+    assert options_for_run(options, 1).psf == PsfChoice("fit", 1.0)

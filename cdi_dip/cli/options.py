@@ -46,7 +46,7 @@ ShrinkwrapThreshold = Annotated[Optional[float], typer.Option(
     "--shrinkwrap-threshold", help="Shrinkwrap: threshold of the blurred amplitude relative to its maximum, 0-1, "
     f"when the centre is measured \\[default: {ProjectionConfig.shrinkwrap_threshold}].", rich_help_panel=METHOD)]
 MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis (turns off the automatic frame).", rich_help_panel=PREP)]
-Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: none, auto (fit a blurring kernel), auto,SIGMA or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: none].", rich_help_panel=METHOD)]
+Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: none, auto (fit a blurring kernel), auto,SIGMA, select (random starts alternate coherent and fitted; the free likelihood picks) or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: none].", rich_help_panel=METHOD)]
 MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].", rich_help_panel=PREP)]
 Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.", rich_help_panel=PREP)]
 Threshold = Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.", rich_help_panel=PREP)]

@@ -24,8 +24,9 @@ class PsfChoice:
     Attributes
     ----------
     mode : str
-        ``"none"`` (coherent), ``"fixed"`` (a Gaussian of ``sigma_px``) or
-        ``"fit"`` (Richardson-Lucy from a Gaussian of ``sigma_px``).
+        ``"none"`` (coherent), ``"fixed"`` (a Gaussian of ``sigma_px``),
+        ``"fit"`` (Richardson-Lucy from a Gaussian of ``sigma_px``) or
+        ``"select"`` (runs alternate ``none`` and ``fit``; :func:`for_run`).
     sigma_px : float
         Gaussian standard deviation, pixels of the detector frame.
     """
@@ -39,7 +40,7 @@ class PsfChoice:
 
 
 def parse_psf(text: str | None) -> PsfChoice:
-    """Parse ``--psf``: ``none``, ``auto`` (fit), ``auto,SIGMA`` or ``gaussian,SIGMA`` (fixed).
+    """Parse ``--psf``: ``none``, ``auto`` (fit), ``auto,SIGMA``, ``select[,SIGMA]`` or ``gaussian,SIGMA`` (fixed).
 
     Raises
     ------
@@ -50,7 +51,7 @@ def parse_psf(text: str | None) -> PsfChoice:
     name, _, value = spec.partition(",")
     if name in ("none", "off") and not value:
         return PsfChoice()
-    if name in ("auto", "gaussian"):
+    if name in ("auto", "gaussian", "select"):
         sigma = DEFAULT_START_SIGMA_PX
         if value:
             try:
@@ -62,9 +63,17 @@ def parse_psf(text: str | None) -> PsfChoice:
                                         f"{MAX_KERNEL_RADIUS_PX}, e.g. --psf gaussian,1.0")
         elif name == "gaussian":
             raise InvalidInputError(f"psf {text!r}: give the width, e.g. --psf gaussian,1.0 (sigma in pixels)")
-        return PsfChoice("fit" if name == "auto" else "fixed", sigma)
-    raise InvalidInputError(f"psf {text!r}: use none, auto, auto,SIGMA or gaussian,SIGMA (sigma in pixels)")
+        return PsfChoice({"auto": "fit", "gaussian": "fixed", "select": "select"}[name], sigma)
+    raise InvalidInputError(f"psf {text!r}: use none, auto, auto,SIGMA, select or gaussian,SIGMA (sigma in pixels)")
 
 
+def for_run(choice: PsfChoice, index: int) -> PsfChoice:
+    """The choice one random start (or warm-start run) uses: ``select`` alternates a coherent model
+    (even ``index``) and a fitted kernel (odd ``index``), so that the free likelihood picks between them;
+    any other choice is the same for every run."""
+    if choice.mode != "select":
+        return choice
+    return PsfChoice("fit", choice.sigma_px) if index % 2 else PsfChoice()
 
-__all__ = ["DEFAULT_START_SIGMA_PX", "MAX_KERNEL_RADIUS_PX", "PsfChoice", "parse_psf"]
+
+__all__ = ["DEFAULT_START_SIGMA_PX", "MAX_KERNEL_RADIUS_PX", "PsfChoice", "for_run", "parse_psf"]

@@ -53,7 +53,7 @@ import torch
 from ..coherence import CoherentModulus, PartialCoherence
 from ..config import DipConfig, DipLoss, DipParam, ProjectionConfig, RunConfig
 from ..config.plan import ER
-from ..config.psf import PsfChoice, parse_psf
+from ..config.psf import PsfChoice, for_run, parse_psf
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..physics import FarField, crop_centre, pad_to_frame
@@ -383,8 +383,9 @@ class _Runner:
         self.on_iter = on_iter
         self.device = problem.counts.device
         self.frame_shape = problem.physics.shape
-        if cfg.psf.enabled:  # the starting kernel, until a warm start fits its own
-            problem.coherence = _held_fixed(PartialCoherence(problem.physics.shape, cfg.psf, problem.counts.device))
+        start = for_run(cfg.psf, 0)  # the starting kernel, until a warm start fits its own (or picks none)
+        if start.enabled:
+            problem.coherence = _held_fixed(PartialCoherence(problem.physics.shape, start, problem.counts.device))
         extent = object_extent_px(problem.counts, problem.valid, problem.physics)
         self.object_shape = object_shape(self.frame_shape, extent)
         if self.object_shape != object_shape(self.frame_shape):

@@ -27,7 +27,7 @@ import torch
 
 from ..coherence import CoherentModulus, PartialCoherence
 from ..config.plan import ER, HIO
-from ..config.psf import PsfChoice
+from ..config.psf import PsfChoice, for_run
 from ..metrics import poisson_deviance
 from ..physics import pad_to_frame
 from ..support import shrinkwrap, sigma_schedule
@@ -240,7 +240,8 @@ def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, th
         return score if math.isfinite(score) else math.inf
 
     for run in range(runs):
-        coherence = PartialCoherence(physics.shape, psf, problem.device) if psf.enabled else None
+        choice = for_run(psf, run)
+        coherence = PartialCoherence(physics.shape, choice, problem.device) if choice.enabled else None
         obj, support, interrupted = hio_in_box(problem, box, threshold=threshold, rng=rng, init=init,
                                                first_support=first_support, positivity=positivity,
                                                coherence=coherence, on_step=on_step)

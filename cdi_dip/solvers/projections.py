@@ -42,7 +42,7 @@ from ..types import SolverOutput
 from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
 from ..coherence import CoherentModulus, PartialCoherence
-from ..config.psf import PsfChoice, parse_psf
+from ..config.psf import PsfChoice, for_run, parse_psf
 from .fused import ModulusTarget, positivity_mode, select_backend
 from .init import measured_amplitude, random_phases
 from .loop import run_plan
@@ -547,7 +547,8 @@ def solve_projections(
     backend = select_backend(x.device)
     log.debug("fused steps: %s", backend.name)
 
-    coherence = PartialCoherence(physics.shape, options.psf, x.device) if options.psf.enabled else None
+    psf = for_run(options.psf, 0)  # under "select" the random starts alternate (cdi_dip.restarts)
+    coherence = PartialCoherence(physics.shape, psf, x.device) if psf.enabled else None
     modulus = CoherentModulus(coherence, counts_f, valid_f, total) if coherence is not None else None
     figures = _CheckpointFigures(physics, counts_f, valid_f, free_f, coherence)
     constrained_mode = positivity_mode("ER", positivity)
@@ -597,7 +598,7 @@ def solve_projections(
                 "the data may hold NaN/Inf counts, or try a smaller projection.beta"
             )
         if coherence is not None:
-            extra["psf"] = _final_kernel(coherence, physics, obj, counts_f, valid_f, options.psf)
+            extra["psf"] = _final_kernel(coherence, physics, obj, counts_f, valid_f, psf)
         return SolverOutput(
             obj=physics.to_centred(obj).to(torch.complex64).cpu().numpy(),
             support=physics.to_centred(final_support).cpu().numpy(),
