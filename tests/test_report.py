@@ -175,3 +175,16 @@ def test_regenerate_refuses_a_file_that_is_not_a_result(tmp_path):
         handle.create_dataset("/entry_1/instrument_1/detector_1/data", data=np.ones((8, 8)))
     with pytest.raises(InvalidInputError, match="no 2D/3D object"):
         regenerate_report(tmp_path / "input.cxi")
+
+
+def test_pearson_residual_has_unit_variance_where_the_model_is_right_and_nan_where_unmeasured():
+    from cdi_dip.report.png import pearson_residual
+
+    rng = np.random.default_rng(0)
+    model = rng.uniform(5, 500, size=(64, 64))
+    measured = rng.poisson(model).astype(float)
+    measured[0, :4] = np.nan
+    residual = pearson_residual(measured, model)
+    assert np.isnan(residual[0, :4]).all()
+    assert abs(float(np.nanstd(residual)) - 1.0) < 0.05
+    assert abs(float(np.nanmean(pearson_residual(measured, 0.5 * model)))) > 3  # a model off by 2x shows

@@ -90,8 +90,11 @@ def write_report(result: Result, directory: Path) -> list[Path]:
     measured = np.where(result.measurement.valid, result.measurement.intensity, np.nan)
     data_planes = central_planes(measured)
     fitted_planes = central_planes(result.model_intensity) if result.model_intensity is not None else None
+    residual_planes = (central_planes(pearson_residual(measured, result.model_intensity))
+                       if result.model_intensity is not None else None)
     rows = len(object_planes)
-    columns = 6 if ensemble is not None else 4
+    residual_column = 4 if residual_planes is not None else None
+    columns = 4 + (residual_planes is not None) + (2 if ensemble is not None else 0)
     fig = plt.figure(figsize=(4 * columns, 3.8 * rows + 3.2))
     grid = fig.add_gridspec(rows + 1, columns, height_ratios=[3.8] * rows + [3.2])
     axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(columns)] for r in range(rows)])
@@ -104,8 +107,11 @@ def write_report(result: Result, directory: Path) -> list[Path]:
             _show(fig, axes[row, 3], _log_image(fitted_planes[row][1]), f"fitted log10(I+1) {label}", "magma", (0, vmax))
         else:
             axes[row, 3].axis("off")
+        if residual_column is not None:
+            _show(fig, axes[row, residual_column], residual_planes[row][1],
+                  f"(measured - fitted) / sqrt(fitted) {label}", "RdBu_r", (-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
     if ensemble is not None:
-        _show_ensemble(fig, axes[:, 4:], ensemble, box)
+        _show_ensemble(fig, axes[:, columns - 2:], ensemble, box)
     if prtf is not None:
         half = columns // 2
         _plot_history(result, fig.add_subplot(grid[rows, :half]))
@@ -174,8 +180,24 @@ def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfRes
     return ", ".join(parts)
 
 
+RESIDUAL_LIMIT = 5.0
+"""The residual panels' colour range, in standard deviations of Poisson noise."""
+
+
+def pearson_residual(measured: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """``(n - m) / sqrt(max(m, 1))`` where ``measured`` is finite, NaN elsewhere (same shape).
+
+    About unit variance where the model is right; a structured pattern of
+    large values shows what the model misses (partial coherence, aliens,
+    a wrong support).
+    """
+    model = np.asarray(model, dtype=np.float64)
+    residual = (np.asarray(measured, dtype=np.float64) - model) / np.sqrt(np.maximum(model, 1.0))
+    return np.where(np.isfinite(measured), residual, np.nan)
+
+
 def _show(fig, ax, image, title, cmap, limits=None):
-    shown = ax.imshow(image, cmap=cmap, origin="lower", interpolation="nearest",
+    shown = ax.imshow(image, cmap=cmap, origin="upper", interpolation="nearest",
                       vmin=None if limits is None else limits[0], vmax=None if limits is None else limits[1])
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
@@ -311,7 +333,7 @@ def write_mask_figure(measurement, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views), 6), squeeze=False)
     legend: dict[str, str] = {}
     for ax, (title, image, masks) in zip(axes[0], views):
-        shown = ax.imshow(_log_image(image), cmap="gray", origin="lower", interpolation="nearest")
+        shown = ax.imshow(_log_image(image), cmap="gray", origin="upper", interpolation="nearest")
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="log10(counts + 1)")
         overlay = np.zeros((*image.shape, 4))
         for reason, mask in masks.items():
@@ -319,7 +341,7 @@ def write_mask_figure(measurement, path: Path) -> Path:
                 colour = MASK_COLOURS.get(reason, "#dddddd")
                 overlay[mask] = to_rgba(colour, alpha=0.85)
                 legend[reason] = colour
-        ax.imshow(overlay, origin="lower", interpolation="nearest")
+        ax.imshow(overlay, origin="upper", interpolation="nearest")
         ax.set_title(title, fontsize=10)
     if legend:
         counts = dict(measurement.excluded)
