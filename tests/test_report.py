@@ -188,3 +188,10 @@ def test_pearson_residual_has_unit_variance_where_the_model_is_right_and_nan_whe
     assert np.isnan(residual[0, :4]).all()
     assert abs(float(np.nanstd(residual)) - 1.0) < 0.05
     assert abs(float(np.nanmean(pearson_residual(measured, 0.5 * model)))) > 3  # a model off by 2x shows
+
+
+@pytest.mark.parametrize("limit, expected", [(0.3, 0.2), (7.0, 5.0), (10.0, 10.0), (260.0, 200.0), (999.0, 500.0)])
+def test_scale_bar_lengths_are_round(limit, expected):
+    from cdi_dip.report.png import nice_length
+
+    assert nice_length(limit) == pytest.approx(expected)

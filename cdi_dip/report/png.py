@@ -99,8 +99,11 @@ def write_report(result: Result, directory: Path) -> list[Path]:
     grid = fig.add_gridspec(rows + 1, columns, height_ratios=[3.8] * rows + [3.2])
     axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(columns)] for r in range(rows)])
     vmax = float(np.nanmax(_log_image(np.nan_to_num(measured))))
+    voxel = voxel_size_m(result.measurement.meta, np.shape(result.obj))
     for row, (label, plane) in enumerate(object_planes):
         _show(fig, axes[row, 0], np.abs(plane), f"amplitude {label}", "gray")
+        if voxel is not None:
+            _scale_bar(axes[row, 0], plane.shape[1], voxel[_horizontal_axis(result.obj.ndim, row)] * 1e9)
         _show(fig, axes[row, 1], _phase_where_strong(plane), f"phase (rad) {label}", "hsv", (-np.pi, np.pi))
         _show(fig, axes[row, 2], _log_image(data_planes[row][1]), f"measured log10(I+1) {label}", "magma", (0, vmax))
         if fitted_planes is not None:
@@ -178,6 +181,26 @@ def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfRes
     if result.interrupted:
         parts.append("INTERRUPTED")
     return ", ".join(parts)
+
+
+def _horizontal_axis(ndim: int, plane: int) -> int:
+    """The array axis shown horizontally in plane ``plane`` of :func:`central_planes`."""
+    return 1 if ndim == 2 or plane == 2 else 2
+
+
+def nice_length(limit: float) -> float:
+    """The largest of 1, 2 or 5 times a power of ten not above ``limit`` (> 0)."""
+    power = 10.0 ** np.floor(np.log10(limit))
+    return max(step * power for step in (1.0, 2.0, 5.0) if step * power <= limit)
+
+
+def _scale_bar(ax, width_px: int, nm_per_px: float) -> None:
+    """A white bar of a round length in nm, about a quarter of the image wide, at its lower left."""
+    length_nm = nice_length(0.25 * width_px * nm_per_px)
+    length_px = length_nm / nm_per_px
+    x0, y0 = ax.get_xlim()[0] + 0.05 * width_px, ax.get_ylim()[0] - 0.06 * abs(np.diff(ax.get_ylim())[0])
+    ax.plot([x0, x0 + length_px], [y0, y0], color="white", linewidth=3)
+    ax.text(x0 + length_px / 2, y0, f"{length_nm:g} nm", color="white", fontsize=8, ha="center", va="bottom")
 
 
 RESIDUAL_LIMIT = 5.0
