@@ -8,7 +8,7 @@ import pytest
 
 from cdi_dip.config import PrepConfig
 from cdi_dip.prepare.frame import fit_to_budget, signal_half_widths
-from cdi_dip.prepare.stages import fft_friendly_below, is_fft_friendly, prepare
+from cdi_dip.prepare.stages import is_fft_friendly, prepare
 from cdi_dip.types import Measurement
 
 
@@ -55,7 +55,7 @@ def test_a_frame_within_the_budget_or_with_max_size_is_left_alone():
 
 @pytest.mark.parametrize("sizes, budget", [((200, 256, 240), 2**20), ((512, 512), 2**16), ((64, 48, 40), 10**6)])
 def test_fit_to_budget_shrinks_evenly_to_fft_friendly_sizes(sizes, budget):
-    fitted = fit_to_budget(sizes, budget, friendly_below=fft_friendly_below, minimum=8)
+    fitted = fit_to_budget(sizes, budget)
     assert math.prod(fitted) <= budget
     assert all(is_fft_friendly(n) and n <= s for n, s in zip(fitted, sizes))
     if math.prod(sizes) > budget:  # nothing is cut by more than the even factor needs (and a rounding step)

@@ -23,6 +23,36 @@ import numpy as np
 
 from .._ndimage import label
 
+MIN_FRAME = 8
+"""Smallest frame (pixels per axis) that can be reconstructed."""
+
+
+def is_fft_friendly(n: int) -> bool:
+    """True when ``n`` is even and has no prime factor above 7."""
+    if n < 2 or n % 2:
+        return False
+    for prime in (2, 3, 5, 7):
+        while n % prime == 0:
+            n //= prime
+    return n == 1
+
+
+def fft_friendly_below(n: int) -> int:
+    """Largest FFT-friendly even size ``<= n`` (at least 2)."""
+    for size in range(max(int(n), 2), 1, -1):
+        if is_fft_friendly(size):
+            return size
+    return 2
+
+
+def fft_friendly_above(n: int) -> int:
+    """Smallest FFT-friendly even size ``>= n``."""
+    size = max(int(n), 2)
+    while not is_fft_friendly(size):
+        size += 1
+    return size
+
+
 CPU_VOXEL_BUDGET = 2**20
 """Largest frame (voxels) framed automatically on a CPU: about a million voxels
 (e.g. 96x104x104) runs the default HIO plan in minutes on two cores."""
@@ -111,7 +141,7 @@ def signal_half_widths(intensity: np.ndarray, valid: np.ndarray, centre: Sequenc
     return tuple(int(min(r, max(c, n - c))) for r, c, n in zip(reach, centre, intensity.shape))
 
 
-def fit_to_budget(sizes: Sequence[int], budget: int, *, friendly_below, minimum: int) -> tuple[int, ...]:
+def fit_to_budget(sizes: Sequence[int], budget: int) -> tuple[int, ...]:
     """Sizes shrunk by one factor on every axis until their product fits ``budget``.
 
     Parameters
@@ -120,24 +150,25 @@ def fit_to_budget(sizes: Sequence[int], budget: int, *, friendly_below, minimum:
         Frame size per axis (pixels), FFT-friendly.
     budget : int
         Largest product allowed (voxels).
-    friendly_below : callable
-        ``n -> the largest FFT-friendly size <= n``.
-    minimum : int
-        Smallest size allowed per axis.
+
+    Returns
+    -------
+    tuple of int
+        FFT-friendly sizes (:func:`fft_friendly_below`), none below :data:`MIN_FRAME`.
     """
     sizes = list(sizes)
     if math.prod(sizes) <= budget:
         return tuple(sizes)
     factor = (budget / math.prod(sizes)) ** (1 / len(sizes))
-    sizes = [max(friendly_below(int(n * factor)), minimum) for n in sizes]
-    while math.prod(sizes) > budget and max(sizes) > minimum:
+    sizes = [max(fft_friendly_below(int(n * factor)), MIN_FRAME) for n in sizes]
+    while math.prod(sizes) > budget and max(sizes) > MIN_FRAME:
         largest = int(np.argmax(sizes))
-        sizes[largest] = max(friendly_below(sizes[largest] - 1), minimum)
+        sizes[largest] = max(fft_friendly_below(sizes[largest] - 1), MIN_FRAME)
     return tuple(sizes)
 
 
 def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int], full_sizes: Sequence[int],
-                 budget: int, *, friendly_above, friendly_below, minimum: int) -> FrameChoice | None:
+                 budget: int) -> FrameChoice | None:
     """The frame for a measurement whose full frame exceeds ``budget``; None when it fits.
 
     Parameters
@@ -150,16 +181,12 @@ def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int]
         The frame that keeps the whole detector (pixels per axis).
     budget : int
         Voxel budget (:func:`voxel_budget`).
-    friendly_above, friendly_below : callable
-        FFT-friendly rounding up and down.
-    minimum : int
-        Smallest frame per axis.
     """
     if math.prod(full_sizes) <= budget:
         return None
     half = signal_half_widths(intensity, valid, centre)
-    signal = [min(n, friendly_above(2 * h)) for n, h in zip(full_sizes, half)]
-    sizes = fit_to_budget(signal, budget, friendly_below=friendly_below, minimum=minimum)
+    signal = [min(n, fft_friendly_above(2 * h)) for n, h in zip(full_sizes, half)]
+    sizes = fit_to_budget(signal, budget)
     shape = "x".join(map(str, full_sizes))
     if tuple(sizes) == tuple(signal):
         reason = (f"the full {shape} frame exceeds the {budget}-voxel budget of this device; "
@@ -171,5 +198,5 @@ def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int]
     return FrameChoice(sizes=tuple(sizes), signal_half_widths=half, budget_voxels=budget, reason=reason)
 
 
-__all__ = ["CPU_VOXEL_BUDGET", "GPU_VOXEL_BUDGET", "FrameChoice", "choose_frame", "fit_to_budget",
-           "signal_half_widths", "voxel_budget"]
+__all__ = ["CPU_VOXEL_BUDGET", "GPU_VOXEL_BUDGET", "MIN_FRAME", "FrameChoice", "choose_frame", "fft_friendly_above",
+           "fft_friendly_below", "fit_to_budget", "is_fft_friendly", "signal_half_widths", "voxel_budget"]

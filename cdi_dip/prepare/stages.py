@@ -27,40 +27,11 @@ from ..errors import InvalidInputError
 from ..types import Measurement
 from .corrections import bin_frames, correct_measurement
 from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
-from .frame import choose_frame
+from .frame import MIN_FRAME, choose_frame, fft_friendly_above, fft_friendly_below
+from .frame import is_fft_friendly  # noqa: F401  (importable from here, as before)
 from .symmetry import friedel_centre
 
 log = logging.getLogger(__name__)
-
-MIN_FRAME = 8
-"""Smallest frame (pixels per axis) that can be reconstructed."""
-
-
-def is_fft_friendly(n: int) -> bool:
-    """True when ``n`` is even and has no prime factor above 7."""
-    if n < 2 or n % 2:
-        return False
-    for prime in (2, 3, 5, 7):
-        while n % prime == 0:
-            n //= prime
-    return n == 1
-
-
-def fft_friendly_below(n: int) -> int:
-    """Largest FFT-friendly even size ``<= n`` (at least 2)."""
-    for size in range(max(int(n), 2), 1, -1):
-        if is_fft_friendly(size):
-            return size
-    return 2
-
-
-def fft_friendly_above(n: int) -> int:
-    """Smallest FFT-friendly even size ``>= n``."""
-    size = max(int(n), 2)
-    while not is_fft_friendly(size):
-        size += 1
-    return size
-
 
 def apply_threshold(intensity: np.ndarray, threshold: float) -> np.ndarray:
     """Counts below ``threshold`` photons set to zero (they stay valid pixels)."""
@@ -195,8 +166,7 @@ def prepare(measurement: Measurement, cfg: PrepConfig, *, voxel_budget: int | No
     sizes = [stop - start for start, stop in window]
     notes = {**measurement.notes, "centre_px": [int(c) for c in centre]}
     if cfg.max_size is None and voxel_budget is not None:
-        choice = choose_frame(intensity, trusted, centre, sizes, voxel_budget, friendly_above=fft_friendly_above,
-                              friendly_below=fft_friendly_below, minimum=MIN_FRAME)
+        choice = choose_frame(intensity, trusted, centre, sizes, voxel_budget)
         if choice is not None:
             log.info("frame: %s", choice.reason)
             notes["auto_frame"] = choice.as_note()
