@@ -19,8 +19,8 @@ A 3D Bragg frame is indexed ``[rocking, row, column]``. Its object is in
 the *detector frame*: the real-space step of index ``i`` is the vector
 ``a_i`` dual to the reciprocal step ``b_i`` of the data (``a_i . b_j N_j =
 2 pi delta_ij``), and these vectors are not orthogonal (see
-:func:`real_space_basis`). No interpolation to an orthogonal lab grid is
-done here.
+:func:`real_space_basis`). Resampling onto an orthogonal lab or crystal grid
+is :mod:`cdi_dip.orthogonal`'s.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .types import ScanMeta
 if TYPE_CHECKING:
     from .config import GeometryConfig
 
-__all__ = ["HC_KEV_M", "DEFAULT_PIXEL_ORIENTATION", "apply_geometry", "bragg_geometry", "detector_voxel_m", "lab_vectors", "q_norm_per_m",
+__all__ = ["HC_KEV_M", "DEFAULT_PIXEL_ORIENTATION", "apply_geometry", "bragg_geometry", "detector_voxel_m", "lab_vectors", "q_direction", "q_norm_per_m",
            "real_space_basis", "rocking_voxel_m", "scattering_angle_rad", "strain_weights_per_m", "voxel_size_m",
            "wavelength_m_from_kev"]
 
@@ -242,6 +242,11 @@ def lab_vectors(delta_deg: float, gamma_deg: float,
 
 def _pixel_orientation(meta: ScanMeta) -> str:
     return str(meta.extra.get("pixel_orientation", DEFAULT_PIXEL_ORIENTATION))
+
+
+def q_direction(meta: ScanMeta) -> np.ndarray:
+    """``Q / |Q|`` in the lab frame (x, y, z) of a geometry with detector angles, shape (3,)."""
+    return lab_vectors(*meta.detector_angles_deg, _pixel_orientation(meta))["q"]
 
 
 def real_space_basis(meta: ScanMeta, shape: Sequence[int]) -> np.ndarray:

@@ -5,21 +5,27 @@ Mater. 8, 291, 2009). Its twin (``conj(x(-r))``, which phase retrieval
 cannot tell from it) and the opposite Fourier sign convention both flip the
 sign of ``u`` and of the strain; the sign here is that of the stored phase.
 
-Everything works on the detector-frame array (:mod:`cdi_dip.geometry`): the
-strain along ``Q`` is taken from derivatives along the array axes weighted
-by :func:`cdi_dip.geometry.strain_weights_per_m`, which is exact to first
-order without an orthogonal lab grid; the maps themselves stay on the
-detector-frame (sheared) grid.
+On the detector-frame array (:mod:`cdi_dip.geometry`) the strain along
+``Q`` is taken from derivatives along the array axes weighted by
+:func:`cdi_dip.geometry.strain_weights_per_m`, which is exact to first order
+without an orthogonal grid. :func:`orthogonal_strain_maps` first resamples
+the object onto an orthogonal lab or crystal grid (:mod:`cdi_dip.orthogonal`)
+and does the same there, with the weights ``(Q/|Q| . e_k) / voxel``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["StrainMaps", "axis_derivative", "displacement_m", "strain_along", "strain_maps", "unwrap_phase", "wrap"]
+if TYPE_CHECKING:
+    from .orthogonal import OrthogonalGrid
+
+__all__ = ["StrainMaps", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
+           "unwrap_phase", "wrap"]
 
 
 def wrap(phase: np.ndarray) -> np.ndarray:
@@ -228,3 +234,35 @@ def strain_maps(obj: np.ndarray, support: np.ndarray, q_norm_per_m: float,
     weights = np.asarray(weights_per_m, dtype=np.float64)
     return StrainMaps(phase_rad=phase, displacement_m=u, strain=strain_along(u, weights), support=support,
                       q_norm_per_m=float(q_norm_per_m), weights_per_m=weights)
+
+
+def orthogonal_strain_maps(obj: np.ndarray, support: np.ndarray, grid: OrthogonalGrid, q_norm_per_m: float,
+                           q_hat: Sequence[float]) -> tuple[StrainMaps, np.ndarray]:
+    """The strain maps of a detector-frame object on an orthogonal grid, and the resampled object.
+
+    The object and support are resampled (:func:`cdi_dip.orthogonal.orthogonalise`),
+    the phase unwrapped on the grid, ``u = phase / |Q|``, and the strain is
+    ``sum_k (Q/|Q| . e_k) / voxel du/dm_k``: in the ``crystal`` frame the
+    derivative along array axis 0 alone.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, shape ``grid.detector_shape``
+        Detector-frame object.
+    support : numpy.ndarray, bool, same shape
+    grid : OrthogonalGrid
+        :func:`cdi_dip.orthogonal.orthogonal_grid`.
+    q_norm_per_m : float
+        ``|Q|``, rad/m.
+    q_hat : sequence of 3 float
+        ``Q`` direction, lab (x, y, z).
+
+    Returns
+    -------
+    (StrainMaps, numpy.ndarray)
+        The maps on the grid (shape ``grid.shape``) and the resampled object (complex128).
+    """
+    from .orthogonal import orthogonalise, q_strain_weights_per_m
+
+    resampled, inside = orthogonalise(obj, support, grid)
+    return strain_maps(resampled, inside, q_norm_per_m, q_strain_weights_per_m(grid, q_hat)), resampled
