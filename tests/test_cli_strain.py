@@ -1,5 +1,7 @@
 """``cdi-dip strain`` on a written 3D result whose displacement field is known, and its bad inputs."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from cdi_dip.cli.app import app
-from cdi_dip.geometry import wavelength_m_from_kev
+from cdi_dip.geometry import real_space_basis, wavelength_m_from_kev
 from cdi_dip.io.writers import write_result_cxi
 from cdi_dip.types import Measurement, Result, ScanMeta
 
@@ -30,7 +32,8 @@ def test_strain_command_recovers_a_known_strain(tmp_path):
     obj, support, expected = quadratic_crystal(META, SHAPE)
     source = _write(tmp_path / "crystal.cxi", META, obj, support)
     before = source.read_bytes()
-    run = CliRunner().invoke(app, ["strain", str(source), "--out", str(tmp_path / "strain"), "--json"])
+    run = CliRunner().invoke(app, ["strain", str(source), "--out", str(tmp_path / "strain"), "--frame", "detector",
+                                   "--json"])
     assert run.exit_code == 0, run.output
     assert source.read_bytes() == before  # the input is never modified
     with h5py.File(tmp_path / "strain" / "strain.cxi", "r") as file:
@@ -51,9 +54,50 @@ def test_bragg_angle_stands_in_for_unknown_detector_angles(tmp_path):
     obj, support, _ = quadratic_crystal(META, SHAPE)
     meta = ScanMeta(META.wavelength_m, META.distance_m, META.pixel_size_m)  # no angles, no step
     source = _write(tmp_path / "crystal.cxi", meta, obj, support)
-    run = CliRunner().invoke(app, ["strain", str(source), "--bragg-angle-deg", "17.16", "--json"])
+    run = CliRunner().invoke(app, ["strain", str(source), "--bragg-angle-deg", "17.16", "--frame", "detector", "--json"])
     assert run.exit_code == 0, run.output
     assert (tmp_path / "strain.cxi").is_file()
+    run = CliRunner().invoke(app, ["strain", str(source), "--bragg-angle-deg", "17.16"])  # lab: needs the step
+    assert run.exit_code == 2 and "--rocking-step-deg" in run.output
+    run = CliRunner().invoke(app, ["strain", str(source), "--bragg-angle-deg", "17.16", "--rocking-step-deg", "0.02",
+                                   "--json"])
+    assert run.exit_code == 0, run.output
+
+
+@pytest.mark.parametrize("frame", ["lab", "crystal"])
+def test_orthogonal_frames_write_isotropic_files(tmp_path, frame):
+    obj, support, _ = quadratic_crystal(META, SHAPE)
+    source = _write(tmp_path / "crystal.cxi", META, obj, support)
+    args = ["strain", str(source), "--out", str(tmp_path / "strain"), "--json"]
+    run = CliRunner().invoke(app, args + ["--frame", frame] if frame != "lab" else args)  # lab is the default
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout)
+    voxel = summary["voxel_size_nm"]
+    assert summary["frame"] == frame and voxel[0] == voxel[1] == voxel[2] and 5 < voxel[0] < 40
+    with h5py.File(tmp_path / "strain" / "strain.cxi", "r") as file:
+        group = file["/entry_1/strain_1"]
+        assert group["frame"][()].decode() == frame
+        assert group["voxel_size_nm"][()] == pytest.approx(voxel)
+        assert group["basis"][()] == pytest.approx(real_space_basis(META, SHAPE))
+        assert group["basis"].attrs["units"] == "m"
+        assert group["rotation"].shape == (3, 3) and group["origin_nm"].shape == (3,)
+        strain = group["strain"][()]
+        assert list(strain.shape) == summary["shape"] != list(SHAPE)
+        assert np.isfinite(strain[group["support"][()] == 1]).all()
+    with tifffile.TiffFile(tmp_path / "strain" / "crystal_strain.tif") as tif:
+        assert tif.shaped_metadata[0]["voxel_size_nm"] == pytest.approx(voxel)
+    vti = (tmp_path / "strain" / "crystal_strain.vti").read_text()
+    spacing = [float(v) for v in vti.split('Spacing="')[1].split('"')[0].split()]
+    assert spacing == pytest.approx(voxel)
+    assert (tmp_path / "strain" / "strain.png").stat().st_size > 0
+
+
+def test_bad_frame_is_one_line_and_exit_2(tmp_path):
+    obj, support, _ = quadratic_crystal(META, SHAPE)
+    source = _write(tmp_path / "crystal.cxi", META, obj, support)
+    run = CliRunner().invoke(app, ["strain", str(source), "--frame", "sample"])
+    assert run.exit_code == 2
+    assert run.stdout == "" and len(run.stderr.strip().splitlines()) == 1 and "--frame" in run.stderr
 
 
 @pytest.mark.parametrize("case", ["missing", "2d", "no_geometry", "no_angles"])

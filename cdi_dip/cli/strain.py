@@ -18,6 +18,7 @@ def strain(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for strain.cxi, the TIFFs, the VTI and strain.png \\[default: beside the result].")] = None,
     d_spacing_nm: Annotated[Optional[float], typer.Option("--d-spacing-nm", help="Lattice spacing of the reflection, nm: |Q| = 2 pi / d.")] = None,
     bragg_angle_deg: Annotated[Optional[float], typer.Option("--bragg-angle-deg", help="Bragg angle theta_B, degrees (in-plane scattering when the detector angles are unknown).")] = None,
+    frame: Annotated[Optional[str], typer.Option("--frame", help="Frame of the files: detector (the sheared array as reconstructed), lab (orthogonal, axes z along the beam, y up, x) or crystal (orthogonal, axis 0 along Q); lab and crystal resample onto isotropic voxels and need the rocking step \\[default: lab].")] = None,
     energy_kev: opt.EnergyKev = None,
     distance_m: opt.DistanceM = None,
     rocking_step_deg: opt.RockingStepDeg = None,
@@ -25,12 +26,12 @@ def strain(
     json_output: opt.Json = False,
     verbose: opt.Verbose = False,
 ) -> None:
-    """Unwrap the phase in the support, and write the displacement and strain along Q (detector frame)."""
+    """Unwrap the phase in the support, and write the displacement and strain along Q (lab frame by default)."""
     setup_logging(False, verbose)
     with exit_codes():
         from ..config import GeometryConfig
         from ..errors import InvalidInputError
-        from ..strain_result import strain_of_result
+        from ..strain_result import DEFAULT_FRAME, strain_of_result
 
         for name, value in (("--d-spacing-nm", d_spacing_nm), ("--bragg-angle-deg", bragg_angle_deg)):
             if value is not None and not 0 < value < (90 if name == "--bragg-angle-deg" else 1e3):
@@ -39,10 +40,12 @@ def strain(
         geometry = GeometryConfig(**opt.overrides(locals()).get("geometry", {}))
         geometry.validate()
         summary = strain_of_result(result, out, geometry=geometry, d_spacing_nm=d_spacing_nm,
-                                   bragg_angle_deg=bragg_angle_deg, command_line=shlex.join(sys.argv))
+                                   bragg_angle_deg=bragg_angle_deg, frame=frame or DEFAULT_FRAME, command_line=shlex.join(sys.argv))
     if json_output:
         print_json(summary)
     else:
+        voxel = ", ".join(f"{v:.3g}" for v in summary["voxel_size_nm"])
+        typer.echo(f"{summary['frame']} frame, voxel ({voxel}) nm, grid {tuple(summary['shape'])}")
         typer.echo(f"strain along Q: rms {summary.get('strain_rms', float('nan')):.3g}, "
                    f"range [{summary.get('strain_min', float('nan')):.3g}, {summary.get('strain_max', float('nan')):.3g}] "
                    f"over {summary.get('voxels', 0)} voxels")

@@ -259,8 +259,11 @@ def _central(volume: np.ndarray, axis: int) -> np.ndarray:
     return np.take(volume, volume.shape[axis] // 2, axis=axis)
 
 
-def write_strain_figure(path: Path, maps: StrainMaps, voxel_nm: tuple[float, ...], title: str) -> Path:
-    """``strain.png``: central planes of the displacement (nm) and strain along Q, axes in nm (detector frame).
+def write_strain_figure(path: Path, maps: StrainMaps, voxel_nm: tuple[float, ...], title: str, *,
+                        axis_names: tuple[str, str, str] = ("rocking", "row", "column"),
+                        origin_nm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                        frame: str = "detector frame, not orthogonalised") -> Path:
+    """``strain.png``: central planes of the displacement (nm) and strain along Q, axes in nm.
 
     Parameters
     ----------
@@ -271,6 +274,12 @@ def write_strain_figure(path: Path, maps: StrainMaps, voxel_nm: tuple[float, ...
     voxel_nm : tuple of 3 float
         Voxel size, array order, nm.
     title : str
+    axis_names : tuple of 3 str
+        Names of the array axes on the panels (default: the detector frame's).
+    origin_nm : tuple of 3 float
+        Coordinate of the centre of voxel ``[0, 0, 0]`` along each array axis, nm.
+    frame : str
+        Said after the title.
     """
     import matplotlib
 
@@ -280,10 +289,11 @@ def write_strain_figure(path: Path, maps: StrainMaps, voxel_nm: tuple[float, ...
     strain = maps.strain
     limit = float(np.nanpercentile(np.abs(strain), 99)) if np.isfinite(strain).any() else 1.0
     fig, axes = plt.subplots(2, 3, figsize=(13, 8), squeeze=False)
-    names = ("rocking", "row", "column")
+    names = axis_names
     for axis in range(3):
         kept = [a for a in range(3) if a != axis]
-        extent = (0, strain.shape[kept[1]] * voxel_nm[kept[1]], 0, strain.shape[kept[0]] * voxel_nm[kept[0]])
+        extent = tuple(origin_nm[k] + (side * strain.shape[k] - 0.5) * voxel_nm[k]  # pixel edges
+                       for k in (kept[1], kept[0]) for side in (0, 1))
         for row, (image, label, cmap, limits) in enumerate((
                 (maps.displacement_m * 1e9, "displacement along Q (nm)", "coolwarm", None),
                 (strain, "strain along Q", "RdBu_r", (-limit, limit)))):
@@ -294,7 +304,7 @@ def write_strain_figure(path: Path, maps: StrainMaps, voxel_nm: tuple[float, ...
             ax.set_xlabel(f"{names[kept[1]]} (nm)")
             ax.set_ylabel(f"{names[kept[0]]} (nm)")
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle(title + " (detector frame, not orthogonalised)", fontsize=11)
+    fig.suptitle(f"{title} ({frame})", fontsize=11)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
