@@ -304,8 +304,9 @@ def orthogonalise(obj: np.ndarray, support: np.ndarray, grid: OrthogonalGrid) ->
     support = np.asarray(support, dtype=bool)
     ramp = phase_ramp(obj, support)
     centre = np.asarray(grid.detector_shape, dtype=np.float64) // 2
-    offsets = np.indices(grid.detector_shape, dtype=np.float64) - centre[:, None, None, None]
-    flat = np.asarray(obj) * np.exp(-1j * np.tensordot(ramp, offsets, axes=1))
+    ramp_phase = sum(step * (np.arange(n) - c).reshape([-1 if k == axis else 1 for k in range(3)])
+                     for axis, (step, n, c) in enumerate(zip(ramp, grid.detector_shape, centre)))
+    flat = np.asarray(obj) * np.exp(-1j * ramp_phase)
     size = int(np.prod(grid.shape))
     values = np.empty(size, dtype=np.complex128)
     inside = np.empty(size, dtype=bool)

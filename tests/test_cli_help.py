@@ -28,7 +28,7 @@ def test_reconstruct_help_shows_the_defaults_written_in_brackets():
     assert "default: beside the result" in _help("report")
 
 
-@pytest.mark.parametrize("command", ["reconstruct", "batch", "inspect", "simulate", "report", "compare"])
+@pytest.mark.parametrize("command", ["reconstruct", "batch", "inspect", "simulate", "report", "compare", "strain"])
 def test_help_shows_every_default(command):
     """A non-None default of a valued option is shown; so is every ``[default: ...]`` written in a help text."""
     text = _help(command)
