@@ -399,7 +399,12 @@ def _compiled_here() -> ctypes.CDLL:
         raise OSError("no C compiler found (cc, gcc or $CC)")
     name = _kernel_name(compiler)
     folder = _trusted_cache_folder()
-    return _load_from_cache(folder, name, compiler) if folder is not None else _load_private(name, compiler)
+    try:
+        return _load_from_cache(folder, name, compiler) if folder is not None else _load_private(name, compiler)
+    except FileNotFoundError as exc:
+        if exc.filename != compiler:
+            raise
+        raise OSError(f"C compiler {compiler} not found") from exc
 
 
 def _installed_path() -> Path:
