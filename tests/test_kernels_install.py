@@ -25,6 +25,7 @@ def installed_library(tmp_path_factory) -> Path:
     """The library as ``pip install`` builds it: setup.py's ``build_ext`` into a temporary folder."""
     if fused._compiler() is None:
         pytest.skip("no C compiler (cc, gcc or $CC) to build the library with")
+    pytest.importorskip("setuptools")
     folder = tmp_path_factory.mktemp("install")
     result = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(folder / "lib"),
                              "--build-temp", str(folder / "temp")], cwd=ROOT, capture_output=True, text=True)
