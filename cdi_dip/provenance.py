@@ -12,25 +12,29 @@ import torch
 from . import __version__
 
 
-def software_versions(device: torch.device) -> dict[str, str]:
+def software_versions(device: torch.device, kernels: str | None = None) -> dict[str, str]:
     """Versions of cdi-dip and of the libraries that decide its numbers, and the device it ran on.
 
     Parameters
     ----------
     device : torch.device
+    kernels : str, optional
+        The elementwise kernels the solver used (``Backend.description`` of
+        :mod:`cdi_dip.solvers.fused`, e.g. ``"c (built at install)"``).
 
     Returns
     -------
     dict of str to str
-        ``cdi_dip``, ``python``, ``torch``, ``numpy``, ``h5py``, ``platform``
-        and ``device_name`` (the GPU's name, or the CPU's architecture).
+        ``cdi_dip``, ``python``, ``torch``, ``numpy``, ``h5py``, ``platform``,
+        ``device_name`` (the GPU's name, or the CPU's architecture) and, when
+        given, ``kernels``.
     """
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         cuda = torch.version.cuda or "unknown"
     else:
         name, cuda = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)", "none"
-    return {
+    versions = {
         "cdi_dip": __version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -40,3 +44,6 @@ def software_versions(device: torch.device) -> dict[str, str]:
         "platform": platform.platform(),
         "device_name": name,
     }
+    if kernels is not None:
+        versions["kernels"] = kernels
+    return versions

@@ -207,7 +207,7 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
         masks=masks,
         solver=combined.best.output.extra,
         noise=problem.noise,
-        versions=software_versions(device),
+        versions=software_versions(device, kernels=combined.best.output.extra.get("kernels")),
         ensemble=combined.ensemble,
         prtf=combined.prtf if combined.ensemble is not None else None,
     )

@@ -315,7 +315,7 @@ def test_a_planted_library_file_is_compiled_over_not_loaded(kernels, tmp_path, m
     planted = folder / kernels._kernel_name(kernels._compiler())
     planted.write_bytes(b"not a shared library")  # loading it would raise OSError
     planted.chmod(mode)
-    library = kernels._load_c_library()
+    library = kernels._load_c_library().library
     assert library is not None and library._name == str(planted)
     assert _is_elf(planted) and planted.stat().st_mode & 0o077 == 0
     assert ("writable by its group or by others" if mode == 0o666 else "cannot be loaded") in caplog.text
@@ -341,7 +341,7 @@ def test_nothing_is_loaded_from_an_untrusted_cache_folder(kernels, tmp_path, mon
     planted.write_bytes(b"\x7fELF planted")
     planted.chmod(0o700)
     spoil(folder)
-    library = kernels._load_c_library()
+    library = kernels._load_c_library().library
     assert library is not None and not library._name.startswith(str(folder))  # compiled privately
     assert library.cdi_modulus is not None
     assert planted.read_bytes() == b"\x7fELF planted" and list(folder.iterdir()) == [planted]
@@ -351,7 +351,7 @@ def test_nothing_is_loaded_from_an_untrusted_cache_folder(kernels, tmp_path, mon
 def test_the_cache_folder_is_made_private(kernels, tmp_path, monkeypatch):
     folder = tmp_path / "new" / "cache"
     monkeypatch.setenv("CDI_DIP_CACHE", str(folder))
-    library = kernels._load_c_library()
+    library = kernels._load_c_library().library
     assert library is not None and library._name.startswith(str(folder))
     assert folder.stat().st_mode & 0o777 == 0o700
     (built,) = folder.iterdir()  # no temporary leftovers

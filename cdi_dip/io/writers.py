@@ -15,7 +15,7 @@ CXI result layout (readable by h5py and silx without this package)::
     /entry_1/image_1/x_pixel_size, y_pixel_size   m, the last two axes (and z_pixel_size in 3D)
     /entry_1/image_1/process_1/program            "cdi-dip"
     /entry_1/image_1/process_1/version, command, date, method
-    /entry_1/image_1/process_1/versions/...       python, torch, cuda, numpy, h5py, platform, device_name
+    /entry_1/image_1/process_1/versions/...       python, torch, cuda, numpy, h5py, platform, device_name, kernels
     /entry_1/image_1/process_1/configuration      JSON string of the full configuration
     /entry_1/image_1/process_1/parameters/...     the same configuration as a group tree; unset
                                                   settings (None) are left out and named in the

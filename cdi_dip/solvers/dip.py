@@ -839,6 +839,7 @@ def _output(runner: _Runner, frame: torch.Tensor, best: _Best, history: list[dic
         "work_iterations": runner.work_done,
         "memory_estimate_bytes": estimate_dip_memory_bytes(physics.shape, cfg),
         "wall_s": time.perf_counter() - start,
+        "kernels": "torch (double DIP)",
         **runner.extra,
     }
     obj = frame.detach().to(torch.complex64).cpu().numpy()

@@ -19,18 +19,25 @@ its C kernels:
 
 Two implementations of the same equations, chosen by :func:`select_backend`:
 
-- ``"c"`` (CPU only): two loops of C, compiled once per machine with the
-  system C compiler (``$CC``, else ``cc``/``gcc``; ``-O3 -march=native``),
-  cached under ``$CDI_DIP_CACHE`` (default ``~/.cache/cdi-dip``, mode 0o700;
-  a folder or file that someone else owns or can write is never loaded
-  from, see :func:`_load_c_library`) and called through :mod:`ctypes` on
-  the tensors' memory. ctypes releases the GIL, so
-  large arrays are split over ``torch.get_num_threads()`` Python threads.
+- ``"c"`` (CPU only): two loops of C (``fused_kernels.c``) called through
+  :mod:`ctypes` on the tensors' memory. ctypes releases the GIL, so large
+  arrays are split over ``torch.get_num_threads()`` Python threads. The
+  library is, in this order (:func:`_load_c_library`): compiled once per
+  machine with the system C compiler (``$CC``, else ``cc``/``gcc``;
+  ``-O3 -march=native``), cached under ``$CDI_DIP_CACHE`` (default
+  ``~/.cache/cdi-dip``, mode 0o700; a folder or file that someone else owns
+  or can write is never loaded from); else the portable build that
+  ``pip install`` made (setup.py, ``-O3``), where a compiler worked at
+  install time.
 - ``"torch"`` (any device): a few in-place torch operations on kept
-  scratch frames.
+  scratch frames. On a CPU without either C build they are slower, and a
+  warning says so (:data:`SLOWER_WARNING`).
 
 ``CDI_DIP_KERNELS=auto|c|torch`` overrides the choice (``auto``: C on CPU when
-it compiles, torch otherwise). docs/speed.md has the measurements.
+either build works, torch otherwise). :attr:`Backend.description` says which
+kernels a run used and where they come from; runs record it
+(``versions/kernels`` in the result file and ``summary.json``).
+docs/speed.md has the measurements.
 """
 
 from __future__ import annotations
@@ -66,57 +73,13 @@ support); HIO/RAAR (pixels where ``Re p < 0`` count as outside the support)."""
 MIN_CHUNK = 1 << 16
 """Fewest elements given to one thread by the C backend (below this, threads cost more than they save)."""
 
-_C_SOURCE = r"""
-#include <stdint.h>
-#include <math.h>
+_C_SOURCE_FILE = Path(__file__).with_name("fused_kernels.c")
+"""The C source of the kernels (package data; setup.py builds it at install time too)."""
 
-/* field <- amp / max(|field|, eps) * field where valid; unchanged elsewhere. |field| is sqrtf(re^2 + im^2)
-   in single precision (vectorised): within an ulp of torch.abs, which rounds hypot from double precision,
-   at less than half the cost (a double sqrt made this pass cost twice a copy of the frame). */
-void cdi_modulus(float *restrict f, const float *restrict amp, const uint8_t *restrict valid,
-                 int64_t n, float eps) {
-    for (int64_t i = 0; i < n; i++) {
-        float re = f[2 * i], im = f[2 * i + 1];
-        float magnitude = sqrtf(re * re + im * im);
-        magnitude = magnitude < eps ? eps : magnitude;  /* clamp_min: NaN stays NaN */
-        float s = valid[i] ? amp[i] / magnitude : 1.0f;
-        f[2 * i] = re * s;
-        f[2 * i + 1] = im * s;
-    }
-}
+_C_SOURCE = _C_SOURCE_FILE.read_bytes().decode()
 
-/* p <- p inside the support, a x + b p outside (0 when a = b = 0): the new iterate, in place.
-   Every load comes first and every choice is a select, so that the loops vectorise. */
-void cdi_update(float *restrict p, const float *restrict x, const uint8_t *restrict support,
-                int64_t n, float a, float b, int positivity) {
-    if (positivity == 1) {          /* ER with Re x >= 0: clip inside (NaN stays NaN, as clamp_min), zero outside */
-        for (int64_t i = 0; i < n; i++) {
-            float pr = p[2 * i], pi = p[2 * i + 1];
-            int s = support[i];
-            float clipped = pr < 0.0f ? 0.0f : pr;
-            p[2 * i] = s ? clipped : 0.0f;
-            p[2 * i + 1] = s ? pi : 0.0f;
-        }
-    } else if (a == 0.0f && b == 0.0f) {  /* ER */
-        for (int64_t i = 0; i < n; i++) {
-            float pr = p[2 * i], pi = p[2 * i + 1];
-            int s = support[i] & (positivity != 2 | pr >= 0.0f);
-            p[2 * i] = s ? pr : 0.0f;
-            p[2 * i + 1] = s ? pi : 0.0f;
-        }
-    } else {                        /* HIO, RAAR; with Re x >= 0, Re p < 0 counts as outside */
-        const int negative_outside = positivity == 2;
-        for (int64_t i = 0; i < n; i++) {
-            float pr = p[2 * i], pi = p[2 * i + 1];
-            float xr = x[2 * i], xi = x[2 * i + 1];
-            int s = support[i] & (!negative_outside | pr >= 0.0f);
-            float outside_r = a * xr + b * pr, outside_i = a * xi + b * pi;
-            p[2 * i] = s ? pr : outside_r;
-            p[2 * i + 1] = s ? pi : outside_i;
-        }
-    }
-}
-"""
+INSTALLED_LIBRARY = "libcdi_dip_fused.so"
+"""File name of the kernels built at install time (setup.py), beside this module."""
 
 
 def outside_coefficients(algorithm: str, beta: float) -> tuple[float, float]:
@@ -181,9 +144,18 @@ class ModulusTarget:
 
 
 class Backend(abc.ABC):
-    """The two fused steps on one device; see :class:`TorchBackend` and :class:`CBackend`."""
+    """The two fused steps on one device; see :class:`TorchBackend` and :class:`CBackend`.
+
+    Attributes
+    ----------
+    name : {"c", "torch"}
+    description : str
+        Which kernels and why, as a run records them: ``"c (compiled here)"``,
+        ``"c (built at install)"``, ``"torch (cuda)"``, ``"torch (no C kernels: ...)"``.
+    """
 
     name: str
+    description: str
 
     @abc.abstractmethod
     def project_modulus_(self, field: torch.Tensor, target: ModulusTarget) -> torch.Tensor:
@@ -242,7 +214,8 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self) -> None:
+    def __init__(self, description: str = "torch") -> None:
+        self.description = description
         self._scratch: dict[torch.dtype, torch.Tensor] = {}
 
     def _scratch_like(self, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -404,9 +377,8 @@ def _trusted_cache_folder() -> Path | None:
     return folder
 
 
-@functools.lru_cache(maxsize=1)
-def _load_c_library() -> ctypes.CDLL | None:
-    """The compiled kernels, built on first use; None where no compiler works (logged).
+def _compiled_here() -> ctypes.CDLL:
+    """The kernels compiled for this machine (``-march=native``), built on first use and cached.
 
     Code is loaded only from where no one else can have put it. The cache
     folder (:func:`_cache_dir`, made with mode 0o700) and the library file in
@@ -416,24 +388,114 @@ def _load_c_library() -> ctypes.CDLL | None:
     kernels are compiled into a private temporary folder for this process
     instead (a warning says how to fix the folder). The file name hashes the
     source, the flags, the CPU features and the compiler (path and version).
+
+    Raises
+    ------
+    OSError
+        Where there is no C compiler or it fails; the message says which.
     """
     compiler = _compiler()
     if compiler is None:
-        log.info("fused C kernels unavailable (no C compiler found; set CC): using torch operations")
-        return None
+        raise OSError("no C compiler found (cc, gcc or $CC)")
+    name = _kernel_name(compiler)
+    folder = _trusted_cache_folder()
     try:
-        name = _kernel_name(compiler)
-        folder = _trusted_cache_folder()
-        library = _load_from_cache(folder, name, compiler) if folder is not None else _load_private(name, compiler)
-    except OSError as exc:
-        log.info("fused C kernels unavailable (%s): using torch operations", exc)
-        return None
+        return _load_from_cache(folder, name, compiler) if folder is not None else _load_private(name, compiler)
+    except FileNotFoundError as exc:
+        if exc.filename != compiler:
+            raise
+        raise OSError(f"C compiler {compiler} not found") from exc
+
+
+def _installed_path() -> Path:
+    """Where ``pip install`` puts the library built at install time (setup.py): beside this module."""
+    return Path(__file__).with_name(INSTALLED_LIBRARY)
+
+
+def _source_hash() -> str:
+    """The first 16 hex digits of the SHA-256 of the C source (what setup.py builds into the library)."""
+    return hashlib.sha256(_C_SOURCE.encode()).hexdigest()[:16]
+
+
+def _built_at_install() -> ctypes.CDLL:
+    """The library built when cdi-dip was installed (portable ``-O3``), when it was built from this source.
+
+    It lies beside the package's Python code, which is trusted as much (no
+    ownership check: a shared install belongs to someone else).
+
+    Raises
+    ------
+    OSError
+        Where it is missing (no compiler at install time), cannot be loaded,
+        or was built from another version of the source.
+    """
+    path = _installed_path()
+    if not path.is_file():
+        raise OSError(f"no library built at install time ({path.name} is not beside {Path(__file__).name})")
+    library = ctypes.CDLL(str(path))
+    try:
+        built_from = (ctypes.c_char * 17).in_dll(library, "cdi_source_hash").value.decode()
+    except ValueError:  # symbol missing
+        built_from = "unknown"
+    if built_from != _source_hash():
+        raise OSError(f"the library built at install time ({path}) is from another source: reinstall cdi-dip")
+    return library
+
+
+def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
+    """``library`` with the argument types of its two kernels declared."""
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     library.cdi_modulus.argtypes = [pointer, pointer, pointer, size, ctypes.c_float]
     library.cdi_modulus.restype = None
     library.cdi_update.argtypes = [pointer, pointer, pointer, size, ctypes.c_float, ctypes.c_float, ctypes.c_int]
     library.cdi_update.restype = None
     return library
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The C kernels this process uses, or None, and where they come from.
+
+    Attributes
+    ----------
+    library : ctypes.CDLL or None
+        None where neither build works: torch operations then.
+    description : str
+        ``"c (compiled here)"``, ``"c (built at install)"`` or
+        ``"torch (no C kernels: <why>)"``, as runs record it.
+    """
+
+    library: ctypes.CDLL | None
+    description: str
+
+
+SLOWER_WARNING = ("the fused C kernels are unavailable ({why}): the CPU projection solvers use torch operations "
+                  "instead, so each iteration is slower (docs/speed.md). To fix it, "
+                  "install a C compiler (e.g. gcc) and reinstall cdi-dip, or set CC to a working C compiler")
+"""The warning of a run without C kernels (``{why}``: what failed)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _load_c_library() -> Kernels:
+    """The C kernels of this process, found once: compiled here, else built at install time, else none.
+
+    The library compiled for this machine (:func:`_compiled_here`) is the
+    fastest; the one built at install time (:func:`_built_at_install`) is
+    portable; without either the torch operations are used, with a warning
+    (:data:`SLOWER_WARNING`) since each iteration is then slower.
+    """
+    try:
+        return Kernels(_declare(_compiled_here()), "c (compiled here)")
+    except OSError as exc:
+        here = str(exc)[:200]
+    log.debug("fused C kernels not compiled here (%s): trying the library built at install time", here)
+    try:
+        return Kernels(_declare(_built_at_install()), "c (built at install)")
+    except OSError as exc:
+        installed = str(exc)[:200]
+    why = f"{here}; {installed}"
+    log.warning(SLOWER_WARNING.format(why=why))
+    return Kernels(None, f"torch (no C kernels: {why})")
 
 
 @functools.lru_cache(maxsize=4)
@@ -458,8 +520,9 @@ class CBackend(Backend):
 
     name = "c"
 
-    def __init__(self, library: ctypes.CDLL):
+    def __init__(self, library: ctypes.CDLL, description: str = "c"):
         self._library = library
+        self.description = description
 
     @staticmethod
     def _run(function, n: int, pointers: tuple[int, ...], item_bytes: tuple[int, ...], scalars: tuple) -> None:
@@ -534,8 +597,9 @@ def select_backend(device: torch.device, choice: str | None = None) -> Backend:
     device : torch.device
     choice : {"auto", "c", "torch"}, optional
         Default: the environment variable ``CDI_DIP_KERNELS``, else ``"auto"``
-        (the C kernels on CPU when they compile, torch operations otherwise).
-        ``"c"`` on a GPU falls back to torch.
+        (the C kernels on CPU: compiled here, else built at install time;
+        torch operations otherwise, with a warning on CPU). ``"c"`` on a GPU
+        falls back to torch.
 
     Returns
     -------
@@ -547,16 +611,20 @@ def select_backend(device: torch.device, choice: str | None = None) -> Backend:
         For any other choice, naming the environment variable when it came from there.
     """
     choice = _kernel_choice(choice)
-    if choice != "torch" and device.type == "cpu":
-        library = _load_c_library()
-        if library is not None:
-            return CBackend(library)
-    return TorchBackend()
+    if device.type != "cpu":
+        return TorchBackend(f"torch ({device.type})")
+    if choice == "torch":
+        return TorchBackend("torch (chosen)")
+    kernels = _load_c_library()
+    if kernels.library is None:
+        return TorchBackend(kernels.description)
+    return CBackend(kernels.library, kernels.description)
 
 
 __all__ = [
     "Backend",
     "CBackend",
+    "Kernels",
     "ModulusTarget",
     "TorchBackend",
     "outside_coefficients",

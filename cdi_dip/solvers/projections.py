@@ -505,8 +505,8 @@ def solve_projections(
         ``loss`` (mean Poisson deviance on the valid pixels of
         :func:`constrained_object` of the iterate), ``r_factor``,
         ``support_size`` and ``free_loss`` (with free pixels), ``interrupted``
-        after Ctrl-C, and ``extra``: ``plan``, ``kernels`` (the fused-step
-        implementation, :mod:`cdi_dip.solvers.fused`), ``best_iteration``
+        after Ctrl-C, and ``extra``: ``plan``, ``kernels`` (the fused steps used and where
+        they come from, :attr:`cdi_dip.solvers.fused.Backend.description`), ``best_iteration``
         after Ctrl-C, and the constraints chosen
         (:meth:`ObjectConstraints.summary`: ``positivity``,
         ``missing_centre``, ``initial_support``, ``shrinkwrap_threshold``...).
@@ -545,7 +545,7 @@ def solve_projections(
     x = physics.to_fft_order(init(problem, constraints.support, rng=rng)).to(torch.complex64).contiguous()
     target = ModulusTarget.build(amplitude, valid_f)
     backend = select_backend(x.device)
-    log.debug("fused steps: %s", backend.name)
+    log.debug("fused steps: %s", backend.description)
 
     psf = for_run(options.psf, 0)  # under "select" the random starts alternate (cdi_dip.restarts)
     coherence = PartialCoherence(physics.shape, psf, x.device) if psf.enabled else None
@@ -581,7 +581,7 @@ def solve_projections(
     interrupted, iteration, x = state.interrupted, state.iterations, state.x
 
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
-        extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.name, **constraints.summary()}
+        extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.description, **constraints.summary()}
         if interrupted and best.obj is not None:
             log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
                         iteration, total, best.iteration)
