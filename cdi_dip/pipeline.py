@@ -26,7 +26,7 @@ from .inspection import inspect_input
 from .io.names import safe_scan_name
 from .io.readers import scan_name
 from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
-from .reconstruction import reconstruct
+from .reconstruction import initialiser_for, reconstruct
 from .solvers import IterCallback
 from .types import Measurement
 
@@ -87,9 +87,10 @@ def reconstruct_scan(
     check_can_create(out_dir)
     resolve_device(cfg.device)
     measurement = load_scan(source, cfg, mask_specs=mask_specs)
+    init = initialiser_for(cfg, measurement)  # a bad model file is refused before anything is written
     with claim_result_folder(out_dir, folder_name or measurement.name, inputs) as folder:
         try:
-            result = reconstruct(measurement, cfg, on_iter=on_iter)
+            result = reconstruct(measurement, cfg, init=init, on_iter=on_iter)
         except torch.cuda.OutOfMemoryError:
             raise ReconstructionError("out of GPU memory: use a smaller --max-size or --device cpu") from None
         return folder.write(result, command_line=command_line)

@@ -17,9 +17,11 @@ import numpy as np
 import torch
 
 from .config import Method, RunConfig
+from .config.init_choice import parse_init
 from .device import resolve_device
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
+from .learned.initialiser import learned_initialiser
 from .memory import check_memory
 from .physics import FarField
 from .prepare.free_pixels import select_free_islands
@@ -59,7 +61,7 @@ def reconstruct(
     measurement: Measurement,
     cfg: RunConfig,
     *,
-    init: Initialiser = random_phases,
+    init: Initialiser | None = None,
     on_iter: IterCallback | None = None,
 ) -> Result:
     """Reconstruct a prepared measurement with ``cfg.runs`` random starts.
@@ -76,9 +78,9 @@ def reconstruct(
         Centred, framed data (see :func:`cdi_dip.prepare.stages.prepare`).
     cfg : RunConfig
         Validated configuration.
-    init : Initialiser
-        The starting object of every run (:mod:`cdi_dip.solvers.init`;
-        default: random phases on the measured amplitudes).
+    init : Initialiser, optional
+        The starting object of every run (:mod:`cdi_dip.solvers.init`);
+        default: the one ``cfg.init`` names (:func:`initialiser_for`).
     on_iter : callable, optional
         Called with progress dictionaries (``run``, ``runs``, ``iteration``,
         ``total``, ``loss``...).
@@ -97,6 +99,8 @@ def reconstruct(
         free (:func:`cdi_dip.memory.check_memory`).
     """
     requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
+    if init is None:
+        init = initialiser_for(cfg, measurement)
     first = _reconstruct_pass(without_rim(measurement), cfg, requested, init, on_iter)
     if measurement.provisional is None:
         return first
@@ -124,6 +128,25 @@ def reconstruct(
     second.beamstop_rim = rim.outcome(readmitted=True)
     second.wall_s += first.wall_s
     return second
+
+
+def initialiser_for(cfg: RunConfig, measurement: Measurement) -> Initialiser:
+    """The starting objects ``cfg.init`` asks for: random phases, or a learned model loaded and checked now.
+
+    ``--method net`` always needs a model (the shipped one when ``init`` is ``random``).
+
+    Raises
+    ------
+    InvalidInputError
+        A model file that is missing, foreign or damaged, for other data than
+        this measurement's dimensionality, or unable to take its frame.
+    """
+    kind, path = parse_init(cfg.init)
+    if kind == "random" and Method(cfg.method) is not Method.NET:
+        return random_phases
+    learned = learned_initialiser(path, len(measurement.shape))
+    learned.check(tuple(measurement.shape))
+    return learned
 
 
 def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
@@ -213,4 +236,4 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
     )
 
 
-__all__ = ["fit_data", "reconstruct"]
+__all__ = ["fit_data", "initialiser_for", "reconstruct"]

@@ -49,7 +49,7 @@ def test_unset_values_are_commented_out_and_ranges_shown():
     assert "beta = 0.9" in lines
     index = lines.index("beta = 0.9")
     assert lines[index - 1] == "# range: 0.0 to 1.0"
-    assert "# choices: auto, dip, hio, raar, er" in lines
+    assert "# choices: auto, dip, hio, raar, er, net" in lines
 
 
 def test_the_printed_file_is_a_config_file(tmp_path):

@@ -21,6 +21,7 @@ from .reconstruct import reconstruct
 from .report import report
 from .simulate import simulate
 from .strain import strain
+from .train import train
 from .version import version
 
 app = typer.Typer(
@@ -46,7 +47,7 @@ def _options(
     pass
 
 
-for _command in (reconstruct, simulate, inspect, compare, report, strain, version, batch, config):
+for _command in (reconstruct, simulate, inspect, compare, report, strain, train, version, batch, config):
     app.command()(_command)
 
 

@@ -57,6 +57,7 @@ def batch(
     param: opt.Param = None,
     noise: opt.Noise = None,
     psf: opt.Psf = None,
+    init: opt.Init = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Output folder: OUT/<scan-name>/ per scan and OUT/batch.json.",
         rich_help_panel=opt.OUTPUT)] = Path("results"),

@@ -26,7 +26,7 @@ METHOD = "Method"
 OUTPUT = "Output"
 RUNTIME = "Runtime"
 
-Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar or er \\[default: auto: dip for crystals, hio for specimens]", rich_help_panel=METHOD)]
+Method = Annotated[Optional[str], typer.Option("--method", "-m", help="auto, dip, hio, raar, er or net (the learned network's object alone) \\[default: auto: dip for crystals, hio for specimens]", rich_help_panel=METHOD)]
 Gpu = Annotated[bool, typer.Option("--gpu", help="Run on CUDA (same as --device cuda).", rich_help_panel=RUNTIME)]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N \\[default: auto]", rich_help_panel=RUNTIME)]
 Masks = Annotated[Optional[list[str]], typer.Option("--mask", help="Mask file (nonzero = excluded); repeat to combine.", rich_help_panel=INPUT)]
@@ -46,6 +46,7 @@ ShrinkwrapThreshold = Annotated[Optional[float], typer.Option(
     "--shrinkwrap-threshold", help="Shrinkwrap: threshold of the blurred amplitude relative to its maximum, 0-1, "
     f"when the centre is measured \\[default: {ProjectionConfig.shrinkwrap_threshold}].", rich_help_panel=METHOD)]
 MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis (turns off the automatic frame).", rich_help_panel=PREP)]
+Init = Annotated[Optional[str], typer.Option("--init", help="What starts every run: random, learned (the model shipped for the data's dimensionality) or learned:MODEL.pt (from cdi-dip train): the network's object and support start HIO/RAAR/ER and seed the double DIP's warm start \\[default: random].", rich_help_panel=METHOD)]
 Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: none, auto (fit a blurring kernel), auto,SIGMA, select (random starts alternate coherent and fitted; the free likelihood picks) or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: none].", rich_help_panel=METHOD)]
 MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].", rich_help_panel=PREP)]
 Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.", rich_help_panel=PREP)]
@@ -110,6 +111,7 @@ CONFIG_PATH: dict[str, str] = {
     "device": "device",
     "noise": "noise",
     "psf": "psf",
+    "init": "init",
     "allow_external_links": "input.allow_external_links",
     "max_size": "prep.max_size",
     "max_voxels": "prep.max_voxels",

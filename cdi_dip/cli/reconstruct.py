@@ -47,6 +47,7 @@ def reconstruct(
     param: opt.Param = None,
     noise: opt.Noise = None,
     psf: opt.Psf = None,
+    init: opt.Init = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.",
                                       rich_help_panel=opt.OUTPUT)] = Path("results"),
     name: Annotated[Optional[str], typer.Option(

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import InvalidInputError
 from . import schema
 from .plan import parse_plan
+from .init_choice import parse_init
 from .psf import parse_psf
 from .schema import check_range, option
 
@@ -28,6 +29,7 @@ class Method(str, enum.Enum):
     HIO = "hio"
     RAAR = "raar"
     ER = "er"
+    NET = "net"  # the learned network's object alone (cdi_dip.learned), for a quick look
 
 
 class CentreMethod(str, enum.Enum):
@@ -326,7 +328,7 @@ class GeometryConfig:
         schema.validate(self, "geometry")
 
 
-DEFAULT_RUNS = {Method.HIO: 4, Method.RAAR: 4, Method.ER: 4, Method.DIP: 1}
+DEFAULT_RUNS = {Method.HIO: 4, Method.RAAR: 4, Method.ER: 4, Method.DIP: 1, Method.NET: 1}
 """Random starts when none are asked for. Projection runs are cheap and about
 one start in four stagnates on simulated crystals (docs/benchmarks.md); the
 double DIP already probes several starts inside one run."""
@@ -337,10 +339,11 @@ class RunConfig:
     """Everything one reconstruction needs besides the data."""
 
     method: Method = option(Method.AUTO)
-    """Reconstruction method: auto, dip, hio, raar or er. ``auto`` (resolved by
+    """Reconstruction method: auto, dip, hio, raar, er or net. ``auto`` (resolved by
     :func:`cdi_dip.solvers.choose_method` once the data are known): the double
     DIP for crystals, HIO for specimens whose pattern is centrosymmetric, the
-    best of each on the benchmarks (docs/dip.md)."""
+    best of each on the benchmarks (docs/dip.md). ``net``: the learned
+    network's object alone (``init`` names the model), for a quick look."""
     iterations: int | None = option(None, range=(1, None))
     """Total iterations; None: the method's default."""
     runs: int | None = option(None, range=(1, 1000))
@@ -364,6 +367,12 @@ class RunConfig:
     selection, and each solver's own loss (``dip.loss``)."""
     device: str = option("auto")
     """auto, cpu, cuda or cuda:N."""
+    init: str = option("random")
+    """What starts every run: ``random`` (random phases on the measured amplitudes),
+    ``learned`` (the network shipped for the data's dimensionality) or
+    ``learned:MODEL.pt`` (a model of ``cdi-dip train``); the network's object
+    starts HIO/RAAR/ER with its support, and seeds the double DIP's warm start.
+    See :mod:`cdi_dip.learned`."""
     psf: str = option("none")
     """Partial coherence: ``none`` (a coherent model), ``auto`` (a blurring kernel
     fitted during the reconstruction, starting from a Gaussian of 1 px),
@@ -387,6 +396,7 @@ class RunConfig:
         schema.check_finite(self)  # first, in every section: a NaN named as such wherever it is
         schema.validate(self)
         parse_psf(self.psf)
+        parse_init(self.init)
         self.method = Method(self.method)
         if self.runs is None and self.method is not Method.AUTO:
             self.runs = DEFAULT_RUNS[self.method]

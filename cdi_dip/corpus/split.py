@@ -48,6 +48,22 @@ HALVES: dict[str, Half] = {
 5000-5999 where the tuning half has 1000-1999."""
 
 
+TRAINING_SEEDS = range(100_000, 1_000_000)
+"""Seeds of the samples a learned model trains on (``cdi-dip train``): disjoint from both halves."""
+
+VALIDATION_SEEDS = range(20_000, 30_000)
+"""Seeds of a training run's validation samples: disjoint from both halves and from training."""
+
+TRAINING_FAMILIES = SHARED_FAMILIES
+"""Families a learned model trains on by default: the tuning half's (the reporting-only families
+domains, irregular and porous stay unseen)."""
+
+TRAINING_CONDITIONS = ("clean", "low-flux", "beamstop-masked", "gaps", "blur")
+"""Detector conditions a learned model trains on by default: the tuning half's whose file mask tells
+the truth (hot pixels, saturation and an unmasked beamstop are found by the preparation before a
+network sees the data)."""
+
+
 def half(name: str) -> Half:
     """The half called ``name``.
 
@@ -63,6 +79,10 @@ def half(name: str) -> Half:
 
 def _check_catalogue() -> None:
     """Every name a half uses exists in the catalogue (checked on import)."""
+    unknown_training = [n for n in TRAINING_FAMILIES if n not in FAMILIES] + \
+        [n for n in TRAINING_CONDITIONS if n not in CONDITIONS]
+    if unknown_training:
+        raise RuntimeError(f"the training set names unknown families or conditions: {unknown_training}")
     for spec in HALVES.values():
         unknown = [n for n in spec.families if n not in FAMILIES] + [n for n in spec.conditions if n not in CONDITIONS]
         if unknown:

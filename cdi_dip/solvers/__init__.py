@@ -23,6 +23,7 @@ from .choice import choose_method
 from .dip import DipRun, estimate_dip_memory_bytes, solve_dip
 from .init import random_phases
 from .projections import ProjectionRun, solve_projections
+from ..learned.initialiser import NetRun, solve_net
 
 @dataclass(frozen=True)
 class SolverEntry:
@@ -62,6 +63,7 @@ SOLVERS: dict[Method, SolverEntry] = {
     Method.HIO: _projection_entry(Method.HIO),
     Method.RAAR: _projection_entry(Method.RAAR),
     Method.ER: _projection_entry(Method.ER),
+    Method.NET: SolverEntry(solve_net, NetRun.from_config, DEFAULT_RUNS[Method.NET], _projection_memory),
 }
 """Every method that runs (``auto`` is resolved to one of these first)."""
 

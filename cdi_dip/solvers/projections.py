@@ -23,6 +23,8 @@ S. Marchesini et al., Phys. Rev. B 68, 140101 (2003) (shrinkwrap).
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 from collections.abc import Callable
@@ -248,6 +250,7 @@ class ObjectConstraints:
     shrinkwrap_threshold: float
     friedel_asymmetry: FriedelAsymmetry | None
     missing_centre_radius_px: float
+    support_origin: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """Plain facts for the solver's ``extra`` (and the result file)."""
@@ -255,7 +258,8 @@ class ObjectConstraints:
             "positivity": self.positivity,
             "missing_centre": self.missing_centre,
             "missing_centre_radius_px": self.missing_centre_radius_px,
-            "initial_support": "half-autocorrelation" if self.missing_centre else "autocorrelation",
+            "initial_support": self.support_origin or ("half-autocorrelation" if self.missing_centre
+                                                       else "autocorrelation"),
             "initial_support_px": int(self.support.sum()),
             "shrinkwrap_threshold": self.shrinkwrap_threshold,
         }
@@ -320,6 +324,19 @@ def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarFi
                                     missing_centre_radius_px=radius_px)
     log.info("object constraints: %s", constraints.summary())
     return constraints
+
+
+def _with_initialiser_support(constraints: ObjectConstraints, init: Initialiser, problem: Problem) -> ObjectConstraints:
+    """The initialiser's own support in place of the autocorrelation's, when it offers one (a learned network)."""
+    offered = getattr(init, "initial_support", None)
+    if offered is None:
+        return constraints
+    support = offered(problem)
+    if not bool(support.any()):
+        log.warning("the initialiser's support is empty: keeping the autocorrelation's")
+        return constraints
+    log.info("initial support from the initialiser: %d px", int(support.sum()))
+    return dataclasses.replace(constraints, support=support, support_origin="initialiser")
 
 
 def _shrinkwrap_iterations(steps: list, period: int) -> tuple[int, int]:
@@ -533,7 +550,8 @@ def solve_projections(
         raise InvalidInputError("no valid pixel has positive counts: check the mask and the data (nothing to fit)")
     log.info("projection plan %s (%d iterations)", options.plan, total)
 
-    constraints = choose_constraints(problem.counts, problem.fit, physics, opts)
+    constraints = _with_initialiser_support(choose_constraints(problem.counts, problem.fit, physics, opts),
+                                            init, problem)
     positivity = constraints.positivity
     # Everything in FFT order from here on: no shifts inside the loop.
     counts_f = physics.to_fft_order(problem.counts)
