@@ -10,6 +10,10 @@ when its error is above 0.3 or the reconstruction stopped with an error.
 
     python benchmarks/corpus_matrix.py --threads 2 --json corpus.json --markdown
     python benchmarks/corpus_matrix.py --quick --max-cases 2 --iterations 5 --methods hio
+    python benchmarks/corpus_matrix.py --quick --dims 2 --model model.pt --methods net,hio,hio@learned
+
+A method written ``METHOD@learned`` runs ``--init learned:MODEL`` (``--model``,
+default the shipped model); ``net`` is the network's object alone.
 
 Defaults are chosen on ``--half tuning`` only; the published figures come
 from ``--half reporting`` (the default).
@@ -61,6 +65,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
     parser.add_argument("--iterations", type=int, default=None, help="as cdi-dip reconstruct --iterations")
     parser.add_argument("--device", default=None, help="as cdi-dip reconstruct --device (default auto)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model file of METHOD@learned and net (default: the shipped model)")
     parser.add_argument("--psf", default=None, help="as cdi-dip reconstruct --psf (default: the tool's, none)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="write every row, the cells and the machine here")
@@ -80,19 +86,29 @@ def selected_cases(args: argparse.Namespace) -> Iterator[CorpusCase]:
     return islice(cases, args.max_cases)
 
 
+def method_options(spec: str, model: Path | None) -> dict[str, Any]:
+    """``hio`` -> ``{"method": "hio"}``; ``hio@learned`` and ``net`` also name the model (``--init learned:MODEL``)."""
+    method, _, init = spec.partition("@")
+    learned = "learned" if model is None else f"learned:{model}"
+    if init not in ("", "learned"):
+        raise SystemExit(f"method {spec!r}: write METHOD or METHOD@learned")
+    return {"method": method, "init": learned if init or method == "net" else None}
+
+
 def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | None,
-                     device: str | None, psf: str | None = None) -> tuple[dict[str, Any], float]:
-    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D] [--psf P]``; summary and
-    seconds."""
-    cfg = build_config(None, overrides({"method": method, "seed": 0, "iterations": iterations, "device": device,
-                                        "psf": psf}))
+                     device: str | None, psf: str | None = None,
+                     model: Path | None = None) -> tuple[dict[str, Any], float]:
+    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D] [--psf P] [--init ...]``;
+    summary and seconds."""
+    cfg = build_config(None, overrides({**method_options(method, model), "seed": 0, "iterations": iterations,
+                                        "device": device, "psf": psf}))
     start = time.perf_counter()
     summary = reconstruct_scan(str(path), cfg, out)
     return summary, time.perf_counter() - start
 
 
 def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterations: int | None,
-              device: str | None, psf: str | None = None) -> Iterator[dict[str, Any]]:
+              device: str | None, psf: str | None = None, model: Path | None = None) -> Iterator[dict[str, Any]]:
     """One row per method: the case, the method run, its error, and its time in seconds: ``seconds`` the whole
     command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
     reconstruction alone (the summary's ``wall_s``)."""
@@ -107,8 +123,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
         for method in methods:
             row = {**base, "method": method}
             try:
-                summary, seconds = reconstruct_file(scan, method, folder / method, iterations=iterations, device=device,
-                                                    psf=psf)
+                summary, seconds = reconstruct_file(scan, method, folder / method.replace("@", "_"),
+                                                    iterations=iterations, device=device, psf=psf, model=model)
             except CdiDipError as exc:
                 yield {**row, "error": None, "failed": True, "status": f"{type(exc).__name__}: {exc}", "seconds": None}
                 continue
@@ -173,12 +189,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="cdi-dip-corpus-") as tmp:
         for case in selected_cases(args):
             for row in case_rows(case, methods, Path(tmp), iterations=args.iterations, device=args.device,
-                                 psf=args.psf):
+                                 psf=args.psf, model=args.model):
                 rows.append(row)
                 print(f"{row['label']} {row['method']}: error {_number(row['error'], 3)}, "
                       f"{_number(row['seconds'], 1)} s, {row['status']}", flush=True)
     machine = machine_description()
-    settings = "default configuration" + (f", --psf {args.psf}" if args.psf else "")
+    settings = "default configuration" + (f", --psf {args.psf}" if args.psf else "") + \
+        (f", model {args.model}" if args.model else "")
     print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, {settings}, seed 0, "
           f"iterations {args.iterations or 'default'}, {'quick' if args.quick else 'full'} sizes, "
           f"failure: error > {FAILURE_ERROR}\n")
