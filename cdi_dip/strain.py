@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .orthogonal import OrthogonalGrid
 
-__all__ = ["StrainMaps", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
+__all__ = ["StrainMaps", "StrainView", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
            "unwrap_phase", "wrap"]
 
 
@@ -207,6 +207,30 @@ class StrainMaps:
                 "strain_rms": float(np.sqrt(np.mean(strain ** 2))), "strain_min": float(strain.min()),
                 "strain_max": float(strain.max()), "displacement_min_nm": float(u.min()),
                 "displacement_max_nm": float(u.max()), "q_norm_per_nm": self.q_norm_per_m * 1e-9}
+
+
+@dataclass
+class StrainView:
+    """Strain maps and where their voxels sit: what a figure of them needs.
+
+    Attributes
+    ----------
+    maps : StrainMaps
+    voxel_nm : tuple of 3 float
+        Voxel size, array order, nm.
+    frame : str
+        ``"detector"``, ``"lab"`` or ``"crystal"``.
+    axis_names : tuple of 3 str
+        Names of the array axes (:data:`cdi_dip.io.strain_files.AXIS_NAMES`).
+    origin_nm : tuple of 3 float
+        Coordinate of voxel ``[0, 0, 0]`` along each array axis, nm.
+    """
+
+    maps: StrainMaps
+    voxel_nm: tuple[float, ...]
+    frame: str
+    axis_names: tuple[str, ...]
+    origin_nm: tuple[float, ...] = (0.0, 0.0, 0.0)
 
 
 def strain_maps(obj: np.ndarray, support: np.ndarray, q_norm_per_m: float,
