@@ -224,6 +224,8 @@ class StrainView:
         Names of the array axes (:data:`cdi_dip.io.strain_files.AXIS_NAMES`).
     origin_nm : tuple of 3 float
         Coordinate of voxel ``[0, 0, 0]`` along each array axis, nm.
+    detector_shape : tuple of int or None
+        Shape of the detector-frame object the maps were computed from.
     """
 
     maps: StrainMaps
@@ -231,6 +233,7 @@ class StrainView:
     frame: str
     axis_names: tuple[str, ...]
     origin_nm: tuple[float, ...] = (0.0, 0.0, 0.0)
+    detector_shape: tuple[int, ...] | None = None
 
 
 def strain_maps(obj: np.ndarray, support: np.ndarray, q_norm_per_m: float,

@@ -27,11 +27,14 @@ from .orthogonal import FRAMES, OrthogonalGrid, orthogonal_grid
 from .strain import StrainMaps, StrainView, orthogonal_strain_maps, strain_maps
 from .types import ScanMeta
 
-__all__ = ["DEFAULT_FRAME", "StrainComputation", "compute_strain", "missing_geometry", "strain_of_result",
+__all__ = ["DEFAULT_FRAME", "STRAIN_CHOICES", "check_strain_choice", "strain_frame", "StrainComputation", "compute_strain", "missing_geometry", "strain_of_result",
            "write_strain"]
 
 DEFAULT_FRAME = "lab"
 """Frame of the strain files when none is asked for: the lab's axes are those of the experiment and the viewers."""
+
+STRAIN_CHOICES = ("auto", "lab", "crystal", "detector", "off")
+"""``reconstruct --strain``: a frame, ``auto`` (lab when the geometry allows, else detector) or ``off``."""
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,49 @@ def missing_geometry(meta: ScanMeta) -> list[str]:
     """The options that would give what the strain lacks of the wavelength, distance and pixel size."""
     return [option for option, value in (("--energy-kev", meta.wavelength_m), ("--distance-m", meta.distance_m),
                                          ("--pixel-size-m", meta.pixel_size_m)) if value is None]
+
+
+def check_strain_choice(choice: str) -> str:
+    """``choice`` when it is one of :data:`STRAIN_CHOICES`, else an InvalidInputError naming them."""
+    if choice not in STRAIN_CHOICES:
+        raise InvalidInputError(f"--strain {choice!r}: give one of {', '.join(STRAIN_CHOICES)}")
+    return choice
+
+
+def strain_frame(meta: ScanMeta, ndim: int, choice: str = "auto") -> tuple[str | None, str | None]:
+    """The frame ``reconstruct`` computes the strain in, or why it computes none.
+
+    Parameters
+    ----------
+    meta : ScanMeta
+        The result's geometry.
+    ndim : int
+        Dimensions of the object (strain needs 3).
+    choice : str
+        One of :data:`STRAIN_CHOICES`. ``auto``: ``lab`` when the geometry is
+        complete, ``detector`` when only the rocking step is missing, none
+        when more is missing.
+
+    Returns
+    -------
+    (str or None, str or None)
+        The frame and None, or None and the reason (a sentence naming what to give).
+    """
+    check_strain_choice(choice)
+    if choice == "off":
+        return None, "--strain off"
+    if ndim != 3:
+        return None, "a 2D result: strain needs a 3D Bragg scan"
+    missing = missing_geometry(meta) + (["--detector-angles"] if meta.detector_angles_deg is None else [])
+    if missing:
+        known = "incomplete" if len(missing) < 4 else "not known"
+        return None, f"the geometry is {known}: give {', '.join(missing)} (or a metadata.json beside the frames)"
+    if meta.rocking_step_deg is None:
+        if choice == "auto":
+            return "detector", None
+        if choice != "detector":
+            return None, f"the rocking step is unknown: give --rocking-step-deg (the {choice} frame needs it)"
+    return (DEFAULT_FRAME if choice == "auto" else choice), None
 
 
 @dataclass
@@ -95,7 +141,8 @@ class StrainComputation:
         from .io.strain_files import AXIS_NAMES
 
         origin = (0.0, 0.0, 0.0) if self.grid is None else tuple(float(v) for v in self.grid.origin_m * 1e9)
-        return StrainView(self.maps, tuple(self.voxel_nm), self.frame, AXIS_NAMES[self.frame], origin)
+        return StrainView(self.maps, tuple(self.voxel_nm), self.frame, AXIS_NAMES[self.frame], origin,
+                          tuple(self.detector_shape))
 
     def record(self, files: list[Path]) -> dict[str, Any]:
         """The ``strain`` record of a summary: frame, voxel, grid shape, figures and ``files``."""
