@@ -24,7 +24,7 @@ from .errors import InvalidInputError
 from .geometry import (apply_geometry, bragg_geometry, q_direction, real_space_basis, strain_weights_per_m,
                        voxel_size_m)
 from .orthogonal import FRAMES, OrthogonalGrid, orthogonal_grid
-from .strain import StrainMaps, StrainView, orthogonal_strain_maps, strain_maps
+from .strain import StrainMaps, StrainView, crystal_extent_nm, orthogonal_strain_maps, strain_maps
 from .types import ScanMeta
 
 __all__ = ["DEFAULT_FRAME", "STRAIN_CHOICES", "check_strain_choice", "strain_frame", "StrainComputation", "compute_strain", "missing_geometry", "strain_of_result",
@@ -147,7 +147,11 @@ class StrainComputation:
     def record(self, files: list[Path]) -> dict[str, Any]:
         """The ``strain`` record of a summary: frame, voxel, grid shape, figures and ``files``."""
         record = {"frame": self.frame, "voxel_size_nm": [float(v) for v in self.voxel_nm],
-                  "shape": list(self.maps.strain.shape), **self.maps.summary(), "files": [str(f) for f in files]}
+                  "shape": list(self.maps.strain.shape), **self.maps.summary()}
+        crystal = crystal_extent_nm(self.maps.support, self.voxel_nm)
+        if crystal is not None:
+            record["crystal_size_nm"], record["detached_voxels"] = list(crystal[0]), crystal[1]
+        record["files"] = [str(f) for f in files]
         if self.meta.rocking_step_deg is None:
             record["note"] = "rocking step unknown: the rocking axis is drawn at 1 nm per frame (--rocking-step-deg)"
         return record

@@ -45,6 +45,7 @@ def test_known_geometry_writes_the_strain_in_the_lab_frame(scan_3d, tmp_path):
     voxel = record["voxel_size_nm"]
     assert voxel[0] == voxel[1] == voxel[2] > 0
     assert np.isfinite([record["strain_rms"], record["strain_min"], record["strain_max"]]).all()
+    assert len(record["crystal_size_nm"]) == 3 and min(record["crystal_size_nm"]) > voxel[0]
     for name in STRAIN_NAMES:
         assert str(folder / name) in summary["files"] and str(folder / name) in record["files"], name
     _listed_files_exist(summary, folder)

@@ -92,8 +92,11 @@ def strain_line(record: Any) -> str | None:
         what = "FAILED" if record.get("status") == "failed" else "not computed"
         return f"{what}: {record.get('reason', '')}"
     voxel = " x ".join(f"{v:.3g}" for v in record.get("voxel_size_nm", []))
-    return (f"{record.get('frame')} frame, voxel {voxel} nm: rms {record.get('strain_rms', float('nan')):.2g}, "
+    line = (f"{record.get('frame')} frame, voxel {voxel} nm: rms {record.get('strain_rms', float('nan')):.2g}, "
             f"range [{record.get('strain_min', float('nan')):.2g}, {record.get('strain_max', float('nan')):.2g}]")
+    if record.get("crystal_size_nm"):
+        line += ", crystal " + " x ".join(f"{v:.0f}" for v in record["crystal_size_nm"]) + " nm"
+    return line
 
 
 def render_inspection(info: dict[str, Any], source: str) -> None:

@@ -148,7 +148,9 @@ STRAIN_LABELS = {
     "status": "status", "reason": "why not", "frame": "frame", "voxel_size_nm": "voxel (nm)", "shape": "grid",
     "voxels": "voxels in the support", "strain_rms": "strain RMS", "strain_mean": "strain mean",
     "strain_min": "strain min", "strain_max": "strain max", "displacement_min_nm": "displacement min (nm)",
-    "displacement_max_nm": "displacement max (nm)", "q_norm_per_nm": "|Q| (rad/nm)", "note": "note",
+    "displacement_max_nm": "displacement max (nm)", "q_norm_per_nm": "|Q| (rad/nm)",
+    "crystal_size_nm": "crystal size (nm, largest connected part)", "detached_voxels": "detached support voxels",
+    "note": "note",
 }
 """Display names of a summary's ``strain`` record, in display order (its ``files`` are listed with the others)."""
 
@@ -262,6 +264,7 @@ def _strain_beside(result_cxi: Path, result: Any) -> tuple[Any, dict[str, Any] |
     another shape, is left out (logged): the report shows what the result holds.
     """
     from ..io.strain_files import STRAIN_CXI, read_strain_view
+    from ..strain import crystal_extent_nm
 
     path = Path(result_cxi).parent / STRAIN_CXI
     if not path.is_file():
@@ -275,8 +278,11 @@ def _strain_beside(result_cxi: Path, result: Any) -> tuple[Any, dict[str, Any] |
         log.warning("not showing the strain of %s: computed from an object of shape %s, not this result's %s", path,
                     view.detector_shape, tuple(result.obj.shape))
         return None, None
+    crystal = crystal_extent_nm(view.maps.support, view.voxel_nm)
     record = {"status": "ok", "frame": view.frame, "voxel_size_nm": list(view.voxel_nm),
-              "shape": list(view.maps.strain.shape), **view.maps.summary(), "files": [str(path)]}
+              "shape": list(view.maps.strain.shape), **view.maps.summary(),
+              **({"crystal_size_nm": list(crystal[0]), "detached_voxels": crystal[1]} if crystal else {}),
+              "files": [str(path)]}
     return view, record
 
 

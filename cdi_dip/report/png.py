@@ -154,23 +154,20 @@ def symmetric_limit(values: np.ndarray, percentile: float = STRAIN_PERCENTILE) -
 
 
 def _strain_title(strain: StrainView) -> str:
-    """The strain's frame, range and the crystal's extent, for the report's title."""
+    """The strain's frame and range and the crystal's size (its largest connected part), for the report's title."""
+    from ..strain import crystal_extent_nm
+
     values = strain.maps.strain[np.isfinite(strain.maps.strain)]
-    extent = _extent_nm(strain.maps.support, strain.voxel_nm)
     text = f"strain ({strain.frame} frame)"
     if values.size:
         text += f" rms {np.sqrt(np.mean(values ** 2)):.2g}, [{values.min():.2g}, {values.max():.2g}]"
-    if extent is not None:
-        text += ", crystal " + " x ".join(f"{v:.0f}" for v in extent) + " nm"
+    crystal = crystal_extent_nm(strain.maps.support, strain.voxel_nm)
+    if crystal is not None:
+        names = ", ".join(name.split(" ")[0] for name in strain.axis_names)
+        text += f", crystal {' x '.join(f'{v:.0f}' for v in crystal[0])} nm ({names})"
+        if crystal[1]:
+            text += f" + {crystal[1]} detached voxels"
     return text
-
-
-def _extent_nm(support: np.ndarray, voxel_nm: tuple[float, ...]) -> tuple[float, ...] | None:
-    """Size of the support's bounding box along each array axis, nm (None when empty)."""
-    if not support.any():
-        return None
-    points = np.argwhere(support)
-    return tuple(float((points[:, k].max() - points[:, k].min() + 1) * voxel_nm[k]) for k in range(support.ndim))
 
 
 def _show_strain(fig, axes: np.ndarray, strain: StrainView) -> None:
