@@ -55,6 +55,7 @@ from .config import RunConfig
 from .errors import CdiDipError, InvalidInputError
 from .io.readers import scan_name
 from .io.cxi import IMAGE_DATA
+from .strain_result import check_strain_choice
 from .outputs import check_can_create, make_output_dir, remove_leftovers_when_free, result_folder
 
 log = logging.getLogger(__name__)
@@ -336,12 +337,13 @@ def run_scan(
     out_dir: Path,
     mask_specs: Sequence[str] = (),
     command_line: str = "",
+    strain: str = "auto",
 ) -> dict[str, Any]:
     """Reconstruct one scan and return its batch record; never raises for a failed scan.
 
     Parameters
     ----------
-    source, cfg, out_dir, mask_specs, command_line
+    source, cfg, out_dir, mask_specs, command_line, strain
         As for :func:`cdi_dip.pipeline.reconstruct_scan`.
 
     Returns
@@ -354,7 +356,8 @@ def run_scan(
 
     cfg = _config_for_this_worker(cfg)
     try:
-        summary = reconstruct_scan(source, cfg, Path(out_dir), mask_specs=mask_specs, command_line=command_line)
+        summary = reconstruct_scan(source, cfg, Path(out_dir), mask_specs=mask_specs, command_line=command_line,
+                                   strain=strain)
     except Exception as exc:  # any failure of one scan is recorded, the batch goes on
         if isinstance(exc, CdiDipError):
             log.info("scan %s failed: %s", source, exc)
@@ -494,9 +497,9 @@ def _run_dask(jobs: Sequence[Job], address: str, args: tuple) -> Iterator[tuple[
     """One Dask task per scan, gathered as they complete; paths made absolute for remote workers."""
     from dask.distributed import as_completed
 
-    cfg, out_dir, mask_specs, command_line = args
+    cfg, out_dir, mask_specs, command_line, strain = args
     remote_out = Path(out_dir).resolve()
-    remote_args = (cfg, remote_out, [_absolute(m) for m in mask_specs], command_line)
+    remote_args = (cfg, remote_out, [_absolute(m) for m in mask_specs], command_line, strain)
     client = _dask_client(address)
     futures: dict[Any, Job] = {}
     try:
@@ -545,6 +548,7 @@ def run_batch(
     mask_specs: Sequence[str] = (),
     command_line: str = "",
     on_event: EventCallback | None = None,
+    strain: str = "auto",
 ) -> dict[str, Any]:
     """Reconstruct every scan into ``OUT/<scan-name>/`` and write ``OUT/batch.json``.
 
@@ -570,6 +574,10 @@ def run_batch(
         Mask files applied to every scan.
     command_line : str
         Recorded in every result file.
+    strain : str
+        ``reconstruct --strain``: a frame, ``auto`` or ``off``
+        (:func:`cdi_dip.strain_result.strain_frame`). An output choice, not
+        configuration: ``resume`` does not compare it.
     on_event : callable, optional
         Called in this process with ``{"event": "start", "total", "skipped"}``,
         then ``{"event": "scan", "index", "input", "status", "output",
@@ -596,6 +604,7 @@ def run_batch(
         raise InvalidInputError("no inputs: give scan files, directories or globs")
     if workers < 1:
         raise InvalidInputError(f"--workers {workers}: give at least 1")
+    check_strain_choice(strain)
     out_dir = Path(out_dir)
     names = _scan_names(sources)
     check_can_create(out_dir)
@@ -622,7 +631,7 @@ def run_batch(
     for index, record in enumerate(records):
         if record is not None:
             finish(index, record)
-    args = (cfg, out_dir, tuple(mask_specs), command_line)
+    args = (cfg, out_dir, tuple(mask_specs), command_line, strain)
     pool = not scheduler and workers > 1 and len(jobs) > 1
     if scheduler:
         executor = _run_dask(jobs, scheduler, args)

@@ -242,13 +242,15 @@ class ResultFolder:
     def final(self) -> Path:
         return result_folder(self.out_dir, self.name)
 
-    def write(self, result: Result, *, command_line: str) -> dict[str, Any]:
+    def write(self, result: Result, *, command_line: str, strain: str = "auto") -> dict[str, Any]:
         """Write every file of one scan atomically and return its summary.
 
         The files go to a staging folder beside the final one: the result
         CXI, amplitude and phase TIFFs (and the ensemble's standard
-        deviations), a VTK image (``.vti``), ``report.png``, ``report.html``
-        and, last, ``summary.json``; the staging folder then replaces
+        deviations), a VTK image (``.vti``), for a 3D Bragg result with its
+        geometry the strain files (``strain``: a frame, ``auto`` or ``off``,
+        :func:`cdi_dip.strain_result.strain_frame`), ``report.png``,
+        ``report.html`` and, last, ``summary.json``; the staging folder then replaces
         ``OUT/<scan-name>/``. A first SIGINT/SIGTERM meanwhile is deferred:
         the result is completed, marked interrupted, and swapped in; a second
         one aborts, and nothing is left under the final name.
@@ -258,7 +260,7 @@ class ResultFolder:
         staging.mkdir()
         try:
             with interrupts_deferred() as deferral:
-                summary = _write_files(result, staging, self.final, command_line, deferral)
+                summary = _write_files(result, staging, self.final, command_line, deferral, strain)
                 _replace_dir(staging, self.final, self.out_dir, self.name)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -348,30 +350,83 @@ def _write_vti(result: Result, staging: Path, command_line: str) -> list[Path]:
                       spacing=spacing, extra=_uncertainty_maps(result), support=result.support)]
 
 
-def _write_report_png(result: Result, staging: Path, command_line: str) -> list[Path]:
-    """``report.png``."""
-    from .report.png import write_report  # matplotlib only when writing
-
-    return write_report(result, staging)
+WRITERS: tuple[Writer, ...] = (_write_result_cxi, _write_tiffs, _write_vti)
+"""The files of a result, in order; the strain files, ``report.png``, ``report.html`` and ``summary.json``
+follow (:func:`_write_files`)."""
 
 
-WRITERS: tuple[Writer, ...] = (_write_result_cxi, _write_tiffs, _write_vti, _write_report_png)
-"""The files of a result, in order; ``report.html`` and ``summary.json`` follow (they list these)."""
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _write_files(result: Result, staging: Path, final: Path, command_line: str, deferral: Any) -> dict[str, Any]:
-    """Every file of the result into ``staging``: :data:`WRITERS`, ``report.html``, ``summary.json`` last.
+def _strain_step(result: Result, staging: Path, final: Path, command_line: str, choice: str,
+                 deferral: Any) -> tuple[list[Path], dict[str, Any], Any]:
+    """The strain files of a 3D Bragg result into ``staging``, its ``strain`` record and its figure's view.
+
+    Never raises for a failed strain (an ``Exception``): the partial strain files are removed, a warning
+    is logged and the record says ``failed``; the reconstruction's files stand.
+
+    Returns
+    -------
+    (list of pathlib.Path, dict, StrainView or None)
+        The files written (staging paths), the record (``status``: ``ok``,
+        ``skipped`` or ``failed``; files as they will be in ``final``) and what
+        the report draws (None without strain).
+    """
+    from .strain_result import compute_strain, strain_frame, write_strain
+
+    name = result.measurement.name
+    frame, reason = strain_frame(result.measurement.meta, np.ndim(result.obj), choice)
+    if frame is not None and (result.interrupted or deferral.requested):
+        frame, reason = None, f"interrupted: run cdi-dip strain {final / (name + '.cxi')} for it"
+    if frame is None:
+        log.info("no strain: %s", reason)
+        return [], {"status": "skipped", "reason": reason}, None
+    try:
+        strain = compute_strain(result.obj, result.support, result.measurement.meta, frame, where=name)
+        files = write_strain(staging, name, strain, {"source": str(final / f"{name}.cxi"), "command": command_line,
+                                                     "version": __version__})
+    except Exception as exc:  # the strain is extra: the reconstruction is kept whatever happens here
+        log.warning("the strain of %s failed (%s); the reconstruction is written without it", name, _one_line(exc),
+                    exc_info=log.isEnabledFor(logging.DEBUG))
+        _remove_strain_files(staging, name)
+        return [], {"status": "failed", "frame": frame, "reason": _one_line(exc)}, None
+    record = {"status": "ok", **strain.record([final / f.name for f in files])}
+    log.info("strain in the %s frame: rms %.3g over %d voxels", frame, record.get("strain_rms", np.nan),
+             record.get("voxels", 0))
+    return files, record, strain.view()
+
+
+def _remove_strain_files(staging: Path, name: str) -> None:
+    """The strain files a failed strain step left in ``staging``."""
+    from .io.strain_files import strain_file_names
+
+    for file_name in strain_file_names(name):
+        with contextlib.suppress(FileNotFoundError):
+            (staging / file_name).unlink()
+
+
+def _write_files(result: Result, staging: Path, final: Path, command_line: str, deferral: Any,
+                 strain: str = "auto") -> dict[str, Any]:
+    """Every file of the result into ``staging``: :data:`WRITERS`, the strain (:func:`_strain_step`),
+    ``report.png``, ``report.html``, ``summary.json`` last.
 
     Returns the summary.
     """
     from .report.html import write_report_html
+    from .report.png import write_report  # matplotlib only when writing
 
     files: list[Path] = []
     for writer in WRITERS:
         files += writer(result, staging, command_line)
+    strain_files, strain_record, strain_view = _strain_step(result, staging, final, command_line, strain, deferral)
+    files += strain_files
+    files += write_report(result, staging, strain=strain_view)
     html_path = staging / "report.html"
     names = [f.name for f in files] + [html_path.name, MARKER]
     summary = make_summary(result, final, [final / n for n in names])
+    summary["strain"] = strain_record
     write_report_html(html_path, {**summary, "command": command_line}, png_name="report.png")
     if deferral.requested and not result.interrupted:  # a signal while writing: the result says so
         mark_interrupted(_result_cxi_path(staging, result))

@@ -28,6 +28,7 @@ from .io.readers import scan_name
 from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
 from .reconstruction import initialiser_for, reconstruct
 from .solvers import IterCallback
+from .strain_result import check_strain_choice
 from .types import Measurement
 
 
@@ -57,6 +58,7 @@ def reconstruct_scan(
     command_line: str = "",
     on_iter: IterCallback | None = None,
     name: str | None = None,
+    strain: str = "auto",
 ) -> dict[str, Any]:
     """Read, reconstruct and write one scan into ``OUT/<scan-name>/`` (or ``OUT/<name>/``); return its summary.
 
@@ -79,7 +81,15 @@ def reconstruct_scan(
     ``name`` (``--name``) names the result folder instead of the scan's name,
     made safe as one folder name (:func:`cdi_dip.io.names.safe_scan_name`);
     the files inside keep the scan's name.
+
+    ``strain`` (``--strain``) is the frame of the strain files of a 3D Bragg
+    result: ``auto`` (lab when the geometry allows, detector frame without
+    the rocking step, none without the geometry), ``lab``, ``crystal``,
+    ``detector`` or ``off`` (:func:`cdi_dip.strain_result.strain_frame`). A
+    failed strain is a warning and a ``strain`` record in the summary: the
+    reconstruction is written all the same.
     """
+    check_strain_choice(strain)
     out_dir = Path(out_dir)
     inputs = scan_inputs(source, cfg, mask_specs)
     folder_name = safe_scan_name(name) if name is not None else None
@@ -93,7 +103,7 @@ def reconstruct_scan(
             result = reconstruct(measurement, cfg, init=init, on_iter=on_iter)
         except torch.cuda.OutOfMemoryError:
             raise ReconstructionError("out of GPU memory: use a smaller --max-size or --device cpu") from None
-        return folder.write(result, command_line=command_line)
+        return folder.write(result, command_line=command_line, strain=strain)
 
 
 __all__ = ["load_scan", "reconstruct", "reconstruct_scan", "scan_inputs"]

@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .orthogonal import OrthogonalGrid
 
-__all__ = ["StrainMaps", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
+__all__ = ["StrainMaps", "StrainView", "crystal_extent_nm", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
            "unwrap_phase", "wrap"]
 
 
@@ -207,6 +207,63 @@ class StrainMaps:
                 "strain_rms": float(np.sqrt(np.mean(strain ** 2))), "strain_min": float(strain.min()),
                 "strain_max": float(strain.max()), "displacement_min_nm": float(u.min()),
                 "displacement_max_nm": float(u.max()), "q_norm_per_nm": self.q_norm_per_m * 1e-9}
+
+
+def crystal_extent_nm(support: np.ndarray, voxel_nm: Sequence[float]) -> tuple[tuple[float, ...], int] | None:
+    """Size of the crystal along each array axis, nm: the bounding box of the support's largest connected part.
+
+    Detached fragments of a reconstructed support (a few voxels of noise
+    beside the crystal) would inflate a plain bounding box; they are counted
+    instead.
+
+    Parameters
+    ----------
+    support : numpy.ndarray, bool, 3D
+    voxel_nm : sequence of 3 float
+        Voxel size, array order, nm.
+
+    Returns
+    -------
+    (tuple of float, int) or None
+        The extent per axis in nm and the number of support voxels outside
+        the largest part; None for an empty support.
+    """
+    from ._ndimage import label
+
+    labels, count = label(support)
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    points = np.argwhere(labels == int(np.argmax(sizes)) + 1)
+    extent = tuple(float((points[:, k].max() - points[:, k].min() + 1) * voxel_nm[k]) for k in range(support.ndim))
+    return extent, int(sizes.sum() - sizes.max())
+
+
+@dataclass
+class StrainView:
+    """Strain maps and where their voxels sit: what a figure of them needs.
+
+    Attributes
+    ----------
+    maps : StrainMaps
+    voxel_nm : tuple of 3 float
+        Voxel size, array order, nm.
+    frame : str
+        ``"detector"``, ``"lab"`` or ``"crystal"``.
+    axis_names : tuple of 3 str
+        Names of the array axes (:data:`cdi_dip.io.strain_files.AXIS_NAMES`).
+    origin_nm : tuple of 3 float
+        Coordinate of voxel ``[0, 0, 0]`` along each array axis, nm.
+    detector_shape : tuple of int or None
+        Shape of the detector-frame object the maps were computed from.
+    """
+
+    maps: StrainMaps
+    voxel_nm: tuple[float, ...]
+    frame: str
+    axis_names: tuple[str, ...]
+    origin_nm: tuple[float, ...] = (0.0, 0.0, 0.0)
+    detector_shape: tuple[int, ...] | None = None
 
 
 def strain_maps(obj: np.ndarray, support: np.ndarray, q_norm_per_m: float,

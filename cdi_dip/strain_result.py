@@ -12,6 +12,7 @@ input is an :class:`~cdi_dip.errors.InvalidInputError` naming what to give.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +24,137 @@ from .errors import InvalidInputError
 from .geometry import (apply_geometry, bragg_geometry, q_direction, real_space_basis, strain_weights_per_m,
                        voxel_size_m)
 from .orthogonal import FRAMES, OrthogonalGrid, orthogonal_grid
-from .strain import StrainMaps, orthogonal_strain_maps, strain_maps
+from .strain import StrainMaps, StrainView, crystal_extent_nm, orthogonal_strain_maps, strain_maps
 from .types import ScanMeta
 
-__all__ = ["DEFAULT_FRAME", "strain_of_result"]
+__all__ = ["DEFAULT_FRAME", "STRAIN_CHOICES", "check_strain_choice", "strain_frame", "StrainComputation", "compute_strain", "missing_geometry", "strain_of_result",
+           "write_strain"]
 
 DEFAULT_FRAME = "lab"
 """Frame of the strain files when none is asked for: the lab's axes are those of the experiment and the viewers."""
+
+STRAIN_CHOICES = ("auto", "lab", "crystal", "detector", "off")
+"""``reconstruct --strain``: a frame, ``auto`` (lab when the geometry allows, else detector) or ``off``."""
 
 log = logging.getLogger(__name__)
 
 
 def _complete(meta: ScanMeta, d_spacing_nm: float | None, bragg_angle_deg: float | None,
-              path: Path) -> tuple[ScanMeta, float]:
+              where: str) -> tuple[ScanMeta, float]:
     """The geometry and ``|Q|``, or an InvalidInputError naming what is missing."""
-    missing = [option for option, value in (("--energy-kev", meta.wavelength_m), ("--distance-m", meta.distance_m),
-                                            ("--pixel-size-m", meta.pixel_size_m)) if value is None]
+    missing = missing_geometry(meta)
     if missing:
-        raise InvalidInputError(f"{path} does not give the geometry: give {', '.join(missing)} (strain needs the "
+        raise InvalidInputError(f"{where} does not give the geometry: give {', '.join(missing)} (strain needs the "
                                 "wavelength, distance and pixel size)")
     try:
         meta, q_norm = bragg_geometry(meta, d_spacing_m=None if d_spacing_nm is None else d_spacing_nm * 1e-9,
                                       bragg_angle_deg=bragg_angle_deg)
     except ValueError as exc:
-        raise InvalidInputError(f"{path}: {exc}") from None
+        raise InvalidInputError(f"{where}: {exc}") from None
     return meta, q_norm
+
+
+def missing_geometry(meta: ScanMeta) -> list[str]:
+    """The options that would give what the strain lacks of the wavelength, distance and pixel size."""
+    return [option for option, value in (("--energy-kev", meta.wavelength_m), ("--distance-m", meta.distance_m),
+                                         ("--pixel-size-m", meta.pixel_size_m)) if value is None]
+
+
+def check_strain_choice(choice: str) -> str:
+    """``choice`` when it is one of :data:`STRAIN_CHOICES`, else an InvalidInputError naming them."""
+    if choice not in STRAIN_CHOICES:
+        raise InvalidInputError(f"--strain {choice!r}: give one of {', '.join(STRAIN_CHOICES)}")
+    return choice
+
+
+def strain_frame(meta: ScanMeta, ndim: int, choice: str = "auto") -> tuple[str | None, str | None]:
+    """The frame ``reconstruct`` computes the strain in, or why it computes none.
+
+    Parameters
+    ----------
+    meta : ScanMeta
+        The result's geometry.
+    ndim : int
+        Dimensions of the object (strain needs 3).
+    choice : str
+        One of :data:`STRAIN_CHOICES`. ``auto``: ``lab`` when the geometry is
+        complete, ``detector`` when only the rocking step is missing, none
+        when more is missing.
+
+    Returns
+    -------
+    (str or None, str or None)
+        The frame and None, or None and the reason (a sentence naming what to give).
+    """
+    check_strain_choice(choice)
+    if choice == "off":
+        return None, "--strain off"
+    if ndim != 3:
+        return None, "a 2D result: strain needs a 3D Bragg scan"
+    missing = missing_geometry(meta) + (["--detector-angles"] if meta.detector_angles_deg is None else [])
+    if missing:
+        known = "incomplete" if len(missing) < 4 else "not known"
+        return None, f"the geometry is {known}: give {', '.join(missing)} (or a metadata.json beside the frames)"
+    if meta.rocking_step_deg is None:
+        if choice == "auto":
+            return "detector", None
+        if choice != "detector":
+            return None, f"the rocking step is unknown: give --rocking-step-deg (the {choice} frame needs it)"
+    return (DEFAULT_FRAME if choice == "auto" else choice), None
+
+
+@dataclass
+class StrainComputation:
+    """The strain of one object in one frame, and what its files record.
+
+    Attributes
+    ----------
+    frame : {"detector", "lab", "crystal"}
+    maps : StrainMaps
+        On the detector-frame array, or on ``grid``.
+    obj : numpy.ndarray, complex
+        The object in the maps' frame (resampled onto ``grid`` for lab and crystal).
+    voxel_nm : tuple of 3 float
+        Voxel size of the maps, array order, nm (1 nm along the rocking axis
+        of the detector frame when the rocking step is unknown).
+    meta : ScanMeta
+        The geometry used (detector angles filled in).
+    grid : OrthogonalGrid or None
+        The orthogonal grid; None in the detector frame.
+    basis_m : numpy.ndarray or None
+        Detector-frame steps (columns, metres), when the rocking step is known.
+    detector_shape : tuple of int
+        Shape of the detector-frame object.
+    """
+
+    frame: str
+    maps: StrainMaps
+    obj: np.ndarray
+    voxel_nm: tuple[float, ...]
+    meta: ScanMeta
+    grid: OrthogonalGrid | None
+    basis_m: np.ndarray | None
+    detector_shape: tuple[int, ...]
+
+    def view(self) -> StrainView:
+        """What a figure of these maps needs (:class:`cdi_dip.strain.StrainView`)."""
+        from .io.strain_files import AXIS_NAMES
+
+        origin = (0.0, 0.0, 0.0) if self.grid is None else tuple(float(v) for v in self.grid.origin_m * 1e9)
+        return StrainView(self.maps, tuple(self.voxel_nm), self.frame, AXIS_NAMES[self.frame], origin,
+                          tuple(self.detector_shape))
+
+    def record(self, files: list[Path]) -> dict[str, Any]:
+        """The ``strain`` record of a summary: frame, voxel, grid shape, figures and ``files``."""
+        record = {"frame": self.frame, "voxel_size_nm": [float(v) for v in self.voxel_nm],
+                  "shape": list(self.maps.strain.shape), **self.maps.summary()}
+        crystal = crystal_extent_nm(self.maps.support, self.voxel_nm)
+        if crystal is not None:
+            record["crystal_size_nm"], record["detached_voxels"] = list(crystal[0]), crystal[1]
+        record["files"] = [str(f) for f in files]
+        if self.meta.rocking_step_deg is None:
+            record["note"] = "rocking step unknown: the rocking axis is drawn at 1 nm per frame (--rocking-step-deg)"
+        return record
 
 
 def _detector_frame(obj: np.ndarray, support: np.ndarray, meta: ScanMeta, q_norm: float
@@ -61,20 +168,77 @@ def _detector_frame(obj: np.ndarray, support: np.ndarray, meta: ScanMeta, q_norm
 
 
 def _orthogonal_frame(obj: np.ndarray, support: np.ndarray, meta: ScanMeta, q_norm: float, frame: str,
-                      path: Path) -> tuple[StrainMaps, np.ndarray, OrthogonalGrid]:
+                      where: str) -> tuple[StrainMaps, np.ndarray, OrthogonalGrid]:
     """The maps on an orthogonal lab or crystal grid, the resampled object and the grid."""
     if meta.rocking_step_deg is None:
-        raise InvalidInputError(f"{path}: the rocking step is unknown: give --rocking-step-deg (the {frame} frame "
+        raise InvalidInputError(f"{where}: the rocking step is unknown: give --rocking-step-deg (the {frame} frame "
                                 "needs it) or --frame detector")
     q_hat = q_direction(meta)
     try:
         grid = orthogonal_grid(real_space_basis(meta, obj.shape), support, frame, q_hat)
     except ValueError as exc:
-        raise InvalidInputError(f"{path}: {exc}") from None
+        raise InvalidInputError(f"{where}: {exc}") from None
     log.info("%s frame: %s grid of %.3g nm voxels (detector frame %s)", frame, grid.shape, grid.voxel_m * 1e9,
              obj.shape)
     maps, resampled = orthogonal_strain_maps(obj, support, grid, q_norm, q_hat)
     return maps, resampled, grid
+
+
+def compute_strain(obj: np.ndarray, support: np.ndarray, meta: ScanMeta, frame: str = DEFAULT_FRAME, *,
+                   d_spacing_nm: float | None = None, bragg_angle_deg: float | None = None,
+                   where: str = "the result") -> StrainComputation:
+    """Displacement and strain along Q of a detector-frame 3D Bragg object, in one frame.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, 3D
+        The reconstructed object (detector frame).
+    support : numpy.ndarray, bool, same shape
+    meta : ScanMeta
+        Its geometry: wavelength, distance, pixel size, and detector angles
+        (or ``d_spacing_nm``/``bragg_angle_deg``); the rocking step for lab and crystal.
+    frame : {"detector", "lab", "crystal"}
+    d_spacing_nm, bragg_angle_deg : float, optional
+        The reflection, when the detector angles are not known.
+    where : str
+        What the object is, for the error messages.
+
+    Returns
+    -------
+    StrainComputation
+
+    Raises
+    ------
+    InvalidInputError
+        A 2D object, an unknown frame, incomplete geometry, an orthogonal frame without the rocking step.
+    """
+    if frame not in FRAMES:
+        raise InvalidInputError(f"--frame {frame!r}: give one of {', '.join(FRAMES)}")
+    if np.ndim(obj) != 3:
+        raise InvalidInputError(f"{where} holds a 2D object: strain needs a 3D Bragg CDI result")
+    meta, q_norm = _complete(meta, d_spacing_nm, bragg_angle_deg, where)
+    grid = None
+    if frame == "detector":
+        maps, resampled, voxel_nm = _detector_frame(obj, support, meta, q_norm)
+    else:
+        maps, resampled, grid = _orthogonal_frame(obj, support, meta, q_norm, frame, where)
+        voxel_nm = (grid.voxel_m * 1e9,) * 3
+    basis = real_space_basis(meta, obj.shape) if meta.rocking_step_deg is not None else None
+    return StrainComputation(frame, maps, resampled, voxel_nm, meta, grid, basis, tuple(np.shape(obj)))
+
+
+def write_strain(directory: Path, name: str, strain: StrainComputation, provenance: dict[str, str]) -> list[Path]:
+    """Write the files of a :class:`StrainComputation` into ``directory`` (existing), each atomically.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``strain.cxi``, ``<name>_strain.tif``, ``<name>_displacement_nm.tif``, ``<name>_strain.vti``, ``strain.png``.
+    """
+    from .io.strain_files import write_strain_files
+
+    return write_strain_files(directory, name, strain.maps, strain.obj, strain.meta, strain.voxel_nm, provenance,
+                              grid=strain.grid, basis_m=strain.basis_m, detector_shape=strain.detector_shape)
 
 
 def strain_of_result(path: Path, out_dir: Path | None = None, *, geometry: GeometryConfig | None = None,
@@ -111,33 +275,20 @@ def strain_of_result(path: Path, out_dir: Path | None = None, *, geometry: Geome
         frame without the rocking step.
     """
     from .io.result_cxi import read_result_cxi
-    from .io.strain_files import write_strain_files
 
     if frame not in FRAMES:
         raise InvalidInputError(f"--frame {frame!r}: give one of {', '.join(FRAMES)}")
     path = Path(path)
     stored = read_result_cxi(path).result
-    if stored.obj.ndim != 3:
-        raise InvalidInputError(f"{path} holds a 2D object: strain needs a 3D Bragg CDI result")
     meta = apply_geometry(stored.measurement.meta, geometry or GeometryConfig())
-    meta, q_norm = _complete(meta, d_spacing_nm, bragg_angle_deg, path)
-    grid = None
-    if frame == "detector":
-        maps, obj, voxel_nm = _detector_frame(stored.obj, stored.support, meta, q_norm)
-    else:
-        maps, obj, grid = _orthogonal_frame(stored.obj, stored.support, meta, q_norm, frame, path)
-        voxel_nm = (grid.voxel_m * 1e9,) * 3
+    strain = compute_strain(stored.obj, stored.support, meta, frame, d_spacing_nm=d_spacing_nm,
+                            bragg_angle_deg=bragg_angle_deg, where=str(path))
     out = Path(out_dir) if out_dir is not None else path.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidInputError(f"cannot create the output folder {out}: {exc.strerror}") from None
-    basis = real_space_basis(meta, stored.obj.shape) if meta.rocking_step_deg is not None else None
-    files = write_strain_files(out, stored.measurement.name, maps, obj, meta, voxel_nm,
-                               {"source": str(path), "command": command_line, "version": __version__},
-                               grid=grid, basis_m=basis, detector_shape=tuple(stored.obj.shape))
-    summary = {"result": str(path), "files": [str(f) for f in files], "frame": frame, "voxel_size_nm": list(voxel_nm),
-               "shape": list(maps.strain.shape), **maps.summary()}
-    if meta.rocking_step_deg is None:
-        summary["note"] = "rocking step unknown: the rocking axis is drawn at 1 nm per frame (--rocking-step-deg)"
-    return summary
+    files = write_strain(out, stored.measurement.name, strain,
+                         {"source": str(path), "command": command_line, "version": __version__})
+    record = strain.record(files)
+    return {"result": str(path), **record}

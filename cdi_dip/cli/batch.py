@@ -64,6 +64,7 @@ def batch(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Skip scans already reconstructed with the same configuration.",
         rich_help_panel=opt.OUTPUT)] = False,
+    strain: opt.Strain = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print batch.json as one JSON object on stdout.", rich_help_panel=opt.OUTPUT)] = False,
     quiet: Annotated[bool, typer.Option(
@@ -107,6 +108,7 @@ def batch(
             summary = run_batch(
                 sources, cfg, out, workers=workers or 1, scheduler=scheduler, resume=resume,
                 mask_specs=mask or (), command_line=shlex.join(sys.argv), on_event=progress,
+                strain=strain or "auto",
             )
     if json_output:
         print_json(summary)

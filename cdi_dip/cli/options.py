@@ -71,6 +71,11 @@ Config = Annotated[Optional[Path], typer.Option("--config", help="TOML configura
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.", rich_help_panel=OUTPUT)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary table.", rich_help_panel=OUTPUT)]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.", rich_help_panel=OUTPUT)]
+# An output choice, not configuration: not in CONFIG_PATH, so batch --resume does not compare it.
+Strain = Annotated[Optional[str], typer.Option(
+    "--strain", help="Strain of a 3D Bragg result, written beside it and shown in the report: auto (lab frame when "
+                     "the geometry is known, detector frame without the rocking step, none without the geometry), "
+                     "lab, crystal, detector or off \\[default: auto].", rich_help_panel=OUTPUT)]
 # A runtime choice, not configuration: not in CONFIG_PATH, so not in the RunConfig --resume compares.
 Threads = Annotated[Optional[int], typer.Option(
     "--threads", help="CPU threads of torch and the C kernels in this process (torch.set_num_threads) "

@@ -53,6 +53,7 @@ def reconstruct(
     name: Annotated[Optional[str], typer.Option(
         "--name", help="Name of the result folder: OUT/NAME/ instead of OUT/<scan-name>/ (made safe as one "
                        "folder name; the files inside keep the scan's name).", rich_help_panel=opt.OUTPUT)] = None,
+    strain: opt.Strain = None,
     json_output: opt.Json = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
@@ -72,7 +73,7 @@ def reconstruct(
         with RunProgress(show_progress) as progress:
             summary = reconstruct_scan(
                 input, cfg, out, mask_specs=mask or (), command_line=shlex.join(sys.argv), on_iter=progress,
-                name=name,
+                name=name, strain=strain or "auto",
             )
     if json_output:
         print_json(summary)

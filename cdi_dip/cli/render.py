@@ -72,6 +72,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto_frame = summary.get("preparation", {}).get("auto_frame")
     if auto_frame:
         rows.insert(2, ("frame", auto_frame.get("why", "")))
+    strain = strain_line(summary.get("strain"))
+    if strain:
+        rows.append(("strain", strain))
     if summary.get("fit_warning"):
         rows.append(("warning", summary["fit_warning"]))
     if summary.get("interrupted"):
@@ -79,6 +82,21 @@ def render_summary(summary: dict[str, Any]) -> None:
     for key, value in rows:
         table.add_row(key, str(value))
     Console().print(table)
+
+
+def strain_line(record: Any) -> str | None:
+    """One line on a summary's ``strain`` record: its frame, voxel and range, or why there is none."""
+    if not isinstance(record, dict):
+        return None
+    if record.get("status") != "ok":
+        what = "FAILED" if record.get("status") == "failed" else "not computed"
+        return f"{what}: {record.get('reason', '')}"
+    voxel = " x ".join(f"{v:.3g}" for v in record.get("voxel_size_nm", []))
+    line = (f"{record.get('frame')} frame, voxel {voxel} nm: rms {record.get('strain_rms', float('nan')):.2g}, "
+            f"range [{record.get('strain_min', float('nan')):.2g}, {record.get('strain_max', float('nan')):.2g}]")
+    if record.get("crystal_size_nm"):
+        line += ", crystal " + " x ".join(f"{v:.0f}" for v in record["crystal_size_nm"]) + " nm"
+    return line
 
 
 def render_inspection(info: dict[str, Any], source: str) -> None:

@@ -40,14 +40,14 @@ import numpy as np
 
 from ..orthogonal import OrthogonalGrid
 from ..report.png import write_strain_figure
-from ..strain import StrainMaps
+from ..strain import StrainMaps, StrainView
 from ..types import ScanMeta
 from ._atomic import atomic_write
 from .cxi import compression, nx_group, write_entry, write_instrument, write_root_attrs
 from .vtk import write_vti
 from .writers import write_tiff
 
-__all__ = ["AXIS_NAMES", "CONVENTIONS", "write_strain_files"]
+__all__ = ["AXIS_NAMES", "CONVENTIONS", "STRAIN_CXI", "read_strain_view", "strain_file_names", "write_strain_files"]
 
 CONVENTIONS = {
     "detector": ("phase = Q . u (its twin flips the sign of u and strain); u and strain along Q; detector frame "
@@ -65,6 +65,15 @@ CONVENTIONS = {
 AXIS_NAMES = {"detector": ("rocking", "row", "column"), "lab": ("z (beam)", "y (up)", "x"),
               "crystal": ("z' (Q)", "y'", "x'")}
 """Names of the array axes of each frame, as the files and figure give them."""
+
+
+STRAIN_CXI = "strain.cxi"
+"""The strain file of a result folder, beside the result CXI."""
+
+
+def strain_file_names(name: str) -> tuple[str, ...]:
+    """Names of the files :func:`write_strain_files` writes for scan ``name``, in its order."""
+    return (STRAIN_CXI, f"{name}_strain.tif", f"{name}_displacement_nm.tif", f"{name}_strain.vti", "strain.png")
 
 
 def _dataset(group: h5py.Group, name: str, array: np.ndarray, units: str) -> None:
@@ -152,7 +161,7 @@ def write_strain_files(directory: Path, name: str, maps: StrainMaps, obj: np.nda
     displacement_nm = maps.displacement_m * 1e9
     note = "detector frame, not orthogonalised" if grid is None else f"{frame} frame, {voxel_nm[0]:.3g} nm voxels"
     return [
-        _write_cxi(directory / "strain.cxi", maps, obj, meta, voxel_nm, provenance, frame, basis_m, detector_shape,
+        _write_cxi(directory / STRAIN_CXI, maps, obj, meta, voxel_nm, provenance, frame, basis_m, detector_shape,
                    grid),
         write_tiff(directory / f"{name}_strain.tif", maps.strain, voxel_nm=voxel_nm),
         write_tiff(directory / f"{name}_displacement_nm.tif", displacement_nm, voxel_nm=voxel_nm),
@@ -161,3 +170,44 @@ def write_strain_files(directory: Path, name: str, maps: StrainMaps, obj: np.nda
         write_strain_figure(directory / "strain.png", maps, voxel_nm, f"{name}: strain along Q",
                             axis_names=AXIS_NAMES[frame], origin_nm=origin_nm, frame=note),
     ]
+
+
+def _text(group: h5py.Group, key: str) -> str:
+    value = group[key][()]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_strain_view(path: Path) -> StrainView:
+    """The maps of a ``strain.cxi`` and where their voxels sit, for a figure.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``strain.cxi`` of :func:`write_strain_files`.
+
+    Returns
+    -------
+    StrainView
+        With the shape of the detector-frame object the maps came from.
+
+    Raises
+    ------
+    OSError, KeyError, ValueError
+        The file does not open or lacks a dataset.
+    """
+    with h5py.File(path, "r") as file:
+        group = file["/entry_1/strain_1"]
+        support = group["support"][()].astype(bool)
+        maps = StrainMaps(phase_rad=group["phase_unwrapped"][()].astype(np.float64),
+                          displacement_m=group["displacement"][()].astype(np.float64),
+                          strain=group["strain"][()].astype(np.float64), support=support,
+                          q_norm_per_m=float(group["q_norm"][()]),
+                          weights_per_m=np.asarray(group["strain_weights"][()], dtype=np.float64))
+        frame = _text(group, "frame")
+        axes = tuple(v.decode() if isinstance(v, bytes) else str(v) for v in group["axes"][()])
+        origin = tuple(float(v) for v in group["origin_nm"][()]) if "origin_nm" in group else (0.0, 0.0, 0.0)
+        voxel = tuple(float(v) for v in group["voxel_size_nm"][()])
+        detector_shape = tuple(int(v) for v in group["detector_shape"][()])
+    if maps.strain.ndim != 3 or len(voxel) != 3 or frame not in AXIS_NAMES:
+        raise ValueError(f"{path} does not hold 3D strain maps")
+    return StrainView(maps, voxel, frame, axes, origin, detector_shape)

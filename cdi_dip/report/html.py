@@ -144,6 +144,21 @@ def _what_was_done(summary: dict[str, Any]) -> str:
     return "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
 
 
+STRAIN_LABELS = {
+    "status": "status", "reason": "why not", "frame": "frame", "voxel_size_nm": "voxel (nm)", "shape": "grid",
+    "voxels": "voxels in the support", "strain_rms": "strain RMS", "strain_mean": "strain mean",
+    "strain_min": "strain min", "strain_max": "strain max", "displacement_min_nm": "displacement min (nm)",
+    "displacement_max_nm": "displacement max (nm)", "q_norm_per_nm": "|Q| (rad/nm)",
+    "crystal_size_nm": "crystal size (nm, largest connected part)", "detached_voxels": "detached support voxels",
+    "note": "note",
+}
+"""Display names of a summary's ``strain`` record, in display order (its ``files`` are listed with the others)."""
+
+
+def _strain_pairs(strain: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(label, strain[key]) for key, label in STRAIN_LABELS.items() if key in strain]
+
+
 def _section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}\n"
 
@@ -223,6 +238,9 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
     ensemble = summary.get("ensemble") or {}
     if ensemble:
         parts.append(_section("Ensemble of runs", _rows(sorted(ensemble.items()))))
+    strain = summary.get("strain") or {}
+    if strain:
+        parts.append(_section("Strain along Q", _rows(_strain_pairs(strain))))
     parts.append(_section("Figures", _image(path.parent, png_name)))
     versions = summary.get("versions") or {}
     if versions:
@@ -237,6 +255,35 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
     with atomic_write(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+def _strain_beside(result_cxi: Path, result: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The strain maps of ``strain.cxi`` beside a result, and their summary record; (None, None) without one.
+
+    A ``strain.cxi`` that does not open, or that was computed from an object of
+    another shape, is left out (logged): the report shows what the result holds.
+    """
+    from ..io.strain_files import STRAIN_CXI, read_strain_view
+    from ..strain import crystal_extent_nm
+
+    path = Path(result_cxi).parent / STRAIN_CXI
+    if not path.is_file():
+        return None, None
+    try:
+        view = read_strain_view(path)
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("not showing the strain of %s: %s", path, exc)
+        return None, None
+    if view.detector_shape != tuple(result.obj.shape):
+        log.warning("not showing the strain of %s: computed from an object of shape %s, not this result's %s", path,
+                    view.detector_shape, tuple(result.obj.shape))
+        return None, None
+    crystal = crystal_extent_nm(view.maps.support, view.voxel_nm)
+    record = {"status": "ok", "frame": view.frame, "voxel_size_nm": list(view.voxel_nm),
+              "shape": list(view.maps.strain.shape), **view.maps.summary(),
+              **({"crystal_size_nm": list(crystal[0]), "detached_voxels": crystal[1]} if crystal else {}),
+              "files": [str(path)]}
+    return view, record
 
 
 def report_summary(result: Any, result_cxi: Path, files: Iterable[Path]) -> dict[str, Any]:
@@ -267,7 +314,9 @@ def regenerate_report(result_cxi: Path, out_dir: Path | None = None) -> list[Pat
     The result file holds the object, support, measured intensity and mask,
     fitted intensity, convergence history, metrics, alignment and
     configuration, and (when they were computed) the ensemble maps and PRTF:
-    everything both reports show.
+    everything both reports show. The strain is shown when a ``strain.cxi``
+    computed from this object lies beside the result (as ``reconstruct`` and
+    ``cdi-dip strain`` write it); it is read, not recomputed.
 
     Parameters
     ----------
@@ -298,9 +347,12 @@ def regenerate_report(result_cxi: Path, out_dir: Path | None = None) -> list[Pat
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidInputError(f"cannot create {out_dir}: {exc.strerror}; choose another output folder") from None
-    png = write_report(stored.result, out_dir)[0]
+    strain, record = _strain_beside(result_cxi, stored.result)
+    png = write_report(stored.result, out_dir, strain=strain)[0]
     html_path = out_dir / "report.html"
     summary = report_summary(stored.result, result_cxi, [result_cxi, png, html_path])
+    if record is not None:
+        summary["strain"] = record
     if stored.command:
         summary["command"] = stored.command
     if stored.version:

@@ -20,7 +20,7 @@ from ..types import Result
 
 if TYPE_CHECKING:
     from ..ensemble import EnsembleResult, PrtfResult
-    from ..strain import StrainMaps
+    from ..strain import StrainMaps, StrainView
 
 
 def _support_box(support: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
@@ -57,7 +57,7 @@ def _log_image(intensity: np.ndarray) -> np.ndarray:
     return np.log10(np.clip(intensity, 0, None) + 1.0)
 
 
-def write_report(result: Result, directory: Path) -> list[Path]:
+def write_report(result: Result, directory: Path, *, strain: StrainView | None = None) -> list[Path]:
     """Draw ``report.png`` for a result into ``directory``.
 
     Parameters
@@ -94,7 +94,8 @@ def write_report(result: Result, directory: Path) -> list[Path]:
                        if result.model_intensity is not None else None)
     rows = len(object_planes)
     residual_column = 4 if residual_planes is not None else None
-    columns = 4 + (residual_planes is not None) + (2 if ensemble is not None else 0)
+    strain_column = 4 + (residual_planes is not None) + (2 if ensemble is not None else 0)
+    columns = strain_column + (2 if strain is not None and rows == 3 else 0)
     fig = plt.figure(figsize=(4 * columns, 3.8 * rows + 3.2))
     grid = fig.add_gridspec(rows + 1, columns, height_ratios=[3.8] * rows + [3.2])
     axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(columns)] for r in range(rows)])
@@ -114,14 +115,16 @@ def write_report(result: Result, directory: Path) -> list[Path]:
             _show(fig, axes[row, residual_column], residual_planes[row][1],
                   f"(measured - fitted) / sqrt(fitted) {label}", "RdBu_r", (-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
     if ensemble is not None:
-        _show_ensemble(fig, axes[:, columns - 2:], ensemble, box)
+        _show_ensemble(fig, axes[:, strain_column - 2:strain_column], ensemble, box)
+    if columns > strain_column:
+        _show_strain(fig, axes[:, strain_column:], strain)
     if prtf is not None:
         half = columns // 2
         _plot_history(result, fig.add_subplot(grid[rows, :half]))
         _plot_prtf(prtf, fig.add_subplot(grid[rows, half:]))
     else:
         _plot_history(result, fig.add_subplot(grid[rows, :]))
-    fig.suptitle(_title(result, ensemble, prtf), fontsize=11)
+    fig.suptitle(_title(result, ensemble, prtf, strain), fontsize=11)
     fig.tight_layout()
     report_path = Path(directory) / "report.png"
     _save(fig, report_path)
@@ -137,6 +140,61 @@ def _show_ensemble(fig, axes: np.ndarray, ensemble: EnsembleResult, box: tuple[s
     for row, ((label, amplitude), (_, phase)) in enumerate(zip(amplitude_planes, phase_planes)):
         _show(fig, axes[row, 0], amplitude, f"amplitude std ({ensemble.size} runs) {label}", "viridis")
         _show(fig, axes[row, 1], phase, f"phase std (rad) {label}", "viridis", (0, max(phase_max, 1e-6)))
+
+
+STRAIN_PERCENTILE = 99.0
+"""The strain and displacement colour scales reach this percentile of their absolute value (robust to edge voxels)."""
+
+
+def symmetric_limit(values: np.ndarray, percentile: float = STRAIN_PERCENTILE) -> float:
+    """``percentile`` of ``|values|`` over the finite ones (a positive floor when there are none or all are 0)."""
+    finite = np.abs(values[np.isfinite(values)])
+    limit = float(np.percentile(finite, percentile)) if finite.size else 0.0
+    return limit if limit > 0 else 1e-12
+
+
+def _strain_title(strain: StrainView) -> str:
+    """The strain's frame and range and the crystal's size (its largest connected part), for the report's title."""
+    from ..strain import crystal_extent_nm
+
+    values = strain.maps.strain[np.isfinite(strain.maps.strain)]
+    text = f"strain ({strain.frame} frame)"
+    if values.size:
+        text += f" rms {np.sqrt(np.mean(values ** 2)):.2g}, [{values.min():.2g}, {values.max():.2g}]"
+    crystal = crystal_extent_nm(strain.maps.support, strain.voxel_nm)
+    if crystal is not None:
+        names = ", ".join(name.split(" ")[0] for name in strain.axis_names)
+        text += f", crystal {' x '.join(f'{v:.0f}' for v in crystal[0])} nm ({names})"
+        if crystal[1]:
+            text += f" + {crystal[1]} detached voxels"
+    return text
+
+
+def _show_strain(fig, axes: np.ndarray, strain: StrainView) -> None:
+    """Strain and displacement along Q through the centre of the support, one plane per row, axes in nm."""
+    maps = strain.maps
+    box = _support_box(maps.support, margin=2)
+    origin = [strain.origin_nm[k] + (box[k].start or 0) * strain.voxel_nm[k] for k in range(3)]
+    cropped_strain, cropped_u = maps.strain[box], maps.displacement_m[box] * 1e9
+    strain_limit, u_limit = symmetric_limit(cropped_strain), symmetric_limit(cropped_u)
+    for axis in range(3):
+        kept = [a for a in range(3) if a != axis]
+        extent = tuple(origin[k] + (side * cropped_strain.shape[k] - 0.5) * strain.voxel_nm[k]
+                       for k in (kept[1], kept[0]) for side in (0, 1))
+        plane = f"central {strain.axis_names[axis]} plane"
+        for ax, image, label, cmap, limit in (
+                (axes[axis, 0], cropped_strain, "strain along Q", "RdBu_r", strain_limit),
+                (axes[axis, 1], cropped_u, "displacement along Q (nm)", "PuOr_r", u_limit)):
+            shown = ax.imshow(_central(image, axis), origin="lower", extent=extent, cmap=cmap,
+                              interpolation="nearest", vmin=-limit, vmax=limit)
+            ax.set_title(f"{label}, {strain.frame} frame\n{plane}", fontsize=9)
+            ax.set_xlabel(f"{strain.axis_names[kept[1]]} (nm)", fontsize=8)
+            ax.set_ylabel(f"{strain.axis_names[kept[0]]} (nm)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.set_facecolor("#dddddd")
+            bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+            bar.set_label(label, fontsize=8)
+            bar.ax.tick_params(labelsize=7)
 
 
 def _plot_prtf(prtf: PrtfResult, ax) -> None:
@@ -164,7 +222,8 @@ def _plot_prtf(prtf: PrtfResult, ax) -> None:
     ax.legend(fontsize=8)
 
 
-def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfResult | None = None) -> str:
+def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfResult | None = None,
+           strain: StrainView | None = None) -> str:
     metrics = result.metrics
     parts = [f"{result.measurement.name}: {result.method}", f"{result.iterations} it",
              f"R = {metrics.get('r_factor', float('nan')):.4f}",
@@ -178,6 +237,8 @@ def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfRes
         parts.append("voxel " + " x ".join(f"{v * 1e9:.3g}" for v in voxel) + " nm")
     if prtf is not None and prtf.resolution_px is not None:
         parts.append(f"resolution {prtf.resolution_px:.2f} px")
+    if strain is not None:
+        parts.append(_strain_title(strain))
     if result.interrupted:
         parts.append("INTERRUPTED")
     return ", ".join(parts)
@@ -287,7 +348,7 @@ def write_strain_figure(path: Path, maps: StrainMaps, voxel_nm: tuple[float, ...
     import matplotlib.pyplot as plt
 
     strain = maps.strain
-    limit = float(np.nanpercentile(np.abs(strain), 99)) if np.isfinite(strain).any() else 1.0
+    limit = symmetric_limit(strain) if np.isfinite(strain).any() else 1.0
     fig, axes = plt.subplots(2, 3, figsize=(13, 8), squeeze=False)
     names = axis_names
     for axis in range(3):
