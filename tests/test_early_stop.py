@@ -10,7 +10,7 @@ from cdi_dip.config import DipConfig, EarlyStop, Method, RunConfig
 from cdi_dip.io.summary import dip_summary
 from cdi_dip.physics import FarField, pad_to_frame
 from cdi_dip.solvers import Problem
-from cdi_dip.solvers.dip import DipRun, object_shape, solve_dip
+from cdi_dip.solvers.dip import DipRun, estimate_dip_memory_bytes, object_shape, solve_dip
 from cdi_dip.solvers.early_stop import WindowedVariance, align_global_phase, window_variance_map
 
 
@@ -124,3 +124,12 @@ def test_both_stops_at_the_first_and_keeps_the_best_free_iterate():
     assert extra["stop_iteration"] <= first
     free_losses = {int(h["iteration"]): h["free_loss"] for h in output.history if "free_loss" in h}
     assert extra["best_free_loss"] == min(free_losses.values())
+
+
+def test_the_memory_estimate_counts_the_variance_window():
+    frame = (128, 128, 128)
+    free = estimate_dip_memory_bytes(frame, RunConfig(dip=DipConfig(early_stop="free")).validate())
+    variance = estimate_dip_memory_bytes(frame, RunConfig(dip=DipConfig(early_stop="variance",
+                                                                         variance_window=20)).validate())
+    box = math.prod(object_shape(frame))
+    assert variance - free >= 8 * box * 24

@@ -208,7 +208,9 @@ def estimate_dip_memory_bytes(frame_shape: Sequence[int], cfg: RunConfig) -> int
     resolution), the parameters with their gradients and two Adam moments,
     the complex64 far-field arrays of the loss and the warm start, and adds
     half again for convolution workspaces and allocator rounding. Measured
-    against the peak resident memory of CPU runs in docs/dip.md.
+    against the peak resident memory of CPU runs in docs/dip.md. The
+    variance early stop (``dip.early_stop`` not ``free``) adds its window,
+    ``dip.variance_window + 4`` copies of the object box.
 
     Parameters
     ----------
@@ -237,6 +239,8 @@ def estimate_dip_memory_bytes(frame_shape: Sequence[int], cfg: RunConfig) -> int
     object_voxels = math.prod(shape)
     far_field = _BYTES_COMPLEX * frame * 6 + _BYTES_FLOAT * frame * 8  # padded object, fields; counts, masks, loss
     objects = _BYTES_COMPLEX * object_voxels * 8  # phasor, magnitude, product, best iterate, warm start, target
+    if EarlyStop(cfg.dip.early_stop) is not EarlyStop.FREE:
+        objects += _BYTES_COMPLEX * object_voxels * (cfg.dip.variance_window + 4)  # the variance criterion's window
     return int(1.5 * (2 * per_net + far_field + objects))
 
 
