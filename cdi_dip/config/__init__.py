@@ -82,7 +82,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
 
 __all__ = [
-    "DEFAULT_RUNS", "AlienHandling", "CentreMethod", "DetectorConfig", "DipConfig", "DipLoss", "DipParam",
-    "EarlyStop", "GeometryConfig", "InputConfig", "Method", "NoiseModel", "PrepConfig", "ProjectionConfig", "RimHandling", "RunConfig",
+    "DEFAULT_RUNS", "AlienHandling", "CentreMethod", "DetectorConfig", "DipConfig", "DipLoss", "DipParam", "EarlyStop",
+    "GeometryConfig", "InputConfig", "Method", "NoiseModel", "PrepConfig", "ProjectionConfig", "RimHandling", "RunConfig",
     "config_from_dict", "load_config", "load_toml", "merge",
 ]

@@ -79,7 +79,7 @@ class EarlyStop(str, enum.Enum):
 
     FREE = "free"  # the free-pixel loss: keep its best iterate, stop when it is dip.patience iterations old
     VARIANCE = "variance"  # ES-WMV: the windowed moving variance of the iterates, no held-out data needed
-    BOTH = "both"  # stop at the first of the two; keep the best free-loss iterate (the variance one without free pixels)
+    BOTH = "both"  # stop at the first; keep the best free-loss iterate (without free pixels: the variance one)
 
 
 class DipLoss(str, enum.Enum):

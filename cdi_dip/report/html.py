@@ -131,7 +131,8 @@ def _dip_line(dip: dict[str, Any]) -> str:
     if "stop_iteration" in dip:
         budget = f" of {dip['iterations_budget']}" if "iterations_budget" in dip else ""
         criterion = (dip.get("early_stop") or {}).get("early_stop_criterion", "free")
-        parts.append(f"kept the iterate of iteration {dip['stop_iteration']}{budget} ({_STOP_WORDS.get(criterion, criterion)})")
+        how = _STOP_WORDS.get(criterion, criterion)
+        parts.append(f"kept the iterate of iteration {dip['stop_iteration']}{budget} ({how})")
     if "polish" in dip:
         parts.append(f"polish {dip['polish']}")
     if "work_iterations" in dip:

@@ -421,8 +421,9 @@ class _Runner:
         self.stage = "probe"
         self.extra: dict[str, Any] = {}
         self.early_stop = EarlyStop(self.dip.early_stop)
-        self.variance = (None if self.early_stop is EarlyStop.FREE else
-                         WindowedVariance(self.dip.variance_window, math.ceil(self.dip.variance_patience / CHECK_PERIOD)))
+        checks = math.ceil(self.dip.variance_patience / CHECK_PERIOD)
+        self.variance = (None if self.early_stop is EarlyStop.FREE
+                         else WindowedVariance(self.dip.variance_window, checks))
         self.variance_best: _Best | None = None
         """The losses of the iterate at the variance minimum (its object is ``self.variance.min_object``)."""
         self.stops: dict[str, int] = {}
