@@ -53,6 +53,9 @@ from cdi_dip.solvers.early_stop import WindowedVariance
 
 CRITERIA = ("free", "variance", "both")
 
+FAILURE_ERROR = 0.3
+"""A case whose best iterate is this far from the truth failed (as in corpus_matrix.py); its excess means little."""
+
 
 @dataclass
 class Trajectory:
@@ -248,8 +251,12 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"variance W={window} P={patience} checks of {dip_module.CHECK_PERIOD} it\n")
     print(case_table(trajectories, args.free_patience, window, patience))
     print()
-    print(summary_table(trajectories, args.free_patience, window, patience,
-                        [int(w) for w in args.windows.split(",")], [int(p) for p in args.patiences.split(",")]))
+    grid = [int(w) for w in args.windows.split(",")], [int(p) for p in args.patiences.split(",")]
+    print(summary_table(trajectories, args.free_patience, window, patience, *grid))
+    solved = [t for t in trajectories if min(t.errors) < FAILURE_ERROR]
+    if solved and len(solved) < len(trajectories):
+        print(f"\nWithout the {len(trajectories) - len(solved)} failed cases (best error >= {FAILURE_ERROR}):\n")
+        print(summary_table(solved, args.free_patience, window, patience, *grid))
     if args.json:
         records: list[dict[str, Any]] = []
         for t in trajectories:
