@@ -159,6 +159,13 @@ class SolverOutput:
         The partial-coherence kernel the run's model intensity is blurred
         with (:meth:`cdi_dip.coherence.PartialCoherence.compact`); None for a
         coherent model.
+    obj_std : numpy.ndarray, float32, frame shape, or None
+        A per-voxel uncertainty of ``obj`` in its units (photon amplitude),
+        where the solver has one: for the double DIP with
+        ``dip.early_stop = "variance"`` or ``"both"``, the standard deviation
+        of the iterates in the window at the windowed-variance minimum
+        (:mod:`cdi_dip.solvers.early_stop`; zero outside the object box),
+        unaligned like ``obj``. None otherwise.
     """
 
     obj: np.ndarray
@@ -168,6 +175,7 @@ class SolverOutput:
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     psf: np.ndarray | None = None
+    obj_std: np.ndarray | None = None
 
 
 @dataclass

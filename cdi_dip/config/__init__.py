@@ -40,6 +40,7 @@ from .options import (
     GeometryConfig,
     DipLoss,
     DipParam,
+    EarlyStop,
     InputConfig,
     Method,
     NoiseModel,
@@ -81,7 +82,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
 
 __all__ = [
-    "DEFAULT_RUNS", "AlienHandling", "CentreMethod", "DetectorConfig", "DipConfig", "DipLoss", "DipParam",
+    "DEFAULT_RUNS", "AlienHandling", "CentreMethod", "DetectorConfig", "DipConfig", "DipLoss", "DipParam", "EarlyStop",
     "GeometryConfig", "InputConfig", "Method", "NoiseModel", "PrepConfig", "ProjectionConfig", "RimHandling", "RunConfig",
     "config_from_dict", "load_config", "load_toml", "merge",
 ]

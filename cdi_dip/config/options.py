@@ -76,6 +76,14 @@ class DipParam(str, enum.Enum):
     REAL_IMAG = "real-imag"  # specimens: Re >= 0, Im free
 
 
+class EarlyStop(str, enum.Enum):
+    """What stops the double DIP's fit and picks the iterate it returns."""
+
+    FREE = "free"  # the free-pixel loss: keep its best iterate, stop when it is dip.patience iterations old
+    VARIANCE = "variance"  # ES-WMV: the windowed moving variance of the iterates, no held-out data needed
+    BOTH = "both"  # stop at the first; keep the best free-loss iterate (without free pixels: the variance one)
+
+
 class DipLoss(str, enum.Enum):
     """Data loss of the double DIP (``--noise`` picks the one of the same name)."""
 
@@ -282,6 +290,17 @@ class DipConfig:
     """ER iterations at the end with the support from the DIP amplitude; 0: none."""
     patience: int = option(400, range=(1, None))
     """Early stop when the free-pixel loss has not improved for this many iterations."""
+    early_stop: EarlyStop = option(EarlyStop.FREE)
+    """What stops the fit: free (the free-pixel loss, dip.patience), variance
+    (the windowed moving variance of the iterates, ES-WMV: stop when it has not
+    reached a new minimum for dip.variance_patience iterations and keep the
+    iterate at the minimum) or both (stop at the first; keep the best free-loss
+    iterate). Without free pixels, free keeps the best training-loss iterate."""
+    variance_window: int = option(20, range=(2, 1000))
+    """Iterates in the window of the variance criterion, one every 10
+    iterations (memory: this many copies of the object box)."""
+    variance_patience: int = option(200, range=(10, None))
+    """The variance criterion stops when its minimum is this many iterations old."""
     mixed_precision: bool = option(False)
     """On CUDA, run the generators' convolutions in bfloat16 autocast (not yet
     measured on a GPU: off by default)."""

@@ -73,6 +73,11 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
     return summary
 
 
+EARLY_STOP_KEYS = ("early_stop_criterion", "stopped_by", "free_stop_iteration", "variance_stop_iteration",
+                   "variance_min_iteration")
+"""The double DIP's early-stop record (:meth:`cdi_dip.solvers.dip._Runner.stop_record`) copied into the summary."""
+
+
 def dip_summary(solver: dict[str, Any]) -> dict[str, Any]:
     """What the double DIP of the kept run did, from its solver record (``Result.solver``).
 
@@ -82,10 +87,15 @@ def dip_summary(solver: dict[str, Any]) -> dict[str, Any]:
         ``stop_iteration`` (the fit iteration whose iterate was kept: the
         early stop), ``iterations_budget``, ``polish`` (``"kept"``,
         ``"discarded"`` or ``"not run"``) and ``work_iterations`` (every
-        solver iteration, warm starts, prefit and polish included); only the
-        keys the record holds. Empty when it holds none.
+        solver iteration, warm starts, prefit and polish included), and
+        ``early_stop``: the record's :data:`EARLY_STOP_KEYS` (the criterion,
+        which one stopped the run, the iteration at which each said stop);
+        only the keys the record holds. Empty when it holds none.
     """
     out = {key: solver[key] for key in ("stop_iteration", "iterations_budget", "work_iterations") if key in solver}
+    stop = {key: solver[key] for key in EARLY_STOP_KEYS if key in solver}
+    if stop:
+        out["early_stop"] = stop
     if "polish_kept" in solver:
         out["polish"] = "kept" if solver["polish_kept"] else "discarded"
     elif out:

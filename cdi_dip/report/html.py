@@ -121,12 +121,18 @@ def _selection_line(selection: dict[str, Any]) -> str:
     return text + "."
 
 
+_STOP_WORDS = {"free": "early stop on the free pixels", "variance": "early stop on the windowed variance",
+               "both": "early stop on the free pixels or the windowed variance"}
+
+
 def _dip_line(dip: dict[str, Any]) -> str:
     """One sentence on the double DIP: early stop, polish, total iterations with warm starts."""
     parts = []
     if "stop_iteration" in dip:
         budget = f" of {dip['iterations_budget']}" if "iterations_budget" in dip else ""
-        parts.append(f"kept the iterate of iteration {dip['stop_iteration']}{budget} (early stop on the free pixels)")
+        criterion = (dip.get("early_stop") or {}).get("early_stop_criterion", "free")
+        how = _STOP_WORDS.get(criterion, criterion)
+        parts.append(f"kept the iterate of iteration {dip['stop_iteration']}{budget} ({how})")
     if "polish" in dip:
         parts.append(f"polish {dip['polish']}")
     if "work_iterations" in dip:

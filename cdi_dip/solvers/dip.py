@@ -27,7 +27,10 @@ A run (docs/dip.md explains and measures every step):
    (``RunConfig.iterations``, else :data:`DEFAULT_ITERATIONS`) in total, keeping
    the best iterate by the loss on the held-out *free* pixels (by the
    training loss without them) and stopping once it has not improved for
-   ``dip.patience`` iterations.
+   ``dip.patience`` iterations (``dip.early_stop = "free"``, the default);
+   or by the windowed moving variance of the iterates
+   (:mod:`~cdi_dip.solvers.early_stop`, ``"variance"``), or by the first of
+   the two (``"both"``).
 4. An optional error-reduction polish of ``dip.polish_iterations`` iterations
    with the support ``|X| > 0.15 max |X|`` (dilated by one pixel), kept only
    where it lowers the free (else training) loss.
@@ -51,7 +54,7 @@ import numpy as np
 import torch
 
 from ..coherence import CoherentModulus, PartialCoherence
-from ..config import DipConfig, DipLoss, DipParam, ProjectionConfig, RunConfig
+from ..config import DipConfig, DipLoss, DipParam, EarlyStop, ProjectionConfig, RunConfig
 from ..config.plan import ER
 from ..config.psf import PsfChoice, for_run, parse_psf
 from ..errors import InvalidInputError, ReconstructionError
@@ -61,6 +64,7 @@ from ..support import object_extent_px
 from ..types import SolverOutput
 from . import dip_warmstart
 from .base import Initialiser, IterCallback, Problem
+from .early_stop import WindowedVariance
 from .fused import ModulusTarget, TorchBackend
 from .init import random_phases
 from .loop import FixedSupport, run_plan
@@ -204,7 +208,9 @@ def estimate_dip_memory_bytes(frame_shape: Sequence[int], cfg: RunConfig) -> int
     resolution), the parameters with their gradients and two Adam moments,
     the complex64 far-field arrays of the loss and the warm start, and adds
     half again for convolution workspaces and allocator rounding. Measured
-    against the peak resident memory of CPU runs in docs/dip.md.
+    against the peak resident memory of CPU runs in docs/dip.md. The
+    variance early stop (``dip.early_stop`` not ``free``) adds its window,
+    ``dip.variance_window + 4`` copies of the object box.
 
     Parameters
     ----------
@@ -233,6 +239,8 @@ def estimate_dip_memory_bytes(frame_shape: Sequence[int], cfg: RunConfig) -> int
     object_voxels = math.prod(shape)
     far_field = _BYTES_COMPLEX * frame * 6 + _BYTES_FLOAT * frame * 8  # padded object, fields; counts, masks, loss
     objects = _BYTES_COMPLEX * object_voxels * 8  # phasor, magnitude, product, best iterate, warm start, target
+    if EarlyStop(cfg.dip.early_stop) is not EarlyStop.FREE:
+        objects += _BYTES_COMPLEX * object_voxels * (cfg.dip.variance_window + 4)  # the variance criterion's window
     return int(1.5 * (2 * per_net + far_field + objects))
 
 
@@ -412,6 +420,14 @@ class _Runner:
         self.warm: dip_warmstart.WarmStart | None = None
         self.stage = "probe"
         self.extra: dict[str, Any] = {}
+        self.early_stop = EarlyStop(self.dip.early_stop)
+        checks = math.ceil(self.dip.variance_patience / CHECK_PERIOD)
+        self.variance = (None if self.early_stop is EarlyStop.FREE
+                         else WindowedVariance(self.dip.variance_window, checks))
+        self.variance_best: _Best | None = None
+        """The losses of the iterate at the variance minimum (its object is ``self.variance.min_object``)."""
+        self.stops: dict[str, int] = {}
+        """Iteration at which each criterion first said stop (whether or not it was the one obeyed)."""
 
     # -- building -----------------------------------------------------------
     def _network_seeds(self) -> list[int]:
@@ -532,18 +548,29 @@ class _Runner:
         traj.iteration += 1
         self.work_done += 1
 
-    def _check(self, traj: _Trajectory, obj: torch.Tensor, loss: float, free_loss: float | None) -> None:
+    def _check(self, traj: _Trajectory, obj: torch.Tensor, loss: float, free_loss: float | None,
+               *, feed_variance: bool = True) -> None:
         if not math.isfinite(loss) or (free_loss is not None and not math.isfinite(free_loss)):
             raise _NonFinite(traj.iteration)
         score = loss if free_loss is None else free_loss
         if score < traj.best.score:
             traj.best = _Best(score=score, obj=obj.clone(), iteration=traj.iteration, loss=loss,
                               free_loss=math.nan if free_loss is None else free_loss)
+        if feed_variance and self.variance is not None and self.stage == "fit" and traj.iteration >= traj.warmup:
+            self._feed_variance(traj, obj, loss, free_loss)
         entry = {"iteration": float(traj.iteration), "loss": loss}
         if free_loss is not None:
             entry["free_loss"] = free_loss
         traj.history.append(entry)
         self._report(loss, free_loss)
+
+    def _feed_variance(self, traj: _Trajectory, obj: torch.Tensor, loss: float, free_loss: float | None) -> None:
+        """One iterate of the fit (after the learning-rate warm-up) to the variance criterion."""
+        assert self.variance is not None
+        if self.variance.update(obj, traj.iteration):
+            free = math.nan if free_loss is None else free_loss
+            self.variance_best = _Best(score=loss if free_loss is None else free_loss, iteration=traj.iteration,
+                                       loss=loss, free_loss=free)
 
     def _probe_score(self, traj: _Trajectory) -> float:
         window = max(1, int(round(_PROBE_SCORE_WINDOW * len(traj.recent_losses))))
@@ -588,21 +615,76 @@ class _Runner:
         self.extra["kept_probe"] = best_index
         self.stage = "fit"
 
+    def _stop_signals(self, traj: _Trajectory) -> list[str]:
+        """The criteria that say stop now, obeyed or not; the first time each does is kept in :attr:`stops`."""
+        signals = []
+        if traj.iteration - traj.best.iteration > self.dip.patience and traj.best.obj is not None:
+            signals.append(EarlyStop.FREE.value)
+        if self.variance is not None and self.variance.stop:
+            signals.append(EarlyStop.VARIANCE.value)
+        for name in signals:
+            self.stops.setdefault(name, traj.iteration)
+        return signals
+
+    def _obeyed(self, signals: list[str]) -> str | None:
+        """The criterion among ``signals`` that ends the run under ``dip.early_stop``, or None."""
+        for name in signals:
+            if self.early_stop is EarlyStop.BOTH or self.early_stop.value == name:
+                return name
+        return None
+
+    def _keep_variance_minimum(self, traj: _Trajectory) -> None:
+        """Under ``variance`` (or ``both`` without free pixels) the kept iterate is the one at the variance minimum."""
+        by_variance = self.early_stop is EarlyStop.VARIANCE or (
+            self.early_stop is EarlyStop.BOTH and self.problem.free is None)
+        if by_variance and self.variance is not None and self.variance_best is not None:
+            self.variance_best.obj = self.variance.min_object
+            traj.best = self.variance_best
+
     def run_fit(self) -> None:
         self.stage = "fit"
         traj = self.kept
         assert traj is not None
+        stopped_by = None
         try:
             while traj.iteration < self.total:
                 self._step(traj)
-                if traj.iteration - traj.best.iteration > self.dip.patience and traj.best.obj is not None:
+                stopped_by = self._obeyed(self._stop_signals(traj))
+                if stopped_by is not None:
                     self.extra["early_stop"] = True
+                    self.extra["stopped_by"] = stopped_by
                     break
-            self._check(traj, *self._evaluate(traj))  # the last iterate too
+            # The last iterate too (not for the variance once it has stopped: its minimum is settled).
+            self._check(traj, *self._evaluate(traj), feed_variance=stopped_by is None)
         except _NonFinite as exc:
             self.extra["non_finite_at"] = exc.iteration
             log.warning("double DIP: non-finite loss at iteration %d; keeping the best iterate (%d)",
                         exc.iteration, traj.best.iteration)
+        finally:
+            self._keep_variance_minimum(traj)
+
+    def stop_record(self) -> dict[str, Any]:
+        """What the early stop did, for ``extra``: the criterion, which one stopped the run, and when each fired.
+
+        Returns
+        -------
+        dict
+            ``early_stop_criterion`` (``dip.early_stop``), ``stopped_by``
+            (``"free"``, ``"variance"`` or None: the budget ran out),
+            ``free_stop_iteration`` and, unless the criterion is ``free``,
+            ``variance_stop_iteration`` (the fit iteration at which each
+            first said stop, obeyed or not; None: never), with
+            ``variance_min_iteration`` and ``variance_min`` (the windowed
+            moving variance's minimum, relative to the object's power).
+        """
+        record: dict[str, Any] = {"early_stop_criterion": self.early_stop.value,
+                                  "stopped_by": self.extra.pop("stopped_by", None),
+                                  "free_stop_iteration": self.stops.get(EarlyStop.FREE.value)}
+        if self.variance is not None:
+            record["variance_stop_iteration"] = self.stops.get(EarlyStop.VARIANCE.value)
+            record["variance_min_iteration"] = self.variance.min_iteration
+            record["variance_min"] = self.variance.min_value if math.isfinite(self.variance.min_value) else None
+        return record
 
     # -- results ------------------------------------------------------------
     def best_frame(self) -> tuple[torch.Tensor, _Best, list[dict[str, float]], int]:
@@ -840,6 +922,7 @@ def _output(runner: _Runner, frame: torch.Tensor, best: _Best, history: list[dic
         "memory_estimate_bytes": estimate_dip_memory_bytes(physics.shape, cfg),
         "wall_s": time.perf_counter() - start,
         "kernels": "torch (double DIP)",
+        **runner.stop_record(),
         **runner.extra,
     }
     obj = frame.detach().to(torch.complex64).cpu().numpy()
@@ -849,7 +932,14 @@ def _output(runner: _Runner, frame: torch.Tensor, best: _Best, history: list[dic
         extra["psf"] = {"mode": cfg.psf.mode, "width_px": coherence.widths_px()}
     return SolverOutput(obj=obj.astype(np.complex64), support=support, history=history,
                         iterations=iterations, interrupted=interrupted, extra=extra,
-                        psf=None if coherence is None else coherence.compact())
+                        psf=None if coherence is None else coherence.compact(), obj_std=_window_std(runner))
+
+
+def _window_std(runner: _Runner) -> np.ndarray | None:
+    """The variance criterion's per-voxel standard deviation at its minimum, frame shape, float32; None without it."""
+    if runner.variance is None or runner.variance.min_std is None:
+        return None
+    return pad_to_frame(runner.variance.min_std, runner.frame_shape).float().cpu().numpy()
 
 
 __all__ = ["DEFAULT_ITERATIONS", "DipRun", "check_device_memory", "data_loss", "estimate_dip_memory_bytes", "loss_map",
