@@ -72,8 +72,10 @@ def test_a_run_with_dip_weights_starts_from_exactly_those_weights(tmp_path, monk
     for name, value in stored.items():
         assert torch.equal(started[0][name], value), name
     record = output.extra["dip_weights"]
-    assert record["path"] == str(tmp_path / "g.pt") and record["warm_start_runs"] == 0
-    assert "warm_start_scores" not in output.extra  # the educated default: no HIO warm start, no pre-fit
+    assert record["path"] == str(tmp_path / "g.pt")
+    # The educated default keeps the HIO warm start and the pre-fit (measured: without them it stagnates).
+    assert record["warm_start_runs"] == len(output.extra["warm_start_scores"]) >= 1
+    assert record["prefit_iterations"] > 0
 
 
 def test_generators_for_another_box_or_param_are_refused(tmp_path):

@@ -17,10 +17,12 @@ import torch
 
 from ..config import DipParam
 
-EDUCATED_WARM_START_RUNS = 0
-"""Warm-start runs of an educated run when ``dip.warm_start_runs`` is None. 0: no HIO warm start and
-no pre-fit: the pretrained networks are fitted to the data at once, on the whole box, after their
-scale is matched to the measured power (measured by ``benchmarks/educated_dip.py``)."""
+EDUCATED_WARM_START_RUNS: int | None = None
+"""Warm-start runs of an educated run when ``dip.warm_start_runs`` is None; None: the random-weight
+default (HIO warm start and pre-fit as usual). Measured by ``benchmarks/educated_dip.py`` (docs/dip.md,
+"Educated double DIP"): fitted straight from the pretrained weights on the whole box (0 here), the
+generators stagnated far from the truth on every tuning case tried (error 0.27-0.55 where the
+random-weight run reached 0.003-0.08); with the warm start they reach about the same error."""
 
 
 @dataclass
