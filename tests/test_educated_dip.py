@@ -65,17 +65,24 @@ def test_a_run_with_dip_weights_starts_from_exactly_those_weights(tmp_path, monk
 
     monkeypatch.setattr(dip_educated.Educated, "networks", networks)
     cfg = RunConfig(method=Method.DIP, iterations=20, dip=DipConfig(
-        weights=str(tmp_path / "g.pt"), channels=4, depth=2, polish_iterations=0, param=DipParam.MAG_PHASE)).validate()
+        weights=str(tmp_path / "g.pt"), warm_start_runs=0, channels=4, depth=2, polish_iterations=0,
+        param=DipParam.MAG_PHASE)).validate()
     output = solve_dip(Problem.build(counts, valid, physics), DipRun.from_config(cfg),
                        rng=torch.Generator().manual_seed(0))
     assert len(started) == 1
     for name, value in stored.items():
         assert torch.equal(started[0][name], value), name
     record = output.extra["dip_weights"]
-    assert record["path"] == str(tmp_path / "g.pt")
-    # The educated default keeps the HIO warm start and the pre-fit (measured: without them it stagnates).
-    assert record["warm_start_runs"] == len(output.extra["warm_start_scores"]) >= 1
-    assert record["prefit_iterations"] > 0
+    assert record["path"] == str(tmp_path / "g.pt") and record["architecture"]["object_shape"] == list(box)
+    assert record["warm_start_runs"] == 0 and record["prefit_iterations"] == 0
+    assert output.extra["probe_losses"] == []  # one start, the pretrained one: no random probes
+
+
+def test_an_educated_run_keeps_the_warm_start_unless_told_otherwise():
+    educated = dip_educated.Educated(path="g.pt", arch=None, state={}, training={})
+    assert dip_educated.warm_start_runs(educated, None) is dip_educated.EDUCATED_WARM_START_RUNS is None
+    assert dip_educated.warm_start_runs(educated, 0) == 0
+    assert dip_educated.warm_start_runs(None, None) is None
 
 
 def test_generators_for_another_box_or_param_are_refused(tmp_path):
