@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from common import limit_threads, machine_description
-from cdi_dip.config import RunConfig, config_from_dict
+from cdi_dip.config import config_from_dict
 from cdi_dip.corpus import corpus_cases
 from cdi_dip.ensemble import symmetry_adjusted_error
 from cdi_dip.learned.dip_generators import load_dip_weights
@@ -169,7 +169,8 @@ def run_variant(case: Any, variant: str, model: Path, seed: int) -> dict[str, An
         output = dip_module.solve_dip(problem, dip_module.DipRun.from_config(cfg),
                                       rng=torch.Generator().manual_seed(seed))
         seconds = tracker.seconds()
-    return {"case": case.label, "variant": variant, "final_error": float(symmetry_adjusted_error(output.obj, case.truth)),
+    final = float(symmetry_adjusted_error(output.obj, case.truth))
+    return {"case": case.label, "variant": variant, "final_error": final,
             "seconds": seconds, "work_iterations": output.extra.get("work_iterations"),
             "stop_iteration": output.extra.get("stop_iteration"), "curve": tracker.curve,
             "dip_weights": output.extra.get("dip_weights", {}).get("warm_start_runs")}
