@@ -70,10 +70,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help="pretrained generators to use instead of pretraining")
     parser.add_argument("--save-model", type=Path, default=Path("educated_dip_model.pt"),
                         help="where the pretrained generators are written")
-    parser.add_argument("--samples", type=int, default=150, help="pretraining scans (default 150)")
+    parser.add_argument("--samples", type=int, default=100, help="pretraining scans (default 100)")
     parser.add_argument("--inner-steps", type=int, default=20, help="Adam steps per pretraining scan")
     parser.add_argument("--meta-step", type=float, default=0.5)
-    parser.add_argument("--cases", type=int, default=4, help="tuning-half cases compared (default 4)")
+    parser.add_argument("--cases", type=int, default=3, help="tuning-half cases compared (default 3)")
     parser.add_argument("--variants", default="random,educated", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--seed", type=int, default=0, help="solver seed")
     parser.add_argument("--json", type=Path, help="write every record (with the error curves) here")
