@@ -128,3 +128,10 @@ def test_pretraining_lowers_the_mean_data_loss_on_its_scans():
     model, record = pretrain(cfg, scans=scans)
     assert record["samples"] == 24
     assert mean_start_loss(model, scans) < 0.9 * untrained
+
+
+def test_pretrained_generators_are_refused_as_a_learned_initialiser(scan, tmp_path):
+    _write_generators(tmp_path / "g.pt", (16, 16))
+    result = CliRunner().invoke(app, ["reconstruct", str(scan), "--out", str(tmp_path / "out"), "--method", "hio",
+                                      "--init", f"learned:{tmp_path / 'g.pt'}"])
+    assert result.exit_code == 2 and "not a learned initialiser" in result.stderr
