@@ -135,3 +135,14 @@ def test_pretrained_generators_are_refused_as_a_learned_initialiser(scan, tmp_pa
     result = CliRunner().invoke(app, ["reconstruct", str(scan), "--out", str(tmp_path / "out"), "--method", "hio",
                                       "--init", f"learned:{tmp_path / 'g.pt'}"])
     assert result.exit_code == 2 and "not a learned initialiser" in result.stderr
+
+
+def test_train_dip_writes_generators_and_refuses_to_replace_a_file(tmp_path):
+    out = tmp_path / "g.pt"
+    result = CliRunner().invoke(app, ["train-dip", str(out), "--size", "16", "--channels", "4", "--depth", "2",
+                                      "--samples", "2", "--inner-steps", "2", "--families", "faceted",
+                                      "--conditions", "clean", "--json"])
+    assert result.exit_code == 0, result.output
+    assert load_dip_weights(out).architecture.object_shape == (8, 8)
+    result = CliRunner().invoke(app, ["train-dip", str(out), "--size", "16"])
+    assert result.exit_code == 2 and "exists" in result.stderr
