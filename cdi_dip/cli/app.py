@@ -22,6 +22,7 @@ from .report import report
 from .simulate import simulate
 from .strain import strain
 from .train import train
+from .train_dip import train_dip
 from .version import version
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ def _options(
     pass
 
 
-for _command in (reconstruct, simulate, inspect, compare, report, strain, train, version, batch, config):
+for _command in (reconstruct, simulate, inspect, compare, report, strain, train, train_dip, version, batch, config):
     app.command()(_command)
 
 

@@ -47,6 +47,7 @@ ShrinkwrapThreshold = Annotated[Optional[float], typer.Option(
     f"when the centre is measured \\[default: {ProjectionConfig.shrinkwrap_threshold}].", rich_help_panel=METHOD)]
 MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the frame at this many pixels per axis (turns off the automatic frame).", rich_help_panel=PREP)]
 Init = Annotated[Optional[str], typer.Option("--init", help="What starts every run: random, learned (the model shipped for the data's dimensionality) or learned:MODEL.pt (from cdi-dip train): the network's object and support start HIO/RAAR/ER and seed the double DIP's warm start \\[default: random].", rich_help_panel=METHOD)]
+DipWeights = Annotated[Optional[str], typer.Option("--dip-weights", help="Pretrained double-DIP generators (MODEL.pt from cdi-dip train-dip): the networks start from its weights and fixed inputs, fitted to this scan (the educated DIP); its object box and --param must be this run's \\[default: none: random weights].", rich_help_panel=METHOD)]
 Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: none, auto (fit a blurring kernel), auto,SIGMA, select (random starts alternate coherent and fitted; the free likelihood picks) or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: none].", rich_help_panel=METHOD)]
 MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].", rich_help_panel=PREP)]
 Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.", rich_help_panel=PREP)]
@@ -127,6 +128,7 @@ CONFIG_PATH: dict[str, str] = {
     "support_threshold": "projection.support_threshold",
     "shrinkwrap_threshold": "projection.shrinkwrap_threshold",
     "param": "dip.param",
+    "dip_weights": "dip.weights",
     "dark": "detector.dark",
     "flat": "detector.flat",
     "roi": "detector.roi",

@@ -45,6 +45,7 @@ def reconstruct(
     support_threshold: opt.SupportThreshold = None,
     shrinkwrap_threshold: opt.ShrinkwrapThreshold = None,
     param: opt.Param = None,
+    dip_weights: opt.DipWeights = None,
     noise: opt.Noise = None,
     psf: opt.Psf = None,
     init: opt.Init = None,

@@ -304,6 +304,11 @@ class DipConfig:
     mixed_precision: bool = option(False)
     """On CUDA, run the generators' convolutions in bfloat16 autocast (not yet
     measured on a GPU: off by default)."""
+    weights: str | None = option(None)
+    """Pretrained generators (a model file of ``cdi-dip train-dip``): the networks
+    start from its weights and fixed inputs instead of random ones (the "educated"
+    double DIP, :mod:`cdi_dip.learned.dip_generators`); its object box and
+    ``param`` must be the run's. None: random weights."""
 
     def validate(self) -> None:
         schema.validate(self, "dip")

@@ -5,8 +5,11 @@ tensors, read back with ``torch.load(weights_only=True)``: loading a file
 never runs code from it. The dictionary holds:
 
 - ``format`` (:data:`MODEL_FORMAT`) and ``format_version``;
-- ``kind``: ``"phasenet"`` (the learned initialiser, :mod:`.network`);
-- ``architecture``: what builds the network (:class:`~.network.Architecture`);
+- ``kind``: ``"phasenet"`` (the learned initialiser, :mod:`.network`) or
+  ``"dip-generators"`` (pretrained double-DIP generators with their fixed
+  inputs, :mod:`.dip_generators`, for ``--dip-weights``);
+- ``architecture``: what builds the network (:class:`~.network.Architecture`,
+  or :class:`~.dip_generators.DipArchitecture` for ``dip-generators``);
 - ``state_dict``: its weights;
 - ``training``: the training configuration and its record (set sizes, time,
   losses), so that anyone can see and redo how it was made;
@@ -30,13 +33,14 @@ import torch
 from .. import __version__
 from ..errors import InvalidInputError
 from ..io._atomic import atomic_write
+from . import dip_generators
 from .network import Architecture, PhaseNet
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "cdi-dip-model"
 MODEL_FORMAT_VERSION = 1
-KINDS = ("phasenet",)
+KINDS = ("phasenet", dip_generators.KIND)
 
 
 @dataclass
@@ -46,7 +50,8 @@ class ModelFile:
     Attributes
     ----------
     path : pathlib.Path or None
-    architecture : Architecture
+    architecture : Architecture or DipArchitecture
+        The kind's architecture record.
     state_dict : dict of str to torch.Tensor
     training : dict
         Configuration and record of the training.
@@ -56,14 +61,17 @@ class ModelFile:
     """
 
     path: Path | None
-    architecture: Architecture
+    architecture: Architecture | dip_generators.DipArchitecture
     state_dict: dict[str, torch.Tensor]
     training: dict[str, Any] = field(default_factory=dict)
     checkpoint: dict[str, Any] | None = None
     kind: str = "phasenet"
 
     def network(self, device: torch.device | str = "cpu") -> PhaseNet:
-        """The network with its weights, in evaluation mode, on ``device``."""
+        """The network with its weights, in evaluation mode, on ``device`` (kind ``phasenet`` only)."""
+        if self.kind != "phasenet":
+            raise InvalidInputError(f"{self.path} holds {self.kind}, not a learned initialiser: give a file "
+                                    "written by cdi-dip train")
         net = PhaseNet(self.architecture)
         net.load_state_dict(self.state_dict)
         return net.to(device).eval()
@@ -134,21 +142,32 @@ def _check_header(payload: dict, path: Path) -> None:
                                 f"{', '.join(KINDS)}")
 
 
-def _architecture(payload: dict, path: Path) -> Architecture:
+def _architecture(payload: dict, path: Path) -> Architecture | dip_generators.DipArchitecture:
+    """The architecture record of the file's kind (checked by :func:`_check_header` first)."""
     record = payload.get("architecture")
     if not isinstance(record, dict):
         raise InvalidInputError(f"{path}: the model file has no architecture record; retrain the model")
     try:
+        if payload["kind"] == dip_generators.KIND:
+            return dip_generators.DipArchitecture.from_dict(record)
         return Architecture.from_dict(record)
     except (ValueError, TypeError) as exc:
         raise InvalidInputError(f"{path}: the model's architecture is not one cdi-dip builds ({exc})") from None
 
 
-def _check_weights(state: Any, arch: Architecture, path: Path) -> dict[str, torch.Tensor]:
+def _expected_state(arch: Architecture | dip_generators.DipArchitecture) -> dict[str, torch.Tensor]:
+    """The state dictionary a freshly built network of ``arch`` has (names and shapes are what count)."""
+    if isinstance(arch, dip_generators.DipArchitecture):
+        return dip_generators.expected_state(arch)
+    return PhaseNet(arch).state_dict()
+
+
+def _check_weights(state: Any, arch: Architecture | dip_generators.DipArchitecture,
+                   path: Path) -> dict[str, torch.Tensor]:
     """The weights, or an InvalidInputError when they do not fit the architecture exactly."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InvalidInputError(f"{path}: the model file's weights are not a dictionary of tensors")
-    expected = PhaseNet(arch).state_dict()
+    expected = _expected_state(arch)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))

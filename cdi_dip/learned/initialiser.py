@@ -140,6 +140,9 @@ class LearnedInitialiser:
 def learned_initialiser(path: Path | None, dim: int) -> LearnedInitialiser:
     """The initialiser of a model file (None: the shipped model for ``dim``-D data), checked."""
     model = load_model(path if path is not None else default_model_path(dim))
+    if model.kind != "phasenet":
+        raise InvalidInputError(f"{model.path} holds {model.kind} (for --dip-weights), not a learned "
+                                "initialiser: give a file written by cdi-dip train")
     if model.architecture.dim != dim:
         raise InvalidInputError(f"{model.path} is a {model.architecture.dim}D model but the data is {dim}D: "
                                 f"give a {dim}D model")

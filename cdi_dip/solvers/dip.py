@@ -62,7 +62,7 @@ from ..interrupts import interrupts_deferred
 from ..physics import FarField, crop_centre, pad_to_frame
 from ..support import object_extent_px
 from ..types import SolverOutput
-from . import dip_warmstart
+from . import dip_educated, dip_warmstart
 from .base import Initialiser, IterCallback, Problem
 from .early_stop import WindowedVariance
 from .fused import ModulusTarget, TorchBackend
@@ -402,11 +402,13 @@ class _Runner:
         ndim = len(self.frame_shape)
         self.total = int(cfg.iterations) if cfg.iterations is not None else DEFAULT_ITERATIONS[ndim]
         share = min(1.0, self.total / DEFAULT_ITERATIONS[ndim])  # a shorter budget shortens the default stages too
-        self.warm_runs = (self.dip.warm_start_runs if self.dip.warm_start_runs is not None
+        self.educated = dip_educated.for_run(self.dip.weights, self.object_shape, self.param)
+        configured_runs = dip_educated.warm_start_runs(self.educated, self.dip.warm_start_runs)
+        self.warm_runs = (configured_runs if configured_runs is not None
                           else max(1, math.ceil(DEFAULT_WARM_START_RUNS[ndim] * share)))
         self.prefit_iterations = (self.dip.prefit_iterations if self.dip.prefit_iterations is not None
                                   else math.ceil(DEFAULT_PREFIT_ITERATIONS * share))
-        self.probe_count = 1 if self.warm_runs > 0 else self.dip.probes
+        self.probe_count = 1 if self.warm_runs > 0 or self.educated is not None else self.dip.probes
         self.probe_iterations = min(self.dip.probe_iterations, self.total) if self.probe_count > 1 else 0
         self.work_total = (self.warm_runs * dip_warmstart.ITERATIONS_PER_RUN
                            + (self.prefit_iterations if self.warm_runs > 0 else 0)
@@ -428,6 +430,8 @@ class _Runner:
         """The losses of the iterate at the variance minimum (its object is ``self.variance.min_object``)."""
         self.stops: dict[str, int] = {}
         """Iteration at which each criterion first said stop (whether or not it was the one obeyed)."""
+        if self.educated is not None:
+            self.extra["dip_weights"] = self.educated.record(self.warm_runs, self.prefit_iterations)
 
     # -- building -----------------------------------------------------------
     def _network_seeds(self) -> list[int]:
@@ -435,10 +439,13 @@ class _Runner:
         return [int(s) for s in seeds.tolist()]
 
     def _new_trajectory(self, seed: int, *, support: torch.Tensor | None = None, warmup: int = 0) -> _Trajectory:
-        init = torch.Generator().manual_seed(seed)
-        model = DoubleDip(self.object_shape, self.param, channels=self.dip.channels, depth=self.dip.depth,
-                          generator=init, device=self.device, phase_head=PHASE_HEAD,
-                          autocast=self.dip.mixed_precision and self.device.type == "cuda")
+        autocast = self.dip.mixed_precision and self.device.type == "cuda"
+        if self.educated is not None:  # pretrained weights and inputs (--dip-weights) instead of random ones
+            model = self.educated.networks(self.device, autocast)
+        else:
+            model = DoubleDip(self.object_shape, self.param, channels=self.dip.channels, depth=self.dip.depth,
+                              generator=torch.Generator().manual_seed(seed), device=self.device,
+                              phase_head=PHASE_HEAD, autocast=autocast)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.dip.learning_rate)
         return _Trajectory(model=model, optimizer=optimizer, seed=seed, support=support, warmup=warmup)
 
