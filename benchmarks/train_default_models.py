@@ -21,11 +21,12 @@ from pathlib import Path
 
 from common import limit_threads, machine_description
 
+from cdi_dip.learned.files import without_training_state
 from cdi_dip.learned.initialiser import DEFAULT_MODELS, MODELS_DIR
 from cdi_dip.learned.training import TrainConfig, train
 
 SHIPPED = {
-    2: TrainConfig(dim=2, size=64, width=16, depth=3, loss="passive", steps=1200, batch=16, learning_rate=2e-3,
+    2: TrainConfig(dim=2, size=64, width=16, depth=3, loss="passive", steps=400, batch=16, learning_rate=2e-3,
                    pool=512, reuse=2, validation=32, checkpoint_every=50, seed=0),
 }
 """The shipped models' training settings, by dimensionality."""
@@ -36,7 +37,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2, choices=sorted(SHIPPED))
     parser.add_argument("--steps", type=int, default=None, help="fewer steps for a check (default: the shipped)")
     parser.add_argument("--out", type=Path, default=None, help="model file (default: the shipped model's path)")
-    parser.add_argument("--resume", action="store_true", help="continue the training stored in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted training stored in --out (a finished one has no optimiser state)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
@@ -53,6 +55,8 @@ def main() -> None:
             print(json.dumps(p), flush=True)
 
     summary = train(out, cfg, resume=args.resume, on_progress=progress)
+    if not summary["interrupted"]:
+        without_training_state(out)  # the shipped file: weights and record only (a few MB)
     print(json.dumps({**summary, "machine": machine_description(),
                       "wall_s": round(time.perf_counter() - started, 1)}, indent=1))
 

@@ -229,3 +229,16 @@ def test_train_refuses_to_replace_a_file_and_resumes_only_a_model(tmp_path):
     assert result.exit_code == 2
     result = CliRunner().invoke(app, ["train", str(tmp_path / "x.pt"), "--loss", "supervised"])
     assert result.exit_code == 2 and "passive or active" in result.stderr
+
+
+def test_the_shipped_model_loads_and_gives_an_object_for_a_frame_of_another_size(scan, tmp_path):
+    from cdi_dip.learned.initialiser import default_model_path
+
+    model = load_model(default_model_path(2))
+    assert model.checkpoint is None and model.training["config"]["size"] == model.architecture.size
+    result = CliRunner().invoke(app, ["reconstruct", str(scan), "--out", str(tmp_path), "--method", "net", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["method"] == "net" and summary["shape"] == [32, 32]
+    with pytest.raises(InvalidInputError, match="no learned model is shipped for 3D"):
+        default_model_path(3)

@@ -211,4 +211,24 @@ def load_model(path: Path) -> ModelFile:
                      kind=payload["kind"])
 
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "ModelFile", "load_model", "save_model"]
+def without_training_state(path: Path, out: Path | None = None) -> Path:
+    """Rewrite a model file without its optimiser state (a third of the size; it can no longer be resumed).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A model file.
+    out : pathlib.Path, optional
+        Where to write (default: over ``path``, atomically).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    model = load_model(path)
+    model.checkpoint = None
+    model.training = {**model.training, "resumable": False}
+    return save_model(out or path, model)
+
+
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "ModelFile", "load_model", "save_model", "without_training_state"]
