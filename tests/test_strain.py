@@ -54,3 +54,24 @@ def test_strain_of_a_quadratic_displacement_field():
     assert np.abs(expected[inner]).max() > 1e-3
     # Central differences of a quadratic are exact: only rounding is left (measured 2.6e-11 for 1.1e-3 at most).
     assert rms < 1e-6, rms
+
+
+def test_interior_figures_leave_out_the_surface_and_detached_fragments():
+    from cdi_dip.strain import StrainMaps, interior_mask
+
+    z, y, x = np.mgrid[:20, :20, :20] - 10
+    ball = x ** 2 + y ** 2 + z ** 2 <= 49
+    fragment = np.zeros_like(ball)
+    fragment[0:2, 0:2, 0:2] = True
+    support = ball | fragment
+    interior = interior_mask(support)
+    assert not (interior & fragment).any() and interior.sum() < ball.sum()
+    assert (interior <= ball).all() and interior[10, 10, 10]
+    # Strain 1e-4 inside, 1e-2 on the surface layer and the fragment: the interior RMS is the inside's.
+    strain = np.where(support, 1e-2, np.nan)
+    strain[interior_mask(ball, depth=1)] = 1e-4
+    maps = StrainMaps(phase_rad=strain, displacement_m=strain, strain=strain, support=support,
+                      q_norm_per_m=1.0, weights_per_m=np.zeros(3))
+    record = maps.summary()
+    assert record["interior_strain_rms"] == pytest.approx(1e-4)
+    assert record["strain_rms"] > 10 * record["interior_strain_rms"]

@@ -94,6 +94,9 @@ def strain_line(record: Any) -> str | None:
     voxel = " x ".join(f"{v:.3g}" for v in record.get("voxel_size_nm", []))
     line = (f"{record.get('frame')} frame, voxel {voxel} nm: rms {record.get('strain_rms', float('nan')):.2g}, "
             f"range [{record.get('strain_min', float('nan')):.2g}, {record.get('strain_max', float('nan')):.2g}]")
+    if "interior_strain_rms" in record:
+        line += (f"; interior rms {record['interior_strain_rms']:.2g}, 1-99 % "
+                 f"[{record['interior_strain_p1']:.2g}, {record['interior_strain_p99']:.2g}]")
     if record.get("crystal_size_nm"):
         line += ", crystal " + " x ".join(f"{v:.0f}" for v in record["crystal_size_nm"]) + " nm"
     return line

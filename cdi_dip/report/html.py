@@ -153,7 +153,10 @@ def _what_was_done(summary: dict[str, Any]) -> str:
 STRAIN_LABELS = {
     "status": "status", "reason": "why not", "frame": "frame", "voxel_size_nm": "voxel (nm)", "shape": "grid",
     "voxels": "voxels in the support", "strain_rms": "strain RMS", "strain_mean": "strain mean",
-    "strain_min": "strain min", "strain_max": "strain max", "displacement_min_nm": "displacement min (nm)",
+    "strain_min": "strain min", "strain_max": "strain max",
+    "interior_voxels": "interior voxels (largest part, 2 voxels in from its surface)",
+    "interior_strain_rms": "interior strain RMS", "interior_strain_p1": "interior strain, 1st percentile",
+    "interior_strain_p99": "interior strain, 99th percentile", "displacement_min_nm": "displacement min (nm)",
     "displacement_max_nm": "displacement max (nm)", "q_norm_per_nm": "|Q| (rad/nm)",
     "crystal_size_nm": "crystal size (nm, largest connected part)", "detached_voxels": "detached support voxels",
     "note": "note",
