@@ -11,6 +11,10 @@ when its error is above 0.3 or the reconstruction stopped with an error.
     python benchmarks/corpus_matrix.py --threads 2 --json corpus.json --markdown
     python benchmarks/corpus_matrix.py --quick --max-cases 2 --iterations 5 --methods hio
     python benchmarks/corpus_matrix.py --quick --dims 2 --model model.pt --methods net,hio,hio@learned
+    python benchmarks/corpus_matrix.py --half tuning --quick --dims 2 --methods hio --config rule.toml
+
+``--config FILE`` reads a TOML configuration as ``cdi-dip reconstruct --config``
+does (the options above override it), to measure a setting against the defaults.
 
 A method written ``METHOD@learned`` runs ``--init learned:MODEL`` (``--model``,
 default the shipped model); ``net`` is the network's object alone.
@@ -67,6 +71,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="as cdi-dip reconstruct --device (default auto)")
     parser.add_argument("--model", type=Path, default=None,
                         help="model file of METHOD@learned and net (default: the shipped model)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML configuration of every reconstruction, as cdi-dip reconstruct --config "
+                             "(default: none, the tool's defaults)")
     parser.add_argument("--psf", default=None, help="as cdi-dip reconstruct --psf (default: the tool's, none)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="write every row, the cells and the machine here")
@@ -96,11 +103,11 @@ def method_options(spec: str, model: Path | None) -> dict[str, Any]:
 
 
 def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | None,
-                     device: str | None, psf: str | None = None,
-                     model: Path | None = None) -> tuple[dict[str, Any], float]:
-    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D] [--psf P] [--init ...]``;
-    summary and seconds."""
-    cfg = build_config(None, overrides({**method_options(method, model), "seed": 0, "iterations": iterations,
+                     device: str | None, psf: str | None = None, model: Path | None = None,
+                     config: Path | None = None) -> tuple[dict[str, Any], float]:
+    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D] [--psf P] [--init ...]
+    [--config FILE]``; summary and seconds."""
+    cfg = build_config(config, overrides({**method_options(method, model), "seed": 0, "iterations": iterations,
                                         "device": device, "psf": psf}))
     start = time.perf_counter()
     summary = reconstruct_scan(str(path), cfg, out)
@@ -108,7 +115,8 @@ def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | No
 
 
 def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterations: int | None,
-              device: str | None, psf: str | None = None, model: Path | None = None) -> Iterator[dict[str, Any]]:
+              device: str | None, psf: str | None = None, model: Path | None = None,
+              config: Path | None = None) -> Iterator[dict[str, Any]]:
     """One row per method: the case, the method run, its error, and its time in seconds: ``seconds`` the whole
     command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
     reconstruction alone (the summary's ``wall_s``)."""
@@ -124,15 +132,39 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
             row = {**base, "method": method}
             try:
                 summary, seconds = reconstruct_file(scan, method, folder / method.replace("@", "_"),
-                                                    iterations=iterations, device=device, psf=psf, model=model)
+                                                    iterations=iterations, device=device, psf=psf, model=model,
+                                                    config=config)
             except CdiDipError as exc:
                 yield {**row, "error": None, "failed": True, "status": f"{type(exc).__name__}: {exc}", "seconds": None}
                 continue
             figures = score(read_object(summary["output"]), case.truth)
-            yield {**row, **figures, "used": summary["method"], "failed": not figures["error"] <= FAILURE_ERROR,
+            yield {**row, **figures, **run_facts(summary["output"]), "used": summary["method"], "failed": not figures["error"] <= FAILURE_ERROR,
                    "status": "ok", "seconds": round(seconds, 2), "solve_s": summary["wall_s"]}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_facts(output: str) -> dict[str, Any]:
+    """From a written result: every run's ``outside_fraction`` and ``support_restarts`` (when the solver
+    measured them) and how many runs were left out for their outside fraction."""
+    import h5py
+
+    found: dict[str, Any] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset) and name.rsplit("/", 1)[-1] in ("runs", "selection"):
+            value = item[()]
+            if not isinstance(value, (bytes, str)):
+                return
+            found[name.rsplit("/", 1)[-1]] = json.loads(value.decode() if isinstance(value, bytes) else value)
+
+    with h5py.File(output, "r") as handle:
+        handle.visititems(visit)
+    runs = found.get("runs", [])
+    dropped = found.get("selection", {}).get("dropped", [])
+    return {"outside_fractions": [run.get("outside_fraction") for run in runs],
+            "support_restarts": [run.get("support_restarts") for run in runs],
+            "dropped_outside": sum(entry.get("reason") == "outside support" for entry in dropped)}
 
 
 def cells(rows: Iterable[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -189,12 +221,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="cdi-dip-corpus-") as tmp:
         for case in selected_cases(args):
             for row in case_rows(case, methods, Path(tmp), iterations=args.iterations, device=args.device,
-                                 psf=args.psf, model=args.model):
+                                 psf=args.psf, model=args.model, config=args.config):
                 rows.append(row)
                 print(f"{row['label']} {row['method']}: error {_number(row['error'], 3)}, "
                       f"{_number(row['seconds'], 1)} s, {row['status']}", flush=True)
     machine = machine_description()
-    settings = "default configuration" + (f", --psf {args.psf}" if args.psf else "") + \
+    settings = (f"configuration {args.config}" if args.config else "default configuration") + (f", --psf {args.psf}" if args.psf else "") + \
         (f", model {args.model}" if args.model else "")
     print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, {settings}, seed 0, "
           f"iterations {args.iterations or 'default'}, {'quick' if args.quick else 'full'} sizes, "

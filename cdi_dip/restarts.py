@@ -52,9 +52,15 @@ class Run:
     score: float
 
     def record(self) -> dict[str, Any]:
-        """The run's line in ``Result.runs``."""
-        return {"run": self.index, "seed": self.seed, "iterations": self.output.iterations,
-                "work_iterations": self.work_iterations, "score": self.score, **self.metrics}
+        """The run's line in ``Result.runs``: its figures, with the solver's ``outside_fraction`` and number
+        of ``support_restarts`` when it measured them."""
+        record = {"run": self.index, "seed": self.seed, "iterations": self.output.iterations,
+                  "work_iterations": self.work_iterations, "score": self.score, **self.metrics}
+        for key in ("outside_fraction", "support_restarts"):
+            if key in self.output.extra:
+                value = self.output.extra[key]
+                record[key] = len(value) if key == "support_restarts" else value
+        return record
 
     @property
     def work_iterations(self) -> int:
@@ -203,6 +209,9 @@ class Combined:
     disagreed : dict of int to float
         Run index to its error to the best run, for the kept runs left out
         of the average (error above ``cfg.keep_max_error``).
+    outside : dict of int to float
+        Run index to its outside fraction, for the runs left out of the
+        ranking (:func:`screen_outside`).
     """
 
     obj: np.ndarray
@@ -216,6 +225,7 @@ class Combined:
     prtf: PrtfResult | None = None
     kept: int = 1
     disagreed: dict[int, float] = field(default_factory=dict)
+    outside: dict[int, float] = field(default_factory=dict)
 
 
 def to_data_frame(obj: np.ndarray, align: AlignInfo) -> np.ndarray:
@@ -249,7 +259,73 @@ def _members(best_obj: np.ndarray, best_support: np.ndarray, candidates: list[Ru
     return ensemble, [candidates[k] for k in agree], disagreed
 
 
+def run_outside_fraction(run: Run) -> float | None:
+    """The solver's ``outside_fraction`` of a run (projection solvers), None when it did not measure one."""
+    value = run.output.extra.get("outside_fraction")
+    return None if value is None else float(value)
+
+
+def screen_outside(runs: list[Run], limit: float | None) -> tuple[list[Run], dict[int, float]]:
+    """Leave out the runs with more than ``limit`` of their power outside the support, never all of them.
+
+    Parameters
+    ----------
+    runs : list of Run
+        Best first.
+    limit : float or None
+        ``projection.max_outside_fraction``; None keeps every run.
+
+    Returns
+    -------
+    kept : list of Run
+        The others, best first; when every run is over the limit, the best
+        alone (logged).
+    outside : dict of int to float
+        Run index to its outside fraction, for the runs left out.
+    """
+    if limit is None:
+        return runs, {}
+    outside = {run.index: fraction for run in runs
+               if (fraction := run_outside_fraction(run)) is not None and fraction > limit}
+    if runs and len(outside) == len(runs):
+        log.warning("every run has more than %.3g of its power outside the support: keeping the best (run %d)",
+                    limit, runs[0].index)
+        del outside[runs[0].index]
+    if outside:
+        log.warning("runs %s have more than %.3g of their power outside the support: left out",
+                    sorted(outside), limit)
+    return [run for run in runs if run.index not in outside], outside
+
+
 def combine_runs(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> Combined:
+    """Leave out the runs with too much power outside their support, then combine the others
+    (:func:`combine_screened`).
+
+    Parameters
+    ----------
+    runs : list of Run
+        Best first (:func:`run_starts`).
+    measurement : Measurement
+        The prepared data (for the PRTF and its geometry).
+    problem : Problem
+        The data the runs fitted (for the ensemble mean's metrics).
+    cfg : RunConfig
+        ``projection.max_outside_fraction``, ``keep`` and ``keep_max_error``.
+
+    Returns
+    -------
+    Combined
+        With ``outside``: the runs left out by :func:`screen_outside`.
+    """
+    if not runs:
+        raise ReconstructionError("no run produced a finite object: nothing to write; try another --seed or method")
+    screened, outside = screen_outside(runs, cfg.projection.max_outside_fraction)
+    combined = combine_screened(screened, measurement, problem, cfg)
+    combined.outside = outside
+    return combined
+
+
+def combine_screened(runs: list[Run], measurement: Measurement, problem: Problem, cfg: RunConfig) -> Combined:
     """Align the best run and average it with the next best ones that agree with it.
 
     Parameters
@@ -311,16 +387,19 @@ def selection_record(cfg: RunConfig, runs: list[Run], combined: Combined, failed
     -------
     dict
         ``asked``, ``finished``, ``kept``, ``averaged``, ``keep``,
-        ``keep_max_error``, ``not_started`` (runs a stop left unstarted),
+        ``keep_max_error``, ``max_outside_fraction``, ``not_started`` (runs a stop left unstarted),
         ``solver_iterations`` (every iteration of every finished run, warm
         starts included) and ``dropped``: one
         ``{"run", "seed", "reason", "detail"}`` per run left out, ``reason``
         one of ``diverged``, ``disagreed`` (with ``error`` to the best run),
-        ``not among the best K`` or ``interrupted``.
+        ``outside support`` (with ``outside_fraction``), ``not among the best
+        K`` (ranked among the runs not left out for their outside fraction)
+        or ``interrupted``.
     """
     members = {run.index for run in combined.members}
     dropped = list(failed)
-    for rank, run in enumerate(runs):
+    dropped += [_outside_entry(run, combined.outside[run.index], cfg) for run in runs if run.index in combined.outside]
+    for rank, run in enumerate([run for run in runs if run.index not in combined.outside]):
         if run.index not in members:
             dropped.append({"run": run.index, "seed": run.seed,
                             **_why_dropped(run, rank, combined, cfg, combine_interrupted)})
@@ -332,10 +411,18 @@ def selection_record(cfg: RunConfig, runs: list[Run], combined: Combined, failed
         "averaged": len(combined.members),
         "keep": cfg.keep,
         "keep_max_error": cfg.keep_max_error,
+        "max_outside_fraction": cfg.projection.max_outside_fraction,
         "not_started": max(0, asked - len(runs) - len(failed)),
         "solver_iterations": sum(run.work_iterations for run in runs),
         "dropped": sorted(dropped, key=lambda entry: entry["run"]),
     }
+
+
+def _outside_entry(run: Run, fraction: float, cfg: RunConfig) -> dict[str, Any]:
+    """The line of :func:`selection_record`'s ``dropped`` for a run left out by :func:`screen_outside`."""
+    return {"run": run.index, "seed": run.seed, "reason": "outside support", "outside_fraction": fraction,
+            "detail": f"{fraction:.3g} of |x|^2 outside the support > max_outside_fraction "
+                      f"{cfg.projection.max_outside_fraction:g}"}
 
 
 def _why_dropped(run: Run, rank: int, combined: Combined, cfg: RunConfig, interrupted: bool) -> dict[str, Any]:

@@ -239,12 +239,28 @@ class ProjectionConfig:
     """Relative threshold (0-1) of shrinkwrap when the centre is missing:
     the unmeasured low frequencies leave a slow amplitude error across the
     object, which ``shrinkwrap_threshold`` (0.25) cuts into."""
+    max_outside_fraction: float | None = option(None, range=(0.0, 1.0))
+    """Leave out of the ranking and the average every run whose last modulus
+    projection has more than this fraction (0-1) of its power ``|x|^2``
+    outside the final support (PyNX uses about 0.1 as a guide); the best run
+    by free likelihood is kept when every run would be left out. None: off
+    (the fraction is still recorded: ``outside_fraction`` in the solver facts)."""
+    support_fraction_bounds: list[float] | None = option(None, range=(0.0, 1.0))
+    """``[low, high]``: when shrinkwrap makes the support smaller than ``low``
+    or larger than ``high`` (fractions 0-1 of the frame's voxels), the run
+    starts again from a new random start with the shrinkwrap threshold lowered
+    (collapse) or raised (explosion), at most twice; the thresholds tried are
+    recorded (``support_restarts`` in the solver facts). None: off."""
 
     def validate(self) -> None:
-        """The generic checks, then the plan's grammar (:func:`~cdi_dip.config.plan.parse_plan`)."""
+        """The generic checks, the plan's grammar (:func:`~cdi_dip.config.plan.parse_plan`) and the bounds' order."""
         schema.validate(self, "projection")
         if self.plan is not None:
             parse_plan(self.plan)
+        bounds = self.support_fraction_bounds
+        if bounds is not None and (len(bounds) != 2 or not bounds[0] < bounds[1]):
+            raise InvalidInputError("configuration: projection.support_fraction_bounds must be [low, high] "
+                                    f"with low < high, got {bounds!r}")
 
 
 @dataclass

@@ -466,13 +466,75 @@ class ProjectionRun:
         return cls(plan=plan, settings=opts, psf=parse_psf(cfg.psf))
 
 
-class _Shrinkwrap:
-    """The projection solvers' support: shrinkwrap every ``period`` iterations up to ``last`` (FFT order)."""
+SUPPORT_RESTARTS = 2
+"""Restarts of a run whose support left ``ProjectionConfig.support_fraction_bounds``; the last attempt runs
+to the end whatever its support does."""
 
-    def __init__(self, support: torch.Tensor, opts: ProjectionConfig, threshold: float, steps: list):
+SUPPORT_THRESHOLD_FACTOR = 1.5
+"""A restart divides the shrinkwrap threshold by this after a collapse and multiplies it after an explosion."""
+
+MAX_SHRINKWRAP_THRESHOLD = 0.9
+"""Highest threshold an explosion restart moves to (1 would keep only the maximum)."""
+
+
+class SupportOutOfBounds(Exception):
+    """Shrinkwrap made the support smaller or larger than ``support_fraction_bounds`` allow (caught: a restart).
+
+    Parameters
+    ----------
+    iteration : int
+        The iteration (1-based) of the shrinkwrap update.
+    fraction : float
+        The new support's fraction of the frame's voxels.
+    collapsed : bool
+        True below the lower bound, False above the upper one.
+    """
+
+    def __init__(self, iteration: int, fraction: float, collapsed: bool):
+        super().__init__(f"support {'collapsed' if collapsed else 'exploded'} to {fraction:.4g} of the frame "
+                         f"at iteration {iteration}")
+        self.iteration, self.fraction, self.collapsed = iteration, fraction, collapsed
+
+
+def moved_threshold(threshold: float, collapsed: bool) -> float:
+    """The shrinkwrap threshold of the next attempt: lower after a collapse, higher after an explosion.
+
+    Parameters
+    ----------
+    threshold : float
+        The threshold of the attempt that left the bounds (0-1).
+    collapsed : bool
+
+    Returns
+    -------
+    float
+        ``threshold / SUPPORT_THRESHOLD_FACTOR`` after a collapse, else
+        ``threshold * SUPPORT_THRESHOLD_FACTOR`` capped at ``MAX_SHRINKWRAP_THRESHOLD``.
+    """
+    if collapsed:
+        return threshold / SUPPORT_THRESHOLD_FACTOR
+    return min(threshold * SUPPORT_THRESHOLD_FACTOR, MAX_SHRINKWRAP_THRESHOLD)
+
+
+def support_fraction(support: torch.Tensor) -> float:
+    """Fraction (0-1) of the frame's voxels inside ``support`` (one host sync)."""
+    return float(support.sum()) / support.numel()
+
+
+class _Shrinkwrap:
+    """The projection solvers' support: shrinkwrap every ``period`` iterations up to ``last`` (FFT order).
+
+    With ``bounds`` (``[low, high]``, fractions of the frame) a shrinkwrap
+    update that leaves them raises :class:`SupportOutOfBounds` (one host sync
+    per update, only then).
+    """
+
+    def __init__(self, support: torch.Tensor, opts: ProjectionConfig, threshold: float, steps: list,
+                 bounds: list[float] | None = None):
         self.current = support
         self._opts = opts
         self._threshold = threshold
+        self._bounds = bounds
         self._period, self._last = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
 
     def after(self, iteration: int, x: torch.Tensor) -> None:
@@ -480,6 +542,66 @@ class _Shrinkwrap:
             sigma = sigma_schedule(self._opts.shrinkwrap_sigma_start, self._opts.shrinkwrap_sigma_end,
                                    iteration / max(self._last, 1))
             self.current = shrinkwrap(x, sigma_px=sigma, threshold=self._threshold)
+            if self._bounds is not None:
+                self._check(iteration)
+
+    def _check(self, iteration: int) -> None:
+        """Raise :class:`SupportOutOfBounds` when the current support is outside ``bounds``."""
+        fraction = support_fraction(self.current)
+        low, high = self._bounds
+        if not low <= fraction <= high:
+            raise SupportOutOfBounds(iteration, fraction, collapsed=fraction < low)
+
+
+def power_outside(x: torch.Tensor, support: torch.Tensor) -> float:
+    """Fraction (0-1) of ``sum |x|^2`` outside ``support``; 0 when ``x`` has no power (one host sync)."""
+    power = x.real.square() + x.imag.square()
+    total = float(power.sum())
+    return float(power[~support].sum()) / total if total > 0 else 0.0
+
+
+def _before_polish(steps: list) -> int:
+    """The last iteration (1-based) before the plan's final ER block, or the last one when it has none."""
+    total = plan_length(steps)
+    if len(steps) > 1 and steps[-1].algorithm == "ER":
+        return total - steps[-1].iterations
+    return total
+
+
+def projection_outside_fraction(x: torch.Tensor, support: torch.Tensor, target: ModulusTarget, physics: FarField,
+                                kernels: Any) -> float:
+    """Fraction of the power ``|P_M x|^2`` of the modulus projection of ``x`` that lies outside ``support``.
+
+    The object a run returns is support-constrained; its modulus projection
+    is not, and the power it puts outside the support says how far the run
+    is from a consistent solution (PyNX rejects runs above about 0.1).
+
+    Parameters
+    ----------
+    x : torch.Tensor, complex64, frame shape, FFT order
+        The last iterate.
+    support : torch.Tensor, bool, frame shape, FFT order
+    target : ModulusTarget
+    physics : FarField
+    kernels : Backend
+        Its coherent modulus projection is used (also under a blurring kernel).
+
+    Returns
+    -------
+    float
+        0-1; 0 when the projection has no power.
+    """
+    return power_outside(physics.ifft(kernels.project_modulus_(physics.fft(x).contiguous(), target)), support)
+
+
+def _restart_record(restarts: list[dict[str, Any]], exc: SupportOutOfBounds, threshold: float) -> float:
+    """Log and record (in ``restarts``) a support that left its bounds; the threshold of the next attempt."""
+    moved = moved_threshold(threshold, exc.collapsed)
+    log.warning("%s (shrinkwrap threshold %.3g): starting again with threshold %.3g", exc, threshold, moved)
+    restarts.append({"iteration": exc.iteration, "support_fraction": exc.fraction,
+                     "cause": "collapsed" if exc.collapsed else "exploded", "threshold": threshold,
+                     "next_threshold": moved})
+    return moved
 
 
 def solve_projections(
@@ -524,9 +646,17 @@ def solve_projections(
         ``support_size`` and ``free_loss`` (with free pixels), ``interrupted``
         after Ctrl-C, and ``extra``: ``plan``, ``kernels`` (the fused steps used and where
         they come from, :attr:`cdi_dip.solvers.fused.Backend.description`), ``best_iteration``
-        after Ctrl-C, and the constraints chosen
+        after Ctrl-C, the constraints chosen
         (:meth:`ObjectConstraints.summary`: ``positivity``,
-        ``missing_centre``, ``initial_support``, ``shrinkwrap_threshold``...).
+        ``missing_centre``, ``initial_support``, ``shrinkwrap_threshold``...),
+        ``outside_fraction`` (:func:`power_outside` of the iterate at the end
+        of the last HIO/RAAR block, before the final ER block; of
+        ``P_M x`` when the run stopped earlier), ``outside_fraction_projection``
+        (:func:`projection_outside_fraction` of the last iterate) and, with ``support_fraction_bounds``,
+        ``support_fraction`` (of the final support), ``support_restarts`` (one
+        entry per restart: ``iteration``, ``support_fraction``, ``cause``
+        collapsed or exploded, ``threshold``, ``next_threshold``) and
+        ``shrinkwrap_thresholds`` (every threshold tried, the last one kept).
 
     Raises
     ------
@@ -558,15 +688,14 @@ def solve_projections(
     valid_f = physics.to_fft_order(problem.fit)
     free_f = physics.to_fft_order(problem.held_out) if problem.held_out is not None else None
     amplitude = physics.to_fft_order(measured_amplitude(problem))
-    support = _Shrinkwrap(physics.to_fft_order(constraints.support).contiguous(), opts,
-                          constraints.shrinkwrap_threshold, steps)
-    x = physics.to_fft_order(init(problem, constraints.support, rng=rng)).to(torch.complex64).contiguous()
+    initial_support = physics.to_fft_order(constraints.support).contiguous()
     target = ModulusTarget.build(amplitude, valid_f)
-    backend = select_backend(x.device)
+    device = initial_support.device
+    backend = select_backend(device)
     log.debug("fused steps: %s", backend.description)
 
     psf = for_run(options.psf, 0)  # under "select" the random starts alternate (cdi_dip.restarts)
-    coherence = PartialCoherence(physics.shape, psf, x.device) if psf.enabled else None
+    coherence = PartialCoherence(physics.shape, psf, device) if psf.enabled else None
     modulus = CoherentModulus(coherence, counts_f, valid_f, total) if coherence is not None else None
     figures = _CheckpointFigures(physics, counts_f, valid_f, free_f, coherence)
     constrained_mode = positivity_mode("ER", positivity)
@@ -576,9 +705,13 @@ def solve_projections(
         return backend.update_(obj.clone(), obj, support.current, (0.0, 0.0), constrained_mode)
 
     history: list[dict[str, Any]] = []
-    best = _Best()
+
+    before_polish = _before_polish(steps)
+    outside: dict[str, float] = {}
 
     def record(iteration: int, algorithm: str, x: torch.Tensor) -> None:
+        if iteration == before_polish:
+            outside["iterate"] = power_outside(x, support.current)
         if iteration % opts.metric_period and iteration != total:
             return
         estimate = constrained(x)
@@ -594,12 +727,34 @@ def solve_projections(
         if on_iter is not None:
             on_iter({**entry, "total": total})
 
-    state = run_plan(x, steps, target, physics, support, kernels=backend, beta=opts.beta, positivity=positivity,
-                     on_iteration=record, coherence=modulus)
+    threshold = constraints.shrinkwrap_threshold
+    restarts: list[dict[str, Any]] = []
+    while True:  # one attempt, and a new one with a moved threshold when the support leaves its bounds
+        bounds = opts.support_fraction_bounds if len(restarts) < SUPPORT_RESTARTS else None
+        support = _Shrinkwrap(initial_support, opts, threshold, steps, bounds)
+        x = physics.to_fft_order(init(problem, constraints.support, rng=rng)).to(torch.complex64).contiguous()
+        history.clear()
+        outside.clear()
+        best = _Best()
+        if modulus is not None:
+            modulus.iteration = 0
+        try:
+            state = run_plan(x, steps, target, physics, support, kernels=backend, beta=opts.beta,
+                             positivity=positivity, on_iteration=record, coherence=modulus)
+            break
+        except SupportOutOfBounds as exc:
+            threshold = _restart_record(restarts, exc, threshold)
     interrupted, iteration, x = state.interrupted, state.iterations, state.x
 
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
         extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.description, **constraints.summary()}
+        extra["outside_fraction_projection"] = projection_outside_fraction(x, support.current, target, physics,
+                                                                           backend)
+        extra["outside_fraction"] = outside.get("iterate", extra["outside_fraction_projection"])
+        if opts.support_fraction_bounds is not None:
+            extra["support_fraction"] = support_fraction(support.current)
+            extra["support_restarts"] = restarts
+            extra["shrinkwrap_thresholds"] = [entry["threshold"] for entry in restarts] + [threshold]
         if interrupted and best.obj is not None:
             log.warning("interrupted at iteration %d of %d; returning the best iterate so far (iteration %d)",
                         iteration, total, best.iteration)
@@ -639,5 +794,10 @@ __all__ = [
     "positive_update",
     "raar_update",
     "ProjectionRun",
+    "SupportOutOfBounds",
+    "moved_threshold",
+    "power_outside",
+    "projection_outside_fraction",
     "solve_projections",
+    "support_fraction",
 ]
