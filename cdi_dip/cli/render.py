@@ -72,8 +72,8 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto_frame = summary.get("preparation", {}).get("auto_frame")
     if auto_frame:
         rows.insert(2, ("frame", auto_frame.get("why", "")))
-    strain = strain_line(summary.get("strain"))
-    if strain:
+    strain = strain_line(summary.get("strain")) if len(summary.get("shape") or ()) == 3 else None
+    if strain:  # a 2D result never has one: no row to say so
         rows.append(("strain", strain))
     if summary.get("fit_warning"):
         rows.append(("warning", summary["fit_warning"]))
