@@ -80,13 +80,18 @@ def test_by_default_no_run_is_dropped_for_its_outside_fraction(measurement):
     assert "support_restarts" not in result.solver and 0 <= result.solver["outside_fraction"] <= 1
 
 
-def _tiny_fit(bounds):
+def _tiny_fit(bounds, *, missing_centre_only=False, beamstop_px=0):
     truth = cell_specimen((32, 32), rng=np.random.default_rng(11))
     intensity = expected_intensity(truth)
     counts = torch.from_numpy(np.random.default_rng(11).poisson(intensity * 1e6 / intensity.max()).astype(np.float32))
     cfg = RunConfig(method="hio", device="cpu", projection=ProjectionConfig(
-        plan=PLAN, metric_period=10, support_fraction_bounds=bounds)).validate()
-    problem = Problem.build(counts, torch.ones((32, 32), dtype=torch.bool), FarField((32, 32)))
+        plan=PLAN, metric_period=10, support_fraction_bounds=bounds,
+        support_bounds_missing_centre_only=missing_centre_only)).validate()
+    valid = torch.ones((32, 32), dtype=torch.bool)
+    if beamstop_px:
+        y, x = torch.meshgrid(torch.arange(32) - 16, torch.arange(32) - 16, indexing="ij")
+        valid &= (y ** 2 + x ** 2) > beamstop_px ** 2
+    problem = Problem.build(counts, valid, FarField((32, 32)))
     return solve_projections(problem, ProjectionRun.from_config(cfg), rng=torch.Generator().manual_seed(0))
 
 
@@ -124,3 +129,11 @@ def test_support_fraction_bounds_are_validated():
     with pytest.raises(InvalidInputError, match="max_outside_fraction"):
         config_from_dict({"projection": {"max_outside_fraction": -0.1}})
     assert config_from_dict({"projection": {"support_fraction_bounds": [0.002, 0.3]}}).projection.support_fraction_bounds
+
+
+def test_bounds_limited_to_a_missing_centre_leave_a_measured_centre_alone():
+    measured = _tiny_fit([0.6, 1.0], missing_centre_only=True)
+    assert "support_restarts" not in measured.extra and not measured.extra["missing_centre"]
+    behind_beamstop = _tiny_fit([0.6, 1.0], missing_centre_only=True, beamstop_px=3)
+    assert behind_beamstop.extra["missing_centre"]
+    assert len(behind_beamstop.extra["support_restarts"]) == SUPPORT_RESTARTS

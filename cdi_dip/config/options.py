@@ -251,6 +251,10 @@ class ProjectionConfig:
     starts again from a new random start with the shrinkwrap threshold lowered
     (collapse) or raised (explosion), at most twice; the thresholds tried are
     recorded (``support_restarts`` in the solver facts). None: off."""
+    support_bounds_missing_centre_only: bool = option(False)
+    """Apply ``support_fraction_bounds`` only when the zero frequency is missing
+    (a beamstop), where a collapsing support is the usual failure; elsewhere the
+    runs go as without bounds."""
 
     def validate(self) -> None:
         """The generic checks, the plan's grammar (:func:`~cdi_dip.config.plan.parse_plan`) and the bounds' order."""

@@ -339,6 +339,13 @@ def _with_initialiser_support(constraints: ObjectConstraints, init: Initialiser,
     return dataclasses.replace(constraints, support=support, support_origin="initialiser")
 
 
+def _support_bounds(opts: ProjectionConfig, constraints: ObjectConstraints) -> list[float] | None:
+    """``opts.support_fraction_bounds``, or None where they are limited to a missing centre and it is not missing."""
+    if opts.support_bounds_missing_centre_only and not constraints.missing_centre:
+        return None
+    return opts.support_fraction_bounds
+
+
 def _shrinkwrap_iterations(steps: list, period: int) -> tuple[int, int]:
     """Iterations (1-based) after which shrinkwrap may run: ``(period, last)``.
 
@@ -729,8 +736,9 @@ def solve_projections(
 
     threshold = constraints.shrinkwrap_threshold
     restarts: list[dict[str, Any]] = []
+    wanted_bounds = _support_bounds(opts, constraints)
     while True:  # one attempt, and a new one with a moved threshold when the support leaves its bounds
-        bounds = opts.support_fraction_bounds if len(restarts) < SUPPORT_RESTARTS else None
+        bounds = wanted_bounds if len(restarts) < SUPPORT_RESTARTS else None
         support = _Shrinkwrap(initial_support, opts, threshold, steps, bounds)
         x = physics.to_fft_order(init(problem, constraints.support, rng=rng)).to(torch.complex64).contiguous()
         history.clear()
@@ -751,7 +759,7 @@ def solve_projections(
         extra["outside_fraction_projection"] = projection_outside_fraction(x, support.current, target, physics,
                                                                            backend)
         extra["outside_fraction"] = outside.get("iterate", extra["outside_fraction_projection"])
-        if opts.support_fraction_bounds is not None:
+        if wanted_bounds is not None:
             extra["support_fraction"] = support_fraction(support.current)
             extra["support_restarts"] = restarts
             extra["shrinkwrap_thresholds"] = [entry["threshold"] for entry in restarts] + [threshold]
