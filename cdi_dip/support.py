@@ -297,6 +297,24 @@ def half_autocorrelation_support(
     return smooth
 
 
+def dilate_mask(mask: torch.Tensor, pixels: int = 1) -> torch.Tensor:
+    """Grow a boolean mask by ``pixels`` along every axis (a box of ``2 pixels + 1`` per side, by max pooling).
+
+    Parameters
+    ----------
+    mask : torch.Tensor, bool, 2D or 3D
+    pixels : int
+        Half-width of the box, pixels (0: a copy).
+
+    Returns
+    -------
+    torch.Tensor, bool, same shape and device
+    """
+    pool = torch.nn.functional.max_pool2d if mask.ndim == 2 else torch.nn.functional.max_pool3d
+    size = 2 * int(pixels) + 1
+    return pool(mask[None, None].float(), kernel_size=size, stride=1, padding=int(pixels))[0, 0] > 0
+
+
 def sigma_schedule(start: float, end: float, fraction: float) -> float:
     """Shrinkwrap sigma at ``fraction`` (0-1, clipped) of the run, linear from ``start`` to ``end``."""
     fraction = min(max(float(fraction), 0.0), 1.0)
@@ -306,6 +324,7 @@ def sigma_schedule(start: float, end: float, fraction: float) -> float:
 __all__ = [
     "autocorrelation",
     "autocorrelation_support",
+    "dilate_mask",
     "gaussian_blur",
     "half_autocorrelation_support",
     "missing_centre_radius_px",

@@ -14,7 +14,7 @@ from cdi_dip.solvers import Problem
 from cdi_dip.solvers.dip import (DipRun, check_device_memory, data_loss, estimate_dip_memory_bytes, loss_kind,
                                  object_shape, solve_dip)
 from cdi_dip.solvers.nets import DoubleDip, Generator
-from cdi_dip.support import object_extent_px
+from cdi_dip.support import dilate_mask, object_extent_px
 
 
 def _solve_dip(counts, valid, physics, cfg, *, generator, free=None, on_iter=None):
@@ -212,7 +212,7 @@ def test_fit_masks_the_object_with_the_dilated_warm_start_support(monkeypatch):
     monkeypatch.setattr(dip_warmstart, "warm_start", recording_warm_start)
     cfg = _cfg(iterations=30, support_margin_px=1, polish_iterations=0)
     output = _solve_dip(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0), free=free)
-    allowed = dip_module._dilate(seen["start"].support).numpy()
+    allowed = dilate_mask(seen["start"].support).numpy()
     assert np.abs(output.obj).max() > 0
     assert np.all(output.obj[~allowed] == 0)
 

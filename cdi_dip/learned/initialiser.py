@@ -26,7 +26,7 @@ import torch
 
 from ..config.init_choice import parse_init
 from ..errors import InvalidInputError
-from ..support import gaussian_blur
+from ..support import dilate_mask, gaussian_blur
 from ..types import SolverOutput
 from .files import ModelFile, load_model
 from .losses import passive_loss
@@ -58,12 +58,6 @@ def default_model_path(dim: int) -> Path:
         raise InvalidInputError(f"no learned model is shipped for {dim}D data: train one with "
                                 f"cdi-dip train MODEL.pt --dim {dim} and give --init learned:MODEL.pt")
     return path
-
-
-def _dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    pool = torch.nn.functional.max_pool2d if mask.ndim == 2 else torch.nn.functional.max_pool3d
-    size = 2 * pixels + 1
-    return pool(mask[None, None].float(), kernel_size=size, stride=1, padding=pixels)[0, 0] > 0
 
 
 @dataclass
@@ -110,7 +104,7 @@ class LearnedInitialiser:
         obj_m = self._net(counts.device)(autocorrelation_features(counts_m[None], fit_m[None]))[0]
         obj = scale_to_counts(object_to_frame(obj_m, frame)[None], counts[None], fit[None])[0]
         amplitude = gaussian_blur(obj.abs(), SUPPORT_BLUR_PX)
-        support = _dilate(amplitude > SUPPORT_THRESHOLD * amplitude.max(), SUPPORT_DILATION_PX)
+        support = dilate_mask(amplitude > SUPPORT_THRESHOLD * amplitude.max(), SUPPORT_DILATION_PX)
         return _Prediction(obj=obj, support=support)
 
     def predict(self, problem: Any) -> _Prediction:

@@ -60,7 +60,7 @@ from ..config.psf import PsfChoice, for_run, parse_psf
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..physics import FarField, crop_centre, pad_to_frame
-from ..support import object_extent_px
+from ..support import dilate_mask, object_extent_px
 from ..types import SolverOutput
 from . import dip_educated, dip_warmstart
 from .base import Initialiser, IterCallback, Problem
@@ -499,10 +499,7 @@ class _Runner:
         """The warm-start support dilated by ``dip.support_margin_px``, object shape; None: the whole box."""
         if self.dip.support_margin_px is None or self.warm is None:
             return None
-        support = self.warm.support
-        for _ in range(self.dip.support_margin_px):
-            support = _dilate(support)
-        return crop_centre(support, self.object_shape)
+        return crop_centre(dilate_mask(self.warm.support, self.dip.support_margin_px), self.object_shape)
 
     def run_prefit(self) -> None:
         """Fit the networks to the warm-start object (complex L2), then hand them to the data fit."""
@@ -720,7 +717,7 @@ class _Runner:
         self.stage = "polish"
         problem, physics = self.problem, self.problem.physics
         box = dip_warmstart.object_box(self.frame_shape, self.object_shape, frame.device)
-        support = _dilate(_threshold_support(frame, POLISH_THRESHOLD)) & box
+        support = dilate_mask(_threshold_support(frame, POLISH_THRESHOLD)) & box
         total = self.dip.polish_iterations
         target = ModulusTarget.build(physics.to_fft_order(problem.amplitude), physics.to_fft_order(problem.valid))
 
@@ -776,12 +773,6 @@ def _global_phase_removed(obj: torch.Tensor) -> torch.Tensor:
 def _threshold_support(frame: torch.Tensor, threshold: float) -> torch.Tensor:
     amplitude = frame.abs()
     return amplitude > threshold * amplitude.max()
-
-
-def _dilate(mask: torch.Tensor) -> torch.Tensor:
-    """Dilate a bool mask by one pixel along every axis (3**ndim neighbourhood)."""
-    pool = torch.nn.functional.max_pool2d if mask.ndim == 2 else torch.nn.functional.max_pool3d
-    return pool(mask[None, None].float(), kernel_size=3, stride=1, padding=1)[0, 0] > 0
 
 
 def _check_inputs(counts: torch.Tensor, valid: torch.Tensor, free: torch.Tensor | None) -> None:
