@@ -72,6 +72,29 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def check_model_output(output: Path, *, resume: bool | None = None) -> None:
+    """A model file a training command will write: never an existing one unless resumed, in a folder that exists.
+
+    Parameters
+    ----------
+    output : pathlib.Path
+    resume : bool or None
+        ``--resume`` as given; None for a command that cannot resume.
+
+    Raises
+    ------
+    InvalidInputError
+        The message says what to do.
+    """
+    if output.exists() and not resume:
+        hint = "" if resume is None else ", or --resume to continue its training"
+        raise InvalidInputError(f"{output} exists: give another name{hint}")
+    if resume and not output.is_file():
+        raise InvalidInputError(f"--resume: {output} does not exist")
+    if not output.parent.is_dir():
+        raise InvalidInputError(f"the folder of {output} does not exist: create it first")
+
+
 def set_threads(threads: Optional[int]) -> None:
     """``--threads N``: ``torch.set_num_threads(N)`` for this process (the C kernels follow
     ``torch.get_num_threads()``); None leaves torch's default. N < 1 is an InvalidInputError."""

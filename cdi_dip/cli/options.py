@@ -99,6 +99,11 @@ def parse_ints(text: str, name: str) -> list[int]:
     return _parse_numbers(text.replace("x", ","), name, int, "integers", "128,128")
 
 
+def parse_names(text: str) -> list[str]:
+    """``"faceted, cell"`` -> ``["faceted", "cell"]`` (empty parts dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def parse_floats(text: str, name: str) -> list[float]:
     """``"32.1,12.6"`` -> ``[32.1, 12.6]``; an InvalidInputError naming the option otherwise."""
     return _parse_numbers(text, name, float, "numbers", "32.17,12.63")

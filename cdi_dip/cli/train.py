@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import EXIT_INTERRUPTED, exit_codes, print_json, set_threads, setup_logging, sigterm_as_interrupt
-from .options import Device, Json, Quiet, Threads, Verbose
+from .common import (EXIT_INTERRUPTED, check_model_output, exit_codes, print_json, set_threads, setup_logging,
+                     sigterm_as_interrupt)
+from .options import Device, Json, Quiet, Threads, Verbose, parse_names
 
 _DEFAULTS = "\\[default: {}]"
 
@@ -43,23 +44,17 @@ def train(
     sigterm_as_interrupt()
     with exit_codes():
         from ..device import resolve_device
-        from ..errors import InvalidInputError
         from ..learned.training import TrainConfig, train as run_training
 
         set_threads(threads)
-        if output.exists() and not resume:
-            raise InvalidInputError(f"{output} exists: give another name, or --resume to continue its training")
-        if resume and not output.is_file():
-            raise InvalidInputError(f"--resume: {output} does not exist")
-        if not output.parent.is_dir():
-            raise InvalidInputError(f"the folder of {output} does not exist: create it first")
+        check_model_output(output, resume=resume)
         cfg = TrainConfig(dim=dim, size=size or (128 if dim == 2 else 64), width=width, depth=depth, loss=loss,
                           steps=steps, batch=batch_size, learning_rate=learning_rate, pool=pool, reuse=reuse,
                           validation=validation, checkpoint_every=checkpoint_every, seed=seed)
         if families:
-            cfg.families = [name.strip() for name in families.split(",") if name.strip()]
+            cfg.families = parse_names(families)
         if conditions:
-            cfg.conditions = [name.strip() for name in conditions.split(",") if name.strip()]
+            cfg.conditions = parse_names(conditions)
         measured, source, skipped = None, "simulated", []
         cfg.validate(measured=bool(scans))
         if scans:

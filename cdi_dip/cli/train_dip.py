@@ -13,8 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import EXIT_INTERRUPTED, exit_codes, print_json, set_threads, setup_logging, sigterm_as_interrupt
-from .options import Device, Json, Quiet, Threads, Verbose
+from .common import (EXIT_INTERRUPTED, check_model_output, exit_codes, print_json, set_threads, setup_logging,
+                     sigterm_as_interrupt)
+from .options import Device, Json, Quiet, Threads, Verbose, parse_names
 
 _DEFAULTS = "\\[default: {}]"
 
@@ -44,21 +45,17 @@ def train_dip(
     sigterm_as_interrupt()
     with exit_codes():
         from ..device import resolve_device
-        from ..errors import InvalidInputError
         from ..learned.dip_pretraining import PretrainConfig, pretrain, save_generators
 
         set_threads(threads)
-        if output.exists():
-            raise InvalidInputError(f"{output} exists: give another name")
-        if not output.parent.is_dir():
-            raise InvalidInputError(f"the folder of {output} does not exist: create it first")
+        check_model_output(output)
         cfg = PretrainConfig(dim=dim, size=size, param=param, channels=channels, depth=depth, samples=samples,
                              inner_steps=inner_steps, inner_learning_rate=learning_rate, meta_step=meta_step,
                              seed=seed)
         if families:
-            cfg.families = [name.strip() for name in families.split(",") if name.strip()]
+            cfg.families = parse_names(families)
         if conditions:
-            cfg.conditions = [name.strip() for name in conditions.split(",") if name.strip()]
+            cfg.conditions = parse_names(conditions)
         cfg.validate()
         model, record = pretrain(cfg, device=resolve_device(device or "auto"),
                                  on_progress=None if quiet or json_output else _progress)
