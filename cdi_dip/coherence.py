@@ -20,7 +20,6 @@ are circular, over the whole frame.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import torch
