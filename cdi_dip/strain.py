@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .orthogonal import OrthogonalGrid
 
-__all__ = ["INTERIOR_DEPTH_VOXELS", "StrainMaps", "interior_mask", "StrainView", "crystal_extent_nm", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
+__all__ = ["INTERIOR_DEPTH_VOXELS", "StrainMaps", "interior_mask", "largest_part", "StrainView", "crystal_extent_nm", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
            "unwrap_phase", "wrap"]
 
 
@@ -234,13 +234,31 @@ def interior_mask(support: np.ndarray, depth: int = INTERIOR_DEPTH_VOXELS) -> np
     -------
     numpy.ndarray, bool, same shape (all False for an empty support or one thinner than ``2 depth + 1``)
     """
-    from ._ndimage import dilate, label
+    from ._ndimage import dilate
+
+    largest, _ = largest_part(support)
+    return ~dilate(~largest, depth) if depth > 0 and largest.any() else largest
+
+
+def largest_part(support: np.ndarray) -> tuple[np.ndarray, int]:
+    """The support's largest connected part, and how many support voxels lie outside it.
+
+    Parameters
+    ----------
+    support : numpy.ndarray, bool, 2D or 3D
+
+    Returns
+    -------
+    (numpy.ndarray, int)
+        A bool mask of the support's shape (all False for an empty support) and the detached voxels.
+    """
+    from ._ndimage import label
 
     labels, count = label(np.asarray(support, dtype=bool))
     if count == 0:
-        return np.zeros(np.shape(support), dtype=bool)
-    largest = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
-    return ~dilate(~largest, depth) if depth > 0 else largest
+        return np.zeros(np.shape(support), dtype=bool), 0
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == int(np.argmax(sizes)) + 1, int(sizes.sum() - sizes.max())
 
 
 def crystal_extent_nm(support: np.ndarray, voxel_nm: Sequence[float]) -> tuple[tuple[float, ...], int] | None:
@@ -262,15 +280,12 @@ def crystal_extent_nm(support: np.ndarray, voxel_nm: Sequence[float]) -> tuple[t
         The extent per axis in nm and the number of support voxels outside
         the largest part; None for an empty support.
     """
-    from ._ndimage import label
-
-    labels, count = label(support)
-    if count == 0:
+    largest, detached = largest_part(support)
+    if not largest.any():
         return None
-    sizes = np.bincount(labels.ravel())[1:]
-    points = np.argwhere(labels == int(np.argmax(sizes)) + 1)
+    points = np.argwhere(largest)
     extent = tuple(float((points[:, k].max() - points[:, k].min() + 1) * voxel_nm[k]) for k in range(support.ndim))
-    return extent, int(sizes.sum() - sizes.max())
+    return extent, detached
 
 
 @dataclass
