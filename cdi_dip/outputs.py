@@ -307,11 +307,20 @@ def claim_result_folder(out_dir: Path, name: str, inputs: Sequence[str] = ()) ->
 
 
 def _uncertainty_maps(result: Result) -> dict[str, np.ndarray]:
-    """Per-voxel standard deviations of an ensemble, to write beside amplitude and phase."""
+    """Per-voxel uncertainty maps to write beside amplitude and phase, each of the object's shape.
+
+    ``amplitude_std`` and ``phase_std`` (radians) of an ensemble of runs,
+    and ``iterate_std`` (photon amplitude, like the amplitude): the double
+    DIP's iterate spread of the best run (``Result.obj_std``). Only the maps
+    the result has.
+    """
+    maps: dict[str, np.ndarray] = {}
     ensemble = result.ensemble
-    if ensemble is None:
-        return {}
-    return {"amplitude_std": ensemble.amplitude_std, "phase_std": ensemble.phase_std_rad}
+    if ensemble is not None:
+        maps.update(amplitude_std=ensemble.amplitude_std, phase_std=ensemble.phase_std_rad)
+    if result.obj_std is not None:
+        maps["iterate_std"] = result.obj_std
+    return maps
 
 
 Writer = Callable[[Result, Path, str], list[Path]]
@@ -337,13 +346,14 @@ def _voxel_nm(result: Result) -> tuple[float, ...] | None:
 
 
 def _write_tiffs(result: Result, staging: Path, command_line: str) -> list[Path]:
-    """``<name>_amplitude.tif``, ``<name>_phase.tif`` (NaN outside the support) and the ensemble's standard deviations."""
+    """``<name>_amplitude.tif``, ``<name>_phase.tif`` (NaN outside the support) and the uncertainty maps
+    (:func:`_uncertainty_maps`), ``<name>_<key>.tif``."""
     return write_tiffs(staging, result.measurement.name, result.obj, _uncertainty_maps(result), support=result.support,
                        voxel_nm=_voxel_nm(result))
 
 
 def _write_vti(result: Result, staging: Path, command_line: str) -> list[Path]:
-    """``<name>.vti``: amplitude, phase, support and the ensemble's standard deviations for ParaView."""
+    """``<name>.vti``: amplitude, phase, support and the uncertainty maps (:func:`_uncertainty_maps`) for ParaView."""
     voxel = _voxel_nm(result)
     spacing = tuple(reversed(voxel)) + (1.0,) * (3 - len(voxel)) if voxel is not None else (1.0, 1.0, 1.0)
     return [write_vti(staging / f"{result.measurement.name}.vti", np.abs(result.obj), np.angle(result.obj),

@@ -19,6 +19,7 @@ import torch
 from .config import Method, RunConfig
 from .config.init_choice import parse_init
 from .device import resolve_device
+from .ensemble import align_map
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
 from .learned.initialiser import learned_initialiser
@@ -233,7 +234,28 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
         versions=software_versions(device, kernels=combined.best.output.extra.get("kernels")),
         ensemble=combined.ensemble,
         prtf=combined.prtf if combined.ensemble is not None else None,
+        obj_std=aligned_std(combined),
     )
 
 
-__all__ = ["fit_data", "initialiser_for", "reconstruct"]
+def aligned_std(combined: Combined) -> np.ndarray | None:
+    """The best run's iterate spread moved into the frame of the written object; None when it has none.
+
+    Parameters
+    ----------
+    combined : Combined
+        Its ``obj`` lies in the aligned frame of its best run
+        (``combined.align``), averaged or not.
+
+    Returns
+    -------
+    numpy.ndarray, float32, frame shape, or None
+        :attr:`cdi_dip.types.SolverOutput.obj_std` of ``combined.best``
+        (photon amplitude, like ``|obj|``), shifted and flipped as the best
+        run's object was (:func:`cdi_dip.ensemble.align_map`).
+    """
+    std = combined.best.output.obj_std
+    return None if std is None else align_map(std, combined.align)
+
+
+__all__ = ["aligned_std", "fit_data", "initialiser_for", "reconstruct"]

@@ -508,6 +508,15 @@ class Result:
         (:func:`cdi_dip.restarts.selection_record`): runs asked, finished,
         kept and averaged, and why each one left out was dropped. Empty: not
         known (a result read from an older file).
+    obj_std : numpy.ndarray, float32, frame shape, or None
+        The kept (best) run's iterate spread (:attr:`SolverOutput.obj_std`:
+        for the double DIP with the variance early stop, the per-voxel
+        standard deviation of its iterates in the window at the
+        windowed-variance minimum), in photon amplitude like ``|obj|``,
+        non-negative, moved by the best run's alignment so that it lies
+        voxel by voxel on ``obj`` (:func:`cdi_dip.ensemble.align_map`). When
+        runs are averaged it is still the best run's map. None when the
+        solver gave none.
     """
 
     obj: np.ndarray
@@ -534,3 +543,4 @@ class Result:
     prtf: PrtfResult | None = None
     beamstop_rim: BeamstopRim | None = None
     selection: dict[str, Any] = field(default_factory=dict)
+    obj_std: np.ndarray | None = None

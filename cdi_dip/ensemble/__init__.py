@@ -28,6 +28,7 @@ here; :mod:`cdi_dip.io.result_cxi` stores them in a result file.
 """
 
 from .align import (
+    align_map,
     align_object,
     centre_of_mass,
     centre_of_mass_shift,
@@ -55,8 +56,9 @@ from .register import Comparison, compare_objects, pairwise_errors, symmetry_adj
 
 __all__ = [
     # align
-    "align_object", "centre_of_mass", "centre_of_mass_shift", "centring_weights", "crop_to_support", "pad_or_crop",
-    "remove_phase_offset", "remove_phase_ramp", "resolve_twin", "subpixel_shift", "twin", "twin_statistic",
+    "align_map", "align_object", "centre_of_mass", "centre_of_mass_shift", "centring_weights", "crop_to_support",
+    "pad_or_crop", "remove_phase_offset", "remove_phase_ramp", "resolve_twin", "subpixel_shift", "twin",
+    "twin_statistic",
     # register
     "Comparison", "compare_objects", "pairwise_errors", "symmetry_adjusted_error",
     # average

@@ -8,7 +8,8 @@ freedoms from one object: centre of mass at the frame centre, no linear phase
 ramp, the twin chosen by a fixed rule, zero mean phase on the support. Its
 steps are public: :func:`subpixel_shift`, :func:`centre_of_mass_shift`,
 :func:`remove_phase_ramp`, :func:`resolve_twin` (:func:`twin`),
-:func:`remove_phase_offset`.
+:func:`remove_phase_offset`; :func:`align_map` moves a real map of the object
+(an uncertainty) with it.
 
 Registering one object onto another is :mod:`.register`. Everything here runs
 on the host in NumPy ``complex128``. Arrays are centred: the origin of every
@@ -461,6 +462,36 @@ def align_object(obj: np.ndarray, support: np.ndarray | None) -> tuple[np.ndarra
                      twin=twinned)
     log.debug("aligned: %s", info)
     return obj.astype(out_dtype), support, info
+
+
+def align_map(values: np.ndarray, info: AlignInfo) -> np.ndarray:
+    """Move a real, non-negative per-voxel map of an object as :func:`align_object` moved the object.
+
+    The geometric steps only: the shift ``info.shift_px`` (the whole-pixel
+    roll and the sub-pixel Fourier shift together, which compose to one
+    circular shift) and, when ``info.twin``, the flip ``r -> -r`` about the
+    centre ``n // 2``. Phase ramps, offsets and the twin's conjugation leave
+    a real magnitude map unchanged. The Fourier shift's ringing is clipped
+    at zero, so the map stays non-negative.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, real, shape S
+        A map in the frame of the unaligned object (e.g. a standard
+        deviation of ``|obj|``, in its units).
+    info : AlignInfo
+        What :func:`align_object` did to the object.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape S
+        The map voxel by voxel beside the aligned object, in the same units.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    moved = subpixel_shift(values, info.shift_px) if info.shift_px else values
+    if info.twin:
+        moved = twin(moved).real
+    return np.maximum(moved, 0.0).astype(np.float32)
 
 
 def crop_to_support(obj: np.ndarray, support: np.ndarray, margin_px: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@
 Everything a report needs is in the file: the aligned object and support,
 the measured intensity and mask it was fitted to (``instrument_1``), the
 fitted intensities, the convergence history, metrics, alignment, runs and
-configuration (``image_1/process_1``), and the free-pixel mask. An ensemble
+configuration (``image_1/process_1``), the free-pixel mask, and the double
+DIP's iterate spread (``image_1/iterate_std``, when written). An ensemble
 of runs and its PRTF, when the writer stored them, live in
 ``process_1/results/ensemble/`` and ``process_1/results/prtf/`` under the
 dataset names of :func:`ensemble_datasets` and :func:`prtf_datasets`, which
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..types import PRTF_THRESHOLD, AlignInfo, Comparison, EnsembleResult, Measurement, PrtfResult, Result
-from .cxi import DETECTOR, IMAGE_DATA, read_cxi_meta
+from .cxi import DETECTOR, IMAGE_DATA, ITERATE_STD, read_cxi_meta
 
 __all__ = ["ENSEMBLE_DATASETS", "ENSEMBLE_GROUP", "PRTF_DATASETS", "PRTF_GROUP", "StoredResult", "ensemble_datasets",
            "ensemble_from_datasets", "prtf_datasets", "prtf_from_datasets", "read_result_cxi"]
@@ -303,6 +304,7 @@ def read_result_cxi(path: Path) -> StoredResult:
         free = file.get(f"{PROCESS}/masks/free")
         ensemble_data = _datasets(file.get(ENSEMBLE_GROUP))
         prtf_data = _datasets(file.get(PRTF_GROUP))
+        spread = file.get(ITERATE_STD)
         result = Result(
             obj=obj,
             support=support,
@@ -329,6 +331,7 @@ def read_result_cxi(path: Path) -> StoredResult:
             selection=_json(stored.get("selection"), {}),
             ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
             prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
+            obj_std=np.asarray(spread[()], dtype=np.float32) if isinstance(spread, h5py.Dataset) else None,
         )
         return StoredResult(
             result=result,

@@ -3,7 +3,9 @@
 Besides the figures, the summary says what was done: ``selection`` (runs
 asked, finished, kept and averaged, and why each one left out was
 dropped), ``dip`` for the double DIP (where it stopped early, whether the
-polish was kept, every solver iteration including the warm starts), and
+polish was kept, every solver iteration including the warm starts and, with
+the variance early stop, the median relative iterate spread
+``iterate_spread_median_relative``: :func:`iterate_spread`), and
 ``fit_warning`` when the fit sits far above the noise level.
 """
 
@@ -65,6 +67,9 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
     if result.selection:
         summary["selection"] = result.selection
     dip = dip_summary(result.solver) if result.method == "dip" else None
+    spread = iterate_spread(result.obj_std, result.obj, result.support)
+    if spread is not None:
+        dip = {**(dip or {}), "iterate_spread_median_relative": spread}
     if dip:
         summary["dip"] = dip
     warning = fit_warning(result.metrics)
@@ -101,6 +106,34 @@ def dip_summary(solver: dict[str, Any]) -> dict[str, Any]:
     elif out:
         out["polish"] = "not run"
     return out
+
+
+def iterate_spread(obj_std: np.ndarray | None, obj: np.ndarray, support: np.ndarray) -> float | None:
+    """The median relative iterate spread inside the support: ``median(obj_std / |obj|)``.
+
+    Parameters
+    ----------
+    obj_std : numpy.ndarray, real, shape S, or None
+        The double DIP's iterate spread (``Result.obj_std``), photon
+        amplitude, aligned with ``obj``.
+    obj : numpy.ndarray, complex, shape S
+        The written object, photon amplitude.
+    support : numpy.ndarray, bool, shape S
+        Its support.
+
+    Returns
+    -------
+    float or None
+        Dimensionless, over the support's voxels where ``|obj| > 0`` (NaN
+        when there are none); None without a map.
+    """
+    if obj_std is None:
+        return None
+    amplitude = np.abs(np.asarray(obj))
+    inside = np.asarray(support, dtype=bool) & (amplitude > 0)
+    if not inside.any():
+        return float("nan")
+    return float(np.median(np.asarray(obj_std, dtype=np.float64)[inside] / amplitude[inside]))
 
 
 def fit_warning(metrics: dict[str, Any]) -> str | None:

@@ -10,6 +10,8 @@ CXI result layout (readable by h5py and silx without this package)::
     /entry_1/image_1                              NXdata: @signal "data", @axes "." per axis
     /entry_1/image_1/data                         complex64 aligned object (@interpretation "image")
     /entry_1/image_1/mask                         uint8 support, 1 = inside
+    /entry_1/image_1/iterate_std                  float32, shape of data: the double DIP's iterate spread
+                                                  (photon amplitude, like |data|; only when computed)
     /entry_1/image_1/detector_roi                 int64 (ndim, 2): [start, stop) per axis
     /entry_1/image_1/voxel_size_nm                float64 (ndim,), nm, array order (known geometry only)
     /entry_1/image_1/x_pixel_size, y_pixel_size   m, the last two axes (and z_pixel_size in 3D)
@@ -57,7 +59,7 @@ import tifffile
 from ..geometry import voxel_size_m
 from ..types import Result
 from ._atomic import atomic_write
-from .cxi import (DETECTOR_DATA, IMAGE_DATA, compression, mark_image, nx_data, nx_group, write_entry,
+from .cxi import (DETECTOR_DATA, IMAGE_DATA, ITERATE_STD, compression, mark_image, nx_data, nx_group, write_entry,
                   write_instrument, write_root_attrs)
 from .result_cxi import ensemble_datasets, prtf_datasets
 
@@ -357,6 +359,35 @@ def _write_voxel_size(image: h5py.Group, voxel_m: tuple[float, ...] | None) -> N
         pixel.attrs["units"] = "m"
 
 
+ITERATE_STD_UNITS = "photon amplitude, same units as |object|"
+"""The ``@units`` of the stored iterate spread (:data:`cdi_dip.io.cxi.ITERATE_STD`)."""
+
+
+def _write_iterate_std(image: h5py.Group, std: np.ndarray | None, shape: tuple[int, ...]) -> None:
+    """The iterate spread ``Result.obj_std`` beside the object as ``iterate_std``; nothing when None.
+
+    Parameters
+    ----------
+    image : h5py.Group
+        ``/entry_1/image_1``.
+    std : numpy.ndarray, real, shape ``shape``, or None
+        Photon amplitude, like ``|obj|``.
+    shape : tuple of int
+        The object's shape.
+    """
+    if std is None:
+        return
+    values = np.asarray(std, dtype=np.float32)
+    if values.shape != shape:
+        raise ValueError(f"obj_std shape {values.shape} does not match object shape {shape}")
+    dataset = image.create_dataset(ITERATE_STD.rsplit("/", 1)[1], data=values, **compression(values))
+    dataset.attrs["units"] = ITERATE_STD_UNITS
+    dataset.attrs["description"] = (
+        "per-voxel standard deviation of the double DIP's iterates in the window at the minimum of their "
+        "windowed moving variance (the variance early stop), of the best run, aligned like data: how much "
+        "the fit still moved there, a rough uncertainty of |data| (not a noise-propagated error bar)")
+
+
 def write_result_cxi(path: Path, result: Result, *, command_line: str, version: str) -> None:
     """Write a reconstruction as a CXI result file (layout in the module docstring).
 
@@ -390,6 +421,7 @@ def write_result_cxi(path: Path, result: Result, *, command_line: str, version: 
         support_u8 = support.astype(np.uint8)
         mask = image.create_dataset("mask", data=support_u8, **compression(support_u8))
         mask.attrs["description"] = "support: 1 = inside the object"
+        _write_iterate_std(image, result.obj_std, obj.shape)
         roi = np.asarray(result.measurement.roi or [(0, n) for n in obj.shape], dtype=np.int64).reshape(-1, 2)
         dataset = image.create_dataset("detector_roi", data=roi)
         dataset.attrs["description"] = "[start, stop) of the detector pixels used, per axis"
