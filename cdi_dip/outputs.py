@@ -370,6 +370,12 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _reflection(config: dict[str, Any]) -> dict[str, float | None]:
+    """``d_spacing_nm`` and ``bragg_angle_deg`` of the run's ``[geometry]`` (None where not given)."""
+    geometry = config.get("geometry") or {}
+    return {"d_spacing_nm": geometry.get("d_spacing_nm"), "bragg_angle_deg": geometry.get("bragg_angle_deg")}
+
+
 def _strain_step(result: Result, staging: Path, final: Path, command_line: str, choice: str,
                  deferral: Any) -> tuple[list[Path], dict[str, Any], Any]:
     """The strain files of a 3D Bragg result into ``staging``, its ``strain`` record and its figure's view.
@@ -387,14 +393,16 @@ def _strain_step(result: Result, staging: Path, final: Path, command_line: str, 
     from .strain_result import compute_strain, strain_frame, write_strain
 
     name = result.measurement.name
-    frame, reason = strain_frame(result.measurement.meta, np.ndim(result.obj), choice)
+    reflection = _reflection(result.config)
+    frame, reason = strain_frame(result.measurement.meta, np.ndim(result.obj), choice,
+                                 reflection_known=any(v is not None for v in reflection.values()))
     if frame is not None and (result.interrupted or deferral.requested):
         frame, reason = None, f"interrupted: run cdi-dip strain {final / (name + '.cxi')} for it"
     if frame is None:
         log.info("no strain: %s", reason)
         return [], {"status": "skipped", "reason": reason}, None
     try:
-        strain = compute_strain(result.obj, result.support, result.measurement.meta, frame, where=name)
+        strain = compute_strain(result.obj, result.support, result.measurement.meta, frame, where=name, **reflection)
         files = write_strain(staging, name, strain, {"source": str(final / f"{name}.cxi"), "command": command_line,
                                                      "version": __version__})
     except Exception as exc:  # the strain is extra: the reconstruction is kept whatever happens here

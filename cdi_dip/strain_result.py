@@ -67,7 +67,8 @@ def check_strain_choice(choice: str) -> str:
     return choice
 
 
-def strain_frame(meta: ScanMeta, ndim: int, choice: str = "auto") -> tuple[str | None, str | None]:
+def strain_frame(meta: ScanMeta, ndim: int, choice: str = "auto", *,
+                 reflection_known: bool = False) -> tuple[str | None, str | None]:
     """The frame ``reconstruct`` computes the strain in, or why it computes none.
 
     Parameters
@@ -80,6 +81,9 @@ def strain_frame(meta: ScanMeta, ndim: int, choice: str = "auto") -> tuple[str |
         One of :data:`STRAIN_CHOICES`. ``auto``: ``lab`` when the geometry is
         complete, ``detector`` when only the rocking step is missing, none
         when more is missing.
+    reflection_known : bool
+        A d-spacing or a Bragg angle was given (``--d-spacing-nm``,
+        ``--bragg-angle-deg``): the detector angles are not needed.
 
     Returns
     -------
@@ -91,7 +95,8 @@ def strain_frame(meta: ScanMeta, ndim: int, choice: str = "auto") -> tuple[str |
         return None, "--strain off"
     if ndim != 3:
         return None, "a 2D result: strain needs a 3D Bragg scan"
-    missing = missing_geometry(meta) + (["--detector-angles"] if meta.detector_angles_deg is None else [])
+    angles_missing = meta.detector_angles_deg is None and not reflection_known
+    missing = missing_geometry(meta) + (["--detector-angles (or --bragg-angle-deg)"] if angles_missing else [])
     if missing:
         known = "incomplete" if len(missing) < 4 else "not known"
         return None, f"the geometry is {known}: give {', '.join(missing)} (or a metadata.json beside the frames)"

@@ -67,10 +67,22 @@ def test_without_the_rocking_step_auto_is_the_detector_frame(scan_3d, tmp_path):
 def test_without_geometry_no_strain_and_the_summary_says_why(scan_3d, tmp_path):
     summary, folder = _reconstruct(scan_3d, tmp_path)
     assert summary["strain"]["status"] == "skipped"
-    assert summary["strain"]["reason"] == ("the geometry is incomplete: give --detector-angles (or a metadata.json "
-                                           "beside the frames)")  # the simulation gives the rest
+    assert summary["strain"]["reason"] == ("the geometry is incomplete: give --detector-angles (or --bragg-angle-deg) "
+                                           "(or a metadata.json beside the frames)")  # the simulation gives the rest
     assert not (folder / "strain.cxi").exists()
     _listed_files_exist(summary, folder)
+
+
+def test_a_bragg_angle_or_d_spacing_stands_in_for_the_detector_angles(scan_3d, tmp_path):
+    # The simulation gives energy, distance and pixel; with the reflection instead of the arm angles the strain
+    # is written, in the lab frame when the rocking step is known: |Q| = 4 pi sin(theta_B) / lambda or 2 pi / d.
+    summary, folder = _reconstruct(scan_3d, tmp_path / "angle", "--bragg-angle-deg", "17.16", *STEP)
+    assert summary["strain"]["status"] == "ok" and summary["strain"]["frame"] == "lab", summary["strain"]
+    assert summary["config"]["geometry"]["bragg_angle_deg"] == 17.16
+    summary, folder = _reconstruct(scan_3d, tmp_path / "spacing", "--d-spacing-nm", "0.2265", *STEP)
+    assert summary["strain"]["status"] == "ok", summary["strain"]
+    with h5py.File(folder / "strain.cxi", "r") as file:
+        assert np.isclose(float(file["/entry_1/strain_1/q_norm"][()]), 2 * np.pi / 0.2265e-9, rtol=1e-6)
 
 
 def test_strain_off_writes_none(scan_3d, tmp_path):
@@ -139,7 +151,7 @@ def test_report_rebuilt_from_the_result_shows_the_strain(scan_3d, tmp_path):
     ("no step", "auto", ("detector", None)),
     ("no step", "lab", (None, "the rocking step is unknown: give --rocking-step-deg (the lab frame needs it)")),
     ("none", "auto", (None, "the geometry is not known: give --energy-kev, --distance-m, --pixel-size-m, "
-                            "--detector-angles (or a metadata.json beside the frames)")),
+                            "--detector-angles (or --bragg-angle-deg) (or a metadata.json beside the frames)")),
 ])
 def test_strain_frame_follows_the_geometry(fields, choice, expected):
     from cdi_dip.geometry import wavelength_m_from_kev

@@ -33,6 +33,8 @@ def batch(
     pixel_size_m: opt.PixelSizeM = None,
     rocking_step_deg: opt.RockingStepDeg = None,
     detector_angles: opt.DetectorAngles = None,
+    d_spacing_nm: opt.DSpacingNm = None,
+    bragg_angle_deg: opt.BraggAngleDeg = None,
     allow_external_links: opt.AllowExternalLinks = False,
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML configuration file for the whole batch (options override it).",

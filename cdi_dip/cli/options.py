@@ -64,6 +64,8 @@ DistanceM = Annotated[Optional[float], typer.Option("--distance-m", help="Sample
 PixelSizeM = Annotated[Optional[float], typer.Option("--pixel-size-m", help="Detector pixel size before binning, m (overrides the input's).", rich_help_panel=INPUT)]
 RockingStepDeg = Annotated[Optional[float], typer.Option("--rocking-step-deg", help="Rocking step between frames of a 3D Bragg stack, degrees (overrides the input's).", rich_help_panel=INPUT)]
 DetectorAngles = Annotated[Optional[str], typer.Option("--detector-angles", help="Detector arm angles delta,gamma at the Bragg peak, degrees (overrides the input's).", rich_help_panel=INPUT)]
+DSpacingNm = Annotated[Optional[float], typer.Option("--d-spacing-nm", help="Lattice spacing of the reflection, nm: |Q| = 2 pi / d for the strain.", rich_help_panel=INPUT)]
+BraggAngleDeg = Annotated[Optional[float], typer.Option("--bragg-angle-deg", help="Bragg angle theta_B, degrees, for the strain when the detector angles are unknown (in-plane scattering).", rich_help_panel=INPUT)]
 AllowExternalLinks = Annotated[bool, typer.Option(
     "--allow-external-links",
     help="Follow HDF5 external links and virtual-dataset sources outside the input file's folder, and external "
@@ -146,6 +148,8 @@ CONFIG_PATH: dict[str, str] = {
     "pixel_size_m": "geometry.pixel_size_m",
     "rocking_step_deg": "geometry.rocking_step_deg",
     "detector_angles": "geometry.detector_angles_deg",
+    "d_spacing_nm": "geometry.d_spacing_nm",
+    "bragg_angle_deg": "geometry.bragg_angle_deg",
 }
 
 # Options whose text becomes another value before validation (files are read, and checked, later).

@@ -25,6 +25,8 @@ def reconstruct(
     pixel_size_m: opt.PixelSizeM = None,
     rocking_step_deg: opt.RockingStepDeg = None,
     detector_angles: opt.DetectorAngles = None,
+    d_spacing_nm: opt.DSpacingNm = None,
+    bragg_angle_deg: opt.BraggAngleDeg = None,
     allow_external_links: opt.AllowExternalLinks = False,
     config: opt.Config = None,
     max_size: opt.MaxSize = None,

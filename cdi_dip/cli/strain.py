@@ -16,8 +16,8 @@ from .common import exit_codes, print_json, setup_logging
 def strain(
     result: Annotated[Path, typer.Argument(help="A 3D Bragg result .cxi written by cdi-dip reconstruct.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for strain.cxi, the TIFFs, the VTI and strain.png \\[default: beside the result].")] = None,
-    d_spacing_nm: Annotated[Optional[float], typer.Option("--d-spacing-nm", help="Lattice spacing of the reflection, nm: |Q| = 2 pi / d.")] = None,
-    bragg_angle_deg: Annotated[Optional[float], typer.Option("--bragg-angle-deg", help="Bragg angle theta_B, degrees (in-plane scattering when the detector angles are unknown).")] = None,
+    d_spacing_nm: opt.DSpacingNm = None,
+    bragg_angle_deg: opt.BraggAngleDeg = None,
     frame: Annotated[Optional[str], typer.Option("--frame", help="Frame of the files: detector (the sheared array as reconstructed), lab (orthogonal, axes z along the beam, y up, x) or crystal (orthogonal, axis 0 along Q); lab and crystal resample onto isotropic voxels and need the rocking step \\[default: lab].")] = None,
     energy_kev: opt.EnergyKev = None,
     distance_m: opt.DistanceM = None,
@@ -30,17 +30,13 @@ def strain(
     setup_logging(False, verbose)
     with exit_codes():
         from ..config import GeometryConfig
-        from ..errors import InvalidInputError
         from ..strain_result import DEFAULT_FRAME, strain_of_result
 
-        for name, value in (("--d-spacing-nm", d_spacing_nm), ("--bragg-angle-deg", bragg_angle_deg)):
-            if value is not None and not 0 < value < (90 if name == "--bragg-angle-deg" else 1e3):
-                raise InvalidInputError(f"{name} {value}: give a positive number"
-                                        + (" below 90" if name == "--bragg-angle-deg" else ""))
         geometry = GeometryConfig(**opt.overrides(locals()).get("geometry", {}))
         geometry.validate()
-        summary = strain_of_result(result, out, geometry=geometry, d_spacing_nm=d_spacing_nm,
-                                   bragg_angle_deg=bragg_angle_deg, frame=frame or DEFAULT_FRAME, command_line=shlex.join(sys.argv))
+        summary = strain_of_result(result, out, geometry=geometry, d_spacing_nm=geometry.d_spacing_nm,
+                                   bragg_angle_deg=geometry.bragg_angle_deg, frame=frame or DEFAULT_FRAME,
+                                   command_line=shlex.join(sys.argv))
     if json_output:
         print_json(summary)
     else:

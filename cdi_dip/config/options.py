@@ -355,6 +355,12 @@ class GeometryConfig:
     """Rocking-angle step between the frames of a 3D Bragg stack (before any binning), degrees."""
     detector_angles_deg: list[float] | None = option(None, range=(-180.0, 180.0))
     """Detector arm angles ``[delta, gamma]`` at the Bragg peak, degrees (conventions: :mod:`cdi_dip.geometry`)."""
+    d_spacing_nm: float | None = option(None, range=(1e-3, 1e3))
+    """Lattice spacing of the reflection, nm: ``|Q| = 2 pi / d`` for the strain (exact where the detector
+    angles only approximate it; with the wavelength it also gives the Bragg angle when the angles are unknown)."""
+    bragg_angle_deg: float | None = option(None, range=(0.01, 89.99))
+    """Bragg angle ``theta_B`` of the reflection, degrees, for the strain when the detector angles are unknown
+    (in-plane scattering, ``delta = 2 theta_B``)."""
     pixel_orientation: str | None = option(None)
     """Lab directions of the detector rows and columns at ``delta = gamma = 0``, e.g. ``"y-,x+"`` (the default
     when neither this nor the input says; 34-ID-C: ``"x+,y-"``)."""
