@@ -117,9 +117,10 @@ def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | No
 def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterations: int | None,
               device: str | None, psf: str | None = None, model: Path | None = None,
               config: Path | None = None) -> Iterator[dict[str, Any]]:
-    """One row per method: the case, the method run, its error, and its time in seconds: ``seconds`` the whole
-    command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
-    reconstruction alone (the summary's ``wall_s``)."""
+    """One row per method: the case, the method run, its error, its free Poisson deviance per pixel
+    (``free_llk``, from the summary) and its time in seconds: ``seconds`` the whole command as a user waits
+    for it (reading, solving, writing the result and its report), ``solve_s`` the reconstruction alone (the
+    summary's ``wall_s``)."""
     folder = workdir / case.label.replace("/", "_")
     folder.mkdir()
     scan = folder / "scan.cxi"
@@ -139,7 +140,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
                 continue
             figures = score(read_object(summary["output"]), case.truth)
             yield {**row, **figures, **run_facts(summary["output"]), "used": summary["method"], "failed": not figures["error"] <= FAILURE_ERROR,
-                   "status": "ok", "seconds": round(seconds, 2), "solve_s": summary["wall_s"]}
+                   "status": "ok", "seconds": round(seconds, 2), "solve_s": summary["wall_s"],
+                   "free_llk": summary.get("metrics", {}).get("free_llk_poisson")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -270,7 +270,26 @@ def _same_config(stored: Any, current: dict[str, Any]) -> bool:
         current_device in ("cuda", "auto") and stored_device.startswith("cuda")
     )
     rest = {k: v for k, v in stored.items() if k != "device"}
-    return device_ok and rest == {k: v for k, v in current.items() if k != "device"}
+    return device_ok and _same_settings(rest, {k: v for k, v in current.items() if k != "device"},
+                                        RunConfig().to_dict())
+
+
+def _same_settings(stored: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """``stored == current``, except that a setting the stored configuration lacks (written by a version
+    before the setting existed) matches when ``current`` holds its default: an upgrade alone redoes nothing."""
+    for key in stored.keys() | current.keys():
+        if key not in current:
+            return False
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if key not in stored:
+            if current[key] != default:
+                return False
+        elif isinstance(stored[key], dict) and isinstance(current[key], dict):
+            if not _same_settings(stored[key], current[key], default if isinstance(default, dict) else {}):
+                return False
+        elif stored[key] != current[key]:
+            return False
+    return True
 
 
 def _completed_result(folder: Path, source: str, cfg: RunConfig) -> Path | None:

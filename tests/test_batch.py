@@ -246,3 +246,19 @@ def test_dask_cluster_gives_the_same_objects_as_the_local_pool(scans, pool_run, 
     for name in ("alpha", "beta"):
         np.testing.assert_array_equal(_object(tmp_path / name / f"{name}.cxi"),
                                       _object(pool_out / name / f"{name}.cxi"))
+
+
+def test_resume_matches_a_configuration_written_before_a_setting_existed():
+    from cdi_dip.config import RunConfig
+
+    current = RunConfig().to_dict()
+    older = json.loads(json.dumps(current))
+    del older["geometry"]["d_spacing_nm"]  # as a version before the setting wrote it
+    assert batch_module._same_config(older, current)
+    changed = json.loads(json.dumps(current))
+    changed["geometry"]["d_spacing_nm"] = 0.2265  # not the default: the old result does not stand for it
+    assert not batch_module._same_config(older, changed)
+    newer = json.loads(json.dumps(current))
+    newer["geometry"]["unknown_future_setting"] = 1  # a setting this version does not know: not the same run
+    assert not batch_module._same_config(newer, current)
+    assert not batch_module._same_config({**current, "seed": current["seed"] + 1}, current)
