@@ -39,3 +39,23 @@ def test_partner_is_the_brightest_valid_pixel_around_the_mirror_point():
     assert partner[7, 5] == 7.0  # one pixel off the mirror point (1, 3), which is invalid
     _, present = partner_counts(counts, valid, (12, 12))  # centre (6, 6)
     assert not present[0, 0] and present[4, 4]  # (0, 0) mirrors two pixels beyond the corner
+
+
+def test_a_hot_pixel_beside_the_peak_does_not_move_the_centre():
+    from cdi_dip.simulate import simulate_scan
+
+    scan = simulate_scan("crystal", (48, 48), rng=np.random.default_rng(4), peak_counts=1e5)  # peak near (24, 24)
+    valid = np.ones(scan.counts.shape, bool)
+    centre = friedel_centre(scan.counts, valid)
+    counts = scan.counts.astype(np.float64).copy()
+    counts[centre[0] + 1, centre[1] + 1] = 10 * counts.max() + 50  # as the corpus plants them: 10x the peak
+    assert friedel_centre(counts, valid) == centre
+
+
+def test_single_bright_pixels_are_limited_for_the_centre_only():
+    from cdi_dip.prepare.symmetry import OUTLIER_LIMIT, _outliers_limited
+
+    counts = np.full((7, 7), 10.0)
+    counts[3, 3] = 1000.0
+    limited = _outliers_limited(counts, np.ones(counts.shape, bool))
+    assert limited[3, 3] == OUTLIER_LIMIT * 10.0 and (np.delete(limited.ravel(), 24) == 10.0).all()
