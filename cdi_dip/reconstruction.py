@@ -152,9 +152,54 @@ def initialiser_for(cfg: RunConfig, measurement: Measurement) -> Initialiser:
 
 def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
                       on_iter: IterCallback | None) -> Result:
-    """One reconstruction of every pixel the measurement has valid; see :func:`reconstruct`."""
+    """One reconstruction of every pixel the measurement has valid; see :func:`reconstruct`.
+
+    ``auto`` on a crystal runs the double DIP and, with ``cfg.auto_compare``,
+    HIO after it; the result with the lower free Poisson deviance is kept
+    (:func:`_better_by_free_likelihood`) and ``Result.method_choice`` says why.
+    """
     device = resolve_device(cfg.device)
-    cfg = cfg.with_method(choose_method(measurement, cfg, device))
+    method = choose_method(measurement, cfg, device)
+    result = _run_method(measurement, cfg.with_method(method), requested, init, on_iter, device)
+    if Method(cfg.method) is not Method.AUTO or method is not Method.DIP or not cfg.auto_compare:
+        return result
+    if result.interrupted:
+        return result
+    try:
+        challenger = _run_method(measurement, cfg.with_method(Method.HIO), requested, init, on_iter, device)
+    except KeyboardInterrupt:  # before HIO had an iterate: the finished DIP result stands
+        challenger = None
+    if challenger is None or challenger.interrupted:
+        log.warning("interrupted while comparing with HIO: keeping the double DIP's result")
+        result.interrupted = True
+        result.method_choice = {"compared": False, "reason": "interrupted during the HIO comparison"}
+        return result
+    return _better_by_free_likelihood(result, challenger)
+
+
+def _better_by_free_likelihood(first: Result, second: Result) -> Result:
+    """Of two results of the same data and free pixels, the one with the lower free Poisson deviance.
+
+    The winner's ``method_choice`` records both deviances and its ``wall_s``
+    includes the loser's time. Without free pixels (no deviance) the first stands.
+    """
+    scores = {result.method: result.metrics.get("free_llk_poisson") for result in (first, second)}
+    if any(score is None or not np.isfinite(score) for score in scores.values()):
+        winner, reason = first, "no free-pixel deviance to compare: the first method's result stands"
+    else:
+        winner = second if scores[second.method] < scores[first.method] else first
+        reason = "lower free Poisson deviance per pixel (held-out pixels)"
+    loser = second if winner is first else first
+    winner.wall_s += loser.wall_s
+    winner.method_choice = {"compared": True, "chosen": winner.method, "free_llk_poisson": scores, "reason": reason}
+    log.info("method auto: %s kept (free deviance %s)", winner.method,
+             ", ".join(f"{name} {score:.4g}" for name, score in scores.items() if score is not None))
+    return winner
+
+
+def _run_method(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
+                on_iter: IterCallback | None, device: torch.device) -> Result:
+    """Every run of one concrete method (``cfg.with_method`` applied), combined into one result."""
     check_memory(estimate_memory_bytes(cfg, measurement.shape), device,
                  f"{cfg.method.value} on a {'x'.join(map(str, measurement.shape))} frame")
     problem, free = fit_data(measurement, cfg, device)

@@ -517,6 +517,10 @@ class Result:
         voxel by voxel on ``obj`` (:func:`cdi_dip.ensemble.align_map`). When
         runs are averaged it is still the best run's map. None when the
         solver gave none.
+    method_choice : dict
+        When ``auto`` compared the double DIP with HIO (``auto_compare``):
+        ``compared``, ``chosen``, both free Poisson deviances and the reason.
+        Empty: no comparison.
     """
 
     obj: np.ndarray
@@ -544,3 +548,4 @@ class Result:
     beamstop_rim: BeamstopRim | None = None
     selection: dict[str, Any] = field(default_factory=dict)
     obj_std: np.ndarray | None = None
+    method_choice: dict[str, Any] = field(default_factory=dict)

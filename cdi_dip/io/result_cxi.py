@@ -37,7 +37,7 @@ PRTF_GROUP = f"{RESULTS}/prtf"
 """Where a PRTF is stored (dataset names: :data:`PRTF_DATASETS`)."""
 
 _NOT_METRICS = {"method", "wall_s", "device", "seed", "interrupted", "shift_px", "ramp_rad_per_px",
-                "phase_offset_rad", "twin", "runs", "selection", "solver", "history", "model_intensity", "ensemble",
+                "phase_offset_rad", "twin", "runs", "selection", "method_choice", "solver", "history", "model_intensity", "ensemble",
                 "prtf"}
 
 
@@ -329,6 +329,7 @@ def read_result_cxi(path: Path) -> StoredResult:
             free=(np.asarray(free[()]) != 0) if isinstance(free, h5py.Dataset) else None,
             solver=_json(stored.get("solver"), {}),
             selection=_json(stored.get("selection"), {}),
+            method_choice=_json(stored.get("method_choice"), {}),
             ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
             prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
             obj_std=np.asarray(spread[()], dtype=np.float32) if isinstance(spread, h5py.Dataset) else None,

@@ -66,6 +66,8 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         summary["resolution"] = result.prtf.summary()
     if result.selection:
         summary["selection"] = result.selection
+    if result.method_choice:
+        summary["method_choice"] = result.method_choice
     dip = dip_summary(result.solver) if result.method == "dip" else None
     spread = iterate_spread(result.obj_std, result.obj, result.support)
     if spread is not None:

@@ -277,6 +277,8 @@ def _write_results(process: h5py.Group, result: Result) -> None:
         _string(results, "solver", _dumps(result.solver))
     if result.selection:
         _string(results, "selection", _dumps(result.selection))
+    if result.method_choice:
+        _string(results, "method_choice", _dumps(result.method_choice))
     history = nx_group(results, "history", "NXcollection")
     for key, column in _history_columns(result.history).items():
         history.create_dataset(key, data=column)
