@@ -14,6 +14,8 @@ alone", Phys. Rev. B 68, 140101 (2003) (shrinkwrap).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .physics import FarField
@@ -64,8 +66,14 @@ def _magnitude(obj: torch.Tensor) -> torch.Tensor:
     return squared.addcmul_(obj.imag, obj.imag).sqrt_()
 
 
-def shrinkwrap(obj: torch.Tensor, *, sigma_px: float, threshold: float) -> torch.Tensor:
-    """Shrinkwrap support: where the blurred object magnitude exceeds a fraction of its maximum.
+SHRINKWRAP_REFERENCES = ("max", "rms")
+"""What shrinkwrap's relative threshold multiplies: the blurred magnitude's maximum over the frame, or its
+root-mean-square over the current support (PyNX's ``support_threshold_method`` 'max' and 'rms')."""
+
+
+def shrinkwrap(obj: torch.Tensor, *, sigma_px: float, threshold: float, relative_to: str = "max",
+               support: torch.Tensor | None = None) -> torch.Tensor:
+    """Shrinkwrap support: where the blurred object magnitude exceeds a fraction of its maximum (or RMS).
 
     Parameters
     ----------
@@ -74,7 +82,18 @@ def shrinkwrap(obj: torch.Tensor, *, sigma_px: float, threshold: float) -> torch
     sigma_px : float
         Gaussian sigma of the blur, pixels.
     threshold : float
-        Relative threshold, 0-1, of the blurred magnitude's maximum.
+        Relative threshold of the reference level (0-1 of the maximum; under
+        ``"rms"`` it may exceed 1, the level is then capped at the maximum).
+    relative_to : {"max", "rms"}
+        ``"max"``: the level is ``threshold * max(blurred)``. ``"rms"``: it is
+        ``threshold * sqrt(mean(blurred^2 over support))``, the root-mean-square
+        of the blurred magnitude over the current support (PyNX's
+        ``threshold_relative`` with the 'rms' method): it follows the object's
+        typical amplitude rather than its brightest voxel, and rises as the
+        support shrinks onto the object.
+    support : torch.Tensor, bool, same shape, optional
+        The current support, same order as ``obj``; required by ``"rms"``
+        (an empty one counts as the whole frame).
 
     Returns
     -------
@@ -84,7 +103,54 @@ def shrinkwrap(obj: torch.Tensor, *, sigma_px: float, threshold: float) -> torch
         values count as zero. No host-device synchronisation.
     """
     blurred = gaussian_blur(_magnitude(obj), sigma_px).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-    return blurred >= threshold * blurred.max()
+    peak = blurred.max()
+    if relative_to == "max":
+        return blurred >= threshold * peak
+    if relative_to != "rms":
+        raise ValueError(f"shrinkwrap relative_to = {relative_to!r}; choose one of {', '.join(SHRINKWRAP_REFERENCES)}")
+    if support is None:
+        raise ValueError("shrinkwrap relative to the RMS needs the current support")
+    inside = torch.where(support.any(), support, torch.ones_like(support)).to(blurred.dtype)
+    rms = (blurred.square().mul_(inside).sum() / inside.sum()).sqrt_()
+    return blurred >= torch.minimum(threshold * rms, peak)
+
+
+def detwin_support(support: torch.Tensor, axes: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The part of a centred support below its centre of mass along every axis (detwinning, PyNX).
+
+    An object and its twin (the complex conjugate turned about the origin)
+    fit the same diffraction pattern; a centrosymmetric support admits both,
+    and HIO can stall on a mixture. Keeping only the voxels whose index is
+    below the support's centre of mass along each of ``axes`` gives an
+    asymmetric support (a quadrant in 2D, an octant in 3D when every axis is
+    cut) that only one of the two fits, for a few iterations.
+
+    Parameters
+    ----------
+    support : torch.Tensor, bool, 2D or 3D, centred (the object near the frame centre)
+    axes : tuple of int, optional
+        Axes to cut; None: every axis.
+
+    Returns
+    -------
+    torch.Tensor, bool, same shape and device
+        ``support & (index_a < c_a)`` for every cut axis ``a``, with ``c_a``
+        the centre of mass along it rounded to the nearest index (halves up) and at least
+        one above the support's lowest index (so that a support one voxel thick
+        along an axis keeps that voxel). An empty support comes back unchanged.
+        One host sync per axis.
+    """
+    if not bool(support.any()):
+        return support.clone()
+    cut = support.clone()
+    indices = torch.nonzero(support).float()
+    for axis in range(support.ndim) if axes is None else axes:
+        column = indices[:, axis]
+        centre = max(math.floor(float(column.mean()) + 0.5), int(column.min()) + 1)
+        view = [1] * support.ndim
+        view[axis] = support.shape[axis]
+        cut &= (torch.arange(support.shape[axis], device=support.device) < centre).reshape(view)
+    return cut
 
 
 def autocorrelation(counts: torch.Tensor, valid: torch.Tensor, physics: FarField) -> torch.Tensor:
@@ -324,11 +390,13 @@ def sigma_schedule(start: float, end: float, fraction: float) -> float:
 __all__ = [
     "autocorrelation",
     "autocorrelation_support",
+    "detwin_support",
     "dilate_mask",
     "gaussian_blur",
     "half_autocorrelation_support",
     "missing_centre_radius_px",
     "object_extent_px",
+    "SHRINKWRAP_REFERENCES",
     "shrinkwrap",
     "sigma_schedule",
 ]

@@ -255,6 +255,24 @@ class ProjectionConfig:
     """Apply ``support_fraction_bounds`` only when the zero frequency is missing
     (a beamstop), where a collapsing support is the usual failure; elsewhere the
     runs go as without bounds."""
+    shrinkwrap_threshold_relative_to: str = option("max", choices=("max", "rms"))
+    """What shrinkwrap's threshold multiplies: ``"max"``, the blurred amplitude's
+    maximum; ``"rms"``, its root-mean-square over the current support (PyNX's
+    'rms' method: the level follows the object's typical amplitude, not its
+    brightest voxel, and rises as the support shrinks; capped at the maximum).
+    The threshold is ``shrinkwrap_rms_threshold`` under "rms"."""
+    shrinkwrap_rms_threshold: float | None = option(None, range=(0.0, 10.0))
+    """Shrinkwrap threshold under ``shrinkwrap_threshold_relative_to = "rms"``,
+    as a multiple of the RMS over the support (PyNX uses 0.2-0.3). None: the
+    same number as under "max" (``shrinkwrap_threshold``, or
+    ``missing_centre_shrinkwrap_threshold`` behind a beamstop). Unused under "max"."""
+    detwin_iterations: int = option(0, range=(0, None))
+    """Detwinning (PyNX): for this many iterations from the first HIO/RAAR
+    iteration of the plan (after the first ER block and its shrinkwrap in the
+    default plans; from iteration 1 if the plan has no HIO/RAAR), the support
+    is cut to its part below its centre of mass along every axis, with no
+    shrinkwrap; then the support held before the cut returns and shrinkwrap
+    goes on. Recorded as ``detwin`` in the solver facts. 0: off."""
 
     def validate(self) -> None:
         """The generic checks, the plan's grammar (:func:`~cdi_dip.config.plan.parse_plan`) and the bounds' order."""

@@ -38,8 +38,8 @@ from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..metrics import MaskedFigures
 from ..physics import FarField
-from ..support import (autocorrelation_support, half_autocorrelation_support, missing_centre_radius_px, shrinkwrap,
-                       sigma_schedule)
+from ..support import (autocorrelation_support, detwin_support, half_autocorrelation_support, missing_centre_radius_px,
+                       shrinkwrap, sigma_schedule)
 from ..types import SolverOutput
 from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
@@ -346,6 +346,14 @@ def _support_bounds(opts: ProjectionConfig, constraints: ObjectConstraints) -> l
     return opts.support_fraction_bounds
 
 
+def _shrinkwrap_threshold(opts: ProjectionConfig, constraints: ObjectConstraints) -> float:
+    """The threshold of the projection solvers' shrinkwrap: the constraints' (relative to the maximum), or under
+    ``shrinkwrap_threshold_relative_to = "rms"`` ``opts.shrinkwrap_rms_threshold`` when it is set."""
+    if opts.shrinkwrap_threshold_relative_to == "rms" and opts.shrinkwrap_rms_threshold is not None:
+        return opts.shrinkwrap_rms_threshold
+    return constraints.shrinkwrap_threshold
+
+
 def _shrinkwrap_iterations(steps: list, period: int) -> tuple[int, int]:
     """Iterations (1-based) after which shrinkwrap may run: ``(period, last)``.
 
@@ -528,29 +536,81 @@ def support_fraction(support: torch.Tensor) -> float:
     return float(support.sum()) / support.numel()
 
 
+def _detwin_span(steps: list, iterations: int, last: int) -> tuple[int, int] | None:
+    """Iterations ``(first, end)`` (1-based, inclusive) of detwinning, or None when off.
+
+    Detwinning starts at the plan's first HIO or RAAR iteration (iteration 1
+    when it has none) and lasts ``iterations``, ending no later than ``last``
+    (the iteration before the final ER block, see :func:`_shrinkwrap_iterations`).
+    """
+    if iterations <= 0:
+        return None
+    done = 0
+    for step in steps:
+        if step.algorithm in ("HIO", "RAAR"):
+            break
+        done += step.iterations
+    else:
+        done = 0
+    end = min(done + iterations, max(last, done + 1))
+    return done + 1, end
+
+
 class _Shrinkwrap:
     """The projection solvers' support: shrinkwrap every ``period`` iterations up to ``last`` (FFT order).
 
     With ``bounds`` (``[low, high]``, fractions of the frame) a shrinkwrap
     update that leaves them raises :class:`SupportOutOfBounds` (one host sync
-    per update, only then).
+    per update, only then). With ``opts.detwin_iterations`` the support is cut
+    by :func:`~cdi_dip.support.detwin_support` (on its centred view) for those
+    iterations (:func:`_detwin_span`), without shrinkwrap, then the support
+    held before the cut returns; ``detwin`` then describes what was done.
     """
 
     def __init__(self, support: torch.Tensor, opts: ProjectionConfig, threshold: float, steps: list,
-                 bounds: list[float] | None = None):
+                 bounds: list[float] | None = None, physics: FarField | None = None):
         self.current = support
         self._opts = opts
         self._threshold = threshold
         self._bounds = bounds
+        self._physics = physics
         self._period, self._last = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
+        self._span = _detwin_span(steps, opts.detwin_iterations, plan_length(steps) if self._last <= 0
+                                  else self._last)
+        self._full: torch.Tensor | None = None
+        self.detwin: dict[str, Any] | None = None
+        if self._span is not None and self._span[0] == 1:
+            self._cut(0)
+
+    def _cut(self, iteration: int) -> None:
+        """Keep the full support aside and cut the current one (detwinning starts after ``iteration``)."""
+        physics = self._physics
+        centred = physics.to_centred(self.current) if physics is not None else torch.fft.fftshift(self.current)
+        cut = detwin_support(centred)
+        self._full = self.current
+        self.current = (physics.to_fft_order(cut) if physics is not None else torch.fft.ifftshift(cut)).contiguous()
+        first, end = self._span
+        self.detwin = {"first_iteration": first, "last_iteration": end, "iterations": end - first + 1,
+                       "full_support_px": int(self._full.sum()), "detwin_support_px": int(self.current.sum())}
+        log.info("detwinning: support cut from %d to %d px for iterations %d-%d", self.detwin["full_support_px"],
+                 self.detwin["detwin_support_px"], first, end)
 
     def after(self, iteration: int, x: torch.Tensor) -> None:
+        span = self._span
+        if span is not None and span[0] <= iteration <= span[1]:
+            if iteration == span[1]:  # the cut support's last iteration: the full one returns
+                self.current, self._full = self._full, None
+            return
         if self._period and iteration % self._period == 0 and iteration <= self._last:
             sigma = sigma_schedule(self._opts.shrinkwrap_sigma_start, self._opts.shrinkwrap_sigma_end,
                                    iteration / max(self._last, 1))
-            self.current = shrinkwrap(x, sigma_px=sigma, threshold=self._threshold)
+            rms = self._opts.shrinkwrap_threshold_relative_to == "rms"
+            self.current = shrinkwrap(x, sigma_px=sigma, threshold=self._threshold,
+                                      relative_to="rms" if rms else "max", support=self.current if rms else None)
             if self._bounds is not None:
                 self._check(iteration)
+        if span is not None and iteration == span[0] - 1:
+            self._cut(iteration)
 
     def _check(self, iteration: int) -> None:
         """Raise :class:`SupportOutOfBounds` when the current support is outside ``bounds``."""
@@ -663,7 +723,11 @@ def solve_projections(
         ``support_fraction`` (of the final support), ``support_restarts`` (one
         entry per restart: ``iteration``, ``support_fraction``, ``cause``
         collapsed or exploded, ``threshold``, ``next_threshold``) and
-        ``shrinkwrap_thresholds`` (every threshold tried, the last one kept).
+        ``shrinkwrap_thresholds`` (every threshold tried, the last one kept); under
+        ``shrinkwrap_threshold_relative_to = "rms"`` that setting and the threshold used
+        (``shrinkwrap_threshold``); with ``detwin_iterations``, ``detwin``
+        (``first_iteration``, ``last_iteration``, ``iterations``, ``full_support_px``,
+        ``detwin_support_px``).
 
     Raises
     ------
@@ -734,12 +798,12 @@ def solve_projections(
         if on_iter is not None:
             on_iter({**entry, "total": total})
 
-    threshold = constraints.shrinkwrap_threshold
+    threshold = _shrinkwrap_threshold(opts, constraints)
     restarts: list[dict[str, Any]] = []
     wanted_bounds = _support_bounds(opts, constraints)
     while True:  # one attempt, and a new one with a moved threshold when the support leaves its bounds
         bounds = wanted_bounds if len(restarts) < SUPPORT_RESTARTS else None
-        support = _Shrinkwrap(initial_support, opts, threshold, steps, bounds)
+        support = _Shrinkwrap(initial_support, opts, threshold, steps, bounds, physics)
         x = physics.to_fft_order(init(problem, constraints.support, rng=rng)).to(torch.complex64).contiguous()
         history.clear()
         outside.clear()
@@ -756,6 +820,11 @@ def solve_projections(
 
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
         extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.description, **constraints.summary()}
+        if opts.shrinkwrap_threshold_relative_to != "max":
+            extra["shrinkwrap_threshold"] = _shrinkwrap_threshold(opts, constraints)
+            extra["shrinkwrap_threshold_relative_to"] = opts.shrinkwrap_threshold_relative_to
+        if support.detwin is not None:
+            extra["detwin"] = support.detwin
         extra["outside_fraction_projection"] = projection_outside_fraction(x, support.current, target, physics,
                                                                            backend)
         extra["outside_fraction"] = outside.get("iterate", extra["outside_fraction_projection"])
