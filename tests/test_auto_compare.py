@@ -63,3 +63,13 @@ def test_no_comparison_when_switched_off_or_a_method_is_named(scan, tmp_path):
     assert summary["method"] == "dip" and "method_choice" not in summary
     named = RunConfig(device="cpu", method=Method.DIP, iterations=30, seed=0, dip=TINY_DIP).validate()
     assert "method_choice" not in reconstruct_scan(scan, named, tmp_path / "named")
+
+
+def test_the_summary_table_names_the_method_kept_and_both_deviances():
+    from cdi_dip.cli.render import method_choice_line
+
+    line = method_choice_line({"compared": True, "chosen": "hio", "free_llk_poisson": {"dip": 5.0, "hio": 1.25},
+                               "reason": "lower free Poisson deviance per pixel (held-out pixels)"})
+    assert line == "hio kept: free Poisson LLK dip 5, hio 1.25"
+    assert method_choice_line({}) is None and method_choice_line(None) is None
+    assert "interrupted" in method_choice_line({"compared": False, "reason": "interrupted during the HIO comparison"})

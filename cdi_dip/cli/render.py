@@ -72,6 +72,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto_frame = summary.get("preparation", {}).get("auto_frame")
     if auto_frame:
         rows.insert(2, ("frame", auto_frame.get("why", "")))
+    choice = method_choice_line(summary.get("method_choice"))
+    if choice:
+        rows.insert(1, ("method", choice))
     strain = strain_line(summary.get("strain")) if len(summary.get("shape") or ()) == 3 else None
     if strain:  # a 2D result never has one: no row to say so
         rows.append(("strain", strain))
@@ -82,6 +85,17 @@ def render_summary(summary: dict[str, Any]) -> None:
     for key, value in rows:
         table.add_row(key, str(value))
     Console().print(table)
+
+
+def method_choice_line(record: Any) -> str | None:
+    """One line on ``auto``'s comparison: the method kept and every method's free deviance."""
+    if not isinstance(record, dict):
+        return None
+    if not record.get("compared"):
+        return record.get("reason")
+    scores = ", ".join(f"{name} {value:.4g}" for name, value in record.get("free_llk_poisson", {}).items()
+                       if isinstance(value, (int, float)))
+    return f"{record.get('chosen')} kept: free Poisson LLK {scores}"
 
 
 def strain_line(record: Any) -> str | None:
