@@ -247,7 +247,6 @@ def write_strain(directory: Path, name: str, strain: StrainComputation, provenan
 
 
 def strain_of_result(path: Path, out_dir: Path | None = None, *, geometry: GeometryConfig | None = None,
-                     d_spacing_nm: float | None = None, bragg_angle_deg: float | None = None,
                      frame: str = DEFAULT_FRAME, command_line: str = "") -> dict[str, Any]:
     """Displacement and strain along Q of a written 3D Bragg result, written beside it or into ``out_dir``.
 
@@ -258,9 +257,9 @@ def strain_of_result(path: Path, out_dir: Path | None = None, *, geometry: Geome
     out_dir : pathlib.Path, optional
         Folder for the files (created); default: the result's folder.
     geometry : GeometryConfig, optional
-        Overrides of the stored geometry (energy, distance, detector angles).
-    d_spacing_nm, bragg_angle_deg : float, optional
-        The reflection, when the detector angles are not known (or to set ``|Q|`` exactly).
+        Overrides of the stored geometry (energy, distance, detector angles), and the reflection
+        (``d_spacing_nm``, ``bragg_angle_deg``) when the detector angles are not known (or to set
+        ``|Q|`` exactly).
     frame : {"detector", "lab", "crystal"}
         Frame of the files: the detector-frame array as reconstructed, or an
         orthogonal isotropic grid (:mod:`cdi_dip.orthogonal`; needs the rocking step).
@@ -285,9 +284,10 @@ def strain_of_result(path: Path, out_dir: Path | None = None, *, geometry: Geome
         raise InvalidInputError(f"--frame {frame!r}: give one of {', '.join(FRAMES)}")
     path = Path(path)
     stored = read_result_cxi(path).result
-    meta = apply_geometry(stored.measurement.meta, geometry or GeometryConfig())
-    strain = compute_strain(stored.obj, stored.support, meta, frame, d_spacing_nm=d_spacing_nm,
-                            bragg_angle_deg=bragg_angle_deg, where=str(path))
+    geometry = geometry or GeometryConfig()
+    meta = apply_geometry(stored.measurement.meta, geometry)
+    strain = compute_strain(stored.obj, stored.support, meta, frame, d_spacing_nm=geometry.d_spacing_nm,
+                            bragg_angle_deg=geometry.bragg_angle_deg, where=str(path))
     out = Path(out_dir) if out_dir is not None else path.parent
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,7 @@ def strain(
 
         geometry = GeometryConfig(**opt.overrides(locals()).get("geometry", {}))
         geometry.validate()
-        summary = strain_of_result(result, out, geometry=geometry, d_spacing_nm=geometry.d_spacing_nm,
-                                   bragg_angle_deg=geometry.bragg_angle_deg, frame=frame or DEFAULT_FRAME,
+        summary = strain_of_result(result, out, geometry=geometry, frame=frame or DEFAULT_FRAME,
                                    command_line=shlex.join(sys.argv))
     if json_output:
         print_json(summary)
