@@ -280,7 +280,7 @@ def _same_settings(stored: dict[str, Any], current: dict[str, Any], defaults: di
     for key in stored.keys() | current.keys():
         if key not in current:
             return False
-        default = defaults.get(key) if isinstance(defaults, dict) else None
+        default = defaults.get(key)
         if key not in stored:
             if current[key] != default:
                 return False
