@@ -370,12 +370,6 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _reflection(config: dict[str, Any]) -> dict[str, float | None]:
-    """``d_spacing_nm`` and ``bragg_angle_deg`` of the run's ``[geometry]`` (None where not given)."""
-    geometry = config.get("geometry") or {}
-    return {"d_spacing_nm": geometry.get("d_spacing_nm"), "bragg_angle_deg": geometry.get("bragg_angle_deg")}
-
-
 def _strain_step(result: Result, staging: Path, final: Path, command_line: str, choice: str,
                  deferral: Any) -> tuple[list[Path], dict[str, Any], Any]:
     """The strain files of a 3D Bragg result into ``staging``, its ``strain`` record and its figure's view.
@@ -390,10 +384,10 @@ def _strain_step(result: Result, staging: Path, final: Path, command_line: str, 
         ``skipped`` or ``failed``; files as they will be in ``final``) and what
         the report draws (None without strain).
     """
-    from .strain_result import compute_strain, strain_frame, write_strain
+    from .strain_result import compute_strain, strain_frame, stored_reflection, write_strain
 
     name = result.measurement.name
-    reflection = _reflection(result.config)
+    reflection = stored_reflection(result.config)
     frame, reason = strain_frame(result.measurement.meta, np.ndim(result.obj), choice,
                                  reflection_known=any(v is not None for v in reflection.values()))
     if frame is not None and (result.interrupted or deferral.requested):

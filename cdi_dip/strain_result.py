@@ -1,7 +1,8 @@
 """``cdi-dip strain`` as a library call: a written 3D Bragg result in, strain files out.
 
 Reads the result (:func:`cdi_dip.io.result_cxi.read_result_cxi`), completes
-its geometry from the options (:func:`cdi_dip.geometry.bragg_geometry`),
+its geometry from the options and the reflection stored with it
+(:func:`cdi_dip.geometry.bragg_geometry`),
 computes the maps in the chosen frame (:func:`cdi_dip.strain.strain_maps` on
 the detector-frame array, or :func:`cdi_dip.strain.orthogonal_strain_maps`
 on an orthogonal lab or crystal grid) and writes them
@@ -28,7 +29,7 @@ from .strain import StrainMaps, StrainView, crystal_extent_nm, orthogonal_strain
 from .types import ScanMeta
 
 __all__ = ["DEFAULT_FRAME", "STRAIN_CHOICES", "check_strain_choice", "strain_frame", "StrainComputation", "compute_strain", "missing_geometry", "strain_of_result",
-           "write_strain"]
+           "stored_reflection", "write_strain"]
 
 DEFAULT_FRAME = "lab"
 """Frame of the strain files when none is asked for: the lab's axes are those of the experiment and the viewers."""
@@ -58,6 +59,49 @@ def missing_geometry(meta: ScanMeta) -> list[str]:
     """The options that would give what the strain lacks of the wavelength, distance and pixel size."""
     return [option for option, value in (("--energy-kev", meta.wavelength_m), ("--distance-m", meta.distance_m),
                                          ("--pixel-size-m", meta.pixel_size_m)) if value is None]
+
+
+def stored_reflection(config: dict[str, Any]) -> dict[str, float | None]:
+    """``d_spacing_nm`` and ``bragg_angle_deg`` of a run's ``[geometry]`` (None where not given).
+
+    Parameters
+    ----------
+    config : dict
+        The run's whole configuration as plain data (``Result.config``, as stored in a result ``.cxi``).
+
+    Returns
+    -------
+    dict
+        ``d_spacing_nm`` and ``bragg_angle_deg``.
+    """
+    geometry = config.get("geometry") or {}
+    return {"d_spacing_nm": geometry.get("d_spacing_nm"), "bragg_angle_deg": geometry.get("bragg_angle_deg")}
+
+
+def _reflection(geometry: GeometryConfig, config: dict[str, Any], where: str) -> dict[str, float | None]:
+    """The reflection of ``cdi-dip strain``: each value from the options, else from the result's configuration.
+
+    Parameters
+    ----------
+    geometry : GeometryConfig
+        The options (``--d-spacing-nm``, ``--bragg-angle-deg``); a value given here wins.
+    config : dict
+        The configuration stored with the result (:func:`stored_reflection`).
+    where : str
+        The result, for the log.
+
+    Returns
+    -------
+    dict
+        ``d_spacing_nm`` and ``bragg_angle_deg`` (None where neither gives it).
+    """
+    given = {"d_spacing_nm": geometry.d_spacing_nm, "bragg_angle_deg": geometry.bragg_angle_deg}
+    reflection = {}
+    for key, stored in stored_reflection(config).items():
+        if given[key] is None and stored is not None:
+            log.info("%s: %s = %g from the result's configuration", where, key, stored)
+        reflection[key] = given[key] if given[key] is not None else stored
+    return reflection
 
 
 def check_strain_choice(choice: str) -> str:
@@ -259,7 +303,8 @@ def strain_of_result(path: Path, out_dir: Path | None = None, *, geometry: Geome
     geometry : GeometryConfig, optional
         Overrides of the stored geometry (energy, distance, detector angles), and the reflection
         (``d_spacing_nm``, ``bragg_angle_deg``) when the detector angles are not known (or to set
-        ``|Q|`` exactly).
+        ``|Q|`` exactly). Each reflection value not given here is the one stored in the result's
+        configuration (``reconstruct --d-spacing-nm``, ``--bragg-angle-deg``), if any.
     frame : {"detector", "lab", "crystal"}
         Frame of the files: the detector-frame array as reconstructed, or an
         orthogonal isotropic grid (:mod:`cdi_dip.orthogonal`; needs the rocking step).
@@ -286,8 +331,8 @@ def strain_of_result(path: Path, out_dir: Path | None = None, *, geometry: Geome
     stored = read_result_cxi(path).result
     geometry = geometry or GeometryConfig()
     meta = apply_geometry(stored.measurement.meta, geometry)
-    strain = compute_strain(stored.obj, stored.support, meta, frame, d_spacing_nm=geometry.d_spacing_nm,
-                            bragg_angle_deg=geometry.bragg_angle_deg, where=str(path))
+    strain = compute_strain(stored.obj, stored.support, meta, frame, where=str(path),
+                            **_reflection(geometry, stored.config, str(path)))
     out = Path(out_dir) if out_dir is not None else path.parent
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,11 @@ META = ScanMeta(wavelength_m=wavelength_m_from_kev(9.0), distance_m=0.5, pixel_s
 SHAPE = (24, 28, 28)
 
 
-def _write(path, meta, obj, support):
+def _write(path, meta, obj, support, config=None):
     measurement = Measurement(intensity=np.ones(obj.shape, dtype=np.float32), valid=np.ones(obj.shape, dtype=bool),
                               meta=meta, name="crystal")
-    write_result_cxi(path, Result(obj=obj, support=support, measurement=measurement, method="hio"),
+    write_result_cxi(path, Result(obj=obj, support=support, measurement=measurement, method="hio",
+                                  config=config or {}),
                      command_line="test", version="0")
     return path
 
@@ -62,6 +63,36 @@ def test_bragg_angle_stands_in_for_unknown_detector_angles(tmp_path):
     run = CliRunner().invoke(app, ["strain", str(source), "--bragg-angle-deg", "17.16", "--rocking-step-deg", "0.02",
                                    "--json"])
     assert run.exit_code == 0, run.output
+
+
+def _detector_strain(tmp_path, name, config, options):
+    """``cdi-dip strain --frame detector`` of a result without detector angles, stored with ``config``: the strain."""
+    obj, support, _ = quadratic_crystal(META, SHAPE)
+    meta = ScanMeta(META.wavelength_m, META.distance_m, META.pixel_size_m)  # no angles: the reflection is needed
+    source = _write(tmp_path / f"{name}.cxi", meta, obj, support, config)
+    run = CliRunner().invoke(app, ["strain", str(source), "--out", str(tmp_path / name), "--frame", "detector",
+                                   *options])
+    assert run.exit_code == 0, run.output
+    with h5py.File(tmp_path / name / "strain.cxi", "r") as file:
+        return file["/entry_1/strain_1/strain"][()]
+
+
+def test_strain_reuses_the_reflection_stored_with_the_result(tmp_path):
+    stored = {"geometry": {"d_spacing_nm": 0.2, "bragg_angle_deg": 17.16}}
+    given = _detector_strain(tmp_path, "given", {}, ["--d-spacing-nm", "0.2", "--bragg-angle-deg", "17.16"])
+    reused = _detector_strain(tmp_path, "reused", stored, [])
+    assert np.isfinite(given).any()
+    np.testing.assert_array_equal(reused, given)
+
+
+def test_command_line_reflection_wins_over_the_stored_one(tmp_path):
+    stored = {"geometry": {"d_spacing_nm": 0.3, "bragg_angle_deg": 17.16}}
+    expected = _detector_strain(tmp_path, "given", {}, ["--d-spacing-nm", "0.2", "--bragg-angle-deg", "17.16"])
+    mixed = _detector_strain(tmp_path, "mixed", stored, ["--d-spacing-nm", "0.2"])  # the stored angle still holds
+    np.testing.assert_array_equal(mixed, expected)
+    stale = _detector_strain(tmp_path, "stale", stored, [])  # the stored d: a different |Q|, a different strain
+    inside = np.isfinite(expected) & (expected != 0)
+    assert not np.allclose(stale[inside], expected[inside])
 
 
 @pytest.mark.parametrize("frame", ["lab", "crystal"])

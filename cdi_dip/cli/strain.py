@@ -26,7 +26,10 @@ def strain(
     json_output: opt.Json = False,
     verbose: opt.Verbose = False,
 ) -> None:
-    """Unwrap the phase in the support, and write the displacement and strain along Q (lab frame by default)."""
+    """Unwrap the phase in the support, and write the displacement and strain along Q (lab frame by default).
+
+    --d-spacing-nm and --bragg-angle-deg default to those the result was reconstructed with.
+    """
     setup_logging(False, verbose)
     with exit_codes():
         from ..config import GeometryConfig
