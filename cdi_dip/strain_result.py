@@ -61,21 +61,39 @@ def missing_geometry(meta: ScanMeta) -> list[str]:
                                          ("--pixel-size-m", meta.pixel_size_m)) if value is None]
 
 
-def stored_reflection(config: dict[str, Any]) -> dict[str, float | None]:
+REFLECTION_KEYS = ("d_spacing_nm", "bragg_angle_deg")
+"""The reflection's fields of ``[geometry]``."""
+
+
+def stored_reflection(config: dict[str, Any], keys: tuple[str, ...] = REFLECTION_KEYS) -> dict[str, float | None]:
     """``d_spacing_nm`` and ``bragg_angle_deg`` of a run's ``[geometry]`` (None where not given).
 
     Parameters
     ----------
     config : dict
         The run's whole configuration as plain data (``Result.config``, as stored in a result ``.cxi``).
+    keys : tuple of str
+        The fields read (and checked); the others come back None.
 
     Returns
     -------
     dict
         ``d_spacing_nm`` and ``bragg_angle_deg``.
+
+    Raises
+    ------
+    InvalidInputError
+        A stored value that is not a number in its range (a hand-edited file).
     """
-    geometry = config.get("geometry") or {}
-    return {"d_spacing_nm": geometry.get("d_spacing_nm"), "bragg_angle_deg": geometry.get("bragg_angle_deg")}
+    geometry = config.get("geometry")
+    geometry = geometry if isinstance(geometry, dict) else {}
+    stored = {key: geometry.get(key) if key in keys else None for key in REFLECTION_KEYS}
+    for key, value in stored.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InvalidInputError(f"the result's stored geometry.{key} = {value!r} is not a number: "
+                                    f"pass --{key.replace('_', '-')} on the command line")
+    GeometryConfig(**stored).validate()
+    return stored
 
 
 def _reflection(geometry: GeometryConfig, config: dict[str, Any], where: str) -> dict[str, float | None]:
@@ -97,7 +115,8 @@ def _reflection(geometry: GeometryConfig, config: dict[str, Any], where: str) ->
     """
     given = {"d_spacing_nm": geometry.d_spacing_nm, "bragg_angle_deg": geometry.bragg_angle_deg}
     reflection = {}
-    for key, stored in stored_reflection(config).items():
+    wanted = tuple(key for key, value in given.items() if value is None)
+    for key, stored in stored_reflection(config, wanted).items():
         if given[key] is None and stored is not None:
             log.info("%s: %s = %g from the result's configuration", where, key, stored)
         reflection[key] = given[key] if given[key] is not None else stored

@@ -144,3 +144,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     run = CliRunner().invoke(app, ["strain", str(path)])
     assert run.exit_code == 2, run.output
     assert len(run.output.strip().splitlines()) == 1 and "error" in run.output
+
+
+def test_a_malformed_stored_reflection_is_refused_unless_the_option_replaces_it(tmp_path):
+    obj, support, _ = quadratic_crystal(META, SHAPE)
+    meta = ScanMeta(META.wavelength_m, META.distance_m, META.pixel_size_m)
+    source = _write(tmp_path / "edited.cxi", meta, obj, support,
+                    {"geometry": {"d_spacing_nm": "0.2 nm", "bragg_angle_deg": 17.16}})
+    run = CliRunner().invoke(app, ["strain", str(source), "--out", str(tmp_path / "refused"), "--frame", "detector"])
+    assert run.exit_code == 2, run.output
+    assert "geometry.d_spacing_nm" in run.output and "--d-spacing-nm" in run.output
+    assert "Traceback" not in run.output
+    replaced = _detector_strain(tmp_path, "replaced", {"geometry": {"d_spacing_nm": "0.2 nm", "bragg_angle_deg": 17.16}},
+                                ["--d-spacing-nm", "0.2"])
+    assert np.isfinite(replaced).any()
