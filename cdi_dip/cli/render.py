@@ -78,8 +78,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     strain = strain_line(summary.get("strain")) if len(summary.get("shape") or ()) == 3 else None
     if strain:  # a 2D result never has one: no row to say so
         rows.append(("strain", strain))
-    if summary.get("fit_warning"):
-        rows.append(("warning", summary["fit_warning"]))
+    for key in ("fit_warning", "missing_modes_warning"):
+        if summary.get(key):
+            rows.append(("warning", summary[key]))
     if summary.get("interrupted"):
         rows.append(("status", "INTERRUPTED (best result so far written)"))
     for key, value in rows:

@@ -6,7 +6,10 @@ dropped), ``dip`` for the double DIP (where it stopped early, whether the
 polish was kept, every solver iteration including the warm starts and, with
 the variance early stop, the median relative iterate spread
 ``iterate_spread_median_relative``: :func:`iterate_spread`), and
-``fit_warning`` when the fit sits far above the noise level.
+``fit_warning`` when the fit sits far above the noise level, and
+``missing_modes`` (with ``missing_modes_warning`` when the support alone
+constrains them) when a masked centre hides modes of the support
+(:mod:`cdi_dip.missing_modes`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..geometry import voxel_size_m
+from ..missing_modes import missing_modes_warning
 from ..types import Result
 
 FIT_WARNING_DEVIANCE = 2.0
@@ -77,6 +81,11 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
     warning = fit_warning(result.metrics)
     if warning:
         summary["fit_warning"] = warning
+    if result.missing_modes is not None:
+        summary["missing_modes"] = result.missing_modes.summary()
+        hidden = missing_modes_warning(result.missing_modes, positivity=bool(result.solver.get("positivity")))
+        if hidden:
+            summary["missing_modes_warning"] = hidden
     return summary
 
 

@@ -197,7 +197,8 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
         ``phase_offset_rad``), ``resolution`` (``resolution_px``,
         ``resolution_nm``, ``criterion``), ``ensemble`` (its summary),
         ``selection`` and ``dip`` (a "What was done" section),
-        ``fit_warning`` and ``interrupted`` (flagged at the top).
+        ``fit_warning``, ``missing_modes_warning`` and ``interrupted``
+        (flagged at the top).
     png_name : str
         Figure beside ``path`` to embed (base64), so that the page stands
         alone; a note replaces it when the file is missing.
@@ -217,6 +218,8 @@ def write_report_html(path: Path, summary: dict[str, Any], png_name: str = "repo
         parts.append('<p class="flag">INTERRUPTED: the run was stopped early; this is the best result so far.</p>')
     if summary.get("fit_warning"):
         parts.append(f'<p class="flag">FIT WARNING: {html.escape(str(summary["fit_warning"]))}</p>')
+    if summary.get("missing_modes_warning"):
+        parts.append(f'<p class="flag">MISSING DATA: {html.escape(str(summary["missing_modes_warning"]))}</p>')
     done = _what_was_done(summary)
     if done:
         parts.append(_section("What was done", done))

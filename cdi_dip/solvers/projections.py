@@ -37,6 +37,7 @@ from ..config import ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..metrics import MaskedFigures
+from ..missing_modes import MISSING_CENTRE_MIN_RADIUS_PX
 from ..physics import FarField
 from ..support import (autocorrelation_support, detwin_support, half_autocorrelation_support, missing_centre_radius_px,
                        shrinkwrap, sigma_schedule)
@@ -51,10 +52,6 @@ from .loop import run_plan
 
 log = logging.getLogger(__name__)
 
-MISSING_CENTRE_MIN_RADIUS_PX = 1.5
-"""The centre counts as missing (``ProjectionConfig.missing_centre`` None) when
-no valid pixel lies within this distance of the zero frequency: at least the
-3x3 (3x3x3) pixels around it are excluded, not just a hot or saturated one."""
 
 HALF_SUPPORT_CORE_FRACTION = 1 / 16
 """Core of the autocorrelation left out of the half-autocorrelation support's
