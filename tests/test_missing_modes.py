@@ -82,13 +82,13 @@ def test_a_large_masked_centre_hides_modes_of_a_small_support_and_a_small_one_do
     assert small is not None and small.masked_pixels == 9 and small.hidden == 0
 
 
-def test_the_warning_is_left_out_when_positivity_pins_the_modes():
+def test_the_warning_names_the_hidden_modes_and_is_left_out_without_them():
     shape = (64, 64)
     modes = missing_modes(_masked_centre(shape, 8.0), _disc(shape, 10.0))
-    text = missing_modes_warning(modes, positivity=False)
+    text = missing_modes_warning(modes)
     assert text and f"hides {modes.hidden} support mode" in text and "mask fewer pixels" in text
-    assert missing_modes_warning(modes, positivity=True) is None
-    assert missing_modes_warning(None, positivity=False) is None
+    assert missing_modes_warning(missing_modes(_masked_centre(shape, 1.6), _disc(shape, 10.0))) is None
+    assert missing_modes_warning(None) is None
 
 
 def test_mask_and_support_of_different_frames_are_refused():

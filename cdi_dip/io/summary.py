@@ -7,9 +7,8 @@ polish was kept, every solver iteration including the warm starts and, with
 the variance early stop, the median relative iterate spread
 ``iterate_spread_median_relative``: :func:`iterate_spread`), and
 ``fit_warning`` when the fit sits far above the noise level, and
-``missing_modes`` (with ``missing_modes_warning`` when the support alone
-constrains them) when a masked centre hides modes of the support
-(:mod:`cdi_dip.missing_modes`).
+``missing_modes`` (with ``missing_modes_warning`` when it hides any) when
+the centre of the pattern is masked (:mod:`cdi_dip.missing_modes`).
 """
 
 from __future__ import annotations
@@ -83,7 +82,7 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         summary["fit_warning"] = warning
     if result.missing_modes is not None:
         summary["missing_modes"] = result.missing_modes.summary()
-        hidden = missing_modes_warning(result.missing_modes, positivity=bool(result.solver.get("positivity")))
+        hidden = missing_modes_warning(result.missing_modes)
         if hidden:
             summary["missing_modes_warning"] = hidden
     return summary
