@@ -69,7 +69,7 @@ from .fused import ModulusTarget, TorchBackend
 from .init import random_phases
 from .loop import FixedSupport, run_plan
 from .projections import ObjectConstraints, choose_constraints, choose_positivity
-from .nets import DoubleDip, input_grid
+from .nets import DoubleDip, level_shapes
 
 log = logging.getLogger(__name__)
 
@@ -224,14 +224,12 @@ def estimate_dip_memory_bytes(frame_shape: Sequence[int], cfg: RunConfig) -> int
     """
     shape = object_shape(frame_shape)
     channels, depth = cfg.dip.channels, cfg.dip.depth
-    grid = input_grid(shape, depth)
+    levels = [math.prod(level) for level in level_shapes(shape, depth)]
     ndim = len(shape)
     saved_values = 0
-    for level in range(depth):
-        voxels = math.prod(n * 2**level for n in grid)
-        saved_values += 3 * channels * voxels + channels * voxels * 2**ndim  # conv in, norm, act; upsampled
-    full = math.prod(n * 2**depth for n in grid)
-    saved_values += 3 * channels * full  # head: conv in, norm, act (the 1x1 conv reads the last)
+    for voxels, upsampled in zip(levels[:-1], levels[1:]):
+        saved_values += 3 * channels * voxels + channels * upsampled  # conv in, norm, act; upsampled
+    saved_values += 3 * channels * levels[-1]  # head: conv in, norm, act (the 1x1 conv reads the last)
     kernel = 3**ndim
     params = depth * (channels * channels * kernel + 3 * channels) + channels * channels * kernel + 5 * channels
     per_net = _BYTES_FLOAT * (saved_values + 4 * params)  # activations; weights, grads, two Adam moments

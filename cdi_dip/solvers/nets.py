@@ -2,7 +2,7 @@
 
 A :class:`Generator` is a deep-decoder-like network (Heckel & Hand, ICLR 2019;
 Ulyanov et al., *Deep image prior*, IJCV 2020): a fixed random input on a
-coarse grid, ``depth`` blocks of ``[conv, norm, LeakyReLU, upsample x2]`` and a
+coarse grid, ``depth`` blocks of ``[conv, norm, LeakyReLU, upsample about x2]`` and a
 full-resolution ``[conv, norm, LeakyReLU, 1x1 conv]`` head. The same code
 builds ``Conv2d`` or ``Conv3d`` layers from the length of the output shape.
 
@@ -55,13 +55,34 @@ def _norm(ndim: int, channels: int) -> nn.Module:
     return cls(channels, track_running_stats=False, device="meta")
 
 
-def _upsample(ndim: int) -> nn.Module:
-    return nn.Upsample(scale_factor=2, mode="bilinear" if ndim == 2 else "trilinear", align_corners=False)
+def _upsample(size: tuple[int, ...]) -> nn.Module:
+    return nn.Upsample(size=size, mode="bilinear" if len(size) == 2 else "trilinear", align_corners=False)
 
 
-def input_grid(out_shape: Sequence[int], depth: int) -> tuple[int, ...]:
-    """Shape of the random input: ``ceil(n / 2**depth)`` per axis, at least 2 (reflection padding needs 2)."""
-    return tuple(max(2, math.ceil(int(n) / 2**depth)) for n in out_shape)
+def level_shapes(out_shape: Sequence[int], depth: int) -> list[tuple[int, ...]]:
+    """Spatial shape of every level of a generator, from its input to its output.
+
+    Level ``k`` (0 the input, ``depth`` the output) has ``ceil(n / 2**(depth - k))``
+    pixels per axis, at least 2 (reflection padding needs 2), and the output
+    exactly ``out_shape``: each upsampling about doubles the grid, and no
+    layer works on pixels that are cropped away. Where ``n`` is a multiple of
+    ``2**depth`` (at least ``2**(depth + 1)``) every step is an exact doubling.
+
+    Parameters
+    ----------
+    out_shape : sequence of int
+        Output shape, pixels per axis.
+    depth : int
+        Upsampling steps.
+
+    Returns
+    -------
+    list of tuple of int
+        ``depth + 1`` shapes.
+    """
+    out = tuple(int(n) for n in out_shape)
+    levels = [tuple(max(2, math.ceil(n / 2 ** (depth - k))) for n in out) for k in range(depth)]
+    return levels + [out]
 
 
 class Generator(nn.Module):
@@ -76,7 +97,8 @@ class Generator(nn.Module):
     channels : int
         Channels of every hidden layer.
     depth : int
-        Number of upsampling blocks; the input grid is ``out_shape / 2**depth``.
+        Number of upsampling blocks; the input grid is about ``out_shape / 2**depth``
+        (:func:`level_shapes`).
     generator : torch.Generator
         CPU generator for the input and the initial weights.
     device : torch.device or str
@@ -85,8 +107,10 @@ class Generator(nn.Module):
     Notes
     -----
     ``forward()`` takes no argument and returns ``(1, out_channels, *out_shape)``.
-    The upsampled grid may exceed ``out_shape`` by a few pixels when the shape
-    is not divisible by ``2**depth``; the centre is cropped.
+    Each upsampling goes to the next of :func:`level_shapes`, so the last
+    layers work on ``out_shape`` itself. (Until 2026-12-05 every step doubled
+    the grid and the output was cropped: a 12^3 object was drawn on 32^3,
+    19 times the voxels, which made small 3D fits as slow as 64^3 ones.)
     """
 
     def __init__(self, out_shape: Sequence[int], out_channels: int, *, channels: int, depth: int,
@@ -96,17 +120,17 @@ class Generator(nn.Module):
         ndim = len(self.out_shape)
         if ndim not in (2, 3):
             raise ValueError(f"Generator needs a 2D or 3D output shape, got {self.out_shape}")
+        levels = level_shapes(self.out_shape, depth)
         layers: list[nn.Module] = []
-        for _ in range(depth):
+        for level in levels[1:]:
             layers += [_conv(ndim, channels, channels, _KERNEL_SIZE), _norm(ndim, channels),
-                       nn.LeakyReLU(_NEGATIVE_SLOPE), _upsample(ndim)]
+                       nn.LeakyReLU(_NEGATIVE_SLOPE), _upsample(level)]
         layers += [_conv(ndim, channels, channels, _KERNEL_SIZE), _norm(ndim, channels),
                    nn.LeakyReLU(_NEGATIVE_SLOPE), _conv(ndim, channels, out_channels, 1)]
         self.body = nn.Sequential(*layers)
         self.to_empty(device=device)
         self._initialise(generator)
-        grid = input_grid(self.out_shape, depth)
-        z = torch.rand((1, channels, *grid), generator=generator) * _INPUT_SCALE
+        z = torch.rand((1, channels, *levels[0]), generator=generator) * _INPUT_SCALE
         self.register_buffer("z", z.to(device))
 
     @torch.no_grad()
@@ -124,12 +148,7 @@ class Generator(nn.Module):
                 module.bias.zero_()
 
     def forward(self) -> torch.Tensor:
-        out = self.body(self.z)
-        index = [slice(None), slice(None)]
-        for n_out, n_have in zip(self.out_shape, out.shape[2:]):
-            start = (n_have - n_out) // 2
-            index.append(slice(start, start + n_out))
-        return out[tuple(index)]
+        return self.body(self.z)
 
 
 class DoubleDip(nn.Module):
