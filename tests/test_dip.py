@@ -13,7 +13,7 @@ from cdi_dip.config import NoiseModel
 from cdi_dip.solvers import Problem
 from cdi_dip.solvers.dip import (DipRun, check_device_memory, data_loss, estimate_dip_memory_bytes, loss_kind,
                                  object_shape, solve_dip)
-from cdi_dip.solvers.nets import DoubleDip, Generator
+from cdi_dip.solvers.nets import DoubleDip, Generator, level_shapes
 from cdi_dip.support import dilate_mask, object_extent_px
 
 
@@ -72,6 +72,15 @@ def _outside_box(frame_shape, box_shape=None):
 def test_generator_output_shape(shape):
     net = Generator(shape, 3, channels=4, depth=2, generator=torch.Generator().manual_seed(0))
     assert net().shape == (1, 3, *shape)
+
+
+def test_generator_levels_double_exactly_on_multiples_and_end_on_the_box():
+    assert level_shapes((64, 32), 4) == [(4, 2), (8, 4), (16, 8), (32, 16), (64, 32)]
+    assert level_shapes((12, 12, 12), 4) == [(2, 2, 2), (2, 2, 2), (3, 3, 3), (6, 6, 6), (12, 12, 12)]
+    net = Generator((12, 20), 1, channels=4, depth=4, generator=torch.Generator().manual_seed(0))
+    upsampled = [tuple(m.size) for m in net.body if isinstance(m, torch.nn.Upsample)]
+    assert upsampled[-1] == (12, 20)  # the head works on the box itself, nothing is cropped away
+    assert net.z.shape[2:] == (2, 2)
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (8, 8, 8)])
