@@ -24,7 +24,6 @@ from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
 from .learned.initialiser import learned_initialiser
 from .memory import check_memory
-from .missing_modes import missing_modes
 from .physics import FarField
 from .prepare.free_pixels import select_free_islands
 from .prepare.rim import check_rim, with_rim, without_rim
@@ -281,7 +280,6 @@ def _result(combined: Combined, runs: list[Run], measurement: Measurement, cfg: 
         ensemble=combined.ensemble,
         prtf=combined.prtf if combined.ensemble is not None else None,
         obj_std=aligned_std(combined),
-        missing_modes=missing_modes(measurement.valid, combined.support),
     )
 
 

@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from .missing_modes import MissingModes
-
 
 @dataclass
 class ScanMeta:
@@ -523,10 +521,6 @@ class Result:
         When ``auto`` compared the double DIP with HIO (``auto_compare``):
         ``compared``, ``chosen``, both free Poisson deviances and the reason.
         Empty: no comparison.
-    missing_modes : MissingModes or None
-        The support modes a masked centre (a beamstop) hides
-        (:func:`cdi_dip.missing_modes.missing_modes`); None when the centre
-        is measured.
     """
 
     obj: np.ndarray
@@ -555,4 +549,3 @@ class Result:
     selection: dict[str, Any] = field(default_factory=dict)
     obj_std: np.ndarray | None = None
     method_choice: dict[str, Any] = field(default_factory=dict)
-    missing_modes: MissingModes | None = None

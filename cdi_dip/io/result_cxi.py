@@ -23,7 +23,6 @@ import h5py
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..missing_modes import missing_modes
 from ..types import PRTF_THRESHOLD, AlignInfo, Comparison, EnsembleResult, Measurement, PrtfResult, Result
 from .cxi import DETECTOR, IMAGE_DATA, ITERATE_STD, read_cxi_meta
 
@@ -334,7 +333,6 @@ def read_result_cxi(path: Path) -> StoredResult:
             ensemble=ensemble_from_datasets(ensemble_data) if ensemble_data else None,
             prtf=prtf_from_datasets(prtf_data) if prtf_data else None,
             obj_std=np.asarray(spread[()], dtype=np.float32) if isinstance(spread, h5py.Dataset) else None,
-            missing_modes=missing_modes(measurement.valid, support),  # derived: mask and support are stored
         )
         return StoredResult(
             result=result,

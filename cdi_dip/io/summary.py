@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 from ..geometry import voxel_size_m
-from ..missing_modes import missing_modes_warning
+from ..missing_modes import missing_modes, missing_modes_warning
 from ..types import Result
 
 FIT_WARNING_DEVIANCE = 2.0
@@ -80,9 +80,10 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
     warning = fit_warning(result.metrics)
     if warning:
         summary["fit_warning"] = warning
-    if result.missing_modes is not None:
-        summary["missing_modes"] = result.missing_modes.summary()
-        hidden = missing_modes_warning(result.missing_modes)
+    modes = missing_modes(result.measurement.valid, result.support)
+    if modes is not None:
+        summary["missing_modes"] = modes.summary()
+        hidden = missing_modes_warning(modes)
         if hidden:
             summary["missing_modes_warning"] = hidden
     return summary
