@@ -36,16 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+
+from .support import MISSING_CENTRE_MIN_RADIUS_PX, missing_centre_radius_px
 
 log = logging.getLogger(__name__)
 
 HIDDEN_FRACTION = 0.9
 """A support mode counts as hidden when the mask holds more than this fraction of its Fourier power."""
-
-MISSING_CENTRE_MIN_RADIUS_PX = 1.5
-"""The centre counts as missing when no valid pixel lies within this distance of the zero frequency: at
-least the 3x3 (3x3x3) pixels around it are excluded, not just a hot or saturated one (also the projection
-solvers' automatic ``ProjectionConfig.missing_centre``)."""
 
 REGION_RADIUS_FACTOR = 2.0
 """Masked pixels within this many missing-centre radii (plus one pixel) of the zero frequency are
@@ -111,11 +109,11 @@ def masked_centre_frequencies(valid: np.ndarray) -> tuple[np.ndarray, float]:
         Distance from the zero frequency to the nearest valid pixel.
     """
     valid = np.asarray(valid, dtype=bool)
-    offsets = _offsets_from_centre(valid.shape)
-    distance = np.sqrt(np.sum(offsets.astype(np.float64) ** 2, axis=-1))
-    radius = float(distance[valid].min()) if valid.any() else float(max(valid.shape))
+    radius = missing_centre_radius_px(torch.from_numpy(valid))
     if radius < MISSING_CENTRE_MIN_RADIUS_PX:
         return np.zeros((0, valid.ndim), dtype=np.int64), radius
+    offsets = _offsets_from_centre(valid.shape)
+    distance = np.sqrt(np.sum(offsets.astype(np.float64) ** 2, axis=-1))
     region = ~valid & (distance <= REGION_RADIUS_FACTOR * radius + 1)
     chosen = offsets[region]
     order = np.argsort(distance[region], kind="stable")[:MAX_MASKED_PIXELS]

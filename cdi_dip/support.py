@@ -269,6 +269,12 @@ def _radius_px(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.sqrt(sum(g.square() for g in grids))
 
 
+MISSING_CENTRE_MIN_RADIUS_PX = 1.5
+"""The centre counts as missing when no valid pixel lies within this distance of the zero frequency: at
+least the 3x3 (3x3x3) pixels around it are excluded, not just a hot or saturated one (the projection
+solvers' automatic ``ProjectionConfig.missing_centre``, and :mod:`cdi_dip.missing_modes`)."""
+
+
 def missing_centre_radius_px(valid: torch.Tensor) -> float:
     """Radius of the excluded region around the zero frequency (a beamstop), pixels.
 

@@ -37,10 +37,9 @@ from ..config import ProjectionConfig, RunConfig
 from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..metrics import MaskedFigures
-from ..missing_modes import MISSING_CENTRE_MIN_RADIUS_PX
 from ..physics import FarField
-from ..support import (autocorrelation_support, detwin_support, half_autocorrelation_support, missing_centre_radius_px,
-                       shrinkwrap, sigma_schedule)
+from ..support import (MISSING_CENTRE_MIN_RADIUS_PX, autocorrelation_support, detwin_support, half_autocorrelation_support,
+                       missing_centre_radius_px, shrinkwrap, sigma_schedule)
 from ..types import SolverOutput
 from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
