@@ -113,14 +113,13 @@ def _reflection(geometry: GeometryConfig, config: dict[str, Any], where: str) ->
     dict
         ``d_spacing_nm`` and ``bragg_angle_deg`` (None where neither gives it).
     """
-    given = {"d_spacing_nm": geometry.d_spacing_nm, "bragg_angle_deg": geometry.bragg_angle_deg}
-    reflection = {}
+    given = {key: getattr(geometry, key) for key in REFLECTION_KEYS}
     wanted = tuple(key for key, value in given.items() if value is None)
-    for key, stored in stored_reflection(config, wanted).items():
-        if given[key] is None and stored is not None:
-            log.info("%s: %s = %g from the result's configuration", where, key, stored)
-        reflection[key] = given[key] if given[key] is not None else stored
-    return reflection
+    stored = stored_reflection(config, wanted)  # None wherever the option was given
+    for key in wanted:
+        if stored[key] is not None:
+            log.info("%s: %s = %g from the result's configuration", where, key, stored[key])
+    return {key: given[key] if given[key] is not None else stored[key] for key in REFLECTION_KEYS}
 
 
 def check_strain_choice(choice: str) -> str:
