@@ -273,6 +273,15 @@ class ProjectionConfig:
     is cut to its part below its centre of mass along every axis, with no
     shrinkwrap; then the support held before the cut returns and shrinkwrap
     goes on. Recorded as ``detwin`` in the solver facts. 0: off."""
+    final_support_margin_px: int = option(0, range=(0, 16))
+    """Grow the support by this many pixels along every axis (a box, by
+    :func:`~cdi_dip.support.dilate_mask`) at the last shrinkwrap update, so the
+    plan's final ER block settles on a support with a margin around the
+    shrinkwrapped object: the amplitude of a real crystal falls off over a few
+    pixels at a coarse frame's resolution, and a support cut at the threshold
+    leaves that fall-off out of the fit. Recorded as ``final_support_margin``
+    in the solver facts. 0: off; ignored when shrinkwrap is off or the plan
+    has no final ER block after other algorithms."""
 
     def validate(self) -> None:
         """The generic checks, the plan's grammar (:func:`~cdi_dip.config.plan.parse_plan`) and the bounds' order."""

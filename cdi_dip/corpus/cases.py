@@ -25,7 +25,7 @@ from ..io.cxi import write_measurement_cxi
 from ..simulate import DISTANCE_M, PIXEL_SIZE_M, WAVELENGTH_M, expected_intensity
 from ..types import ScanMeta
 from .catalogue import CONDITIONS, FAMILIES, Family
-from .detector import DetectorSettings, detect
+from .detector import DetectorSettings, detect, truncate_pattern
 from .split import half as half_spec
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,19 @@ class CorpusCase:
         return tuple(n / e for n, e in zip(self.shape, object_extent_px(self.truth)))
 
 
+FAINT_FRACTION = 0.1
+"""Magnitudes below this fraction of the maximum are not part of the object in :func:`object_extent_px`."""
+
+
 def object_extent_px(obj: np.ndarray, threshold: float = 0.5) -> tuple[int, ...]:
     """Bounding-box size per axis of the pixels above ``threshold`` times the median nonzero magnitude.
 
     The median (not the maximum) makes the figure the same for a flat crystal
     (amplitude ~1) and a textured specimen (a dense nucleus in a thin
     cytoplasm); 0.5 counts a smoothed edge pixel when it is more than half in.
+    Pixels under :data:`FAINT_FRACTION` of the maximum are left out of the
+    median: the faint ringing around a band-limited truth (the ``truncated``
+    condition) is nonzero everywhere.
 
     Parameters
     ----------
@@ -108,7 +115,7 @@ def object_extent_px(obj: np.ndarray, threshold: float = 0.5) -> tuple[int, ...]
     tuple of int, one per axis (0 for a zero object)
     """
     magnitude = np.abs(obj)
-    nonzero = magnitude[magnitude > 0]
+    nonzero = magnitude[magnitude > FAINT_FRACTION * magnitude.max()] if magnitude.size else magnitude
     if nonzero.size == 0:
         return (0,) * obj.ndim
     inside = magnitude > threshold * np.median(nonzero)
@@ -152,9 +159,13 @@ def _detect_case(drawn: _Drawn, family: Family, condition: str, seed: int, half_
     dim = drawn.obj.ndim
     rng = np.random.default_rng([seed, dim, case_key(family.name), case_key(condition)])
     settings = CONDITIONS[condition](rng)
-    detection = detect(drawn.expected, settings, rng)
-    scale = settings.peak_counts / drawn.expected.max()
-    truth = (drawn.obj.astype(np.complex128) * np.sqrt(scale)).astype(np.complex64)
+    obj, expected = drawn.obj, drawn.expected
+    if settings.kept_fraction < 1:  # the frame holds the centre of the pattern: a band-limited truth
+        obj = truncate_pattern(drawn.obj, settings.kept_fraction)
+        expected = expected_intensity(obj)
+    detection = detect(expected, settings, rng)
+    scale = settings.peak_counts / expected.max()
+    truth = (obj.astype(np.complex128) * np.sqrt(scale)).astype(np.complex64)
     return CorpusCase(label=f"{half_name}/{dim}d/{family.name}/{condition}/{seed}", family=family.name,
                       condition=condition, half=half_name, seed=seed, kind=family.kind, truth=truth,
                       counts=detection.counts, valid=detection.valid, params=drawn.params, settings=settings)

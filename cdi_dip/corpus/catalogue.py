@@ -149,6 +149,8 @@ CONDITIONS: dict[str, ConditionDraw] = {
                                               saturated_regions=int(rng.integers(1, 4))),
     "blur": lambda rng: DetectorSettings(peak_counts=_photons(rng, 5, 7),
                                          psf_sigma_px=round(float(rng.uniform(0.5, 2.0)), 3)),
+    "truncated": lambda rng: DetectorSettings(peak_counts=_photons(rng, 5, 7),
+                                              kept_fraction=round(float(rng.uniform(0.5, 0.75)), 3)),
     "background": lambda rng: DetectorSettings(peak_counts=_photons(rng, 4, 6),
                                                background_counts=round(float(rng.uniform(0.5, 5.0)), 3)),
     "beamline": lambda rng: DetectorSettings(

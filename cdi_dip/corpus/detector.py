@@ -12,6 +12,10 @@ mask a file would carry, in this order:
    (:func:`cdi_dip.simulate.plant_defects`); the beamstop and the gap are
    marked in the mask only when the settings say so, saturated and hot
    pixels never are.
+
+A frame that holds only the centre of the pattern (``kept_fraction`` below 1)
+is cut before all this, on the object itself (:func:`truncate_pattern`, which
+:mod:`.cases` applies), since the ground truth changes with it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ class DetectorSettings:
         Isolated pixels set far above their neighbours (never masked).
     saturated_regions : int
         Clip the counts so that at least this many separate regions saturate (never masked); 0: none.
+    kept_fraction : float
+        Fraction (0.25-1) of the pattern's extent per axis that the frame holds: below 1 the frame
+        is the centre of a larger pattern (:func:`truncate_pattern`), as on a real detector whose
+        pixels are coarser than the object's detail; 1: the whole pattern.
     """
 
     peak_counts: float
@@ -63,10 +71,13 @@ class DetectorSettings:
     gap_masked: bool = True
     hot_pixels: int = 0
     saturated_regions: int = 0
+    kept_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.peak_counts) or self.peak_counts <= 0:
             raise InvalidInputError(f"peak_counts={self.peak_counts}: must be a positive number of photons")
+        if not 0.25 <= self.kept_fraction <= 1.0:
+            raise InvalidInputError(f"kept_fraction={self.kept_fraction}: must be between 0.25 and 1")
         for name in ("psf_sigma_px", "background_counts", "beamstop_px", "gap_px", "hot_pixels", "saturated_regions"):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"{name}={getattr(self, name)}: must be >= 0")
@@ -92,6 +103,41 @@ class Detection:
     valid: np.ndarray
     defects: dict[str, np.ndarray] = field(default_factory=dict)
     saturation_counts: float | None = None
+
+
+def truncated_shape(shape: Sequence[int], kept_fraction: float) -> tuple[int, ...]:
+    """The frame a detector holding ``kept_fraction`` of a pattern per axis records: even sizes, at least 8 px."""
+    return tuple(max(8, 2 * int(round(n * kept_fraction / 2))) if kept_fraction < 1 else int(n) for n in shape)
+
+
+def truncate_pattern(obj: np.ndarray, kept_fraction: float) -> np.ndarray:
+    """The object as a frame holding the centre of its pattern sees it: band-limited, on coarser pixels.
+
+    The centred, unitary far field of ``obj`` is cut to the central
+    :func:`truncated_shape` and transformed back. The result's far field is
+    exactly that central part, so its expected intensity is what the cut
+    frame records; it is the object low-pass filtered (soft edges, faint
+    ringing outside the outline), sampled on pixels ``1 / kept_fraction``
+    times coarser, which is what a reconstruction of a cut frame can recover.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, 2D or 3D, centred
+    kept_fraction : float
+        0.25-1; 1 returns a copy.
+
+    Returns
+    -------
+    numpy.ndarray, complex128, :func:`truncated_shape` of ``obj.shape``, centred
+    """
+    obj = np.asarray(obj, dtype=np.complex128)
+    shape = truncated_shape(obj.shape, kept_fraction)
+    if shape == obj.shape:
+        return obj.copy()
+    axes = tuple(range(obj.ndim))
+    far = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj), norm="ortho"))
+    centre = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(obj.shape, shape))
+    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(far[centre], axes=axes), norm="ortho"), axes=axes)
 
 
 def blur_intensity(intensity: np.ndarray, sigma_px: float) -> np.ndarray:

@@ -36,7 +36,8 @@ class Half:
 
 
 SHARED_FAMILIES = ("faceted", "elongated", "dislocated", "rounded", "cell", "lithography")
-SHARED_CONDITIONS = ("clean", "low-flux", "beamstop-masked", "beamstop-unmasked", "gaps", "hot", "saturated", "blur")
+SHARED_CONDITIONS = ("clean", "low-flux", "beamstop-masked", "beamstop-unmasked", "gaps", "hot", "saturated", "blur",
+                     "truncated")
 
 HALVES: dict[str, Half] = {
     "tuning": Half("tuning", SHARED_FAMILIES, SHARED_CONDITIONS, range(1000, 2000)),

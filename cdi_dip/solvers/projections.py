@@ -38,8 +38,8 @@ from ..errors import InvalidInputError, ReconstructionError
 from ..interrupts import interrupts_deferred
 from ..metrics import MaskedFigures
 from ..physics import FarField
-from ..support import (MISSING_CENTRE_MIN_RADIUS_PX, autocorrelation_support, detwin_support, half_autocorrelation_support,
-                       missing_centre_radius_px, shrinkwrap, sigma_schedule)
+from ..support import (MISSING_CENTRE_MIN_RADIUS_PX, autocorrelation_support, detwin_support, dilate_mask,
+                       half_autocorrelation_support, missing_centre_radius_px, shrinkwrap, sigma_schedule)
 from ..types import SolverOutput
 from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
@@ -571,6 +571,8 @@ class _Shrinkwrap:
         self._bounds = bounds
         self._physics = physics
         self._period, self._last = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
+        self._total = plan_length(steps)
+        self.final_margin: dict[str, int] | None = None
         self._span = _detwin_span(steps, opts.detwin_iterations, plan_length(steps) if self._last <= 0
                                   else self._last)
         self._full: torch.Tensor | None = None
@@ -605,8 +607,21 @@ class _Shrinkwrap:
                                       relative_to="rms" if rms else "max", support=self.current if rms else None)
             if self._bounds is not None:
                 self._check(iteration)
+        if iteration == self._last and self._last < self._total and self._opts.final_support_margin_px > 0:
+            self._grow_for_final_er(self._opts.final_support_margin_px)
         if span is not None and iteration == span[0] - 1:
             self._cut(iteration)
+
+    def _grow_for_final_er(self, pixels: int) -> None:
+        """Dilate the current support by ``pixels`` (on its centred view: the box wraps like the frame)."""
+        physics = self._physics
+        centred = physics.to_centred(self.current) if physics is not None else torch.fft.fftshift(self.current)
+        grown = dilate_mask(centred, pixels)
+        before = int(self.current.sum())
+        self.current = (physics.to_fft_order(grown) if physics is not None else torch.fft.ifftshift(grown)).contiguous()
+        self.final_margin = {"pixels": pixels, "support_px_before": before, "support_px": int(self.current.sum())}
+        log.info("final ER on the support grown by %d px: %d -> %d px", pixels, before,
+                 self.final_margin["support_px"])
 
     def _check(self, iteration: int) -> None:
         """Raise :class:`SupportOutOfBounds` when the current support is outside ``bounds``."""
@@ -821,6 +836,8 @@ def solve_projections(
             extra["shrinkwrap_threshold_relative_to"] = opts.shrinkwrap_threshold_relative_to
         if support.detwin is not None:
             extra["detwin"] = support.detwin
+        if support.final_margin is not None:
+            extra["final_support_margin"] = support.final_margin
         extra["outside_fraction_projection"] = projection_outside_fraction(x, support.current, target, physics,
                                                                            backend)
         extra["outside_fraction"] = outside.get("iterate", extra["outside_fraction_projection"])
