@@ -10,7 +10,7 @@ import pytest
 
 from cdi_dip.config import DipConfig, Method, ProjectionConfig, RunConfig
 from cdi_dip.io.result_cxi import read_result_cxi
-from cdi_dip.io.summary import dip_summary, fit_warning, make_summary
+from cdi_dip.io.summary import dip_summary, fit_warning, make_summary, tight_support_hint
 from cdi_dip.io.writers import write_result_cxi
 from cdi_dip.pipeline import reconstruct
 from cdi_dip.prepare.stages import prepare
@@ -86,3 +86,18 @@ def test_a_fit_far_above_the_noise_is_flagged(tmp_path):
     assert fit_warning({}) is None
     page = write_report_html(tmp_path / "r.html", {"method": "hio", "fit_warning": warning}).read_text()
     assert "FIT WARNING" in page
+
+
+def test_a_fit_warning_says_when_the_best_run_left_much_power_outside_its_support():
+    runs = [{"run": 0, "score": 4.0, "kept": True, "outside_fraction": 0.42},
+            {"run": 1, "score": 4.5, "kept": True, "outside_fraction": 0.1},
+            {"run": 2, "score": 3.0, "kept": False, "outside_fraction": 0.05}]  # better score, but not kept
+    hint = tight_support_hint(runs, {"projection": {"final_support_margin_px": 0}})
+    assert "42%" in hint and "final_support_margin_px = 2" in hint
+    warning = fit_warning({"free_llk_poisson": 4.05}, hint)
+    assert warning.startswith("the fit sits far above") and warning.endswith(hint)
+    assert fit_warning({"free_llk_poisson": 1.2}, hint) is None  # a good fit needs no hint
+    # No hint below the threshold, when the margin is already on, or without a projection run (the DIP).
+    assert tight_support_hint([{**runs[0], "outside_fraction": 0.2}], {}) is None
+    assert tight_support_hint(runs, {"projection": {"final_support_margin_px": 2}}) is None
+    assert tight_support_hint([{"run": 0, "score": 1.0, "kept": True}], {}) is None
