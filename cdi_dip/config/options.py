@@ -279,9 +279,12 @@ class ProjectionConfig:
     plan's final ER block settles on a support with a margin around the
     shrinkwrapped object: the amplitude of a real crystal falls off over a few
     pixels at a coarse frame's resolution, and a support cut at the threshold
-    leaves that fall-off out of the fit. Recorded as ``final_support_margin``
-    in the solver facts. 0: off; ignored when shrinkwrap is off or the plan
-    has no final ER block after other algorithms."""
+    leaves that fall-off out of the fit. The object keeps its values in the
+    margin; the support written with it is the shrinkwrap outline (the
+    crystal's shape for the phase offset, the strain and the report).
+    Recorded as ``final_support_margin`` in the solver facts. 0: off; ignored
+    when shrinkwrap is off or the plan has no final ER block after other
+    algorithms."""
 
     def validate(self) -> None:
         """The generic checks, the plan's grammar (:func:`~cdi_dip.config.plan.parse_plan`) and the bounds' order."""

@@ -573,6 +573,7 @@ class _Shrinkwrap:
         self._period, self._last = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
         self._total = plan_length(steps)
         self.final_margin: dict[str, int] | None = None
+        self.outline: torch.Tensor | None = None
         self._span = _detwin_span(steps, opts.detwin_iterations, plan_length(steps) if self._last <= 0
                                   else self._last)
         self._full: torch.Tensor | None = None
@@ -612,12 +613,24 @@ class _Shrinkwrap:
         if span is not None and iteration == span[0] - 1:
             self._cut(iteration)
 
+    @property
+    def written(self) -> torch.Tensor:
+        """The support a run returns: the current one, or the shrinkwrap outline a final margin grew from.
+
+        With ``final_support_margin_px`` the object is fitted on the grown
+        support and keeps its faint fall-off in the margin, but the support
+        written with it (the crystal's shape, on which the phase offset, the
+        strain and the report's extent are taken) is the outline itself.
+        """
+        return self.outline if self.outline is not None else self.current
+
     def _grow_for_final_er(self, pixels: int) -> None:
         """Dilate the current support by ``pixels`` (on its centred view: the box wraps like the frame)."""
         physics = self._physics
         centred = physics.to_centred(self.current) if physics is not None else torch.fft.fftshift(self.current)
         grown = dilate_mask(centred, pixels)
         before = int(self.current.sum())
+        self.outline = self.current
         self.current = (physics.to_fft_order(grown) if physics is not None else torch.fft.ifftshift(grown)).contiguous()
         self.final_margin = {"pixels": pixels, "support_px_before": before, "support_px": int(self.current.sum())}
         log.info("final ER on the support grown by %d px: %d -> %d px", pixels, before,
@@ -718,7 +731,9 @@ def solve_projections(
         Centred complex64 object (:func:`constrained_object` of the last
         iterate; after Ctrl-C, of the best iterate at the metric checkpoints
         by ``free_loss``, else ``loss``), centred bool support (that of the
-        returned object), history entries ``iteration``, ``algorithm``,
+        returned object; with ``final_support_margin_px``, the shrinkwrap
+        outline the margin grew from, while the object keeps its values in
+        the margin), history entries ``iteration``, ``algorithm``,
         ``loss`` (mean Poisson deviance on the valid pixels of
         :func:`constrained_object` of the iterate), ``r_factor``,
         ``support_size`` and ``free_loss`` (with free pixels), ``interrupted``
@@ -805,7 +820,7 @@ def solve_projections(
                 "the data may hold NaN/Inf counts, or try a smaller projection.beta"
             )
         history.append(entry)
-        best.offer(entry.get("free_loss", entry["loss"]), estimate, support.current, iteration)
+        best.offer(entry.get("free_loss", entry["loss"]), estimate, support.written, iteration)
         if on_iter is not None:
             on_iter({**entry, "total": total})
 
@@ -854,7 +869,7 @@ def solve_projections(
             if interrupted:
                 log.warning("interrupted at iteration %d of %d, before the first metric checkpoint; "
                             "returning the current object", iteration, total)
-            obj, final_support = constrained(x), support.current
+            obj, final_support = constrained(x), support.written
         if not bool(torch.isfinite(torch.view_as_real(obj)).all()):
             raise ReconstructionError(
                 f"the iterate became NaN or Inf by iteration {iteration}: "
