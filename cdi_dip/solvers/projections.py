@@ -581,13 +581,21 @@ class _Shrinkwrap:
         if self._span is not None and self._span[0] == 1:
             self._cut(0)
 
+    def _centred_current(self) -> torch.Tensor:
+        """The current support (FFT order) as a centred view."""
+        physics = self._physics
+        return physics.to_centred(self.current) if physics is not None else torch.fft.fftshift(self.current)
+
+    def _in_fft_order(self, centred: torch.Tensor) -> torch.Tensor:
+        """A centred support back in FFT order, contiguous."""
+        physics = self._physics
+        return (physics.to_fft_order(centred) if physics is not None else torch.fft.ifftshift(centred)).contiguous()
+
     def _cut(self, iteration: int) -> None:
         """Keep the full support aside and cut the current one (detwinning starts after ``iteration``)."""
-        physics = self._physics
-        centred = physics.to_centred(self.current) if physics is not None else torch.fft.fftshift(self.current)
-        cut = detwin_support(centred)
+        cut = detwin_support(self._centred_current())
         self._full = self.current
-        self.current = (physics.to_fft_order(cut) if physics is not None else torch.fft.ifftshift(cut)).contiguous()
+        self.current = self._in_fft_order(cut)
         first, end = self._span
         self.detwin = {"first_iteration": first, "last_iteration": end, "iterations": end - first + 1,
                        "full_support_px": int(self._full.sum()), "detwin_support_px": int(self.current.sum())}
@@ -626,12 +634,10 @@ class _Shrinkwrap:
 
     def _grow_for_final_er(self, pixels: int) -> None:
         """Dilate the current support by ``pixels`` (on its centred view: the box wraps like the frame)."""
-        physics = self._physics
-        centred = physics.to_centred(self.current) if physics is not None else torch.fft.fftshift(self.current)
-        grown = dilate_mask(centred, pixels)
+        grown = dilate_mask(self._centred_current(), pixels)
         before = int(self.current.sum())
         self.outline = self.current
-        self.current = (physics.to_fft_order(grown) if physics is not None else torch.fft.ifftshift(grown)).contiguous()
+        self.current = self._in_fft_order(grown)
         self.final_margin = {"pixels": pixels, "support_px_before": before, "support_px": int(self.current.sum())}
         log.info("final ER on the support grown by %d px: %d -> %d px", pixels, before,
                  self.final_margin["support_px"])
@@ -808,7 +814,7 @@ def solve_projections(
 
     def record(iteration: int, algorithm: str, x: torch.Tensor) -> None:
         if iteration == before_polish:
-            outside["iterate"] = power_outside(x, support.current)
+            outside["iterate"] = power_outside(x, support.written)
         if iteration % opts.metric_period and iteration != total:
             return
         estimate = constrained(x)
