@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..simulate import _offsets, _smooth_noise, plant_defects
+from ..simulate import _offsets, _smooth_noise, far_field, plant_defects
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,9 @@ def truncate_pattern(obj: np.ndarray, kept_fraction: float) -> np.ndarray:
     shape = truncated_shape(obj.shape, kept_fraction)
     if shape == obj.shape:
         return obj.copy()
-    axes = tuple(range(obj.ndim))
-    far = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj), norm="ortho"))
     centre = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(obj.shape, shape))
-    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(far[centre], axes=axes), norm="ortho"), axes=axes)
+    kept = far_field(obj)[centre]
+    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(kept), norm="ortho"))
 
 
 def blur_intensity(intensity: np.ndarray, sigma_px: float) -> np.ndarray:
