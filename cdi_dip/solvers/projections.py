@@ -572,10 +572,8 @@ class _Shrinkwrap:
         self._physics = physics
         self._period, self._last = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
         self._total = plan_length(steps)
-        self.final_margin: dict[str, int] | None = None
         self.outline: torch.Tensor | None = None
-        self._span = _detwin_span(steps, opts.detwin_iterations, plan_length(steps) if self._last <= 0
-                                  else self._last)
+        self._span = _detwin_span(steps, opts.detwin_iterations, self._total if self._last <= 0 else self._last)
         self._full: torch.Tensor | None = None
         self.detwin: dict[str, Any] | None = None
         if self._span is not None and self._span[0] == 1:
@@ -632,15 +630,21 @@ class _Shrinkwrap:
         """
         return self.outline if self.outline is not None else self.current
 
+    @property
+    def final_margin(self) -> dict[str, int] | None:
+        """What the final margin did (``pixels``, ``support_px_before``, ``support_px``); None when none grew."""
+        if self.outline is None:
+            return None
+        return {"pixels": self._opts.final_support_margin_px, "support_px_before": int(self.outline.sum()),
+                "support_px": int(self.current.sum())}
+
     def _grow_for_final_er(self, pixels: int) -> None:
         """Dilate the current support by ``pixels`` (on its centred view: the box wraps like the frame)."""
-        grown = dilate_mask(self._centred_current(), pixels)
-        before = int(self.current.sum())
         self.outline = self.current
-        self.current = self._in_fft_order(grown)
-        self.final_margin = {"pixels": pixels, "support_px_before": before, "support_px": int(self.current.sum())}
-        log.info("final ER on the support grown by %d px: %d -> %d px", pixels, before,
-                 self.final_margin["support_px"])
+        self.current = self._in_fft_order(dilate_mask(self._centred_current(), pixels))
+        margin = self.final_margin
+        log.info("final ER on the support grown by %d px: %d -> %d px", pixels, margin["support_px_before"],
+                 margin["support_px"])
 
     def _check(self, iteration: int) -> None:
         """Raise :class:`SupportOutOfBounds` when the current support is outside ``bounds``."""
@@ -857,8 +861,9 @@ def solve_projections(
             extra["shrinkwrap_threshold_relative_to"] = opts.shrinkwrap_threshold_relative_to
         if support.detwin is not None:
             extra["detwin"] = support.detwin
-        if support.final_margin is not None:
-            extra["final_support_margin"] = support.final_margin
+        margin = support.final_margin
+        if margin is not None:
+            extra["final_support_margin"] = margin
         extra["outside_fraction_projection"] = projection_outside_fraction(x, support.current, target, physics,
                                                                            backend)
         extra["outside_fraction"] = outside.get("iterate", extra["outside_fraction_projection"])
