@@ -7,6 +7,7 @@ what a reconstruction would use.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,13 +15,16 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
-from .io.readers import read_measurement
-from .io.readers import read_calibration
+from .errors import InvalidInputError
+from .io.calibration import Calibration, resolve_calibration
+from .io.readers import read_calibration, read_measurement
 from .device import resolve_device
 from .geometry import apply_geometry, voxel_size_m
 from .prepare.frame import voxel_budget
-from .prepare.stages import condition_detector, find_centre, prepare
+from .prepare.stages import condition_detector, find_centre, frames_roi, prepare
 from .types import Measurement
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,16 +36,49 @@ class Inspection:
     framed: Measurement
 
 
+def _conditioned(read: Measurement, cfg: RunConfig, calibration: Calibration) -> Measurement:
+    """``read`` through the detector corrections with ``calibration``'s dark and flat."""
+    allow = cfg.input.allow_external_links
+    return condition_detector(
+        read, cfg.detector,
+        dark=read_calibration(calibration.dark, "--dark", allow_external_links=allow),
+        flat=read_calibration(calibration.flat, "--flat", allow_external_links=allow),
+    )
+
+
+def _calibrated(read: Measurement, cfg: RunConfig, calibration: Calibration) -> Measurement:
+    """Detector corrections with the given and found calibration; found images that do not fit are left out.
+
+    A dark or flat found beside the frames (:mod:`cdi_dip.io.calibration`) that
+    cannot be read or cut to the frames is a guess gone wrong, not bad input:
+    it is dropped with a warning, and recorded under ``calibration`` in the
+    notes with what was used.
+    """
+    try:
+        conditioned = _conditioned(read, cfg, calibration)
+    except InvalidInputError as exc:
+        if not calibration.found:
+            raise
+        log.warning("%s; running without the calibration found beside the frames (%s)",
+                    exc, ", ".join(calibration.found.values()))
+        note = {"found": dict(calibration.found), "used": False, "why": str(exc)}
+        conditioned = _conditioned(read, cfg, calibration.without_found())
+        return replace(conditioned, notes={**conditioned.notes, "calibration": note})
+    if not calibration.found:
+        return conditioned
+    region = frames_roi(cfg.detector, read)
+    note = {"found": dict(calibration.found), "used": True,
+            "detector_region": [list(r) for r in region] if region is not None else None}
+    return replace(conditioned, notes={**conditioned.notes, "calibration": note})
+
+
 def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) -> Inspection:
     """Read an input and prepare it as ``reconstruct`` would (raises InvalidInputError on bad input)."""
     allow = cfg.input.allow_external_links
     read = read_measurement(source, mask_specs=mask_specs, allow_external_links=allow)
     read = replace(read, meta=apply_geometry(read.meta, cfg.geometry))
-    conditioned = condition_detector(
-        read, cfg.detector,
-        dark=read_calibration(cfg.detector.dark, "--dark", allow_external_links=allow),
-        flat=read_calibration(cfg.detector.flat, "--flat", allow_external_links=allow),
-    )
+    calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
+    conditioned = _calibrated(read, cfg, calibration)
     budget = cfg.prep.max_voxels or voxel_budget(resolve_device(cfg.device).type)
     return Inspection(read=read, conditioned=conditioned,
                       framed=prepare(conditioned, cfg.prep, voxel_budget=budget))

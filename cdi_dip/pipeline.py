@@ -23,6 +23,7 @@ from .config import RunConfig
 from .device import resolve_device
 from .errors import ReconstructionError
 from .inspection import inspect_input
+from .io.calibration import resolve_calibration
 from .io.names import safe_scan_name
 from .io.readers import scan_name
 from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
@@ -44,9 +45,9 @@ def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) ->
 
 
 def scan_inputs(source: str, cfg: RunConfig, mask_specs: Sequence[str] = ()) -> list[str]:
-    """Every input a scan reads: its data, mask files, dark and flat (none may be written over)."""
-    calibration = [spec for spec in (cfg.detector.dark, cfg.detector.flat) if spec is not None]
-    return [source, *mask_specs, *calibration]
+    """Every input a scan reads: its data, mask files, dark and flat, given or found (none may be written over)."""
+    calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
+    return [source, *mask_specs, *(spec for spec in (calibration.dark, calibration.flat) if spec is not None)]
 
 
 def reconstruct_scan(

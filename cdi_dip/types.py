@@ -33,6 +33,10 @@ class ScanMeta:
     detector_angles_deg : tuple of float or None
         Detector arm angles ``(delta, gamma)`` at the Bragg peak, degrees
         (conventions: :mod:`cdi_dip.geometry`).
+    detector_roi : tuple of int or None
+        Detector region the frames were read from, ``(y0, y1, x0, x1)`` in
+        detector pixels (stop exclusive), as a ``metadata.json`` gives it;
+        cuts a full-detector dark and flat when ``--roi`` is not given.
     """
 
     wavelength_m: float | None = None
@@ -41,6 +45,7 @@ class ScanMeta:
     extra: dict[str, Any] = field(default_factory=dict)
     rocking_step_deg: float | None = None
     detector_angles_deg: tuple[float, float] | None = None
+    detector_roi: tuple[int, int, int, int] | None = None
 
 
 @dataclass

@@ -72,6 +72,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto_frame = summary.get("preparation", {}).get("auto_frame")
     if auto_frame:
         rows.insert(2, ("frame", auto_frame.get("why", "")))
+    calibration = calibration_line(summary.get("preparation", {}).get("calibration"))
+    if calibration:
+        rows.insert(2, ("calibration", calibration))
     choice = method_choice_line(summary.get("method_choice"))
     if choice:
         rows.insert(1, ("method", choice))
@@ -86,6 +89,18 @@ def render_summary(summary: dict[str, Any]) -> None:
     for key, value in rows:
         table.add_row(key, str(value))
     Console().print(table)
+
+
+def calibration_line(record: Any) -> str | None:
+    """One line on the dark and flat found beside the frames: which, where cut, or why they were not used."""
+    if not isinstance(record, dict) or not record.get("found"):
+        return None
+    files = " and ".join(f"{Path(path).name} ({role})" for role, path in record["found"].items())
+    if not record.get("used"):
+        return f"{files} found beside the frames but NOT used: {record.get('why', '')}"
+    region = record.get("detector_region")
+    cut = f", cut to detector rows {region[0][0]}:{region[0][1]}, columns {region[1][0]}:{region[1][1]}" if region else ""
+    return f"{files} found beside the frames and applied{cut} (--dark none / --flat none to leave them out)"
 
 
 def method_choice_line(record: Any) -> str | None:

@@ -138,13 +138,16 @@ class DetectorConfig:
     """
 
     dark: str | None = option(None)
-    """Dark (no-beam) image file, any supported format; one frame or one per frame."""
+    """Dark (no-beam) image file, any supported format; one frame or one per frame.
+    None: for a folder or glob of frames, a ``dark.tif`` (or ``.tiff``/``.npy``) in
+    the frames' folder or its parent (:mod:`cdi_dip.io.calibration`); ``"none"``: no dark."""
     flat: str | None = option(None)
-    """Flat-field (white-field) image file."""
+    """Flat-field (white-field) image file. None: for a folder or glob of frames, a
+    ``whitefield``/``flat`` image in the frames' folder or its parent; ``"none"``: no flat."""
     roi: list[int] | None = option(None)
     """Detector region the frames were read from, ``[y0, y1, x0, x1]`` (stop
-    exclusive), used to cut a full-detector dark and flat; None: the frames
-    are the whole detector."""
+    exclusive), used to cut a full-detector dark and flat; None: the region
+    a ``metadata.json`` beside the frames names, else the whole detector."""
     dark_hot_counts: float = option(1.0, range=(0.0, None))
     """Pixels whose dark exceeds this many counts are excluded (beamline rule: dark > 1)."""
     flat_min_relative: float | None = option(None, range=(0.0, 0.99))

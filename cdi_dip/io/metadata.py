@@ -2,8 +2,10 @@
 
 The keys are those of the APS 34-ID-C example (``energy_keV``,
 ``detector_distance_m``, ``pixel_size_m`` (one number or ``[y, x]``),
-``rocking_step_deg``, ``angles_deg: {delta, gamma}``, and
-``diffractometer_xrayutilities: {pixel_orientation: [rows, columns]}``).
+``rocking_step_deg``, ``angles_deg: {delta, gamma}``,
+``diffractometer_xrayutilities: {pixel_orientation: [rows, columns]}``, and
+the detector region the frames were read from, ``detector_roi_start_size:
+[y0, ny, x0, nx]`` or ``detector_roi: [y0, y1, x0, x1]``).
 The file is looked for in the frames' folder, then in its parent. Unknown or
 unusable keys are left out with a warning: geometry is optional.
 """
@@ -69,6 +71,28 @@ def _orientation(data: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+def _integers(value: Any, count: int) -> list[int] | None:
+    """``count`` non-negative integers (booleans and floats are not), else None."""
+    if not isinstance(value, list) or len(value) != count:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        return None
+    return [int(v) for v in value]
+
+
+def _detector_roi(data: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` from ``detector_roi`` or ``detector_roi_start_size`` (sizes positive), else None."""
+    bounds = _integers(data.get("detector_roi"), 4)
+    if bounds is None:
+        start_size = _integers(data.get("detector_roi_start_size"), 4)
+        if start_size is not None:
+            y0, ny, x0, nx = start_size
+            bounds = [y0, y0 + ny, x0, x0 + nx]
+    if bounds is None or not (bounds[0] < bounds[1] and bounds[2] < bounds[3]):
+        return None
+    return (bounds[0], bounds[1], bounds[2], bounds[3])
+
+
 def read_metadata(path: Path) -> ScanMeta:
     """The geometry a ``metadata.json`` gives (fields it lacks stay None; an unreadable file gives none)."""
     try:
@@ -88,6 +112,7 @@ def read_metadata(path: Path) -> ScanMeta:
         pixel_size_m=_pixel(data.get("pixel_size_m")),
         rocking_step_deg=abs(step) if step else None,
         detector_angles_deg=_angles(data.get("angles_deg")),
+        detector_roi=_detector_roi(data),
         extra=_orientation(data),
     )
     log.info("geometry from %s: %s", path, meta)

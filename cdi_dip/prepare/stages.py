@@ -215,12 +215,23 @@ def detector_roi(measurement: Measurement, window: list[tuple[int, int]]) -> lis
 
 
 # -- detector conditioning -------------------------------------------------------------
-def frames_roi(cfg: DetectorConfig, ndim: int) -> list[tuple[int, int]] | None:
-    """``detector.roi`` (``[y0, y1, x0, x1]``) as ``(start, stop)`` pairs of the detector axes."""
-    if cfg.roi is None:
+def frames_roi(cfg: DetectorConfig, measurement: Measurement) -> list[tuple[int, int]] | None:
+    """The detector region of the frames as ``(start, stop)`` pairs of the detector axes.
+
+    ``detector.roi`` (``--roi``) when given; else the region the input's
+    ``metadata.json`` names (:attr:`ScanMeta.detector_roi`), when it has the
+    frames' size (otherwise a warning, and none); else None.
+    """
+    if cfg.roi is not None:
+        return [(int(cfg.roi[0]), int(cfg.roi[1])), (int(cfg.roi[2]), int(cfg.roi[3]))]
+    if measurement.meta.detector_roi is None:
         return None
-    del ndim  # the roi names the detector axes, the last two of a frame or a stack
-    return [(int(cfg.roi[0]), int(cfg.roi[1])), (int(cfg.roi[2]), int(cfg.roi[3]))]
+    y0, y1, x0, x1 = measurement.meta.detector_roi
+    if (y1 - y0, x1 - x0) != tuple(measurement.shape[-2:]):
+        log.warning("%s: the metadata's detector region %d:%d, %d:%d does not match the %dx%d frames; ignoring it",
+                    measurement.source, y0, y1, x0, x1, *measurement.shape[-2:])
+        return None
+    return [(y0, y1), (x0, x1)]
 
 
 def _place_on_detector(measurement: Measurement, roi: list[tuple[int, int]] | None) -> Measurement:
@@ -421,7 +432,7 @@ def condition_detector(
     -----
     Order: saturation (raw counts), dark, flat, the other defects, binning.
     """
-    roi = frames_roi(cfg, measurement.ndim)
+    roi = frames_roi(cfg, measurement)
     conditioned = exclude_saturated(measurement, cfg)
     conditioned = correct_measurement(conditioned, dark=dark, flat=flat, roi=roi,
                                       hot_dark_counts=cfg.dark_hot_counts, min_flat_relative=cfg.flat_min_relative)
