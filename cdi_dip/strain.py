@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .orthogonal import OrthogonalGrid
 
-__all__ = ["INTERIOR_DEPTH_VOXELS", "StrainMaps", "interior_mask", "largest_part", "StrainView", "crystal_extent_nm", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
+__all__ = ["INTERIOR_DEPTH_VOXELS", "StrainMaps", "interior_mask", "largest_part", "StrainView", "CRYSTAL_AMPLITUDE_FRACTION", "crystal_extent_nm", "axis_derivative", "displacement_m", "orthogonal_strain_maps", "strain_along", "strain_maps",
            "unwrap_phase", "wrap"]
 
 
@@ -188,6 +188,9 @@ class StrainMaps:
         ``|Q|``, rad/m.
     weights_per_m : numpy.ndarray, float64, shape (ndim,)
         The derivative weights used (:func:`strain_along`).
+    amplitude : numpy.ndarray or None
+        ``|object|`` on the maps' grid (for :func:`crystal_extent_nm`); None
+        when the maps were read back from a file.
     """
 
     phase_rad: np.ndarray
@@ -196,6 +199,7 @@ class StrainMaps:
     support: np.ndarray
     q_norm_per_m: float
     weights_per_m: np.ndarray
+    amplitude: np.ndarray | None = None
 
     def summary(self) -> dict[str, float]:
         """Mean, RMS and range of the strain, and the displacement's range (nm), over the finite voxels."""
@@ -261,28 +265,46 @@ def largest_part(support: np.ndarray) -> tuple[np.ndarray, int]:
     return labels == int(np.argmax(sizes)) + 1, int(sizes.sum() - sizes.max())
 
 
-def crystal_extent_nm(support: np.ndarray, voxel_nm: Sequence[float]) -> tuple[tuple[float, ...], int] | None:
+CRYSTAL_AMPLITUDE_FRACTION = 0.25
+"""The crystal's extent is taken where the amplitude is at least this fraction of its maximum on the
+support (the default shrinkwrap threshold): a support's faint rim (on the real 34-ID-C scan a third
+of its voxels are below 10 % of the maximum, in thin tails along the coarse rocking axis) would
+otherwise double the size reported."""
+
+
+def crystal_extent_nm(support: np.ndarray, voxel_nm: Sequence[float], amplitude: np.ndarray | None = None
+                      ) -> tuple[tuple[float, ...], int] | None:
     """Size of the crystal along each array axis, nm: the bounding box of the support's largest connected part.
 
     Detached fragments of a reconstructed support (a few voxels of noise
     beside the crystal) would inflate a plain bounding box; they are counted
-    instead.
+    instead. With ``amplitude``, the box is that of the largest part of the
+    support where the amplitude reaches :data:`CRYSTAL_AMPLITUDE_FRACTION`
+    of its maximum on the support.
 
     Parameters
     ----------
     support : numpy.ndarray, bool, 3D
     voxel_nm : sequence of 3 float
         Voxel size, array order, nm.
+    amplitude : numpy.ndarray, optional, shape of ``support``
+        ``|object|``.
 
     Returns
     -------
     (tuple of float, int) or None
         The extent per axis in nm and the number of support voxels outside
-        the largest part; None for an empty support.
+        the largest part of the support; None for an empty support.
     """
+    support = np.asarray(support, dtype=bool)
     largest, detached = largest_part(support)
     if not largest.any():
         return None
+    if amplitude is not None:
+        amplitude = np.abs(np.asarray(amplitude))
+        bright = largest & (amplitude >= CRYSTAL_AMPLITUDE_FRACTION * float(amplitude[support].max()))
+        if bright.any():
+            largest = largest_part(bright)[0]
     points = np.argwhere(largest)
     extent = tuple(float((points[:, k].max() - points[:, k].min() + 1) * voxel_nm[k]) for k in range(support.ndim))
     return extent, detached
@@ -339,7 +361,7 @@ def strain_maps(obj: np.ndarray, support: np.ndarray, q_norm_per_m: float,
     u = displacement_m(phase, q_norm_per_m)
     weights = np.asarray(weights_per_m, dtype=np.float64)
     return StrainMaps(phase_rad=phase, displacement_m=u, strain=strain_along(u, weights), support=support,
-                      q_norm_per_m=float(q_norm_per_m), weights_per_m=weights)
+                      q_norm_per_m=float(q_norm_per_m), weights_per_m=weights, amplitude=np.abs(obj))
 
 
 def orthogonal_strain_maps(obj: np.ndarray, support: np.ndarray, grid: OrthogonalGrid, q_norm_per_m: float,

@@ -215,7 +215,7 @@ class StrainComputation:
         """The ``strain`` record of a summary: frame, voxel, grid shape, figures and ``files``."""
         record = {"frame": self.frame, "voxel_size_nm": [float(v) for v in self.voxel_nm],
                   "shape": list(self.maps.strain.shape), **self.maps.summary()}
-        crystal = crystal_extent_nm(self.maps.support, self.voxel_nm)
+        crystal = crystal_extent_nm(self.maps.support, self.voxel_nm, self.maps.amplitude)
         if crystal is not None:
             record["crystal_size_nm"], record["detached_voxels"] = list(crystal[0]), crystal[1]
         record["files"] = [str(f) for f in files]

@@ -75,3 +75,18 @@ def test_interior_figures_leave_out_the_surface_and_detached_fragments():
     record = maps.summary()
     assert record["interior_strain_rms"] == pytest.approx(1e-4)
     assert record["strain_rms"] > 10 * record["interior_strain_rms"]
+
+
+def test_crystal_extent_leaves_out_a_faint_tail_of_the_support():
+    """A 10-voxel cube with a 10-voxel tail at 5 % of its amplitude: the crystal is the cube."""
+    from cdi_dip.strain import CRYSTAL_AMPLITUDE_FRACTION, crystal_extent_nm
+
+    support = np.zeros((32, 16, 16), dtype=bool)
+    support[5:15, 3:13, 3:13] = True
+    support[15:25, 7:9, 7:9] = True  # the tail, attached to the cube
+    amplitude = np.where(support, 1.0, 0.0)
+    amplitude[15:25] *= 0.2 * CRYSTAL_AMPLITUDE_FRACTION
+    voxel = (2.0, 1.0, 1.0)
+    assert crystal_extent_nm(support, voxel)[0] == (40.0, 10.0, 10.0)
+    extent, detached = crystal_extent_nm(support, voxel, amplitude)
+    assert extent == (20.0, 10.0, 10.0) and detached == 0

@@ -158,7 +158,7 @@ STRAIN_LABELS = {
     "interior_strain_rms": "interior strain RMS", "interior_strain_p1": "interior strain, 1st percentile",
     "interior_strain_p99": "interior strain, 99th percentile", "displacement_min_nm": "displacement min (nm)",
     "displacement_max_nm": "displacement max (nm)", "q_norm_per_nm": "|Q| (rad/nm)",
-    "crystal_size_nm": "crystal size (nm, largest connected part)", "detached_voxels": "detached support voxels",
+    "crystal_size_nm": "crystal size (nm, largest connected part with an amplitude of at least 25 % of the maximum)", "detached_voxels": "detached support voxels",
     "note": "note",
 }
 """Display names of a summary's ``strain`` record, in display order (its ``files`` are listed with the others)."""
@@ -290,7 +290,7 @@ def _strain_beside(result_cxi: Path, result: Any) -> tuple[Any, dict[str, Any] |
         log.warning("not showing the strain of %s: computed from an object of shape %s, not this result's %s", path,
                     view.detector_shape, tuple(result.obj.shape))
         return None, None
-    crystal = crystal_extent_nm(view.maps.support, view.voxel_nm)
+    crystal = crystal_extent_nm(view.maps.support, view.voxel_nm, view.maps.amplitude)
     record = {"status": "ok", "frame": view.frame, "voxel_size_nm": list(view.voxel_nm),
               "shape": list(view.maps.strain.shape), **view.maps.summary(),
               **({"crystal_size_nm": list(crystal[0]), "detached_voxels": crystal[1]} if crystal else {}),

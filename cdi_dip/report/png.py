@@ -161,7 +161,7 @@ def _strain_title(strain: StrainView) -> str:
     text = f"strain ({strain.frame} frame)"
     if values.size:
         text += f" rms {np.sqrt(np.mean(values ** 2)):.2g}, [{values.min():.2g}, {values.max():.2g}]"
-    crystal = crystal_extent_nm(strain.maps.support, strain.voxel_nm)
+    crystal = crystal_extent_nm(strain.maps.support, strain.voxel_nm, strain.maps.amplitude)
     if crystal is not None:
         names = ", ".join(name.split(" ")[0] for name in strain.axis_names)
         text += f", crystal {' x '.join(f'{v:.0f}' for v in crystal[0])} nm ({names})"
