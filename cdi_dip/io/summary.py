@@ -197,7 +197,7 @@ def fit_warning(metrics: dict[str, Any], hint: str | None = None) -> str | None:
             warning = (f"the fit sits far above the noise level: Poisson deviance per {pixels} pixel {value:.3g} > "
                        f"{FIT_WARNING_DEVIANCE:g} (about 1 for a model as good as the counts allow); the object may "
                        "be wrong or unconverged: try more iterations, another method or more runs, and check the "
-                       "excluded pixels")
+                       "excluded pixels and the detector corrections (--dark, --flat)")
             return f"{warning}; {hint}" if hint else warning
     return None
 
