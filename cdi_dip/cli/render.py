@@ -78,6 +78,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     choice = method_choice_line(summary.get("method_choice"))
     if choice:
         rows.insert(1, ("method", choice))
+    coherence = method_choice_line((summary.get("method_choice") or {}).get("coherence"))
+    if coherence:
+        rows.insert(2 if choice else 1, ("coherence", coherence))
     strain = strain_line(summary.get("strain")) if len(summary.get("shape") or ()) == 3 else None
     if strain:  # a 2D result never has one: no row to say so
         rows.append(("strain", strain))
@@ -104,7 +107,8 @@ def calibration_line(record: Any) -> str | None:
 
 
 def method_choice_line(record: Any) -> str | None:
-    """One line on ``auto``'s comparison: the method kept and every method's free deviance."""
+    """One line on a comparison (``auto``'s methods, or ``--psf compare``'s models): what was kept and every
+    candidate's free deviance."""
     if not isinstance(record, dict):
         return None
     if not record.get("compared"):

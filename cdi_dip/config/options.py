@@ -465,10 +465,14 @@ class RunConfig:
     starts HIO/RAAR/ER with its support, and seeds the double DIP's warm start.
     See :mod:`cdi_dip.learned`."""
     psf: str = option("none")
-    """Partial coherence: ``none`` (a coherent model), ``auto`` (a blurring kernel
-    fitted during the reconstruction, starting from a Gaussian of 1 px),
-    ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px) or ``gaussian,SIGMA``
-    (a fixed Gaussian). See :mod:`cdi_dip.coherence`."""
+    """Partial coherence: ``none`` (a coherent model), ``compare`` (a coherent
+    reconstruction, challenged by a projection reconstruction with a fitted kernel
+    on half the runs; the lower free Poisson deviance is kept; no challenger under
+    ``--method dip`` or an explicit ``projection.plan``), ``auto`` (a blurring
+    kernel fitted during the reconstruction, starting from a Gaussian of 1 px),
+    ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px), ``select`` (the random
+    starts alternate coherent and fitted) or ``gaussian,SIGMA`` (a fixed
+    Gaussian). See :mod:`cdi_dip.coherence`."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)

@@ -25,8 +25,11 @@ class PsfChoice:
     ----------
     mode : str
         ``"none"`` (coherent), ``"fixed"`` (a Gaussian of ``sigma_px``),
-        ``"fit"`` (Richardson-Lucy from a Gaussian of ``sigma_px``) or
-        ``"select"`` (runs alternate ``none`` and ``fit``; :func:`for_run`).
+        ``"fit"`` (Richardson-Lucy from a Gaussian of ``sigma_px``),
+        ``"select"`` (runs alternate ``none`` and ``fit``; :func:`for_run`) or
+        ``"compare"`` (a coherent reconstruction, then one with a fitted
+        kernel, the lower free deviance kept: :mod:`cdi_dip.reconstruction`;
+        a solver given it runs coherent).
     sigma_px : float
         Gaussian standard deviation, pixels of the detector frame.
     """
@@ -36,11 +39,14 @@ class PsfChoice:
 
     @property
     def enabled(self) -> bool:
-        return self.mode != "none"
+        """Whether a solver given this choice blurs its model (``compare`` runs a solver coherent: the
+        fitted-kernel challenger is a separate reconstruction, :mod:`cdi_dip.reconstruction`)."""
+        return self.mode not in ("none", "compare")
 
 
 def parse_psf(text: str | None) -> PsfChoice:
-    """Parse ``--psf``: ``none``, ``auto`` (fit), ``auto,SIGMA``, ``select[,SIGMA]`` or ``gaussian,SIGMA`` (fixed).
+    """Parse ``--psf``: ``none``, ``auto`` (fit), ``auto,SIGMA``, ``select[,SIGMA]``, ``compare[,SIGMA]`` or
+    ``gaussian,SIGMA`` (fixed).
 
     Raises
     ------
@@ -51,7 +57,7 @@ def parse_psf(text: str | None) -> PsfChoice:
     name, _, value = spec.partition(",")
     if name in ("none", "off") and not value:
         return PsfChoice()
-    if name in ("auto", "gaussian", "select"):
+    if name in ("auto", "gaussian", "select", "compare"):
         sigma = DEFAULT_START_SIGMA_PX
         if value:
             try:
@@ -63,14 +69,18 @@ def parse_psf(text: str | None) -> PsfChoice:
                                         f"{MAX_KERNEL_RADIUS_PX}, e.g. --psf gaussian,1.0")
         elif name == "gaussian":
             raise InvalidInputError(f"psf {text!r}: give the width, e.g. --psf gaussian,1.0 (sigma in pixels)")
-        return PsfChoice({"auto": "fit", "gaussian": "fixed", "select": "select"}[name], sigma)
-    raise InvalidInputError(f"psf {text!r}: use none, auto, auto,SIGMA, select or gaussian,SIGMA (sigma in pixels)")
+        return PsfChoice({"auto": "fit", "gaussian": "fixed", "select": "select", "compare": "compare"}[name], sigma)
+    raise InvalidInputError(f"psf {text!r}: use none, auto, auto,SIGMA, select, compare or gaussian,SIGMA "
+                            "(sigma in pixels)")
 
 
 def for_run(choice: PsfChoice, index: int) -> PsfChoice:
     """The choice one random start (or warm-start run) uses: ``select`` alternates a coherent model
     (even ``index``) and a fitted kernel (odd ``index``), so that the free likelihood picks between them;
-    any other choice is the same for every run."""
+    ``compare`` is coherent in every run (its challenger is another reconstruction); any other choice is
+    the same for every run."""
+    if choice.mode == "compare":
+        return PsfChoice()
     if choice.mode != "select":
         return choice
     return PsfChoice("fit", choice.sigma_px) if index % 2 else PsfChoice()

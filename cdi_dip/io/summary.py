@@ -179,8 +179,10 @@ def tight_support_hint(runs: Sequence[dict[str, Any]], config: dict[str, Any]) -
     fraction = float(best["outside_fraction"])
     if not fraction > TIGHT_SUPPORT_OUTSIDE_FRACTION:
         return None
-    return (f"the best run leaves {fraction:.0%} of its modulus projection's power outside the support, so the "
-            "support may be too tight: try projection.final_support_margin_px = 2 in a --config file")
+    return (f"the best run leaves {fraction:.0%} of its modulus projection's power outside the support: the "
+            "support may be too tight, or the pattern blurred (partial coherence, an uncorrected flat field); "
+            "projection.final_support_margin_px = 2 in a --config file lets the object fall off beyond the "
+            "support, which lowers the deviance but does not always give a better object")
 
 
 def fit_warning(metrics: dict[str, Any], hint: str | None = None) -> str | None:

@@ -1,0 +1,89 @@
+"""--psf compare: a coherent reconstruction challenged by one with a fitted kernel."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cdi_dip.cli import app
+from cdi_dip.coherence import PartialCoherence, blur_with
+from cdi_dip.config import Method, RunConfig
+from cdi_dip.config.psf import PsfChoice, parse_psf
+from cdi_dip.physics import FarField
+from cdi_dip.reconstruction import COHERENCE_CHALLENGER_RUNS, coherence_challenger_config
+
+runner = CliRunner()
+
+
+def test_compare_parses_a_start_width_and_runs_solvers_coherent():
+    from cdi_dip.config.psf import for_run
+
+    assert not parse_psf("compare").enabled and for_run(parse_psf("compare"), 1) == PsfChoice()
+    assert parse_psf("compare") == PsfChoice("compare", 1.0)
+    assert parse_psf("compare,0.6") == PsfChoice("compare", 0.6)
+
+
+@pytest.mark.parametrize("asked, ran, expected", [
+    ("auto", Method.DIP, "hio"),  # the double DIP is challenged by HIO with a fitted kernel
+    ("auto", Method.HIO, "hio"),
+    ("raar", Method.RAAR, "raar"),
+])
+def test_the_challenger_is_a_projection_method_on_half_the_runs(asked, ran, expected):
+    cfg = RunConfig(method=asked).validate()
+    challenger = coherence_challenger_config(cfg, ran, parse_psf("compare,0.8"))
+    assert challenger.method.value == expected and challenger.psf == "auto,0.8"
+    full = cfg.with_method(Method(expected)).runs
+    assert challenger.runs == max(1, round(full * COHERENCE_CHALLENGER_RUNS))
+
+
+@pytest.mark.parametrize("data", [{"method": "dip"}, {"method": "hio", "projection": {"plan": "50*HIO+10*ER"}}])
+def test_no_challenger_for_an_explicit_dip_or_plan(data):
+    from cdi_dip.config import config_from_dict
+
+    cfg = config_from_dict(data)
+    assert coherence_challenger_config(cfg, Method(cfg.method), parse_psf("compare")) is None
+
+
+def _pattern(tmp_path, sigma_px: float) -> str:
+    """A 48x48 pattern of a strained rectangle, 1e5 photons at the peak, blurred by a Gaussian of sigma_px."""
+    physics = FarField((48, 48))
+    obj = np.zeros((48, 48), np.complex64)
+    obj[17:31, 18:30] = np.exp(0.6j * np.linspace(-1, 1, 12))[None, :]
+    intensity = physics.intensity(torch.from_numpy(obj))
+    if sigma_px > 0:
+        kernel = PartialCoherence((48, 48), PsfChoice("fixed", sigma_px), torch.device("cpu")).compact()
+        intensity = blur_with(kernel, intensity)
+    rate = intensity.numpy() * 1e5 / float(intensity.max())
+    path = tmp_path / f"pattern_{sigma_px:g}.npy"
+    np.save(path, np.random.default_rng(3).poisson(rate).astype(np.float32))
+    return str(path)
+
+
+def _summary(tmp_path, pattern: str, *extra: str) -> dict:
+    result = runner.invoke(app, ["reconstruct", pattern, "--out", str(tmp_path / "out"), "--json", "--device", "cpu",
+                                 "--method", "hio", "--iterations", "200", "--runs", "2", "--seed", "0", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_a_blurred_pattern_keeps_the_fitted_kernel_and_says_why(tmp_path):
+    """A 1.5 px blur washes the fringes out far beyond the counting noise at 1e5 photons: the coherent
+    model cannot fit the held-out pixels as well as a fitted kernel does."""
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare")
+    record = summary["method_choice"]["coherence"]
+    scores = record["free_llk_poisson"]
+    assert record["compared"] and set(scores) == {"coherent", "fitted kernel"}
+    assert record["chosen"] == "fitted kernel" and scores["fitted kernel"] < scores["coherent"]
+    assert summary["metrics"]["free_llk_poisson"] == pytest.approx(scores["fitted kernel"])
+
+
+def test_the_choice_is_the_lower_free_deviance_and_the_default_has_none(tmp_path):
+    pattern = _pattern(tmp_path, 0.0)
+    record = _summary(tmp_path, pattern, "--psf", "compare")["method_choice"]["coherence"]
+    scores = record["free_llk_poisson"]
+    assert record["chosen"] == min(scores, key=scores.get)
+    assert "coherence" not in _summary(tmp_path / "none", pattern).get("method_choice", {})  # the default, none
