@@ -66,6 +66,8 @@ def _calibrated(read: Measurement, cfg: RunConfig, calibration: Calibration) -> 
         return replace(conditioned, notes={**conditioned.notes, "calibration": note})
     if not calibration.found:
         return conditioned
+    log.info("calibration found beside the frames and applied: %s",
+             ", ".join(f"{role} {path}" for role, path in calibration.found.items()))
     region = frames_roi(cfg.detector, read)
     note = {"found": dict(calibration.found), "used": True,
             "detector_region": [list(r) for r in region] if region is not None else None}

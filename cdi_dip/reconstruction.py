@@ -165,8 +165,7 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
     """
     device = resolve_device(cfg.device)
     coherence = parse_psf(cfg.psf)
-    coherent_cfg = dataclasses.replace(cfg, psf="none") if coherence.mode == "compare" else cfg
-    result = _method_pass(measurement, coherent_cfg, requested, init, on_iter, device)
+    result = _method_pass(measurement, cfg, requested, init, on_iter, device)  # solvers run "compare" coherent
     if coherence.mode != "compare":
         return result
     return _coherence_challenge(result, measurement, cfg, coherence, requested, init, on_iter, device)
@@ -242,20 +241,21 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
         result.method_choice = {**result.method_choice, "coherence": {
             "compared": False, "reason": "interrupted during the fitted-kernel reconstruction"}}
         return result
-    winner, record = _lower_free_deviance((result, challenger), COHERENCE_LABELS)
+    winner, record = _lower_free_deviance((result, challenger), COHERENCE_LABELS, first="the coherent result")
     loser = challenger if winner is result else result
     winner.wall_s += loser.wall_s
     winner.method_choice = {**result.method_choice, "coherence": record}
     return winner
 
 
-def _lower_free_deviance(results: tuple[Result, Result], labels: tuple[str, str]) -> tuple[Result, dict[str, Any]]:
+def _lower_free_deviance(results: tuple[Result, Result], labels: tuple[str, str], *,
+                         first: str) -> tuple[Result, dict[str, Any]]:
     """Of two results of the same data and free pixels, the one with the lower free Poisson deviance, and the
     record of the choice (``compared``, ``chosen``, ``free_llk_poisson`` by label, ``reason``). Without free
-    pixels (no deviance) the first stands."""
+    pixels (no deviance) the first stands, and the reason says so naming it ``first``."""
     scores = {label: result.metrics.get("free_llk_poisson") for label, result in zip(labels, results)}
     if any(score is None or not np.isfinite(score) for score in scores.values()):
-        chosen, reason = 0, "no free-pixel deviance to compare: the first result stands"
+        chosen, reason = 0, f"no free-pixel deviance to compare: {first} stands"
     else:
         chosen = 1 if scores[labels[1]] < scores[labels[0]] else 0
         reason = "lower free Poisson deviance per pixel (held-out pixels)"
@@ -270,9 +270,8 @@ def _better_by_free_likelihood(first: Result, second: Result) -> Result:
     The winner's ``method_choice`` records both deviances and its ``wall_s``
     includes the loser's time. Without free pixels (no deviance) the first stands.
     """
-    winner, record = _lower_free_deviance((first, second), (first.method, second.method))
-    if record["reason"].startswith("no free-pixel"):
-        record["reason"] = "no free-pixel deviance to compare: the first method's result stands"
+    winner, record = _lower_free_deviance((first, second), (first.method, second.method),
+                                          first="the first method's result")
     loser = second if winner is first else first
     winner.wall_s += loser.wall_s
     winner.method_choice = record

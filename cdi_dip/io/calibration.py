@@ -139,6 +139,4 @@ def resolve_calibration(source: str, dark: str | None, flat: str | None) -> Cali
     found = {role: path for role, path in find_calibration(source).items() if role in wanted} if wanted else {}
     chosen = {role: found.get(role) if spec is None else (None if spec.lower() == NO_CALIBRATION else spec)
               for role, spec in given.items()}
-    if found:
-        log.info("calibration found beside the frames: %s", ", ".join(f"{r} {p}" for r, p in found.items()))
     return Calibration(dark=chosen["dark"], flat=chosen["flat"], found=found)
