@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 from common import limit_threads, machine_description
 
-from cdi_dip._ndimage import box_sum, dilate, label, neighbour_top2
+from cdi_dip._ndimage import box_sum, dilate, label
 from cdi_dip.config import DetectorConfig
 from cdi_dip.io.readers import read_measurement
 from cdi_dip.prepare.defects import detect_defects

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from cdi_dip.cli import app
-from cdi_dip.coherence import PartialCoherence, blur_with
+from cdi_dip.coherence import BLUR_TEST_SIGMAS_PX, PartialCoherence, blur_test, blur_with
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.config.psf import PsfChoice, parse_psf
 from cdi_dip.physics import FarField
@@ -78,12 +78,52 @@ def test_a_blurred_pattern_keeps_the_fitted_kernel_and_says_why(tmp_path):
     scores = record["free_llk_poisson"]
     assert record["compared"] and set(scores) == {"coherent", "fitted kernel"}
     assert record["chosen"] == "fitted kernel" and scores["fitted kernel"] < scores["coherent"]
+    assert record["blur_test"]["blurred"]  # the challenger ran because the coherent fit showed the blur
     assert summary["metrics"]["free_llk_poisson"] == pytest.approx(scores["fitted kernel"])
 
 
-def test_the_choice_is_the_lower_free_deviance_and_the_default_has_none(tmp_path):
-    pattern = _pattern(tmp_path, 0.0)
-    record = _summary(tmp_path, pattern, "--psf", "compare")["method_choice"]["coherence"]
-    scores = record["free_llk_poisson"]
-    assert record["chosen"] == min(scores, key=scores.get)
-    assert "coherence" not in _summary(tmp_path / "none", pattern).get("method_choice", {})  # the default, none
+def test_the_default_has_no_coherence_choice(tmp_path):
+    assert "coherence" not in _summary(tmp_path, _pattern(tmp_path, 0.0)).get("method_choice", {})
+
+
+def _speckle(shape, sigma_px: float, seed: int):
+    """The coherent intensity of a random compact object (a quarter of the frame per axis) at 1e5 photons at
+    the peak, its Poisson counts blurred by a Gaussian of sigma_px (none at 0), and held-out pixels."""
+    rng = np.random.default_rng(seed)
+    obj = np.zeros(shape, np.complex64)
+    box = tuple(slice(n // 2 - n // 8, n // 2 + n // 8) for n in shape)
+    obj[box] = rng.uniform(0.5, 1.0, obj[box].shape) * np.exp(1j * rng.uniform(-1, 1, obj[box].shape))
+    coherent = np.abs(np.fft.fftshift(np.fft.fftn(obj))) ** 2
+    coherent *= 1e5 / coherent.max()
+    expected = coherent
+    if sigma_px > 0:
+        kernel = PartialCoherence(shape, PsfChoice("fixed", sigma_px), torch.device("cpu")).compact()
+        expected = blur_with(kernel, torch.from_numpy(coherent.astype(np.float32))).numpy()
+    counts = rng.poisson(expected).astype(np.float32)
+    free = rng.random(shape) < 0.05
+    return coherent.astype(np.float32), counts, free
+
+
+def test_the_blur_test_finds_no_blur_in_coherent_data_it_was_given_the_true_model_of():
+    """Blurring the exact coherent model of coherent counts can only wash out speckle the counts have."""
+    coherent, counts, free = _speckle((64, 64), 0.0, seed=1)
+    test = blur_test(coherent, counts, free)
+    assert not test["blurred"] and test["best_sigma_px"] == 0.0 and test["ratio"] == 1.0
+
+
+@pytest.mark.parametrize("sigma_px", [0.7, 1.4])
+def test_the_blur_test_finds_a_blur_near_its_width(sigma_px):
+    """Counts blurred by sigma: the coherent model blurred by the nearest tried width fits them best."""
+    coherent, counts, free = _speckle((64, 64), sigma_px, seed=2)
+    test = blur_test(coherent, counts, free)
+    assert test["blurred"] and test["ratio"] < 0.5
+    assert test["best_sigma_px"] == min(BLUR_TEST_SIGMAS_PX, key=lambda s: abs(s - sigma_px))
+
+
+def test_compare_keeps_a_coherent_result_unchallenged_when_the_blur_test_finds_none(tmp_path):
+    summary = _summary(tmp_path, _pattern(tmp_path, 0.0), "--psf", "compare")
+    record = summary["method_choice"]["coherence"]
+    assert not record["compared"] and record["chosen"] == "coherent" and not record["blur_test"]["blurred"]
+    assert "without a challenger" in record["reason"] and "free_llk_poisson" not in record
+    assert record["blur_test"]["free_llk_poisson_by_sigma_px"]["0"] == pytest.approx(
+        summary["metrics"]["free_llk_poisson"], rel=1e-4)
