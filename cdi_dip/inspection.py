@@ -74,12 +74,19 @@ def _calibrated(read: Measurement, cfg: RunConfig, calibration: Calibration) -> 
     return replace(conditioned, notes={**conditioned.notes, "calibration": note})
 
 
-def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) -> Inspection:
-    """Read an input and prepare it as ``reconstruct`` would (raises InvalidInputError on bad input)."""
+def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = (),
+                  calibration: Calibration | None = None) -> Inspection:
+    """Read an input and prepare it as ``reconstruct`` would (raises InvalidInputError on bad input).
+
+    ``calibration`` is the dark and flat to use when the caller has already
+    resolved them (:func:`cdi_dip.io.calibration.resolve_calibration`); by
+    default they are resolved here.
+    """
     allow = cfg.input.allow_external_links
     read = read_measurement(source, mask_specs=mask_specs, allow_external_links=allow)
     read = replace(read, meta=apply_geometry(read.meta, cfg.geometry))
-    calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
+    if calibration is None:
+        calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
     conditioned = _calibrated(read, cfg, calibration)
     budget = cfg.prep.max_voxels or voxel_budget(resolve_device(cfg.device).type)
     return Inspection(read=read, conditioned=conditioned,

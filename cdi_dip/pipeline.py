@@ -23,7 +23,7 @@ from .config import RunConfig
 from .device import resolve_device
 from .errors import ReconstructionError
 from .inspection import inspect_input
-from .io.calibration import resolve_calibration
+from .io.calibration import Calibration, resolve_calibration
 from .io.names import safe_scan_name
 from .io.readers import scan_name
 from .outputs import check_can_create, check_output_target, claim_result_folder, result_folder
@@ -33,20 +33,25 @@ from .strain_result import check_strain_choice
 from .types import Measurement
 
 
-def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()) -> Measurement:
+def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = (),
+              calibration: Calibration | None = None) -> Measurement:
     """Read, condition (corrections, defects, binning) and frame one scan, as ``cdi-dip inspect`` shows it.
+
+    ``calibration``: the dark and flat already resolved for this scan (default: resolved here).
 
     Raises
     ------
     InvalidInputError
         On bad input: nothing has been written.
     """
-    return inspect_input(source, cfg, mask_specs=mask_specs).framed
+    return inspect_input(source, cfg, mask_specs=mask_specs, calibration=calibration).framed
 
 
-def scan_inputs(source: str, cfg: RunConfig, mask_specs: Sequence[str] = ()) -> list[str]:
+def scan_inputs(source: str, cfg: RunConfig, mask_specs: Sequence[str] = (),
+                calibration: Calibration | None = None) -> list[str]:
     """Every input a scan reads: its data, mask files, dark and flat, given or found (none may be written over)."""
-    calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
+    if calibration is None:
+        calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
     return [source, *mask_specs, *(spec for spec in (calibration.dark, calibration.flat) if spec is not None)]
 
 
@@ -92,12 +97,13 @@ def reconstruct_scan(
     """
     check_strain_choice(strain)
     out_dir = Path(out_dir)
-    inputs = scan_inputs(source, cfg, mask_specs)
+    calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)  # once: it may warn
+    inputs = scan_inputs(source, cfg, mask_specs, calibration)
     folder_name = safe_scan_name(name) if name is not None else None
     check_output_target(result_folder(out_dir, folder_name or scan_name(source)), inputs)
     check_can_create(out_dir)
     resolve_device(cfg.device)
-    measurement = load_scan(source, cfg, mask_specs=mask_specs)
+    measurement = load_scan(source, cfg, mask_specs=mask_specs, calibration=calibration)
     init = initialiser_for(cfg, measurement)  # a bad model file is refused before anything is written
     with claim_result_folder(out_dir, folder_name or measurement.name, inputs) as folder:
         try:

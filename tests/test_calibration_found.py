@@ -154,3 +154,13 @@ def test_the_real_scan_folder_gives_its_calibration_and_region():
     calibration = resolve_calibration(str(frames), None, None)
     assert (Path(calibration.dark).name, Path(calibration.flat).name) == ("dark.tif", "whitefield.tif")
     assert read_metadata(find_metadata(frames)).detector_roi == (0, 256, 0, 256)
+
+
+def test_an_ambiguous_calibration_is_reported_once_per_scan(tmp_path, caplog):
+    frames = _scan_folder(tmp_path)
+    np.save(tmp_path / "flat.npy", np.ones(DETECTOR, np.float32))  # a second flat beside whitefield.tif
+    with caplog.at_level(logging.WARNING):
+        result = runner.invoke(app, ["reconstruct", str(frames), "--out", str(tmp_path / "out"), "--json",
+                                     "--device", "cpu", "--plan", "5*ER", "--runs", "1", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert caplog.text.count("could each be the flat") == 1

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .readers import NUMPY_SUFFIXES, TIFF_SUFFIXES, _is_glob, _split_spec, input_paths
+from .readers import NUMPY_SUFFIXES, TIFF_SUFFIXES, is_glob, split_spec, input_paths
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,10 @@ class Calibration:
 
 def _frame_folders(source: str) -> list[Path]:
     """The folder holding the frames of a folder or glob input, then its parent; [] for a file input."""
-    if _is_glob(source):
+    if is_glob(source):
         folder = Path(source).expanduser().parent
     else:
-        path, key = _split_spec(source)
+        path, key = split_spec(source)
         if key is not None or not path.is_dir():
             return []
         folder = path
@@ -102,7 +102,7 @@ def find_calibration(source: str) -> dict[str, str]:
     if not folders:
         return {}
     frames = {p.resolve() for p in input_paths(source) if p.is_file()}
-    if not _is_glob(source):
+    if not is_glob(source):
         frames |= {p.resolve() for p in folders[0].iterdir() if p.suffix.lower() in TIFF_SUFFIXES}
     found: dict[str, str] = {}
     for role in CALIBRATION_NAMES:

@@ -90,7 +90,7 @@ class _Raw:
 # --------------------------------------------------------------------------- specs
 
 
-def _split_spec(spec: str) -> tuple[Path, str | None]:
+def split_spec(spec: str) -> tuple[Path, str | None]:
     """``file.h5:/path`` -> (file, "/path"); a plain path -> (path, None).
 
     The split is made at the first ``:`` whose left part is an existing file,
@@ -114,7 +114,8 @@ def _natural_key(path: Path) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def _is_glob(spec: str) -> bool:
+def is_glob(spec: str) -> bool:
+    """Whether an input names files by a pattern (``frames/*.tif``) rather than an existing path."""
     return bool(_GLOB_CHARS.search(spec)) and not Path(spec).expanduser().exists()
 
 
@@ -129,10 +130,10 @@ def scan_name(spec: str) -> str:
     (for a folder of frames with a generic name such as ``frames``, its
     parent's name); made safe as a folder name
     (:func:`cdi_dip.io.names.safe_scan_name`)."""
-    if _is_glob(spec):
+    if is_glob(spec):
         folder = Path(spec).expanduser().parent.resolve()
     else:
-        path, _ = _split_spec(spec)
+        path, _ = split_spec(spec)
         if not path.is_dir():
             return safe_scan_name(path.stem)
         folder = path.resolve()
@@ -144,9 +145,9 @@ def scan_name(spec: str) -> str:
 def input_paths(spec: str) -> list[Path]:
     """The files or folders an input spec reads: its file (``file.h5:/path``
     included), its folder of frames, or the files a glob matches."""
-    if _is_glob(spec):
+    if is_glob(spec):
         return [Path(p) for p in glob.glob(str(Path(spec).expanduser()))]
-    path, _ = _split_spec(spec)
+    path, _ = split_spec(spec)
     return [path]
 
 
@@ -478,9 +479,9 @@ def _load(spec: str, role: str, allow_external: bool = False) -> _Raw:
     """
     if not spec:
         raise InvalidInputError(f"empty input path; {_FORMATS_HINT}")
-    if _is_glob(spec):
+    if is_glob(spec):
         return _Raw(_tiff_frames(_glob_files(spec), spec, role), where=spec, meta=_frames_meta(Path(spec).parent))
-    path, key = _split_spec(spec)
+    path, key = split_spec(spec)
     if path.is_dir():
         if key is not None:
             raise InvalidInputError(f"{path} is a directory; ':{key}' only applies to HDF5 and NPZ files")
