@@ -46,7 +46,7 @@ def scan(tmp_path_factory):
 
 
 def test_auto_on_a_crystal_compares_and_says_so(scan, tmp_path):
-    cfg = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP).validate()
+    cfg = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, psf="none").validate()  # methods only
     summary = reconstruct_scan(scan, cfg, tmp_path)
     choice = summary["method_choice"]
     assert choice["compared"] and set(choice["free_llk_poisson"]) == {"dip", "hio"}
@@ -58,7 +58,7 @@ def test_auto_on_a_crystal_compares_and_says_so(scan, tmp_path):
 
 
 def test_no_comparison_when_switched_off_or_a_method_is_named(scan, tmp_path):
-    off = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, auto_compare=False).validate()
+    off = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, auto_compare=False, psf="none").validate()
     summary = reconstruct_scan(scan, off, tmp_path / "off")
     assert summary["method"] == "dip" and "method_choice" not in summary
     named = RunConfig(device="cpu", method=Method.DIP, iterations=30, seed=0, dip=TINY_DIP).validate()

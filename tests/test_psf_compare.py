@@ -82,8 +82,10 @@ def test_a_blurred_pattern_keeps_the_fitted_kernel_and_says_why(tmp_path):
     assert summary["metrics"]["free_llk_poisson"] == pytest.approx(scores["fitted kernel"])
 
 
-def test_the_default_has_no_coherence_choice(tmp_path):
-    assert "coherence" not in _summary(tmp_path, _pattern(tmp_path, 0.0)).get("method_choice", {})
+def test_compare_is_the_default_and_none_turns_it_off(tmp_path):
+    pattern = _pattern(tmp_path, 0.0)
+    assert "blur_test" in _summary(tmp_path / "default", pattern)["method_choice"]["coherence"]
+    assert "coherence" not in _summary(tmp_path / "none", pattern, "--psf", "none").get("method_choice", {})
 
 
 def _speckle(shape, sigma_px: float, seed: int):

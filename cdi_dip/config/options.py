@@ -464,11 +464,12 @@ class RunConfig:
     ``learned:MODEL.pt`` (a model of ``cdi-dip train``); the network's object
     starts HIO/RAAR/ER with its support, and seeds the double DIP's warm start.
     See :mod:`cdi_dip.learned`."""
-    psf: str = option("none")
-    """Partial coherence: ``none`` (a coherent model), ``compare`` (a coherent
-    reconstruction, challenged by a projection reconstruction with a fitted kernel
-    on half the runs; the lower free Poisson deviance is kept; no challenger under
-    ``--method dip`` or an explicit ``projection.plan``), ``auto`` (a blurring
+    psf: str = option("compare")
+    """Partial coherence: ``compare`` (the default: a coherent reconstruction,
+    challenged by a projection reconstruction with a fitted kernel on half the
+    runs where a blurred copy of its model fits the held-out pixels better; the
+    lower free Poisson deviance is kept; no challenger under ``--method dip`` or
+    an explicit ``projection.plan``), ``none`` (a coherent model), ``auto`` (a blurring
     kernel fitted during the reconstruction, starting from a Gaussian of 1 px),
     ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px), ``select`` (the random
     starts alternate coherent and fitted) or ``gaussian,SIGMA`` (a fixed
