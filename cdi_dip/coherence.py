@@ -67,8 +67,8 @@ BLUR_TEST_SIGMAS_PX = (0.3, 0.5, 0.7, 1.0, 1.4, 2.0)
 
 BLUR_TEST_RATIO = 0.95
 """:func:`blur_test` finds a blur when one of its widths brings the free deviance below this fraction of the
-coherent model's. On the tuning half (2D, HIO; docs/benchmarks.md) every clean pattern that was
-reconstructed stayed at 1.00 (no width helped) and 10 of 12 blurred ones fell below 0.92."""
+coherent model's. On the tuning half (2D, HIO; docs/benchmarks.md) every clean pattern reconstructed to
+an error under 0.1 stayed at 1.00 (no width helped), and 10 of 12 blurred ones fell below 0.92."""
 
 
 def blur_test(model_intensity: np.ndarray, counts: np.ndarray, free: np.ndarray,
