@@ -66,7 +66,7 @@ def test_no_comparison_when_switched_off_or_a_method_is_named(scan, tmp_path):
 
 
 def test_the_summary_table_names_the_method_kept_and_both_deviances():
-    from cdi_dip.cli.render import method_choice_line
+    from cdi_dip.report.lines import method_choice_line
 
     line = method_choice_line({"compared": True, "chosen": "hio", "free_llk_poisson": {"dip": 5.0, "hio": 1.25},
                                "reason": "lower free Poisson deviance per pixel (held-out pixels)"})

@@ -131,6 +131,16 @@ def test_html_parses_holds_the_metrics_and_escapes_strings(tmp_path):
     assert "style" in parser.tags
 
 
+def test_html_says_which_method_and_which_coherence_model_were_kept_and_why(tmp_path):
+    write_report(_result((32, 32)), tmp_path)
+    summary = {"method": "hio", "metrics": {}, "method_choice": {
+        "compared": True, "chosen": "hio", "free_llk_poisson": {"dip": 3.5, "hio": 1.25},
+        "coherence": {"compared": False, "chosen": "coherent", "reason": "coherent kept without a challenger"}}}
+    _, text = _parse(write_report_html(tmp_path / "report.html", summary))
+    assert "Method: hio kept: free Poisson LLK dip 3.5, hio 1.25." in text
+    assert "Partial coherence: coherent kept without a challenger." in text
+
+
 def test_regenerate_from_a_result_cxi(tmp_path):
     result = _result((32, 32))
     cxi = tmp_path / "scan.cxi"

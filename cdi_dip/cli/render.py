@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ..report.lines import method_choice_line
 from .common import json_default
 
 
@@ -104,18 +105,6 @@ def calibration_line(record: Any) -> str | None:
     region = record.get("detector_region")
     cut = f", cut to detector rows {region[0][0]}:{region[0][1]}, columns {region[1][0]}:{region[1][1]}" if region else ""
     return f"{files} found beside the frames and applied{cut} (--dark none / --flat none to leave them out)"
-
-
-def method_choice_line(record: Any) -> str | None:
-    """One line on a comparison (``auto``'s methods, or ``--psf compare``'s models): what was kept and every
-    candidate's free deviance."""
-    if not isinstance(record, dict):
-        return None
-    if not record.get("compared"):
-        return record.get("reason")
-    scores = ", ".join(f"{name} {value:.4g}" for name, value in record.get("free_llk_poisson", {}).items()
-                       if isinstance(value, (int, float)))
-    return f"{record.get('chosen')} kept: free Poisson LLK {scores}"
 
 
 def strain_line(record: Any) -> str | None:

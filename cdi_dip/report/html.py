@@ -22,6 +22,7 @@ from typing import Any
 
 from ..io._atomic import atomic_write
 from ..io.summary import make_summary
+from .lines import method_choice_line
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,13 @@ def _dip_line(dip: dict[str, Any]) -> str:
 def _what_was_done(summary: dict[str, Any]) -> str:
     """The "What was done" lines of the page (empty when the summary says nothing of it)."""
     lines = []
+    choice = summary.get("method_choice") or {}
+    method = method_choice_line(choice) if "compared" in choice else None
+    if method:
+        lines.append(f"Method: {method}.")
+    coherence = method_choice_line(choice.get("coherence"))
+    if coherence:
+        lines.append(f"Partial coherence: {coherence}.")
     if summary.get("selection"):
         lines.append(_selection_line(summary["selection"]))
     if summary.get("dip"):
