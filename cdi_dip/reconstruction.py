@@ -237,9 +237,11 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
         return result
     evidence = _blur_evidence(result)
     if evidence is not None and not evidence["blurred"]:
+        best = ("no width lowers it" if evidence["best_sigma_px"] == 0
+                else f"best {evidence['ratio']:.3f} of it, at {evidence['best_sigma_px']:g} px")
         reason = (f"coherent kept without a challenger: blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-"
-                  f"{BLUR_TEST_SIGMAS_PX[-1]:g} px does not lower the free deviance by "
-                  f"{1 - BLUR_TEST_RATIO:.0%} (best {evidence['ratio']:.3f} of it, at {evidence['best_sigma_px']:g} px)")
+                  f"{BLUR_TEST_SIGMAS_PX[-1]:g} px does not lower the free deviance by {1 - BLUR_TEST_RATIO:.0%} "
+                  f"({best})")
         log.info("psf compare: %s", reason)
         result.method_choice = {**result.method_choice, "coherence": {
             "compared": False, "chosen": COHERENCE_LABELS[0], "reason": reason, "blur_test": evidence}}

@@ -127,5 +127,6 @@ def test_compare_keeps_a_coherent_result_unchallenged_when_the_blur_test_finds_n
     record = summary["method_choice"]["coherence"]
     assert not record["compared"] and record["chosen"] == "coherent" and not record["blur_test"]["blurred"]
     assert "without a challenger" in record["reason"] and "free_llk_poisson" not in record
+    assert ("no width lowers it" in record["reason"]) == (record["blur_test"]["best_sigma_px"] == 0)
     assert record["blur_test"]["free_llk_poisson_by_sigma_px"]["0"] == pytest.approx(
         summary["metrics"]["free_llk_poisson"], rel=1e-4)
