@@ -207,9 +207,10 @@ def coherence_challenger_config(cfg: RunConfig, method: Method, coherence: PsfCh
     double DIP) with a kernel fitted from a Gaussian of ``coherence.sigma_px``,
     on :data:`COHERENCE_CHALLENGER_RUNS` of the runs. There is none when the
     user chose the double DIP (``--method dip``: a different method would be a
-    surprise) or gave a ``projection.plan`` (that exact plan was asked for).
+    surprise), gave a ``projection.plan`` (that exact plan was asked for) or
+    asked for the network's object alone (``--method net`` fits nothing).
     """
-    if Method(cfg.method) is Method.DIP or cfg.projection.plan is not None:
+    if Method(cfg.method) in (Method.DIP, Method.NET) or cfg.projection.plan is not None:
         return None
     concrete = cfg.with_method(Method.HIO if Method(method) is Method.DIP else Method(method))
     runs = max(1, int(round(concrete.runs * COHERENCE_CHALLENGER_RUNS)))
@@ -236,7 +237,13 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     if challenger_cfg is None or result.interrupted:
         return result
     evidence = _blur_evidence(result)
-    if evidence is not None and not evidence["blurred"]:
+    if evidence is None:
+        reason = "coherent kept without a challenger: no held-out pixels to test for blur or to choose by"
+        log.info("psf compare: %s", reason)
+        result.method_choice = {**result.method_choice, "coherence": {
+            "compared": False, "chosen": COHERENCE_LABELS[0], "reason": reason}}
+        return result
+    if not evidence["blurred"]:
         best = ("no width lowers it" if evidence["best_sigma_px"] == 0
                 else f"best {evidence['ratio']:.3f} of it, at {evidence['best_sigma_px']:g} px")
         reason = (f"coherent kept without a challenger: blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-"
@@ -267,7 +274,7 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
 
 def _blur_evidence(result: Result) -> dict[str, Any] | None:
     """:func:`cdi_dip.coherence.blur_test` of a coherent result, or None without a model or held-out pixels
-    (then the challenger runs, as it did before the test existed)."""
+    (then nothing could choose between the coherent result and a challenger)."""
     if result.model_intensity is None or result.free is None or not bool(np.any(result.free)):
         return None
     return blur_test(result.model_intensity, result.measurement.intensity, result.free)

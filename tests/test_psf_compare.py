@@ -40,8 +40,9 @@ def test_the_challenger_is_a_projection_method_on_half_the_runs(asked, ran, expe
     assert challenger.runs == max(1, round(full * COHERENCE_CHALLENGER_RUNS))
 
 
-@pytest.mark.parametrize("data", [{"method": "dip"}, {"method": "hio", "projection": {"plan": "50*HIO+10*ER"}}])
-def test_no_challenger_for_an_explicit_dip_or_plan(data):
+@pytest.mark.parametrize("data", [{"method": "dip"}, {"method": "net"},
+                                  {"method": "hio", "projection": {"plan": "50*HIO+10*ER"}}])
+def test_no_challenger_for_an_explicit_dip_net_or_plan(data):
     from cdi_dip.config import config_from_dict
 
     cfg = config_from_dict(data)
@@ -130,3 +131,17 @@ def test_compare_keeps_a_coherent_result_unchallenged_when_the_blur_test_finds_n
     assert ("no width lowers it" in record["reason"]) == (record["blur_test"]["best_sigma_px"] == 0)
     assert record["blur_test"]["free_llk_poisson_by_sigma_px"]["0"] == pytest.approx(
         summary["metrics"]["free_llk_poisson"], rel=1e-4)
+
+
+def test_without_held_out_pixels_the_coherent_result_stands_unchallenged(tmp_path):
+    """No free pixels: neither the blur test nor the choice between models could be made."""
+    record = _summary(tmp_path, _pattern(tmp_path, 1.5), "--config", str(_no_free_pixels(tmp_path)))
+    coherence = record["method_choice"]["coherence"]
+    assert not coherence["compared"] and coherence["chosen"] == "coherent" and "no held-out pixels" in coherence["reason"]
+
+
+def _no_free_pixels(tmp_path):
+    path = tmp_path / "no_free.toml"
+    path.write_text("[prep]\nfree_fraction = 0.0\n")
+    return path
+
