@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config.psf import MAX_KERNEL_RADIUS_PX, PsfChoice, parse_psf
-from .metrics import poisson_deviance
+from .metrics import MaskedFigures
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,14 @@ def blur_test(model_intensity: np.ndarray, counts: np.ndarray, free: np.ndarray,
     cpu = torch.device("cpu")
     dims = tuple(range(len(shape)))
     coherent = torch.from_numpy(np.ascontiguousarray(model_intensity, dtype=np.float32))
-    measured = torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32))
-    held_out = torch.from_numpy(np.ascontiguousarray(free, dtype=bool))
+    figures = MaskedFigures(torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32)),
+                            torch.from_numpy(np.ascontiguousarray(free, dtype=bool)))
     spectrum = torch.fft.rfftn(coherent, dim=dims)
-    deviances = {0.0: poisson_deviance(coherent, measured, held_out)}
+    deviances = {0.0: figures(coherent)[0]}
     for sigma in sigmas:
         kernel_hat = torch.fft.rfftn(gaussian_kernel(shape, sigma, cpu), dim=dims)
         blurred = torch.fft.irfftn(spectrum * kernel_hat, s=shape, dim=dims).clamp_min_(0)
-        deviances[float(sigma)] = poisson_deviance(blurred, measured, held_out)
+        deviances[float(sigma)] = figures(blurred)[0]
     best = min(deviances, key=deviances.get)
     ratio = deviances[best] / deviances[0.0] if deviances[0.0] > 0 else 1.0
     return {"free_llk_poisson_by_sigma_px": {f"{sigma:g}": value for sigma, value in deviances.items()},

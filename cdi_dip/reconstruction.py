@@ -238,21 +238,13 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
         return result
     evidence = _blur_evidence(result)
     if evidence is None:
-        reason = "coherent kept without a challenger: no held-out pixels to test for blur or to choose by"
-        log.info("psf compare: %s", reason)
-        result.method_choice = {**result.method_choice, "coherence": {
-            "compared": False, "chosen": COHERENCE_LABELS[0], "reason": reason}}
-        return result
+        return _coherent_unchallenged(result, "no held-out pixels to test for blur or to choose by")
     if not evidence["blurred"]:
         best = ("no width lowers it" if evidence["best_sigma_px"] == 0
                 else f"best {evidence['ratio']:.3f} of it, at {evidence['best_sigma_px']:g} px")
-        reason = (f"coherent kept without a challenger: blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-"
-                  f"{BLUR_TEST_SIGMAS_PX[-1]:g} px does not lower the free deviance by {1 - BLUR_TEST_RATIO:.0%} "
-                  f"({best})")
-        log.info("psf compare: %s", reason)
-        result.method_choice = {**result.method_choice, "coherence": {
-            "compared": False, "chosen": COHERENCE_LABELS[0], "reason": reason, "blur_test": evidence}}
-        return result
+        return _coherent_unchallenged(
+            result, f"blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-{BLUR_TEST_SIGMAS_PX[-1]:g} px does not "
+                    f"lower the free deviance by {1 - BLUR_TEST_RATIO:.0%} ({best})", blur_test=evidence)
     log.info("psf compare: a %s reconstruction with a fitted kernel (%d runs) challenges the coherent one",
              challenger_cfg.method.value, challenger_cfg.runs)
     try:
@@ -270,6 +262,15 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     winner.wall_s += loser.wall_s
     winner.method_choice = {**result.method_choice, "coherence": {**record, "blur_test": evidence}}
     return winner
+
+
+def _coherent_unchallenged(result: Result, why: str, **record: Any) -> Result:
+    """``result`` kept by ``--psf compare`` without running a challenger, ``why`` in its coherence record."""
+    reason = f"coherent kept without a challenger: {why}"
+    log.info("psf compare: %s", reason)
+    result.method_choice = {**result.method_choice, "coherence": {
+        "compared": False, "chosen": COHERENCE_LABELS[0], "reason": reason, **record}}
+    return result
 
 
 def _blur_evidence(result: Result) -> dict[str, Any] | None:

@@ -469,7 +469,8 @@ class RunConfig:
     challenged by a projection reconstruction with a fitted kernel on half the
     runs where a blurred copy of its model fits the held-out pixels better; the
     lower free Poisson deviance is kept; no challenger under ``--method dip`` or
-    an explicit ``projection.plan``), ``none`` (a coherent model), ``auto`` (a blurring
+    ``net``, an explicit ``projection.plan`` or without held-out pixels),
+    ``none`` (a coherent model), ``auto`` (a blurring
     kernel fitted during the reconstruction, starting from a Gaussian of 1 px),
     ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px), ``select`` (the random
     starts alternate coherent and fitted) or ``gaussian,SIGMA`` (a fixed
