@@ -431,14 +431,14 @@ def _check_offset(shape: tuple[int, ...], offset_px: Sequence[int] | None) -> tu
     return offset
 
 
-def offset_ramp(shape: Sequence[int], offset_px: Sequence[int]) -> np.ndarray:
+def offset_ramp(shape: Sequence[int], offset_px: Sequence[float]) -> np.ndarray:
     """``exp(2 pi i sum_a k_a (r_a - n_a // 2) / n_a)``: moves the far field by ``k`` pixels.
 
     Parameters
     ----------
     shape : sequence of int
-    offset_px : sequence of int
-        Peak displacement per axis (positive: to higher indices).
+    offset_px : sequence of float
+        Peak displacement per axis (positive: to higher indices), whole or fractional pixels.
 
     Returns
     -------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..io.cxi import write_measurement_cxi
-from ..simulate import DISTANCE_M, PIXEL_SIZE_M, WAVELENGTH_M, expected_intensity
+from ..simulate import DISTANCE_M, PIXEL_SIZE_M, WAVELENGTH_M, expected_intensity, offset_ramp
 from ..types import ScanMeta
 from .catalogue import CONDITIONS, FAMILIES, Family
 from .detector import DetectorSettings, detect, truncate_pattern
@@ -163,12 +163,34 @@ def _detect_case(drawn: _Drawn, family: Family, condition: str, seed: int, half_
     if settings.kept_fraction < 1:  # the frame holds the centre of the pattern: a band-limited truth
         obj = truncate_pattern(drawn.obj, settings.kept_fraction)
         expected = expected_intensity(obj)
+    if any(settings.centre_offset_px[:dim]):  # the zero frequency inside its pixel: a ramp on the object
+        expected = expected_intensity(obj * offset_ramp(obj.shape, settings.centre_offset_px[:dim]))
     detection = detect(expected, settings, rng)
     scale = settings.peak_counts / expected.max()
     truth = (obj.astype(np.complex128) * np.sqrt(scale)).astype(np.complex64)
     return CorpusCase(label=f"{half_name}/{dim}d/{family.name}/{condition}/{seed}", family=family.name,
                       condition=condition, half=half_name, seed=seed, kind=family.kind, truth=truth,
                       counts=detection.counts, valid=detection.valid, params=drawn.params, settings=settings)
+
+
+def moved_off_centre(case: CorpusCase) -> CorpusCase:
+    """The case detected again with its zero frequency at a random point inside its pixel, as on a real detector.
+
+    The offset (up to half a pixel per axis, the same for every method,
+    seeded by the case) is a phase ramp on the ground truth before its
+    intensity is taken; the case's own detector settings (noise, blur,
+    beamstop, defects) are applied again with a fresh draw. The truth stays
+    centred; the label gains ``+off-centre``. For the corpus's other
+    conditions, whose zero frequency sits on the centre pixel.
+    """
+    dim = case.truth.ndim
+    rng = np.random.default_rng([case.seed, dim, case_key(case.family), case_key(case.condition),
+                                 case_key("off-centre")])
+    offset = tuple(round(float(rng.uniform(-0.5, 0.5)), 3) for _ in range(dim))
+    settings = replace(case.settings, centre_offset_px=offset + (0.0,) * (3 - dim))
+    detection = detect(expected_intensity(case.truth * offset_ramp(case.truth.shape, offset)), settings, rng)
+    return replace(case, label=f"{case.label}+off-centre", counts=detection.counts, valid=detection.valid,
+                   settings=settings)
 
 
 def _selected(names: Sequence[str], wanted: Sequence[str] | None, what: str, half_name: str) -> list[str]:

@@ -151,6 +151,9 @@ CONDITIONS: dict[str, ConditionDraw] = {
                                          psf_sigma_px=round(float(rng.uniform(0.5, 2.0)), 3)),
     "truncated": lambda rng: DetectorSettings(peak_counts=_photons(rng, 5, 7),
                                               kept_fraction=round(float(rng.uniform(0.5, 0.75)), 3)),
+    "off-centre": lambda rng: DetectorSettings(
+        peak_counts=_photons(rng, 5, 7),
+        centre_offset_px=tuple(round(float(rng.uniform(-0.5, 0.5)), 3) for _ in range(3))),
     "background": lambda rng: DetectorSettings(peak_counts=_photons(rng, 4, 6),
                                                background_counts=round(float(rng.uniform(0.5, 5.0)), 3)),
     "beamline": lambda rng: DetectorSettings(

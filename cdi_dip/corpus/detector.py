@@ -60,6 +60,11 @@ class DetectorSettings:
         Fraction (0.25-1) of the pattern's extent per axis that the frame holds: below 1 the frame
         is the centre of a larger pattern (:func:`truncate_pattern`), as on a real detector whose
         pixels are coarser than the object's detail; 1: the whole pattern.
+    centre_offset_px : tuple of float
+        Where the zero frequency falls inside its pixel: its displacement from the centre pixel
+        ``n // 2``, pixels per axis (the first two or three are used), each within +-0.5; a real
+        detector's direct beam falls anywhere in a pixel. Applied as a phase ramp on the object
+        before its intensity is taken (:mod:`.cases`); the ground truth stays centred.
     """
 
     peak_counts: float
@@ -72,12 +77,15 @@ class DetectorSettings:
     hot_pixels: int = 0
     saturated_regions: int = 0
     kept_fraction: float = 1.0
+    centre_offset_px: tuple[float, ...] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.peak_counts) or self.peak_counts <= 0:
             raise InvalidInputError(f"peak_counts={self.peak_counts}: must be a positive number of photons")
         if not 0.25 <= self.kept_fraction <= 1.0:
             raise InvalidInputError(f"kept_fraction={self.kept_fraction}: must be between 0.25 and 1")
+        if any(not abs(d) <= 0.5 for d in self.centre_offset_px):
+            raise InvalidInputError(f"centre_offset_px={self.centre_offset_px}: each must be within +-0.5 pixel")
         for name in ("psf_sigma_px", "background_counts", "beamstop_px", "gap_px", "hot_pixels", "saturated_regions"):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"{name}={getattr(self, name)}: must be >= 0")

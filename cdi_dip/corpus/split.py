@@ -37,7 +37,7 @@ class Half:
 
 SHARED_FAMILIES = ("faceted", "elongated", "dislocated", "rounded", "cell", "lithography")
 SHARED_CONDITIONS = ("clean", "low-flux", "beamstop-masked", "beamstop-unmasked", "gaps", "hot", "saturated", "blur",
-                     "truncated")
+                     "truncated", "off-centre")
 
 HALVES: dict[str, Half] = {
     "tuning": Half("tuning", SHARED_FAMILIES, SHARED_CONDITIONS, range(1000, 2000)),
