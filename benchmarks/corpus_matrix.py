@@ -41,7 +41,7 @@ from common import limit_threads, machine_description, score
 
 from cdi_dip.cli.common import build_config
 from cdi_dip.cli.options import overrides
-from cdi_dip.corpus import CorpusCase, corpus_cases, write_case
+from cdi_dip.corpus import CorpusCase, corpus_cases, moved_off_centre, write_case
 from cdi_dip.corpus.split import HALVES
 from cdi_dip.errors import CdiDipError
 from cdi_dip.io.readers import read_object
@@ -67,6 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seeds per (dimension, family, condition) (default 1)")
     parser.add_argument("--max-cases", type=int, default=None, help="stop after this many cases")
     parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
+    parser.add_argument("--off-centre", action="store_true",
+                        help="every case's zero frequency at a random point inside its pixel "
+                             "(cdi_dip.corpus.moved_off_centre), as on a real detector")
     parser.add_argument("--iterations", type=int, default=None, help="as cdi-dip reconstruct --iterations")
     parser.add_argument("--device", default=None, help="as cdi-dip reconstruct --device (default auto)")
     parser.add_argument("--model", type=Path, default=None,
@@ -90,6 +93,8 @@ def selected_cases(args: argparse.Namespace) -> Iterator[CorpusCase]:
     cases = corpus_cases(args.half, dims=tuple(int(d) for d in _names(args.dims) or ()), quick=args.quick,
                          per_family=args.per_family, families=_names(args.families),
                          conditions=_names(args.conditions))
+    if args.off_centre:
+        cases = map(moved_off_centre, cases)
     return islice(cases, args.max_cases)
 
 

@@ -32,7 +32,7 @@ from .prepare.free_pixels import select_free_islands
 from .prepare.rim import check_rim, with_rim, without_rim
 from .provenance import software_versions
 from .restarts import Combined, Run, combine_runs, run_starts, selection_record
-from .solvers import Initialiser, IterCallback, Problem, choose_method, estimate_memory_bytes, random_phases
+from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .types import BeamstopRim, Measurement, Result
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,21 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
 
 def _method_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
                  on_iter: IterCallback | None, device: torch.device) -> Result:
-    """The method ``cfg`` asks for (``auto`` chosen, and compared with HIO on a crystal), combined."""
-    method = choose_method(measurement, cfg, device)
+    """The method ``cfg`` asks for (``auto`` chosen, and compared with HIO on a crystal), combined; ``auto``'s
+    reading of the data is kept as ``method_choice["auto"]``."""
+    method, decision = decide_method(measurement, cfg, device)
+    return _with_auto_decision(_auto_pass(measurement, cfg, method, requested, init, on_iter, device), decision)
+
+
+def _with_auto_decision(result: Result, decision: dict[str, Any]) -> Result:
+    if decision:
+        result.method_choice = {**result.method_choice, "auto": decision}
+    return result
+
+
+def _auto_pass(measurement: Measurement, cfg: RunConfig, method: Method, requested: dict[str, Any],
+               init: Initialiser, on_iter: IterCallback | None, device: torch.device) -> Result:
+    """``method``, and on ``auto``'s crystals HIO after the double DIP, the lower free deviance kept."""
     result = _run_method(measurement, cfg.with_method(method), requested, init, on_iter, device)
     if Method(cfg.method) is not Method.AUTO or method is not Method.DIP or not cfg.auto_compare:
         return result

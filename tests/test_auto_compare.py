@@ -50,6 +50,8 @@ def test_auto_on_a_crystal_compares_and_says_so(scan, tmp_path):
     summary = reconstruct_scan(scan, cfg, tmp_path)
     choice = summary["method_choice"]
     assert choice["compared"] and set(choice["free_llk_poisson"]) == {"dip", "hio"}
+    assert choice["auto"]["kind"] == "crystal" and choice["auto"]["method"] == "dip"
+    assert choice["auto"]["friedel_asymmetry"] > choice["auto"]["threshold"]
     scores = choice["free_llk_poisson"]
     assert choice["chosen"] == summary["method"] == min(scores, key=scores.get)
     assert summary["metrics"]["free_llk_poisson"] == pytest.approx(scores[summary["method"]])
@@ -60,7 +62,8 @@ def test_auto_on_a_crystal_compares_and_says_so(scan, tmp_path):
 def test_no_comparison_when_switched_off_or_a_method_is_named(scan, tmp_path):
     off = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, auto_compare=False, psf="none").validate()
     summary = reconstruct_scan(scan, off, tmp_path / "off")
-    assert summary["method"] == "dip" and "method_choice" not in summary
+    assert summary["method"] == "dip" and set(summary["method_choice"]) == {"auto"}  # what auto read, no comparison
+    assert summary["method_choice"]["auto"]["kind"] == "crystal"
     named = RunConfig(device="cpu", method=Method.DIP, iterations=30, seed=0, dip=TINY_DIP).validate()
     assert "method_choice" not in reconstruct_scan(scan, named, tmp_path / "named")
 

@@ -394,9 +394,12 @@ def _blob(seed: int) -> np.ndarray:
 
 
 def _strained_blob(seed: int) -> np.ndarray:
-    """The blob's support with a non-linear (strain-like) phase: a pattern without Friedel symmetry."""
+    """The blob's support with a non-linear (strain-like) phase that is odd about the support's centre beyond
+    a ramp: a pattern without Friedel symmetry about any centre. (A phase even about the centre, such as a
+    quadratic one, times a ramp, gives a pattern symmetric about a centre off the pixel.)"""
     yy, xx = np.mgrid[:48, :48]
-    return (_blob(seed) > 0) * np.exp(1j * 2.5 * (((yy - 24) / 8.0) ** 2 + (xx - 22) / 8.0 * (yy - 24) / 8.0))
+    v, u = (yy - 23.5) / 8.0, (xx - 23.5) / 8.0
+    return (_blob(seed) > 0) * np.exp(1j * 2.5 * (v**3 + u * v**2 + 0.5 * v * v))
 
 
 def test_parameterisation_follows_the_pattern_symmetry():

@@ -227,9 +227,10 @@ class ProjectionConfig:
     false forces it (never force it on for a crystal with a strain phase)."""
     positivity_max_asymmetry: float = option(0.004, range=(0.0, 1.0))
     """Largest Friedel asymmetry (0-1, see
-    :func:`cdi_dip.solvers.projections.friedel_asymmetry`) for which automatic
-    positivity is on. Simulated cells with 10% absorption measure 1e-3 to
-    3e-3, simulated strained crystals 6e-3 and more."""
+    :func:`cdi_dip.solvers.friedel.friedel_asymmetry`, measured about the best
+    sub-pixel centre) for which automatic positivity is on, and ``auto`` calls
+    the pattern a specimen. Simulated cells with 10% absorption measure 1e-3
+    to 3e-3, simulated strained crystals 6e-3 and more."""
     missing_centre: bool | None = option(None)
     """Treat the zero frequency as unmeasured (a beamstop): initial support of
     the object's size from half the autocorrelation, and shrinkwrap with

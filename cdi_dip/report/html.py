@@ -22,7 +22,7 @@ from typing import Any
 
 from ..io._atomic import atomic_write
 from ..io.summary import make_summary
-from .lines import method_choice_line
+from .lines import auto_decision_line, method_choice_line
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,9 @@ def _what_was_done(summary: dict[str, Any]) -> str:
     """The "What was done" lines of the page (empty when the summary says nothing of it)."""
     lines = []
     choice = summary.get("method_choice") or {}
+    auto = auto_decision_line(choice)
+    if auto:
+        lines.append(f"Data: {auto}.")
     method = method_choice_line(choice) if "compared" in choice else None
     if method:
         lines.append(f"Method: {method}.")

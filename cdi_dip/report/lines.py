@@ -17,4 +17,12 @@ def method_choice_line(record: Any) -> str | None:
     return f"{record.get('chosen')} kept: free Poisson LLK {scores}"
 
 
-__all__ = ["method_choice_line"]
+def auto_decision_line(record: Any) -> str | None:
+    """One line on what ``--method auto`` read from the data (``method_choice.auto``): the kind of object, the
+    method and the Friedel evidence. None without a record."""
+    if not isinstance(record, dict) or "auto" not in record or not isinstance(record["auto"], dict):
+        return None
+    return record["auto"].get("reason")
+
+
+__all__ = ["auto_decision_line", "method_choice_line"]

@@ -19,7 +19,7 @@ from typing import Any
 from ..config import DEFAULT_RUNS, Method, RunConfig
 from ..memory import estimate_projection_memory_bytes
 from .base import Initialiser, IterCallback, Problem, Solver
-from .choice import choose_method
+from .choice import choose_method, decide_method
 from .dip import DipRun, estimate_dip_memory_bytes, solve_dip
 from .init import random_phases
 from .projections import ProjectionRun, solve_projections
@@ -94,5 +94,5 @@ def solver_entry(method: Method) -> SolverEntry:
         raise ValueError(f"no solver for method {Method(method).value!r}: resolve 'auto' first") from None
 
 
-__all__ = ["SOLVERS", "Initialiser", "IterCallback", "Problem", "Solver", "SolverEntry", "choose_method",
+__all__ = ["SOLVERS", "Initialiser", "IterCallback", "Problem", "Solver", "SolverEntry", "choose_method", "decide_method",
            "estimate_memory_bytes", "random_phases", "solver_entry"]

@@ -343,7 +343,8 @@ class _Problem:
 
 
 def choose_parameterisation(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
-                            cfg: RunConfig) -> tuple[DipParam, ObjectConstraints | None]:
+                            cfg: RunConfig, *, measured: torch.Tensor | None = None
+                            ) -> tuple[DipParam, ObjectConstraints | None]:
     """The object parameterisation, and for a specimen the constraints of its warm start.
 
     Parameters
@@ -353,6 +354,10 @@ def choose_parameterisation(counts: torch.Tensor, valid: torch.Tensor, physics: 
     physics : FarField
     cfg : RunConfig
         ``dip.param`` (None: automatic) and ``projection`` (positivity test).
+    measured : torch.Tensor, bool, frame shape, optional
+        Pixels the positivity test reads (default ``valid``): every measured
+        pixel, held-out ones included, as
+        :func:`~cdi_dip.solvers.projections.choose_constraints` takes them.
 
     Returns
     -------
@@ -367,9 +372,10 @@ def choose_parameterisation(counts: torch.Tensor, valid: torch.Tensor, physics: 
     chosen = None if cfg.dip.param is None else DipParam(cfg.dip.param)
     if chosen is DipParam.MAG_PHASE:
         return DipParam.MAG_PHASE, None
-    if chosen is None and not choose_positivity(counts, valid, cfg.projection)[0]:
+    measured = valid if measured is None else measured
+    if chosen is None and not choose_positivity(counts, measured, cfg.projection)[0]:
         return DipParam.MAG_PHASE, None  # a crystal: no need for the autocorrelation support
-    constraints = choose_constraints(counts, valid, physics, cfg.projection)
+    constraints = choose_constraints(counts, valid, physics, cfg.projection, measured=measured)
     log.info("double DIP: real-imag object, warm start with positivity %s and a %s initial support",
              constraints.positivity, "half-autocorrelation" if constraints.missing_centre else "autocorrelation")
     return DipParam.REAL_IMAG, constraints
@@ -384,7 +390,9 @@ class _Runner:
         self.cfg = cfg
         self.init = init
         self.dip = cfg.dip
-        self.param, self.specimen = choose_parameterisation(problem.counts, problem.valid, problem.physics, cfg)
+        measured = problem.valid if problem.free is None else problem.valid | problem.free
+        self.param, self.specimen = choose_parameterisation(problem.counts, problem.valid, problem.physics, cfg,
+                                                            measured=measured)
         self.generator = generator
         self.on_iter = on_iter
         self.device = problem.counts.device

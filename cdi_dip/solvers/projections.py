@@ -29,7 +29,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -45,6 +45,7 @@ from ..config.plan import default_plan, parse_plan, plan_length
 from .base import Initialiser, IterCallback, Problem
 from ..coherence import CoherentModulus, PartialCoherence
 from ..config.psf import PsfChoice, for_run, parse_psf
+from .friedel import FriedelAsymmetry, friedel_asymmetry
 from .fused import ModulusTarget, positivity_mode, select_backend
 from .init import measured_amplitude, random_phases
 from .loop import run_plan
@@ -155,71 +156,6 @@ def positive_update(algorithm: str, update: Callable[[torch.Tensor, torch.Tensor
     return update(obj, projected, support & (projected.real >= 0))
 
 
-def _mirrored(array: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``array(-q)`` about the frame centre (index ``n // 2``), and where ``-q`` is inside the frame."""
-    mirrored = array
-    has_partner = torch.ones(array.shape, dtype=torch.bool, device=array.device)
-    for axis, n in enumerate(array.shape):
-        mirrored = torch.flip(mirrored, dims=(axis,))
-        if n % 2 == 0:  # index 0 mirrors onto index n, outside the frame
-            mirrored = torch.roll(mirrored, 1, dims=axis)
-            edge = torch.ones(n, dtype=torch.bool, device=array.device)
-            edge[0] = False
-            view = [1] * array.ndim
-            view[axis] = n
-            has_partner = has_partner & edge.reshape(view)
-    return mirrored, has_partner
-
-
-class FriedelAsymmetry(NamedTuple):
-    """Friedel asymmetry of a pattern and its standard error from shot noise (both dimensionless)."""
-
-    value: float
-    standard_error: float
-
-
-def friedel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *, min_pair_counts: float = 20.0) -> FriedelAsymmetry:
-    """Fraction of the measured signal that breaks Friedel symmetry, beyond shot noise.
-
-    The diffraction of a real object is centrosymmetric, ``I(q) = I(-q)``;
-    a phase that varies across the object (a crystal's displacement field)
-    breaks the symmetry. The measure compares Anscombe amplitudes
-    ``a = sqrt(n + 3/8)``, whose shot noise has a variance of about 1/4 (for
-    more than a few photons), so that the noise can be subtracted::
-
-        A = sum_q [(a(q) - a(-q))^2 - 1/2] / sum_q [n(q) + n(-q)]
-
-    over the pixels ``q`` where both ``q`` and ``-q`` are valid and hold at
-    least ``min_pair_counts`` photons together.
-
-    Parameters
-    ----------
-    counts : torch.Tensor, real, frame shape, centred
-        Measured photons (zero frequency at index ``n // 2``).
-    valid : torch.Tensor, bool, frame shape
-    min_pair_counts : float
-        Pairs with fewer photons are left out (their noise is far from Gaussian).
-
-    Returns
-    -------
-    FriedelAsymmetry
-        ``value``: about 0 for a real object (1e-3 to 3e-3 for a simulated
-        cell with 10% absorption), 6e-3 and more for simulated strained
-        crystals; ``standard_error``: its shot-noise standard error
-        (``sqrt(pairs) / sum``). Both 0 when no pair qualifies.
-    """
-    zero = torch.zeros((), dtype=torch.float64, device=counts.device)
-    counts = torch.where(valid, counts.double().clamp_min(0), zero)
-    mirrored, has_partner = _mirrored(counts)
-    mirrored_valid, _ = _mirrored(valid)
-    pairs = valid & mirrored_valid & has_partner & (counts + mirrored >= min_pair_counts)
-    total = float((counts + mirrored)[pairs].sum())
-    if total <= 0:
-        return FriedelAsymmetry(0.0, 0.0)
-    excess = float((((counts + 0.375).sqrt() - (mirrored + 0.375).sqrt()).square() - 0.5)[pairs].sum())
-    return FriedelAsymmetry(excess / total, float(pairs.sum()) ** 0.5 / total)
-
-
 @dataclass(frozen=True)
 class ObjectConstraints:
     """The object constraints of one reconstruction, chosen from the data and the configuration.
@@ -262,6 +198,8 @@ class ObjectConstraints:
         if self.friedel_asymmetry is not None:
             facts["friedel_asymmetry"] = self.friedel_asymmetry.value
             facts["friedel_asymmetry_error"] = self.friedel_asymmetry.standard_error
+            if any(self.friedel_asymmetry.centre_offset_px):
+                facts["friedel_centre_offset_px"] = list(self.friedel_asymmetry.centre_offset_px)
         return facts
 
 
@@ -276,7 +214,7 @@ def choose_positivity(counts: torch.Tensor, valid: torch.Tensor,
 
 
 def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarField,
-                       opts: ProjectionConfig) -> ObjectConstraints:
+                       opts: ProjectionConfig, *, measured: torch.Tensor | None = None) -> ObjectConstraints:
     """Initial support, positivity and shrinkwrap threshold for one measurement.
 
     Parameters
@@ -288,6 +226,12 @@ def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarFi
     physics : FarField
     opts : ProjectionConfig
         ``positivity`` and ``missing_centre`` (None: automatic), thresholds.
+    measured : torch.Tensor, bool, frame shape, optional
+        Pixels the positivity test reads (default ``valid``): every measured
+        pixel, held-out ones included, so that the test sees what ``auto``
+        saw (a binary choice of constraint; nothing is fitted to them), and
+        the sub-pixel centre of :func:`~cdi_dip.solvers.friedel.friedel_asymmetry`
+        is not cut up by the held-out islands.
 
     Returns
     -------
@@ -314,7 +258,7 @@ def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarFi
     else:
         support = autocorrelation_support(counts, valid, physics, threshold=opts.support_threshold)
         threshold = opts.shrinkwrap_threshold
-    positivity, asymmetry = choose_positivity(counts, valid, opts)
+    positivity, asymmetry = choose_positivity(counts, valid if measured is None else measured, opts)
     constraints = ObjectConstraints(support=support, positivity=positivity, missing_centre=missing,
                                     shrinkwrap_threshold=threshold, friedel_asymmetry=asymmetry,
                                     missing_centre_radius_px=radius_px)
@@ -787,8 +731,8 @@ def solve_projections(
         raise InvalidInputError("no valid pixel has positive counts: check the mask and the data (nothing to fit)")
     log.info("projection plan %s (%d iterations)", options.plan, total)
 
-    constraints = _with_initialiser_support(choose_constraints(problem.counts, problem.fit, physics, opts),
-                                            init, problem)
+    constraints = _with_initialiser_support(choose_constraints(problem.counts, problem.fit, physics, opts,
+                                                               measured=problem.fit | problem.free), init, problem)
     positivity = constraints.positivity
     # Everything in FFT order from here on: no shifts inside the loop.
     counts_f = physics.to_fft_order(problem.counts)
