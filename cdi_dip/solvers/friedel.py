@@ -288,9 +288,10 @@ def moved_locally(counts: torch.Tensor, valid: torch.Tensor,
 
 
 def _local_value(counts: torch.Tensor, valid: torch.Tensor, offset: tuple[float, ...],
-                 min_pair_counts: float) -> tuple[float, _PairSums]:
+                 min_pair_counts: float) -> float:
+    """The asymmetry about ``offset`` with the pattern moved locally (infinite when no pair is trusted)."""
     sums = _pair_sums(*moved_locally(counts, valid, offset), min_pair_counts)
-    return (sums.excess / sums.total if sums.total > 0 else math.inf), sums
+    return sums.excess / sums.total if sums.total > 0 else math.inf
 
 
 def refined_offset(counts: torch.Tensor, valid: torch.Tensor, start: tuple[float, ...], *,
@@ -304,7 +305,7 @@ def refined_offset(counts: torch.Tensor, valid: torch.Tensor, start: tuple[float
     :data:`SUBPIXEL_MAX_OFFSET_PX`.
     """
     offset = [float(np.clip(d, -SUBPIXEL_MAX_OFFSET_PX, SUBPIXEL_MAX_OFFSET_PX)) for d in start]
-    value = (lambda trial: _local_value(counts, valid, tuple(trial), min_pair_counts)[0])
+    value = (lambda trial: _local_value(counts, valid, tuple(trial), min_pair_counts))
     best = value(offset)
     for step in (0.2, 0.1):
         for axis in range(len(offset)):
@@ -337,9 +338,13 @@ def friedel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *, min_pair_cou
     interpolation (:func:`moved_to_pixel`), and the one refined from it
     (:func:`refined_offset`), the pattern moved with a local kernel
     (:func:`moved_locally`, robust to a masked centre; and by Fourier
-    interpolation too). Offsets are held within :data:`SUBPIXEL_MAX_OFFSET_PX`;
-    a sub-pixel measure that keeps less than :data:`SUBPIXEL_MIN_COVERAGE`
-    of the pairs is not taken.
+    interpolation too). A moved pattern is trusted only away from masked
+    pixels and the frame's edge, so each sub-pixel measure is compared with
+    the pixel measure on the same pixels, and the fraction of the asymmetry
+    it leaves is applied to the whole pattern's (:func:`_scaled_to_pixel`).
+    Offsets are held within :data:`SUBPIXEL_MAX_OFFSET_PX`; a sub-pixel
+    measure that keeps less than :data:`SUBPIXEL_MIN_COVERAGE` of the pairs
+    is not taken.
 
     Parameters
     ----------
@@ -359,20 +364,42 @@ def friedel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *, min_pair_cou
         the centre it was measured about.
     """
     pixel_sums = _pair_sums(counts, valid, min_pair_counts)
-    candidates = [_asymmetry(pixel_sums, (0.0,) * counts.ndim)]
+    about_pixel = _asymmetry(pixel_sums, (0.0,) * counts.ndim)
     found = tuple(float(np.clip(d, -SUBPIXEL_MAX_OFFSET_PX, SUBPIXEL_MAX_OFFSET_PX))
                   for d in centre_offset_px(counts, valid))
     refined = refined_offset(counts, valid, found, min_pair_counts=min_pair_counts)
-    measured = [(refined, _local_value(counts, valid, refined, min_pair_counts)[1])]
-    for centre in {found, refined}:
-        if any(abs(d) >= SUBPIXEL_MIN_OFFSET_PX for d in centre):
-            measured.append((centre, _pair_sums(*moved_to_pixel(counts, valid, centre), min_pair_counts)))
+    moved = [(refined, moved_locally(counts, valid, refined))]
+    moved += [(centre, moved_to_pixel(counts, valid, centre)) for centre in {found, refined}
+              if any(abs(d) >= SUBPIXEL_MIN_OFFSET_PX for d in centre)]
     inner = torch.from_numpy(_inner(tuple(counts.shape), LANCZOS_LOBES)).to(valid.device)
     reference_pairs = _pair_sums(counts, valid & inner, min_pair_counts).pairs  # the moved measures' edge left out
-    for centre, sums in measured:
-        if sums.pairs >= SUBPIXEL_MIN_COVERAGE * reference_pairs:
-            candidates.append(_asymmetry(sums, tuple(round(d, 3) for d in centre)))
+    candidates = [about_pixel]
+    for centre, (pattern, trusted) in moved:
+        candidate = _scaled_to_pixel(about_pixel, _pair_sums(pattern, trusted, min_pair_counts),
+                                     _pair_sums(counts, valid & trusted, min_pair_counts), reference_pairs)
+        if candidate is not None:
+            candidates.append(candidate._replace(centre_offset_px=tuple(round(d, 3) for d in centre)))
     return min(candidates, key=lambda candidate: candidate.value)
+
+
+def _scaled_to_pixel(about_pixel: FriedelAsymmetry, about_centre: _PairSums, same_pixels: _PairSums,
+                     reference_pairs: int) -> FriedelAsymmetry | None:
+    """The whole pattern's asymmetry about a sub-pixel centre: the pixel measure scaled by the fraction of the
+    asymmetry that is left about the centre where both can be measured.
+
+    The moved pattern is trusted only away from masked pixels and the frame's edge, where a crystal's
+    asymmetry can be strongest (a frame cut inside the pattern); so the two measures are compared on the
+    same pixels (``about_centre`` and ``same_pixels``) and the ratio applied to ``about_pixel``. None
+    where too few pairs are trusted (:data:`SUBPIXEL_MIN_COVERAGE`) or the pattern is already symmetric
+    about the pixel on them (within three standard errors).
+    """
+    if about_centre.pairs < SUBPIXEL_MIN_COVERAGE * reference_pairs or same_pixels.total <= 0:
+        return None
+    pixel_value = same_pixels.excess / same_pixels.total
+    if pixel_value <= 3 * same_pixels.pairs ** 0.5 / same_pixels.total:
+        return None
+    fraction_left = max(about_centre.excess / about_centre.total, 0.0) / pixel_value
+    return about_pixel._replace(value=about_pixel.value * min(fraction_left, 1.0))
 
 
 __all__ = ["FriedelAsymmetry", "centre_offset_px", "friedel_asymmetry", "moved_locally", "moved_to_pixel",
