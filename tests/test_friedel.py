@@ -88,3 +88,21 @@ def test_any_corpus_case_can_be_moved_off_its_centre_pixel():
     assert moved_off_centre(case).settings == moved.settings  # seeded by the case
     assert pixel_asymmetry(torch.from_numpy(moved.counts), torch.from_numpy(moved.valid)).value > \
         pixel_asymmetry(torch.from_numpy(case.counts), torch.from_numpy(case.valid)).value
+
+
+def test_the_same_pattern_is_measured_once_and_another_pattern_afresh(monkeypatch):
+    from cdi_dip.solvers import friedel
+
+    counts, valid = _counts(_specimen(), (0.3, 0.2))
+    calls = []
+    measure = friedel.measure_friedel_asymmetry
+    monkeypatch.setattr(friedel, "measure_friedel_asymmetry", lambda *a, **k: calls.append(1) or measure(*a, **k))
+    first = friedel_asymmetry(counts, valid)
+    assert friedel_asymmetry(counts.clone(), valid.clone()) == first and len(calls) == 1  # same contents
+    other = counts.clone()
+    other[3, 5] += 7
+    friedel_asymmetry(other, valid)
+    fewer = valid.clone()
+    fewer[10, 10] = False
+    friedel_asymmetry(counts, fewer)
+    assert len(calls) == 3

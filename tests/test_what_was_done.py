@@ -101,3 +101,20 @@ def test_a_fit_warning_says_when_the_best_run_left_much_power_outside_its_suppor
     assert tight_support_hint([{**runs[0], "outside_fraction": 0.2}], {}) is None
     assert tight_support_hint(runs, {"projection": {"final_support_margin_px": 2}}) is None
     assert tight_support_hint([{"run": 0, "score": 1.0, "kept": True}], {}) is None
+
+
+def test_auto_says_what_it_read_from_the_data_in_the_summary_the_page_and_the_terminal(measurement, tmp_path, capsys):
+    from cdi_dip.cli.render import render_summary
+    from cdi_dip.report.lines import auto_decision_line
+
+    cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan="20*HIO+10*ER"), runs=1).validate()
+    result = reconstruct(measurement, cfg)  # auto with a plan: HIO, and the record says why
+    summary = make_summary(result, tmp_path, [])
+    record = summary["method_choice"]["auto"]
+    assert record == {"kind": "unknown", "method": "hio", "reason": "a projection plan was given"}
+    assert auto_decision_line(summary["method_choice"]) == "a projection plan was given"
+    page = write_report_html(tmp_path / "report.html", summary).read_text()
+    assert "Data: a projection plan was given." in page
+    render_summary(summary)
+    assert "a projection plan was given" in capsys.readouterr().out
+    assert auto_decision_line({}) is None and auto_decision_line({"auto": "x"}) is None

@@ -329,7 +329,33 @@ def refined_offset(counts: torch.Tensor, valid: torch.Tensor, start: tuple[float
     return tuple(offset)
 
 
+def _content_key(counts: torch.Tensor, valid: torch.Tensor, min_pair_counts: float) -> tuple:
+    """A cheap fingerprint of the arrays' contents (sums weighted by position), for :data:`_LAST_MEASURED`."""
+    flat_counts = torch.where(valid, counts.double(), torch.zeros((), dtype=torch.float64,
+                                                                  device=counts.device)).flatten()
+    position = torch.arange(1, flat_counts.numel() + 1, dtype=torch.float64, device=counts.device)
+    flat_valid = valid.flatten().double()
+    return (tuple(counts.shape), float(flat_counts.sum()), float((flat_counts * position).sum()),
+            float(flat_valid.sum()), float((flat_valid * position).sum()), float(min_pair_counts))
+
+
+_LAST_MEASURED: list = []
+"""The last pattern measured and its asymmetry: the same pattern is asked about by ``auto`` and by every
+random start of a solver (seconds each on a large 3D frame)."""
+
+
 def friedel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *, min_pair_counts: float = 20.0) -> FriedelAsymmetry:
+    """:func:`measure_friedel_asymmetry`, remembered for the last pattern asked about."""
+    key = _content_key(counts, valid, min_pair_counts)
+    if _LAST_MEASURED and _LAST_MEASURED[0][0] == key:
+        return _LAST_MEASURED[0][1]
+    asymmetry = measure_friedel_asymmetry(counts, valid, min_pair_counts=min_pair_counts)
+    _LAST_MEASURED[:] = [(key, asymmetry)]
+    return asymmetry
+
+
+def measure_friedel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *,
+                              min_pair_counts: float = 20.0) -> FriedelAsymmetry:
     """Fraction of the measured signal that breaks Friedel symmetry, beyond shot noise, about the best centre.
 
     The smallest of :func:`pixel_asymmetry` about the centre pixel and of
@@ -402,5 +428,6 @@ def _scaled_to_pixel(about_pixel: FriedelAsymmetry, about_centre: _PairSums, sam
     return about_pixel._replace(value=about_pixel.value * min(fraction_left, 1.0))
 
 
-__all__ = ["FriedelAsymmetry", "centre_offset_px", "friedel_asymmetry", "moved_locally", "moved_to_pixel",
+__all__ = ["FriedelAsymmetry", "centre_offset_px", "friedel_asymmetry", "measure_friedel_asymmetry",
+           "moved_locally", "moved_to_pixel",
            "pixel_asymmetry", "refined_offset"]
