@@ -294,6 +294,31 @@ def _local_value(counts: torch.Tensor, valid: torch.Tensor, offset: tuple[float,
     return sums.excess / sums.total if sums.total > 0 else math.inf
 
 
+def _held(offset: float) -> float:
+    """``offset`` held within :data:`SUBPIXEL_MAX_OFFSET_PX`."""
+    return float(np.clip(offset, -SUBPIXEL_MAX_OFFSET_PX, SUBPIXEL_MAX_OFFSET_PX))
+
+
+def _parabola_step(value, offset: list[float], axis: int, step: float, best: float) -> tuple[float, float]:
+    """One step of :func:`refined_offset` along ``axis``: the best of ``d``, ``d -+ step`` and the vertex of the
+    parabola through them (when convex, at most ``2 step`` away), and its value."""
+    def at(coordinate: float) -> float:
+        trial = list(offset)
+        trial[axis] = coordinate
+        return value(trial)
+
+    centre = offset[axis]
+    low, high = _held(centre - step), _held(centre + step)
+    low_value, high_value = at(low), at(high)
+    candidates = [(centre, best), (low, low_value), (high, high_value)]
+    curvature = low_value + high_value - 2 * best
+    if np.isfinite(curvature) and curvature > 0:
+        vertex = centre + step * (low_value - high_value) / (2 * curvature)
+        vertex = _held(float(np.clip(vertex, centre - 2 * step, centre + 2 * step)))
+        candidates.append((vertex, at(vertex)))
+    return min(candidates, key=lambda pair: pair[1])
+
+
 def refined_offset(counts: torch.Tensor, valid: torch.Tensor, start: tuple[float, ...], *,
                    min_pair_counts: float = 20.0) -> tuple[float, ...]:
     """The sub-pixel centre that minimises the asymmetry measured with :func:`moved_locally`, from ``start``.
@@ -304,28 +329,12 @@ def refined_offset(counts: torch.Tensor, valid: torch.Tensor, start: tuple[float
     parabola is not convex. Each offset stays within
     :data:`SUBPIXEL_MAX_OFFSET_PX`.
     """
-    offset = [float(np.clip(d, -SUBPIXEL_MAX_OFFSET_PX, SUBPIXEL_MAX_OFFSET_PX)) for d in start]
+    offset = [_held(d) for d in start]
     value = (lambda trial: _local_value(counts, valid, tuple(trial), min_pair_counts))
     best = value(offset)
     for step in (0.2, 0.1):
         for axis in range(len(offset)):
-            probes = {}
-            for sign in (-1.0, 1.0):
-                trial = list(offset)
-                trial[axis] = float(np.clip(offset[axis] + sign * step, -SUBPIXEL_MAX_OFFSET_PX,
-                                            SUBPIXEL_MAX_OFFSET_PX))
-                probes[sign] = (trial[axis], value(trial))
-            (low_x, low_v), (high_x, high_v) = probes[-1.0], probes[1.0]
-            curvature = low_v + high_v - 2 * best
-            candidates = [(offset[axis], best), (low_x, low_v), (high_x, high_v)]
-            if np.isfinite(curvature) and curvature > 0:
-                vertex = offset[axis] + step * (low_v - high_v) / (2 * curvature)
-                vertex = float(np.clip(vertex, offset[axis] - 2 * step, offset[axis] + 2 * step))
-                vertex = float(np.clip(vertex, -SUBPIXEL_MAX_OFFSET_PX, SUBPIXEL_MAX_OFFSET_PX))
-                trial = list(offset)
-                trial[axis] = vertex
-                candidates.append((vertex, value(trial)))
-            offset[axis], best = min(candidates, key=lambda pair: pair[1])
+            offset[axis], best = _parabola_step(value, offset, axis, step, best)
     return tuple(offset)
 
 
@@ -391,8 +400,7 @@ def measure_friedel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *,
     """
     pixel_sums = _pair_sums(counts, valid, min_pair_counts)
     about_pixel = _asymmetry(pixel_sums, (0.0,) * counts.ndim)
-    found = tuple(float(np.clip(d, -SUBPIXEL_MAX_OFFSET_PX, SUBPIXEL_MAX_OFFSET_PX))
-                  for d in centre_offset_px(counts, valid))
+    found = tuple(_held(d) for d in centre_offset_px(counts, valid))
     refined = refined_offset(counts, valid, found, min_pair_counts=min_pair_counts)
     moved = [(refined, moved_locally(counts, valid, refined))]
     moved += [(centre, moved_to_pixel(counts, valid, centre)) for centre in {found, refined}
