@@ -134,6 +134,7 @@ class PartialCoherence:
         self._box = _kernel_box(self.shape, device)
         self.kernel = gaussian_kernel(self.shape, choice.sigma_px, device)
         self._kernel_hat = self._transform(self.kernel)
+        self._central_weight = self.kernel.flatten()[0].clamp_min(0)
 
     def _transform(self, array: torch.Tensor) -> torch.Tensor:
         return torch.fft.rfftn(array, s=self.shape, dim=tuple(range(-len(self.shape), 0)))
@@ -142,8 +143,17 @@ class PartialCoherence:
         return torch.fft.irfftn(spectrum, s=self.shape, dim=tuple(range(-len(self.shape), 0)))
 
     def blur(self, intensity: torch.Tensor) -> torch.Tensor:
-        """``intensity * k`` (float32, frame shape): the partially coherent model of a coherent intensity."""
-        return self._inverse(self._transform(intensity.float()) * self._kernel_hat).clamp_min_(0)
+        """``intensity * k`` (float32, frame shape): the partially coherent model of a coherent intensity.
+
+        Never below ``k(0) * intensity``, which the convolution of non-negative
+        arrays cannot go under: in float32 the FFT's rounding (about 1e-7 of the
+        brightest pixel) would otherwise leave a dark pixel's blurred value at
+        zero or below, and a modulus step dividing by it overflows (a 512^2
+        pattern with 6e6 photons at its peak went NaN).
+        """
+        intensity = intensity.float()
+        blurred = self._inverse(self._transform(intensity) * self._kernel_hat)
+        return torch.maximum(blurred, intensity * self._central_weight)
 
     def project_(self, field: torch.Tensor, amplitude: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Modulus projection under partial coherence, in place: ``F <- F sqrt(n / (|F|^2 * k))`` on valid pixels.
@@ -185,6 +195,7 @@ class PartialCoherence:
                 return
             self.kernel = kernel / kernel.sum()
         self._kernel_hat = self._transform(self.kernel)
+        self._central_weight = self.kernel.flatten()[0].clamp_min(0)
 
     def widths_px(self) -> list[float]:
         """RMS width (pixels) of the kernel along every axis (a Gaussian's sigma)."""

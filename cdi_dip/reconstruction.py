@@ -198,6 +198,10 @@ def _auto_pass(measurement: Measurement, cfg: RunConfig, method: Method, request
         challenger = _run_method(measurement, cfg.with_method(Method.HIO), requested, init, on_iter, device)
     except KeyboardInterrupt:  # before HIO had an iterate: the finished DIP result stands
         challenger = None
+    except ReconstructionError as exc:  # the double DIP's finished result stands
+        log.warning("the HIO comparison failed (%s): keeping the double DIP's result", exc)
+        result.method_choice = {"compared": False, "reason": f"the HIO comparison failed ({exc})"}
+        return result
     if challenger is None or challenger.interrupted:
         log.warning("interrupted while comparing with HIO: keeping the double DIP's result")
         result.interrupted = True
@@ -264,6 +268,9 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
         challenger = _run_method(measurement, challenger_cfg, requested, init, on_iter, device)
     except KeyboardInterrupt:  # before the challenger had an iterate: the coherent result stands
         challenger = None
+    except ReconstructionError as exc:  # a challenger that fails costs nothing but its time
+        log.warning("the fitted-kernel reconstruction failed (%s): keeping the coherent result", exc)
+        return _coherent_unchallenged(result, f"the fitted-kernel challenger failed ({exc})", blur_test=evidence)
     if challenger is None or challenger.interrupted:
         log.warning("interrupted while fitting a blurring kernel: keeping the coherent result")
         result.interrupted = True

@@ -76,3 +76,22 @@ def test_the_summary_table_names_the_method_kept_and_both_deviances():
     assert line == "hio kept: free Poisson LLK dip 5, hio 1.25"
     assert method_choice_line({}) is None and method_choice_line(None) is None
     assert "interrupted" in method_choice_line({"compared": False, "reason": "interrupted during the HIO comparison"})
+
+
+def test_a_failed_hio_comparison_keeps_the_double_dips_result(scan, tmp_path, monkeypatch):
+    from cdi_dip import reconstruction
+    from cdi_dip.errors import ReconstructionError
+
+    run_method = reconstruction._run_method
+
+    def failing_hio(measurement, cfg, *args, **kwargs):
+        if cfg.method is Method.HIO:
+            raise ReconstructionError("every run failed; the first: the HIO iterate became NaN")
+        return run_method(measurement, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(reconstruction, "_run_method", failing_hio)
+    cfg = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, psf="none").validate()
+    summary = reconstruct_scan(scan, cfg, tmp_path)
+    choice = summary["method_choice"]
+    assert summary["method"] == "dip" and not choice["compared"] and "HIO comparison failed" in choice["reason"]
+    assert choice["auto"]["kind"] == "crystal"

@@ -145,3 +145,22 @@ def _no_free_pixels(tmp_path):
     path.write_text("[prep]\nfree_fraction = 0.0\n")
     return path
 
+
+
+def test_a_challenger_that_fails_leaves_the_coherent_result(tmp_path, monkeypatch):
+    """The fitted-kernel run going wrong (here made to raise) costs nothing but its time."""
+    from cdi_dip import reconstruction
+    from cdi_dip.errors import ReconstructionError
+
+    run_method = reconstruction._run_method
+
+    def failing_challenger(measurement, cfg, *args, **kwargs):
+        if cfg.psf is not None and cfg.psf.startswith("auto"):
+            raise ReconstructionError("every run failed; the first: the ER iterate became NaN")
+        return run_method(measurement, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(reconstruction, "_run_method", failing_challenger)
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare")
+    record = summary["method_choice"]["coherence"]
+    assert not record["compared"] and record["chosen"] == "coherent" and record["blur_test"]["blurred"]
+    assert "challenger failed" in record["reason"] and "NaN" in record["reason"]
