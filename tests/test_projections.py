@@ -295,8 +295,10 @@ REFERENCE_MODULUS = {"c": project_modulus_single_sqrt, "torch": project_modulus}
 """The modulus projection each fused backend reproduces bit for bit."""
 
 
-def reference_solve(counts, valid, physics, cfg, generator, project=project_modulus) -> np.ndarray:
-    """The plan as a plain loop of the pure updates and ``project`` (the loop before issue 7)."""
+def reference_solve(counts, valid, physics, cfg, generator, project=project_modulus, *,
+                    at: int | None = None) -> np.ndarray:
+    """The plan as a plain loop of the pure updates and ``project`` (the loop before issue 7): the constrained
+    object after the last iteration, or after iteration ``at``."""
     opts = cfg.projection
     steps = parse_plan(opts.plan)
     constraints = choose_constraints(counts, valid, physics, opts)
@@ -322,6 +324,10 @@ def reference_solve(counts, valid, physics, cfg, generator, project=project_modu
                 sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
                                        iteration / last_shrinkwrap)
                 support = shrinkwrap(x, sigma_px=sigma, threshold=constraints.shrinkwrap_threshold)
+            if iteration == at:
+                break
+        if iteration == at:
+            break
     obj = torch.where(support, x, torch.zeros((), dtype=x.dtype))
     if constraints.positivity:
         obj = torch.complex(obj.real.clamp_min(0), obj.imag)
@@ -347,7 +353,7 @@ def test_the_fused_loop_gives_the_object_of_the_plain_loop(case, kernels, monkey
     cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan=plan, shrinkwrap_period=10, metric_period=7)).validate()
     output = _solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(4))
     expected = reference_solve(counts, valid, physics, cfg, torch.Generator().manual_seed(4),
-                               REFERENCE_MODULUS[kernels])
+                               REFERENCE_MODULUS[kernels], at=output.extra.get("best_iteration"))  # the one returned
     assert output.extra["positivity"] == (case == "cell-beamstop-2d")
     assert np.linalg.norm(output.obj - expected) <= 1e-5 * np.linalg.norm(expected)
 
@@ -388,7 +394,7 @@ def test_each_fused_step_is_its_equation(algorithm, positivity, kernels):
 
 
 # -- Ctrl-C keeps the best iterate (issue 8) ------------------------------------------------------
-def interrupted_fit(stop_at: int, free_fraction: float = 0.0):
+def interrupted_fit(stop_at: int, free_fraction: float = 0.0, plan: str = "20*ER+300*HIO+20*ER"):
     """A crystal fit stopped by Ctrl-C (KeyboardInterrupt from ``on_iter``) at iteration ``stop_at``."""
     counts, valid = crystal_counts((32, 32), seed=31)
     free = None
@@ -396,7 +402,7 @@ def interrupted_fit(stop_at: int, free_fraction: float = 0.0):
         free = (torch.rand((32, 32), generator=torch.Generator().manual_seed(5)) < free_fraction) & valid
         valid = valid & ~free
     physics = FarField((32, 32))
-    cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan="20*ER+300*HIO+20*ER", metric_period=10)).validate()
+    cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan=plan, metric_period=10)).validate()
 
     def stop(entry):
         if entry["iteration"] >= stop_at:
@@ -423,10 +429,25 @@ def test_ctrl_c_returns_the_best_checkpoint_not_the_current_hio_iterate(free_fra
     assert best[key] < 0.5 * output.history[-1][key]
 
 
-def test_a_normal_finish_returns_the_final_iterate():
+def test_a_normal_finish_returns_the_best_checkpoint_the_last_unless_an_earlier_fit_better():
     from cdi_dip.metrics import poisson_deviance
 
     output, counts, valid, _, model = interrupted_fit(stop_at=10**6)
-    assert not output.interrupted and "best_iteration" not in output.extra
-    assert poisson_deviance(model, counts, valid) == pytest.approx(output.history[-1]["loss"], rel=1e-4)
+    best = min(output.history, key=lambda entry: entry["loss"])
+    assert not output.interrupted
+    assert output.extra.get("best_iteration", output.iterations) == best["iteration"]
+    assert poisson_deviance(model, counts, valid) == pytest.approx(best["loss"], rel=1e-4)
+    assert int(output.support.sum()) == best["support_size"]
 
+
+def test_a_run_ending_on_a_poorer_hio_iterate_returns_the_earlier_checkpoint_that_fit_better():
+    """Without a final ER block the last HIO iterate fits worse than an earlier checkpoint (as after Ctrl-C
+    above): the run returns that checkpoint, and says which."""
+    from cdi_dip.metrics import poisson_deviance
+
+    output, counts, valid, _, model = interrupted_fit(stop_at=10**6, plan="20*ER+300*HIO")
+    best = min(output.history, key=lambda entry: entry["loss"])
+    assert not output.interrupted and output.iterations == 320
+    assert output.extra["best_iteration"] == best["iteration"] < 320
+    assert poisson_deviance(model, counts, valid) == pytest.approx(best["loss"], rel=1e-4)
+    assert best["loss"] < output.history[-1]["loss"]
