@@ -26,6 +26,7 @@ import torch
 
 from .config.psf import MAX_KERNEL_RADIUS_PX, PsfChoice, parse_psf
 from .metrics import MaskedFigures
+from .physics import fft_order_offsets
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +37,17 @@ def kernel_radii(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(max(1, min(MAX_KERNEL_RADIUS_PX, n // 8)) for n in shape)
 
 
-def _signed_offsets(shape: tuple[int, ...], device: torch.device) -> list[torch.Tensor]:
-    """Per axis, the signed offset (pixels) from index 0 in FFT order, broadcastable over the frame."""
-    grids = []
-    for axis, n in enumerate(shape):
-        offsets = torch.fft.fftfreq(n, d=1.0 / n, device=device)
-        view = [1] * len(shape)
-        view[axis] = n
-        grids.append(offsets.reshape(view))
-    return grids
-
-
 def _kernel_box(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Bool mask (frame shape, FFT order) of the pixels within :func:`kernel_radii` of the origin."""
     box = torch.ones(shape, dtype=torch.bool, device=device)
-    for offsets, radius in zip(_signed_offsets(shape, device), kernel_radii(shape)):
+    for offsets, radius in zip(fft_order_offsets(shape, device), kernel_radii(shape)):
         box = box & (offsets.abs() <= radius)
     return box
 
 
 def gaussian_kernel(shape: tuple[int, ...], sigma_px: float, device: torch.device) -> torch.Tensor:
     """A normalised Gaussian on the kernel box (float32, frame shape, FFT order)."""
-    r2 = sum(offsets.square() for offsets in _signed_offsets(shape, device))
+    r2 = sum(offsets.square() for offsets in fft_order_offsets(shape, device))
     kernel = torch.exp(-0.5 * r2 / sigma_px**2) * _kernel_box(shape, device)
     return (kernel / kernel.sum()).float()
 
@@ -199,7 +189,7 @@ class PartialCoherence:
 
     def widths_px(self) -> list[float]:
         """RMS width (pixels) of the kernel along every axis (a Gaussian's sigma)."""
-        offsets = _signed_offsets(self.shape, self.kernel.device)
+        offsets = fft_order_offsets(self.shape, self.kernel.device)
         return [float((self.kernel * o.square()).sum().sqrt()) for o in offsets]
 
     def compact(self) -> np.ndarray:

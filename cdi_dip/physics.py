@@ -153,3 +153,24 @@ def crop_centre(array: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         start = n_big // 2 - n_small // 2
         index.append(slice(start, start + n_small))
     return array[tuple(index)]
+
+
+def fft_order_offsets(shape: Sequence[int], device: torch.device,
+                      dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    """Per axis, the signed offset (pixels) of every FFT-order index from index 0, shaped to broadcast.
+
+    ``fftfreq(n) * n``: 0, 1, ..., then the negative offsets; a lag in the
+    Patterson function, a kernel's offset, or a frequency in pixels.
+
+    Returns
+    -------
+    list of torch.Tensor
+        One per axis, of shape ``(1, ..., n, ..., 1)`` and ``dtype``.
+    """
+    grids = []
+    for axis, n in enumerate(shape):
+        view = [1] * len(shape)
+        view[axis] = int(n)
+        grids.append(torch.fft.fftfreq(int(n), d=1.0 / int(n), device=device, dtype=dtype).reshape(view))
+    return grids
+

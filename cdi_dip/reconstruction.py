@@ -181,6 +181,7 @@ def _method_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, 
 
 
 def _with_auto_decision(result: Result, decision: dict[str, Any]) -> Result:
+    """``result`` with ``auto``'s reading of the data (:func:`~cdi_dip.solvers.decide_method`) in its record."""
     if decision:
         result.method_choice = {**result.method_choice, "auto": decision}
     return result

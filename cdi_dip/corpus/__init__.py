@@ -17,5 +17,5 @@ from .catalogue import CONDITIONS, FAMILIES
 from .detector import DetectorSettings, detect
 from .split import HALVES
 
-__all__ = ["CONDITIONS", "FAMILIES", "HALVES", "CorpusCase", "DetectorSettings", "corpus_cases", "detect", "moved_off_centre",
-           "object_extent_px", "write_case"]
+__all__ = ["CONDITIONS", "FAMILIES", "HALVES", "CorpusCase", "DetectorSettings", "corpus_cases", "detect",
+           "moved_off_centre", "object_extent_px", "write_case"]

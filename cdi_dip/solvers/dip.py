@@ -320,9 +320,10 @@ class _Problem:
         self.kind = DipLoss(kind)
         self.valid = valid
         self.free = free if free is not None and bool(free.any()) else None
-        used = valid if self.free is None else valid | self.free
+        self.measured = valid if self.free is None else valid | self.free
+        """Every measured pixel, fitted or held out."""
         zero = torch.zeros((), dtype=torch.float32, device=counts.device)
-        self.counts = torch.where(used, counts.float().nan_to_num(0.0).clamp_min(0.0), zero)
+        self.counts = torch.where(self.measured, counts.float().nan_to_num(0.0).clamp_min(0.0), zero)
         self.amplitude = self.counts.sqrt()
         self.coherence: PartialCoherence | None = None
         """The partial-coherence kernel the model intensity is blurred with (fixed here); None: coherent."""
@@ -390,9 +391,8 @@ class _Runner:
         self.cfg = cfg
         self.init = init
         self.dip = cfg.dip
-        measured = problem.valid if problem.free is None else problem.valid | problem.free
         self.param, self.specimen = choose_parameterisation(problem.counts, problem.valid, problem.physics, cfg,
-                                                            measured=measured)
+                                                            measured=problem.measured)
         self.generator = generator
         self.on_iter = on_iter
         self.device = problem.counts.device

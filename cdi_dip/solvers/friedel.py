@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .._ndimage import box_mean, dilate
+from ..physics import fft_order_offsets
 
 SUBPIXEL_FILL_RADIUS_PX = 2
 """Masked pixels are filled with the mean of the valid pixels within this box half-width before the
@@ -153,16 +154,6 @@ def pixel_asymmetry(counts: torch.Tensor, valid: torch.Tensor, *, min_pair_count
     return _asymmetry(_pair_sums(counts, valid, min_pair_counts), (0.0,) * counts.ndim)
 
 
-def _signed_offsets(shape: tuple[int, ...], device: torch.device) -> list[torch.Tensor]:
-    """Per axis, the signed lag (or frequency) of every FFT-order index, shaped to broadcast."""
-    grids = []
-    for axis, n in enumerate(shape):
-        view = [1] * len(shape)
-        view[axis] = n
-        grids.append((torch.fft.fftfreq(n, d=1.0 / n, device=device, dtype=torch.float64)).reshape(view))
-    return grids
-
-
 def centre_offset_px(counts: torch.Tensor, valid: torch.Tensor) -> tuple[float, ...]:
     """Sub-pixel centre of a pattern's Friedel symmetry, from the phase ramp of its Patterson function.
 
@@ -189,7 +180,7 @@ def centre_offset_px(counts: torch.Tensor, valid: torch.Tensor) -> tuple[float, 
         return (0.0,) * len(shape)
     patterson = torch.fft.fftn(torch.fft.ifftshift(pattern))
     power = patterson.abs().square()
-    lags = _signed_offsets(shape, counts.device)
+    lags = fft_order_offsets(shape, counts.device, torch.float64)
     strong = power > PATTERSON_NOISE_FACTOR * total
     origin = torch.ones(shape, dtype=torch.bool, device=counts.device)
     for lag in lags:
@@ -237,7 +228,7 @@ def moved_to_pixel(counts: torch.Tensor, valid: torch.Tensor,
     untrusted = dilate(~valid_np, SUBPIXEL_MARGIN_PX) | ~_inner(valid_np.shape, SUBPIXEL_MARGIN_PX)
     spectrum = torch.fft.fftn(torch.from_numpy(filled).to(counts.device))
     phase = sum(2 * math.pi * d * k / n
-                for d, k, n in zip(offset_px, _signed_offsets(tuple(counts.shape), counts.device), counts.shape))
+                for d, k, n in zip(offset_px, fft_order_offsets(tuple(counts.shape), counts.device, torch.float64), counts.shape))
     moved = torch.fft.ifftn(spectrum * torch.exp(1j * phase)).real.clamp_min(0)
     return moved, torch.from_numpy(~untrusted).to(valid.device)
 
@@ -257,6 +248,31 @@ def _lanczos_weights(fraction: float) -> tuple[np.ndarray, np.ndarray]:
     return taps, weights / weights.sum()
 
 
+def _locally_trusted(valid: np.ndarray) -> np.ndarray:
+    """Pixels whose Lanczos kernel (:func:`_lanczos_weights`, at any offset) sees valid pixels only, inside the
+    frame."""
+    unseen = (~valid).astype(np.float64)
+    taps = np.arange(-LANCZOS_LOBES + 1, LANCZOS_LOBES + 1)
+    for axis in range(valid.ndim):
+        unseen = sum(np.roll(unseen, -int(tap), axis=axis) for tap in taps)
+    return (unseen < 0.5) & _inner(valid.shape, LANCZOS_LOBES)
+
+
+def _locally_moved(values: np.ndarray, offset_px: tuple[float, ...]) -> torch.Tensor:
+    """``values`` (masked pixels at 0) moved by ``-offset_px`` with the Lanczos kernel, non-negative (float64)."""
+    for axis, fraction in enumerate(offset_px):
+        taps, weights = _lanczos_weights(float(fraction))
+        values = sum(weight * np.roll(values, -int(tap), axis=axis) for tap, weight in zip(taps, weights))
+    return torch.from_numpy(np.clip(values, 0, None))
+
+
+def _local_values(counts: torch.Tensor, valid: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """The counts (masked pixels at 0, float64, on the host) and :func:`_locally_trusted` of ``valid``."""
+    valid_np = valid.cpu().numpy().astype(bool)
+    values = np.where(valid_np, counts.double().clamp_min(0).cpu().numpy(), 0.0)
+    return values, torch.from_numpy(_locally_trusted(valid_np)).to(valid.device)
+
+
 def moved_locally(counts: torch.Tensor, valid: torch.Tensor,
                   offset_px: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """The pattern moved by ``-offset_px`` with a Lanczos kernel of :data:`LANCZOS_LOBES` lobes, and the pixels
@@ -272,26 +288,8 @@ def moved_locally(counts: torch.Tensor, valid: torch.Tensor,
         Non-negative.
     trusted : torch.Tensor, bool, frame shape
     """
-    valid_np = valid.cpu().numpy().astype(bool)
-    values = np.where(valid_np, counts.double().clamp_min(0).cpu().numpy(), 0.0)
-    unseen = (~valid_np).astype(np.float64)
-    for axis, fraction in enumerate(offset_px):
-        taps, weights = _lanczos_weights(float(fraction))
-        moved_values, moved_unseen = np.zeros_like(values), np.zeros_like(unseen)
-        for tap, weight in zip(taps, weights):
-            moved_values += weight * np.roll(values, -int(tap), axis=axis)
-            moved_unseen += np.roll(unseen, -int(tap), axis=axis)
-        values, unseen = moved_values, moved_unseen
-    trusted = (unseen < 0.5) & _inner(valid_np.shape, LANCZOS_LOBES)
-    return (torch.from_numpy(np.clip(values, 0, None)).to(counts.device),
-            torch.from_numpy(trusted).to(valid.device))
-
-
-def _local_value(counts: torch.Tensor, valid: torch.Tensor, offset: tuple[float, ...],
-                 min_pair_counts: float) -> float:
-    """The asymmetry about ``offset`` with the pattern moved locally (infinite when no pair is trusted)."""
-    sums = _pair_sums(*moved_locally(counts, valid, offset), min_pair_counts)
-    return sums.excess / sums.total if sums.total > 0 else math.inf
+    values, trusted = _local_values(counts, valid)
+    return _locally_moved(values, offset_px).to(counts.device), trusted
 
 
 def _held(offset: float) -> float:
@@ -330,7 +328,12 @@ def refined_offset(counts: torch.Tensor, valid: torch.Tensor, start: tuple[float
     :data:`SUBPIXEL_MAX_OFFSET_PX`.
     """
     offset = [_held(d) for d in start]
-    value = (lambda trial: _local_value(counts, valid, tuple(trial), min_pair_counts))
+    values, trusted = _local_values(counts, valid)  # the kernel's footprint does not depend on the offset
+
+    def value(trial: list[float]) -> float:
+        sums = _pair_sums(_locally_moved(values, tuple(trial)).to(counts.device), trusted, min_pair_counts)
+        return sums.excess / sums.total if sums.total > 0 else math.inf
+
     best = value(offset)
     for step in (0.2, 0.1):
         for axis in range(len(offset)):

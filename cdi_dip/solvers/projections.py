@@ -704,7 +704,8 @@ def solve_projections(
         of the last HIO/RAAR block, before the final ER block; for an earlier
         checkpoint returned, its ``outside_fraction_projection``; of
         ``P_M x`` when the run stopped earlier), ``outside_fraction_projection``
-        (:func:`projection_outside_fraction` of the last iterate) and, with ``support_fraction_bounds``,
+        (:func:`projection_outside_fraction` of the last iterate, or of the earlier
+        checkpoint returned) and, with ``support_fraction_bounds``,
         ``support_fraction`` (of the final support), ``support_restarts`` (one
         entry per restart: ``iteration``, ``support_fraction``, ``cause``
         collapsed or exploded, ``threshold``, ``next_threshold``) and
