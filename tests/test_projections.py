@@ -20,6 +20,7 @@ from cdi_dip.solvers.projections import (
     hio_update,
     positive_update,
     raar_update,
+    shrinkwrap_sigma_scale,
     solve_projections,
 )
 from cdi_dip.config.plan import parse_plan
@@ -262,6 +263,27 @@ def test_a_tiny_fit_lowers_the_loss(method):
     assert output.support.any() and output.extra["positivity"] and not output.extra["missing_centre"]
 
 
+def test_shrinkwrap_blurs_more_on_frames_above_its_reference_size():
+    assert shrinkwrap_sigma_scale((64, 64), 128) == 1.0
+    assert shrinkwrap_sigma_scale((128, 128, 128), 128) == 1.0
+    assert shrinkwrap_sigma_scale((160, 200), 128) == pytest.approx(1.25)
+    assert shrinkwrap_sigma_scale((512, 384), 128) == 2.0  # capped at the factor measured
+    assert shrinkwrap_sigma_scale((512, 512), 0) == 1.0  # 0 switches the scaling off
+
+
+@pytest.mark.parametrize("frame_px, expected", [(128, [3.0, 1.0]), (0, [1.5, 0.5])])
+def test_a_large_frame_is_shrinkwrapped_with_the_scaled_blur(frame_px, expected):
+    rng = np.random.default_rng(3)
+    truth = np.zeros((256, 256), dtype=np.complex64)
+    truth[96:160, 100:150] = np.exp(1j * rng.uniform(0, 0.5, (64, 50)))
+    counts, valid = counts_of(truth, peak=1e6, seed=3)
+    cfg = RunConfig(method="hio", device="cpu", projection=ProjectionConfig(
+        plan="20*ER+20*HIO+20*ER", shrinkwrap_sigma_frame_px=frame_px)).validate()
+    physics = FarField((256, 256))
+    output = _solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(0))
+    assert output.extra["shrinkwrap_sigma_px"] == expected
+
+
 def test_behind_a_beamstop_the_missing_centre_is_recovered_not_zeroed():
     truth, counts, valid = tiny_cell(2)
     physics = FarField((32, 32))
@@ -323,6 +345,7 @@ def reference_solve(counts, valid, physics, cfg, generator, project=project_modu
             if iteration % opts.shrinkwrap_period == 0 and iteration <= last_shrinkwrap:
                 sigma = sigma_schedule(opts.shrinkwrap_sigma_start, opts.shrinkwrap_sigma_end,
                                        iteration / last_shrinkwrap)
+                sigma *= shrinkwrap_sigma_scale(physics.shape, opts.shrinkwrap_sigma_frame_px)
                 support = shrinkwrap(x, sigma_px=sigma, threshold=constraints.shrinkwrap_threshold)
             if iteration == at:
                 break
@@ -350,7 +373,9 @@ def test_the_fused_loop_gives_the_object_of_the_plain_loop(case, kernels, monkey
         counts, valid = crystal_counts((16, 16, 16), seed=22)
     physics = FarField(tuple(counts.shape))
     plan = "10*ER+30*HIO+20*RAAR+10*ER"
-    cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan=plan, shrinkwrap_period=10, metric_period=7)).validate()
+    frame_px = 20 if case == "crystal-2d" else 128  # the 32 px crystal is shrinkwrapped with 1.6 times the blur
+    cfg = RunConfig(device="cpu", projection=ProjectionConfig(plan=plan, shrinkwrap_period=10, metric_period=7,
+                                                              shrinkwrap_sigma_frame_px=frame_px)).validate()
     output = _solve_projections(counts, valid, physics, cfg, generator=torch.Generator().manual_seed(4))
     expected = reference_solve(counts, valid, physics, cfg, torch.Generator().manual_seed(4),
                                REFERENCE_MODULUS[kernels], at=output.extra.get("best_iteration"))  # the one returned

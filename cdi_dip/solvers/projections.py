@@ -294,6 +294,31 @@ def _shrinkwrap_threshold(opts: ProjectionConfig, constraints: ObjectConstraints
     return constraints.shrinkwrap_threshold
 
 
+SHRINKWRAP_SIGMA_MAX_SCALE = 2.0
+"""The largest factor :func:`shrinkwrap_sigma_scale` applies: the one measured (sigma 3 -> 1 px on 256-512 px
+frames of the tuning half; docs/benchmarks.md, "Full-size frames: shrinkwrap's blur grows with the frame")."""
+
+
+def shrinkwrap_sigma_scale(shape: tuple[int, ...], frame_px: int) -> float:
+    """Factor on shrinkwrap's sigmas for a frame: ``min(n / frame_px, SHRINKWRAP_SIGMA_MAX_SCALE)``, at least 1.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape, pixels.
+    frame_px : int
+        ``ProjectionConfig.shrinkwrap_sigma_frame_px``; 0 gives 1 (no scaling).
+
+    Returns
+    -------
+    float
+        1 for frames of at most ``frame_px`` along their smallest axis ``n``.
+    """
+    if frame_px <= 0:
+        return 1.0
+    return min(max(min(shape) / frame_px, 1.0), SHRINKWRAP_SIGMA_MAX_SCALE)
+
+
 def _shrinkwrap_iterations(steps: list, period: int) -> tuple[int, int]:
     """Iterations (1-based) after which shrinkwrap may run: ``(period, last)``.
 
@@ -505,6 +530,8 @@ class _Shrinkwrap:
     by :func:`~cdi_dip.support.detwin_support` (on its centred view) for those
     iterations (:func:`_detwin_span`), without shrinkwrap, then the support
     held before the cut returns; ``detwin`` then describes what was done.
+    ``sigma_px`` is the blur's ``(start, end)`` in pixels for this frame
+    (:func:`shrinkwrap_sigma_scale`).
     """
 
     def __init__(self, support: torch.Tensor, opts: ProjectionConfig, threshold: float, steps: list,
@@ -515,6 +542,8 @@ class _Shrinkwrap:
         self._bounds = bounds
         self._physics = physics
         self._period, self._last = _shrinkwrap_iterations(steps, opts.shrinkwrap_period)
+        scale = shrinkwrap_sigma_scale(tuple(support.shape), opts.shrinkwrap_sigma_frame_px)
+        self.sigma_px = (opts.shrinkwrap_sigma_start * scale, opts.shrinkwrap_sigma_end * scale)
         self._total = plan_length(steps)
         self.outline: torch.Tensor | None = None
         self._span = _detwin_span(steps, opts.detwin_iterations, self._total if self._last <= 0 else self._last)
@@ -551,8 +580,7 @@ class _Shrinkwrap:
                 self.current, self._full = self._full, None
             return
         if self._period and iteration % self._period == 0 and iteration <= self._last:
-            sigma = sigma_schedule(self._opts.shrinkwrap_sigma_start, self._opts.shrinkwrap_sigma_end,
-                                   iteration / max(self._last, 1))
+            sigma = sigma_schedule(*self.sigma_px, iteration / max(self._last, 1))
             rms = self._opts.shrinkwrap_threshold_relative_to == "rms"
             self.current = shrinkwrap(x, sigma_px=sigma, threshold=self._threshold,
                                       relative_to="rms" if rms else "max", support=self.current if rms else None)
@@ -695,7 +723,8 @@ def solve_projections(
         ``loss`` (mean Poisson deviance on the valid pixels of
         :func:`constrained_object` of the iterate), ``r_factor``,
         ``support_size`` and ``free_loss`` (with free pixels), ``interrupted``
-        after Ctrl-C, and ``extra``: ``plan``, ``kernels`` (the fused steps used and where
+        after Ctrl-C, and ``extra``: ``plan``, ``shrinkwrap_sigma_px`` (the blur's start and end for
+        this frame, :func:`shrinkwrap_sigma_scale`), ``kernels`` (the fused steps used and where
         they come from, :attr:`cdi_dip.solvers.fused.Backend.description`), ``best_iteration``
         when an earlier checkpoint is returned, the constraints chosen
         (:meth:`ObjectConstraints.summary`: ``positivity``,
@@ -805,7 +834,8 @@ def solve_projections(
     interrupted, iteration, x = state.interrupted, state.iterations, state.x
 
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
-        extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.description, **constraints.summary()}
+        extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.description, **constraints.summary(),
+                                 "shrinkwrap_sigma_px": [round(sigma, 3) for sigma in support.sigma_px]}
         if opts.shrinkwrap_threshold_relative_to != "max":
             extra["shrinkwrap_threshold"] = _shrinkwrap_threshold(opts, constraints)
             extra["shrinkwrap_threshold_relative_to"] = opts.shrinkwrap_threshold_relative_to
@@ -873,4 +903,5 @@ __all__ = [
     "projection_outside_fraction",
     "solve_projections",
     "support_fraction",
+    "shrinkwrap_sigma_scale",
 ]
