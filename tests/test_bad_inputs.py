@@ -220,7 +220,7 @@ def test_random_file_contents_never_give_a_traceback(tmp_path_factory, array, co
     else:
         path = folder / "scan.tif"
         try:
-            tifffile.imwrite(path, array)
+            tifffile.imwrite(path, array, photometric="minisblack")  # a detector stack, never RGB
         except Exception:  # tifffile refuses some shapes; then the file is whatever bytes it left
             path.write_bytes(array.tobytes())
     out = folder / "out"
