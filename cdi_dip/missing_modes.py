@@ -120,7 +120,7 @@ def masked_centre_frequencies(valid: np.ndarray) -> tuple[np.ndarray, float]:
     return chosen[order], radius
 
 
-def _gram(spectrum: np.ndarray, points: np.ndarray) -> np.ndarray:
+def frequency_gram(spectrum: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``spectrum[p_i - p_j]`` (indices wrapped) for every pair of ``points`` (shape (P, d)): a P x P matrix."""
     differences = points[:, None, :] - points[None, :, :]
     index = tuple(np.mod(differences[..., axis], n) for axis, n in enumerate(spectrum.shape))
@@ -153,9 +153,9 @@ def hidden_fractions(support: np.ndarray, frequencies: np.ndarray) -> np.ndarray
     if len(points) < len(frequencies):
         masked = np.zeros(support.shape)
         masked[tuple(np.mod(frequencies[:, axis], n) for axis, n in enumerate(support.shape))] = 1.0
-        gram = _gram(np.fft.ifftn(masked), points)
+        gram = frequency_gram(np.fft.ifftn(masked), points)
     else:
-        gram = _gram(np.fft.fftn(support.astype(np.float64)) / support.size, frequencies)
+        gram = frequency_gram(np.fft.fftn(support.astype(np.float64)) / support.size, frequencies)
     return np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, 1.0)
 
 

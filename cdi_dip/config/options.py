@@ -221,6 +221,12 @@ class ProjectionConfig:
     and a blur of 1.5 px on an object 100-250 px across lets shrinkwrap cut
     the support down to the iterate's brightest part (full-size 2D frames of
     the tuning half, HIO: median error 0.53 -> 0.28; docs/projections.md)."""
+    hidden_mode_floor: float = option(0.05, range=(0.0, 1.0))
+    """Behind a masked centre and without positivity, the modulus step is
+    divided by ``max(1 - g, hidden_mode_floor)`` along every support mode whose
+    masked fraction of Fourier power ``g`` is above 0.5: the full least-squares
+    step along the modes the beamstop hides, at most ``1 / floor`` times the
+    plain one (:mod:`cdi_dip.solvers.hidden_modes`). 0 switches it off."""
     shrinkwrap_period: int = option(20, range=(0, None))
     """Iterations between shrinkwrap updates; 0 switches shrinkwrap off."""
     metric_period: int = option(20, range=(1, None))

@@ -29,6 +29,7 @@ import torch
 from ..coherence import CoherentModulus
 from ..physics import FarField
 from .fused import Backend, ModulusTarget, outside_coefficients, positivity_mode
+from .hidden_modes import HiddenModeStep
 
 
 class SupportRule(Protocol):
@@ -73,7 +74,7 @@ class PlanState:
 def run_plan(x: torch.Tensor, steps: Iterable, target: ModulusTarget, physics: FarField, support: SupportRule, *,
              kernels: Backend, beta: float, positivity: bool = False,
              on_iteration: Callable[[int, str, torch.Tensor], None] | None = None,
-             coherence: CoherentModulus | None = None) -> PlanState:
+             coherence: CoherentModulus | None = None, hidden_modes: HiddenModeStep | None = None) -> PlanState:
     """Run a plan of ER, HIO and RAAR steps from ``x``.
 
     Parameters
@@ -100,6 +101,9 @@ def run_plan(x: torch.Tensor, steps: Iterable, target: ModulusTarget, physics: F
     coherence : CoherentModulus, optional
         Partial coherence: the modulus step fits the blurred intensity
         (:mod:`cdi_dip.coherence`) instead of the backend's coherent one.
+    hidden_modes : HiddenModeStep, optional
+        Behind a masked centre: the modulus step taken in full along the
+        support's hidden modes (:mod:`cdi_dip.solvers.hidden_modes`).
 
     Returns
     -------
@@ -119,6 +123,8 @@ def run_plan(x: torch.Tensor, steps: Iterable, target: ModulusTarget, physics: F
                     field = coherence.project_(field, target.amplitude, target.valid)
                 projected = physics.ifft(field)
                 del field
+                if hidden_modes is not None:
+                    projected = hidden_modes.apply(projected, x, support.current)
                 x = kernels.update_(projected, x, support.current, coefficients, mode)
                 del projected
                 iteration += 1

@@ -46,6 +46,7 @@ from .base import Initialiser, IterCallback, Problem
 from ..coherence import CoherentModulus, PartialCoherence
 from ..config.psf import PsfChoice, for_run, parse_psf
 from .friedel import FriedelAsymmetry, friedel_asymmetry
+from .hidden_modes import HiddenModeStep
 from .fused import ModulusTarget, positivity_mode, select_backend
 from .init import measured_amplitude, random_phases
 from .loop import run_plan
@@ -626,6 +627,19 @@ class _Shrinkwrap:
             raise SupportOutOfBounds(iteration, fraction, collapsed=fraction < low)
 
 
+def _hidden_mode_step(opts: ProjectionConfig, valid_f: torch.Tensor, physics: FarField, *, positivity: bool,
+                      coherent: bool) -> HiddenModeStep | None:
+    """The full step along hidden support modes when the centre is masked, the object complex and the model
+    coherent (:mod:`cdi_dip.solvers.hidden_modes`); None otherwise or with ``hidden_mode_floor = 0``."""
+    if opts.hidden_mode_floor <= 0 or positivity or not coherent:
+        return None
+    step = HiddenModeStep.build(valid_f, physics, opts.hidden_mode_floor)
+    if step is not None:
+        log.info("masked centre (%d px): the modulus step is taken in full along hidden support modes (cap %.0fx)",
+                 len(step.frequencies), 1 / step.floor)
+    return step
+
+
 def power_outside(x: torch.Tensor, support: torch.Tensor) -> float:
     """Fraction (0-1) of ``sum |x|^2`` outside ``support``; 0 when ``x`` has no power (one host sync)."""
     power = x.real.square() + x.imag.square()
@@ -784,6 +798,7 @@ def solve_projections(
     coherence = PartialCoherence(physics.shape, psf, device) if psf.enabled else None
     modulus = CoherentModulus(coherence, counts_f, valid_f, total) if coherence is not None else None
     figures = _CheckpointFigures(physics, counts_f, valid_f, free_f, coherence)
+    hidden_modes = _hidden_mode_step(opts, valid_f, physics, positivity=positivity, coherent=modulus is None)
     constrained_mode = positivity_mode("ER", positivity)
 
     def constrained(obj: torch.Tensor) -> torch.Tensor:
@@ -827,7 +842,8 @@ def solve_projections(
             modulus.iteration = 0
         try:
             state = run_plan(x, steps, target, physics, support, kernels=backend, beta=opts.beta,
-                             positivity=positivity, on_iteration=record, coherence=modulus)
+                             positivity=positivity, on_iteration=record, coherence=modulus,
+                             hidden_modes=hidden_modes)
             break
         except SupportOutOfBounds as exc:
             threshold = _restart_record(restarts, exc, threshold)
@@ -841,6 +857,8 @@ def solve_projections(
             extra["shrinkwrap_threshold_relative_to"] = opts.shrinkwrap_threshold_relative_to
         if support.detwin is not None:
             extra["detwin"] = support.detwin
+        if hidden_modes is not None:
+            extra["hidden_mode_step"] = {"floor": hidden_modes.floor, "modes_last_support": hidden_modes.modes_used}
         margin = support.final_margin
         if margin is not None:
             extra["final_support_margin"] = margin
