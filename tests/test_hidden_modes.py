@@ -122,3 +122,15 @@ def test_an_eigenproblem_over_the_limit_leaves_the_step_plain(hidden, monkeypatc
     projected = torch.randn(SHAPE, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
     assert torch.equal(step.apply(projected.clone(), x, support), projected)
     assert step.modes_used == 0
+
+
+@pytest.mark.parametrize("radius_px, changes", [(3.0, True), (0.0, False)])
+def test_the_double_dips_warm_start_takes_the_step_only_behind_a_masked_centre(radius_px, changes):
+    from cdi_dip.solvers.dip_warmstart import hio_in_box, object_box
+
+    counts, valid = _crystal_behind_a_beamstop(radius_px)
+    problem = Problem.build(counts * valid, valid, FarField(SHAPE))
+    box = object_box(SHAPE, (16, 16), problem.device)
+    runs = [hio_in_box(problem, box, threshold=0.1, rng=torch.Generator().manual_seed(0), hidden_mode_floor=floor)[0]
+            for floor in (0.0, 0.05)]
+    assert torch.equal(runs[0], runs[1]) is not changes

@@ -226,7 +226,8 @@ class ProjectionConfig:
     divided by ``max(1 - g, hidden_mode_floor)`` along every support mode whose
     masked fraction of Fourier power ``g`` is above 0.5: the full least-squares
     step along the modes the beamstop hides, at most ``1 / floor`` times the
-    plain one (:mod:`cdi_dip.solvers.hidden_modes`). 0 switches it off."""
+    plain one (:mod:`cdi_dip.solvers.hidden_modes`), in the projection solvers
+    and in the double DIP's warm start. 0 switches it off."""
     shrinkwrap_period: int = option(20, range=(0, None))
     """Iterations between shrinkwrap updates; 0 switches shrinkwrap off."""
     metric_period: int = option(20, range=(1, None))

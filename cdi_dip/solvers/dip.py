@@ -493,7 +493,8 @@ class _Runner:
         self.warm = dip_warmstart.warm_start(
             self.problem.as_problem(), self.object_shape, runs=self.warm_runs,
             threshold=self.dip.warm_start_threshold, rng=self.generator, init=self.init,
-            specimen=self.specimen, on_step=on_step, on_run=on_run, psf=self.cfg.psf)
+            specimen=self.specimen, on_step=on_step, on_run=on_run, psf=self.cfg.psf,
+            hidden_mode_floor=self.cfg.projection.hidden_mode_floor)
         self.problem.coherence = _held_fixed(self.warm.coherence)
         self.extra["warm_start_scores"] = self.warm.scores
         self.extra["warm_start_kept"] = self.warm.run

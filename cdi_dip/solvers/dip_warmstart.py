@@ -34,6 +34,7 @@ from ..support import shrinkwrap, sigma_schedule
 from .base import Initialiser, Problem
 from .fused import ModulusTarget, TorchBackend
 from .init import measured_amplitude, random_phases
+from .hidden_modes import HiddenModeStep
 from .loop import run_plan
 from .projections import ObjectConstraints
 
@@ -126,7 +127,8 @@ def _inside(obj: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
 def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: torch.Generator,
                init: Initialiser = random_phases, first_support: torch.Tensor | None = None,
                positivity: bool = False, coherence: PartialCoherence | None = None,
-               on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+               on_step: Callable[[], None] | None = None,
+               hidden_mode_floor: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """One warm-start run: :data:`WARM_START_PLAN` with shrinkwrap bounded by the box.
 
     Parameters
@@ -150,6 +152,11 @@ def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: to
         refines this kernel, in place, when it is fitted).
     on_step : callable, optional
         Called after every iteration (progress, Ctrl-C).
+    hidden_mode_floor : float
+        Behind a masked centre, without positivity and with the coherent
+        model: the modulus step taken in full along the support's hidden
+        modes, capped at ``1 / hidden_mode_floor``
+        (:mod:`cdi_dip.solvers.hidden_modes`); 0: the plain step.
 
     Returns
     -------
@@ -176,15 +183,19 @@ def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: to
     modulus = None
     if coherence is not None:
         modulus = CoherentModulus(coherence, physics.to_fft_order(problem.counts), valid_f, ITERATIONS_PER_RUN)
+    hidden = None
+    if hidden_mode_floor > 0 and not positivity and modulus is None:
+        hidden = HiddenModeStep.build(valid_f, physics, hidden_mode_floor)
     state = run_plan(x, WARM_START_PLAN, target, physics, rule, kernels=TorchBackend(), beta=BETA,
-                     positivity=positivity, on_iteration=step_callback, coherence=modulus)
+                     positivity=positivity, on_iteration=step_callback, coherence=modulus, hidden_modes=hidden)
     return _inside(state.x, rule.current), rule.current, state.interrupted
 
 
 def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, threshold: float,
                rng: torch.Generator, init: Initialiser = random_phases, specimen: ObjectConstraints | None = None,
                on_step: Callable[[], None] | None = None,
-               on_run: Callable[[float], None] | None = None, psf: PsfChoice = PsfChoice()) -> WarmStart:
+               on_run: Callable[[float], None] | None = None, psf: PsfChoice = PsfChoice(),
+               hidden_mode_floor: float = 0.0) -> WarmStart:
     """Best of ``runs`` box-bounded HIO runs by free-pixel (else training) Poisson deviance.
 
     Parameters
@@ -215,6 +226,9 @@ def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, th
     psf : PsfChoice
         Partial coherence (``--psf``): every run starts its own kernel from
         this choice; the kept run's kernel comes back with it.
+    hidden_mode_floor : float
+        The full step along hidden support modes behind a masked centre
+        (:func:`hio_in_box`); 0: the plain step.
 
     Returns
     -------
@@ -244,7 +258,8 @@ def warm_start(problem: Problem, object_shape: tuple[int, ...], *, runs: int, th
         coherence = PartialCoherence(physics.shape, choice, problem.device) if choice.enabled else None
         obj, support, interrupted = hio_in_box(problem, box, threshold=threshold, rng=rng, init=init,
                                                first_support=first_support, positivity=positivity,
-                                               coherence=coherence, on_step=on_step)
+                                               coherence=coherence, on_step=on_step,
+                                               hidden_mode_floor=hidden_mode_floor)
         score = score_of(obj, coherence)
         scores.append(score)
         if on_run is not None:
