@@ -120,19 +120,52 @@ def masked_centre_frequencies(valid: np.ndarray) -> tuple[np.ndarray, float]:
     return chosen[order], radius
 
 
-def frequency_gram(spectrum: np.ndarray, points: np.ndarray) -> np.ndarray:
+def _frequency_gram(spectrum: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``spectrum[p_i - p_j]`` (indices wrapped) for every pair of ``points`` (shape (P, d)): a P x P matrix."""
     differences = points[:, None, :] - points[None, :, :]
     index = tuple(np.mod(differences[..., axis], n) for axis, n in enumerate(spectrum.shape))
     return spectrum[index]
 
 
+def wrapped_frequencies(frequencies: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Array indices (FFT order, wrapped) of frequency offsets ``frequencies`` (shape (M, d)) in a frame."""
+    return tuple(np.mod(frequencies[:, axis], n) for axis, n in enumerate(shape))
+
+
+def smaller_gram(support: np.ndarray, frequencies: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The smaller of ``G = A A^H`` (masked frequencies) and ``A^H A`` (support pixels).
+
+    Both have the same nonzero eigenvalues, the masked fractions of power of
+    the support's modes. ``A^H A`` (``[s, s'] = (1/N) sum_m exp(2 pi i k_m .
+    (r_s - r_s') / N)``) is built when the support has fewer pixels; its
+    eigenvectors are then the modes themselves over ``np.argwhere(support)``.
+
+    Parameters
+    ----------
+    support : numpy.ndarray, bool, frame shape
+    frequencies : numpy.ndarray, int, shape (M, d)
+        Masked frequency offsets from the zero frequency, pixels.
+
+    Returns
+    -------
+    gram : numpy.ndarray, complex128, square
+    over_support : bool
+        True when ``gram`` is ``A^H A`` (over the support's pixels).
+    """
+    points = np.argwhere(support)
+    if len(points) < len(frequencies):
+        masked = np.zeros(support.shape)
+        masked[wrapped_frequencies(frequencies, support.shape)] = 1.0
+        return _frequency_gram(np.fft.ifftn(masked), points), True
+    return _frequency_gram(np.fft.fftn(support.astype(np.float64)) / support.size, frequencies), False
+
+
 def hidden_fractions(support: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
     """Eigenvalues of ``G``: the masked fraction of power of each support mode, largest first.
 
     ``G`` is M x M; its nonzero eigenvalues are those of the |S| x |S| matrix
-    ``A^H A`` (``[s, s'] = (1/N) sum_m exp(2 pi i k_m . (r_s - r_s') / N)``),
-    which is built instead when the support is the smaller set.
+    ``A^H A``, which is built instead when the support is the smaller set
+    (:func:`smaller_gram`).
 
     Parameters
     ----------
@@ -149,13 +182,7 @@ def hidden_fractions(support: np.ndarray, frequencies: np.ndarray) -> np.ndarray
     support = np.asarray(support, dtype=bool)
     if len(frequencies) == 0 or not support.any():
         return np.zeros(0)
-    points = np.argwhere(support)
-    if len(points) < len(frequencies):
-        masked = np.zeros(support.shape)
-        masked[tuple(np.mod(frequencies[:, axis], n) for axis, n in enumerate(support.shape))] = 1.0
-        gram = frequency_gram(np.fft.ifftn(masked), points)
-    else:
-        gram = frequency_gram(np.fft.fftn(support.astype(np.float64)) / support.size, frequencies)
+    gram, _ = smaller_gram(support, frequencies)
     return np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, 1.0)
 
 

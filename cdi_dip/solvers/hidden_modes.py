@@ -17,10 +17,11 @@ divides the step's component along every mode with ``g`` above
 along those modes, capped at ``1 / floor`` so that the counting noise leaking
 into them is not amplified without bound.
 
-The modes are those of :func:`cdi_dip.missing_modes.hidden_fractions`: the
-eigenvectors ``u`` of the ``M x M`` matrix ``G`` over the masked pixels near
-the zero frequency, taken to the object by ``A^H u`` (one inverse FFT each)
-and recomputed whenever the support changes (a shrinkwrap update).
+The modes are those of :func:`cdi_dip.missing_modes.hidden_fractions`, from
+the smaller of its two Gram matrices (:func:`cdi_dip.missing_modes.smaller_gram`:
+over the masked pixels near the zero frequency, each eigenvector ``u`` taken
+to the object by ``A^H u``, or over the support's pixels), recomputed
+whenever the support changes (a shrinkwrap update).
 
 Measured on the corpus's tuning half (docs/benchmarks.md, "A full step along
 the hidden modes"): HIO behind a masked beamstop, 2D quick frames, 48 cases:
@@ -37,7 +38,7 @@ import logging
 import numpy as np
 import torch
 
-from ..missing_modes import frequency_gram, masked_centre_frequencies
+from ..missing_modes import masked_centre_frequencies, smaller_gram, wrapped_frequencies
 from ..physics import FarField
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,6 @@ class HiddenModeStep:
             return None
         return cls(frequencies, floor)
 
-    def _wrapped(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        """Indices (FFT order) of the masked frequencies."""
-        return tuple(np.mod(self.frequencies[:, axis], n) for axis, n in enumerate(shape))
-
     def _rebuild(self, support: torch.Tensor) -> None:
         """Modes of ``support`` (bool, FFT order) with a masked fraction above :data:`MODE_FRACTION`."""
         self._for_support = support
@@ -138,30 +135,28 @@ class HiddenModeStep:
     def _eigenpairs(self, inside: np.ndarray, points: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Masked fractions (ascending) and unit modes over the support's pixels, shape (K, pixels).
 
-        The smaller of ``G = A A^H`` (masked pixels) and ``A^H A`` (support
-        pixels) is diagonalised; both share their nonzero eigenvalues, and an
-        eigenvector ``u`` of ``G`` gives the mode ``A^H u`` (one inverse FFT).
-        The eigenproblem runs in torch, within the run's thread limit (NumPy's
+        The smaller Gram matrix is diagonalised (:func:`cdi_dip.missing_modes.smaller_gram`): over the
+        support its eigenvectors are the modes; over the masked pixels an
+        eigenvector ``u`` gives the mode ``A^H u`` (an inverse FFT). The
+        eigenproblem runs in torch, within the run's thread limit (NumPy's
         LAPACK ignores it and, beside other work, took seconds for a 197 x 197
         matrix).
         """
-        shape = inside.shape
-        if len(points[0]) <= len(self.frequencies):
-            masked = np.zeros(shape)
-            masked[self._wrapped(shape)] = 1.0
-            fractions, vectors = _eigh(frequency_gram(np.fft.ifftn(masked), np.stack(points, axis=-1)))
+        gram, over_support = smaller_gram(inside, self.frequencies)
+        fractions, vectors = _eigh(gram)
+        if over_support:
             return fractions, vectors.T
-        fractions, vectors = _eigh(frequency_gram(np.fft.fftn(inside.astype(np.float64)) / inside.size,
-                                                  self.frequencies))
+        shape = inside.shape
         modes = np.zeros((len(fractions), len(points[0])), dtype=np.complex128)
         hidden = np.nonzero(fractions > MODE_FRACTION)[0]
-        wrapped = self._wrapped(shape)
+        wrapped = tuple(torch.from_numpy(w) for w in wrapped_frequencies(self.frequencies, shape))
+        pixels = tuple(torch.from_numpy(p) for p in points)
         for first in range(0, len(hidden), _MODES_PER_FFT):
             batch = hidden[first:first + _MODES_PER_FFT]
             spectra = torch.zeros((len(batch),) + shape, dtype=torch.complex128)
-            spectra[(slice(None),) + tuple(torch.from_numpy(w) for w in wrapped)] = torch.from_numpy(vectors[:, batch].T)
+            spectra[(slice(None),) + wrapped] = torch.from_numpy(vectors[:, batch].T)
             found = torch.fft.ifftn(spectra, dim=tuple(range(1, len(shape) + 1)))  # A^H u, up to a constant
-            found = found[(slice(None),) + tuple(torch.from_numpy(p) for p in points)]
+            found = found[(slice(None),) + pixels]
             modes[batch] = (found / torch.linalg.vector_norm(found, dim=1, keepdim=True)).numpy()
         return fractions, modes
 
