@@ -9,8 +9,9 @@ the two halves of the problem, on the tuning half only:
 - ``true``: the true kernel, held fixed (``--psf gaussian,SIGMA``), so only the
   optimisation is left;
 - ``deconvolved``: the counts deconvolved with the true kernel before a
-  coherent run (a Wiener filter on the autocorrelation, ``--wiener``), which
-  makes the modulus step a projection again (an experiment, not a tool option).
+  coherent run (a Wiener filter on the autocorrelation, ``--wiener``;
+  :func:`cdi_dip.deconvolution.wiener_deconvolved`), which makes the modulus
+  step a projection again (``--psf compare`` now tries it at several widths).
 
 Each row also gives the kernel's information limit: the factor
 ``exp(-2 pi^2 sigma^2 / s^2)`` by which the blur scales the autocorrelation at
@@ -36,6 +37,7 @@ from common import limit_threads, machine_description, score
 from corpus_matrix import reconstruct_file
 
 from cdi_dip.corpus import CorpusCase, corpus_cases, write_case
+from cdi_dip.deconvolution import wiener_deconvolved
 from cdi_dip.io.readers import read_object
 
 MODELS = ("none", "auto", "true", "deconvolved")
@@ -46,21 +48,13 @@ def envelope_at_largest_lag(sigma_px: float, oversampling: tuple[float, ...]) ->
     return math.exp(-2 * math.pi**2 * sigma_px**2 / min(oversampling) ** 2)
 
 
-def wiener_deconvolved(counts: np.ndarray, valid: np.ndarray, sigma_px: float, eps: float) -> np.ndarray:
-    """Counts (centred, float32) deconvolved with a Gaussian of ``sigma_px`` by a Wiener filter ``K/(K^2+eps)``."""
-    freq2 = sum(np.meshgrid(*[np.fft.fftfreq(n) ** 2 for n in counts.shape], indexing="ij"))
-    kernel_hat = np.exp(-2 * np.pi**2 * sigma_px**2 * freq2)
-    autocorrelation = np.fft.ifftn(np.fft.ifftshift(np.where(valid, counts, 0.0)))
-    filtered = autocorrelation * kernel_hat / (kernel_hat**2 + eps)
-    return np.clip(np.fft.fftshift(np.fft.fftn(filtered)).real, 0.0, None).astype(np.float32)
-
-
 def run_model(case: CorpusCase, model: str, method: str, folder: Path, eps: float) -> float:
     """The symmetry-adjusted error of ``method`` on ``case`` under one model of the blur."""
     sigma = case.settings.psf_sigma_px
     psf = {"none": None, "auto": "auto", "true": f"gaussian,{sigma:.3f}", "deconvolved": None}[model]
     if model == "deconvolved":
-        case = dataclasses.replace(case, counts=wiener_deconvolved(case.counts, case.valid, sigma, eps))
+        counts = wiener_deconvolved(case.counts, case.valid, np.zeros_like(case.counts), sigma, eps)
+        case = dataclasses.replace(case, counts=counts)
     scan = folder / f"{model}.cxi"
     write_case(scan, case)
     summary, _ = reconstruct_file(scan, method, folder / f"{model}_out", iterations=None, device=None, psf=psf)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,13 +21,16 @@ import torch
 from .config import Method, RunConfig
 from .config.init_choice import parse_init
 from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, blur_test
-from .config.psf import PsfChoice, parse_psf
+from .config.psf import PsfChoice, deconvolved_label, parse_challengers, parse_psf
+from .deconvolution import COARSE_WIDTHS_PX, WIENER_CONSTANT, blurred_model, refined_widths, wiener_deconvolved
 from .device import resolve_device
 from .ensemble import align_map
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
+from .io.summary import FIT_WARNING_DEVIANCE
 from .learned.initialiser import learned_initialiser
 from .memory import check_memory
+from .metrics import data_metrics
 from .physics import FarField
 from .prepare.free_pixels import select_free_islands
 from .prepare.rim import check_rim, with_rim, without_rim
@@ -236,20 +240,41 @@ def coherence_challenger_config(cfg: RunConfig, method: Method, coherence: PsfCh
     return dataclasses.replace(concrete, psf=f"auto,{coherence.sigma_px:g}", runs=runs, keep=keep)
 
 
+CHALLENGE_FREE_DEVIANCE = FIT_WARNING_DEVIANCE
+"""Above this free Poisson deviance per pixel (the level of the fit warning; about 1 for a model as good as the
+counts allow) a coherent result is challenged under ``--psf compare`` even without a sign of blur."""
+
+DECONVOLVED_RUNS = 0.5
+"""Each deconvolved challenger of ``--psf compare`` makes this fraction of the coherent pass's runs (at least one)."""
+
+
+def deconvolved_challenger_config(kernel_cfg: RunConfig, cfg: RunConfig) -> RunConfig:
+    """The configuration of each deconvolved challenger: the kernel challenger's method (``kernel_cfg``, from
+    :func:`coherence_challenger_config`) with a coherent model, on :data:`DECONVOLVED_RUNS` of ``cfg``'s runs."""
+    full = cfg.with_method(kernel_cfg.method).runs
+    runs = max(1, int(round(full * DECONVOLVED_RUNS)))
+    keep = None if kernel_cfg.keep is None else min(kernel_cfg.keep, runs)
+    return dataclasses.replace(kernel_cfg, psf="none", runs=runs, keep=keep)
+
+
 def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfig, coherence: PsfChoice,
                          requested: dict[str, Any], init: Initialiser, on_iter: IterCallback | None,
                          device: torch.device) -> Result:
-    """``--psf compare``: the coherent ``result`` against a reconstruction with a fitted kernel; the lower
-    free Poisson deviance is kept, and ``method_choice["coherence"]`` records both.
+    """``--psf compare``: the coherent ``result`` against the challengers of ``cfg.psf_challengers``; the lowest
+    free Poisson deviance is kept, and ``method_choice["coherence"]`` records every one.
 
-    The challenger runs only where the coherent result shows a sign of blur
+    The challengers run only where the coherent result shows a sign of blur
     (:func:`cdi_dip.coherence.blur_test`: a blurred copy of its model fits
-    the held-out pixels better); otherwise the coherent result stands and
-    the record says why.
-
-    On the tuning half (2D, HIO; docs/benchmarks.md) the fitted kernel won on 9 of 12 blurred patterns
-    and 2 of 12 clean ones, without making any clean one worse: the held-out pixels tell a blurred pattern
-    from a coherent one.
+    the held-out pixels better) or fits them far worse than the counts allow
+    (free deviance per pixel above :data:`CHALLENGE_FREE_DEVIANCE`: a
+    coherent reconstruction that failed on blurred data shows no sign of
+    blur, 7 of the 24 blurred tuning patterns); otherwise the coherent result
+    stands and the record says why. ``kernel``: a projection reconstruction fitting a
+    kernel (on the tuning half it won on 9 of 12 blurred patterns and 2 of 12
+    clean ones, without making any clean one worse). ``deconvolved``:
+    coherent reconstructions of the counts deconvolved by Gaussians of
+    several widths (:func:`_deconvolved_challengers`). A signal during a
+    challenger keeps the best finished candidate, marked interrupted.
     """
     challenger_cfg = coherence_challenger_config(cfg, Method(result.method), coherence)
     if challenger_cfg is None or result.interrupted:
@@ -257,31 +282,127 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     evidence = _blur_evidence(result)
     if evidence is None:
         return _coherent_unchallenged(result, "no held-out pixels to test for blur or to choose by")
-    if not evidence["blurred"]:
+    free_deviance = result.metrics.get("free_llk_poisson")
+    poor_fit = free_deviance is not None and free_deviance > CHALLENGE_FREE_DEVIANCE
+    if not evidence["blurred"] and not poor_fit:
         best = ("no width lowers it" if evidence["best_sigma_px"] == 0
                 else f"best {evidence['ratio']:.3f} of it, at {evidence['best_sigma_px']:g} px")
         return _coherent_unchallenged(
             result, f"blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-{BLUR_TEST_SIGMAS_PX[-1]:g} px does not "
-                    f"lower the free deviance by {1 - BLUR_TEST_RATIO:.0%} ({best})", blur_test=evidence)
-    log.info("psf compare: a %s reconstruction with a fitted kernel (%d runs) challenges the coherent one",
-             challenger_cfg.method.value, challenger_cfg.runs)
+                    f"lower the free deviance by {1 - BLUR_TEST_RATIO:.0%} ({best}), and it fits the held-out "
+                    f"pixels to {free_deviance:.3g} per pixel (at most {CHALLENGE_FREE_DEVIANCE:g})",
+            blur_test=evidence)
+    evidence = {**evidence, "challenged_because": "the blur test" if evidence["blurred"] else
+                f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel)"}
+    candidates: list[tuple[str, Result]] = [(COHERENCE_LABELS[0], result)]
+    notes: list[str] = []
     try:
-        challenger = _run_method(measurement, challenger_cfg, requested, init, on_iter, device)
-    except KeyboardInterrupt:  # before the challenger had an iterate: the coherent result stands
-        challenger = None
+        for name in parse_challengers(cfg.psf_challengers):
+            if name == "kernel":
+                _kernel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter, device)
+            else:
+                _deconvolved_challengers(candidates, notes, measurement, deconvolved_challenger_config(challenger_cfg, cfg),
+                                         requested, init, on_iter, device)
+    except _ChallengeInterrupted:
+        log.warning("interrupted while challenging the coherent result: keeping the best finished candidate")
+        winner = _choose_coherence(candidates, evidence, notes, interrupted=True)
+        winner.interrupted = True
+        return winner
+    return _choose_coherence(candidates, evidence, notes, interrupted=False)
+
+
+class _ChallengeInterrupted(Exception):
+    """A signal during a ``--psf compare`` challenger: stop challenging, keep the best finished candidate."""
+
+
+def _challenger(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
+                on_iter: IterCallback | None, device: torch.device, what: str, notes: list[str]) -> Result | None:
+    """One challenger's reconstruction; None (and a note) when it fails; :class:`_ChallengeInterrupted` on a signal."""
+    try:
+        challenger = _run_method(measurement, cfg, requested, init, on_iter, device)
+    except KeyboardInterrupt:  # before the challenger had an iterate
+        raise _ChallengeInterrupted from None
     except ReconstructionError as exc:  # a challenger that fails costs nothing but its time
-        log.warning("the fitted-kernel reconstruction failed (%s): keeping the coherent result", exc)
-        return _coherent_unchallenged(result, f"the fitted-kernel challenger failed ({exc})", blur_test=evidence)
-    if challenger is None or challenger.interrupted:
-        log.warning("interrupted while fitting a blurring kernel: keeping the coherent result")
-        result.interrupted = True
-        result.method_choice = {**result.method_choice, "coherence": {
-            "compared": False, "reason": "interrupted during the fitted-kernel reconstruction"}}
-        return result
-    winner, record = _lower_free_deviance((result, challenger), COHERENCE_LABELS, first="the coherent result")
-    loser = challenger if winner is result else result
-    winner.wall_s += loser.wall_s
-    winner.method_choice = {**result.method_choice, "coherence": {**record, "blur_test": evidence}}
+        log.warning("the %s reconstruction failed (%s): left out of the comparison", what, exc)
+        notes.append(f"the {what} challenger failed ({exc})")
+        return None
+    if challenger.interrupted:
+        raise _ChallengeInterrupted
+    return challenger
+
+
+def _kernel_challenger(candidates: list[tuple[str, Result]], notes: list[str], measurement: Measurement,
+                       cfg: RunConfig, requested: dict[str, Any], init: Initialiser, on_iter: IterCallback | None,
+                       device: torch.device) -> None:
+    """Append the fitted-kernel reconstruction (``cfg``: a fitted ``psf``) to ``candidates``."""
+    log.info("psf compare: a %s reconstruction with a fitted kernel (%d runs) challenges the coherent one",
+             cfg.method.value, cfg.runs)
+    challenger = _challenger(measurement, cfg, requested, init, on_iter, device, "fitted-kernel", notes)
+    if challenger is not None:
+        candidates.append((COHERENCE_LABELS[1], challenger))
+
+
+def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[str], measurement: Measurement,
+                             cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
+                             on_iter: IterCallback | None, device: torch.device) -> None:
+    """Append coherent reconstructions (``cfg``) of the counts deconvolved by each width of the coarse grid,
+    then by the two widths around the best of it (:mod:`cdi_dip.deconvolution`), each scored as a model of the
+    measured counts: its intensity blurred by its width."""
+    fill = candidates[0][1].model_intensity  # the coherent model stands in for unmeasured pixels
+    problem, _ = fit_data(measurement, cfg, device)
+    scored: dict[float, float] = {}
+
+    def try_width(sigma_px: float) -> None:
+        deconvolved = dataclasses.replace(measurement, intensity=wiener_deconvolved(
+            measurement.intensity, measurement.valid, fill, sigma_px))
+        log.info("psf compare: a coherent %s reconstruction of the counts deconvolved by %g px",
+                 cfg.method.value, sigma_px)
+        challenger = _challenger(deconvolved, cfg, requested, init, on_iter, device,
+                                 f"deconvolved ({sigma_px:g} px)", notes)
+        if challenger is None:
+            return
+        rescored = _as_blurred_model(challenger, measurement, problem, sigma_px)
+        scored[sigma_px] = rescored.metrics.get("free_llk_poisson", float("inf"))
+        candidates.append((deconvolved_label(sigma_px), rescored))
+
+    for sigma_px in COARSE_WIDTHS_PX:
+        try_width(sigma_px)
+    finite = {sigma: value for sigma, value in scored.items() if np.isfinite(value)}
+    if finite:
+        for sigma_px in refined_widths(min(finite, key=finite.get)):
+            try_width(sigma_px)
+
+
+def _as_blurred_model(result: Result, measurement: Measurement, problem: Problem, sigma_px: float) -> Result:
+    """A coherent reconstruction of deconvolved counts, turned into a model of the measured ``measurement``:
+    its intensity blurred by ``sigma_px``, its data metrics against the measured counts (``problem``), the
+    width in its solver facts (``psf``)."""
+    model = blurred_model(torch.from_numpy(np.ascontiguousarray(result.model_intensity)).to(problem.device),
+                          sigma_px)
+    figures = data_metrics(model, problem.counts, problem.fit, problem.free, noise=problem.noise)
+    width = [float(sigma_px)] * len(measurement.shape)
+    return dataclasses.replace(
+        result, measurement=measurement, model_intensity=model.cpu().numpy(), metrics={**result.metrics, **figures},
+        solver={**result.solver, "psf": {"mode": "deconvolved", "width_px": width, "wiener": WIENER_CONSTANT}})
+
+
+def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, Any], notes: list[str], *,
+                      interrupted: bool) -> Result:
+    """The candidate with the lowest free Poisson deviance (the coherent one, first, when none has one); its
+    ``method_choice["coherence"]`` records them all and the blur test, its ``wall_s`` includes theirs."""
+    labels = [label for label, _ in candidates]
+    winner, record = _lowest_free_deviance([candidate for _, candidate in candidates], labels,
+                                           first="the coherent result")
+    coherent = candidates[0][1]
+    winner.wall_s += sum(candidate.wall_s for _, candidate in candidates if candidate is not winner)
+    record = {**record, "compared": len(candidates) > 1, "blur_test": evidence}
+    if len(candidates) == 1:  # every challenger failed
+        record["reason"] = "coherent kept: " + "; ".join(notes or ["no challenger finished"])
+    elif notes:
+        record["notes"] = notes
+    if interrupted:
+        record["interrupted"] = True
+    winner.method_choice = {**coherent.method_choice, "coherence": record}
     return winner
 
 
@@ -302,17 +423,19 @@ def _blur_evidence(result: Result) -> dict[str, Any] | None:
     return blur_test(result.model_intensity, result.measurement.intensity, result.free)
 
 
-def _lower_free_deviance(results: tuple[Result, Result], labels: tuple[str, str], *,
-                         first: str) -> tuple[Result, dict[str, Any]]:
-    """Of two results of the same data and free pixels, the one with the lower free Poisson deviance, and the
-    record of the choice (``compared``, ``chosen``, ``free_llk_poisson`` by label, ``reason``). Without free
-    pixels (no deviance) the first stands, and the reason says so naming it ``first``."""
+def _lowest_free_deviance(results: Sequence[Result], labels: Sequence[str], *,
+                          first: str) -> tuple[Result, dict[str, Any]]:
+    """Of results of the same data and free pixels, the one with the lowest free Poisson deviance, and the
+    record of the choice (``compared``, ``chosen``, ``free_llk_poisson`` by label, ``reason``). Without a
+    deviance for the first (no free pixels) the first stands, and the reason says so naming it ``first``; a
+    later result without one is passed over."""
     scores = {label: result.metrics.get("free_llk_poisson") for label, result in zip(labels, results)}
-    if any(score is None or not np.isfinite(score) for score in scores.values()):
+    finite = [i for i, label in enumerate(labels) if scores[label] is not None and np.isfinite(scores[label])]
+    if 0 not in finite:
         chosen, reason = 0, f"no free-pixel deviance to compare: {first} stands"
     else:
-        chosen = 1 if scores[labels[1]] < scores[labels[0]] else 0
-        reason = "lower free Poisson deviance per pixel (held-out pixels)"
+        chosen = min(finite, key=lambda i: scores[labels[i]])
+        reason = f"{'lower' if len(results) == 2 else 'lowest'} free Poisson deviance per pixel (held-out pixels)"
     log.info("%s kept (free deviance %s)", labels[chosen],
              ", ".join(f"{name} {score:.4g}" for name, score in scores.items() if score is not None))
     return results[chosen], {"compared": True, "chosen": labels[chosen], "free_llk_poisson": scores, "reason": reason}
@@ -324,7 +447,7 @@ def _better_by_free_likelihood(first: Result, second: Result) -> Result:
     The winner's ``method_choice`` records both deviances and its ``wall_s``
     includes the loser's time. Without free pixels (no deviance) the first stands.
     """
-    winner, record = _lower_free_deviance((first, second), (first.method, second.method),
+    winner, record = _lowest_free_deviance((first, second), (first.method, second.method),
                                           first="the first method's result")
     loser = second if winner is first else first
     winner.wall_s += loser.wall_s

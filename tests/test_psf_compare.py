@@ -71,10 +71,17 @@ def _summary(tmp_path, pattern: str, *extra: str) -> dict:
     return json.loads(result.output)
 
 
+def _kernel_only(tmp_path):
+    """A configuration whose only challenger is the fitted kernel (the deconvolved ones: test_deconvolution.py)."""
+    path = tmp_path / "kernel_only.toml"
+    path.write_text('psf_challengers = "kernel"\n')
+    return str(path)
+
+
 def test_a_blurred_pattern_keeps_the_fitted_kernel_and_says_why(tmp_path):
     """A 1.5 px blur washes the fringes out far beyond the counting noise at 1e5 photons: the coherent
     model cannot fit the held-out pixels as well as a fitted kernel does."""
-    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare")
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare", "--config", _kernel_only(tmp_path))
     record = summary["method_choice"]["coherence"]
     scores = record["free_llk_poisson"]
     assert record["compared"] and set(scores) == {"coherent", "fitted kernel"}
@@ -160,7 +167,22 @@ def test_a_challenger_that_fails_leaves_the_coherent_result(tmp_path, monkeypatc
         return run_method(measurement, cfg, *args, **kwargs)
 
     monkeypatch.setattr(reconstruction, "_run_method", failing_challenger)
-    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare")
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare", "--config", _kernel_only(tmp_path))
     record = summary["method_choice"]["coherence"]
     assert not record["compared"] and record["chosen"] == "coherent" and record["blur_test"]["blurred"]
     assert "challenger failed" in record["reason"] and "NaN" in record["reason"]
+
+
+def test_a_poor_coherent_fit_is_challenged_even_without_a_sign_of_blur(tmp_path, monkeypatch):
+    """A coherent reconstruction that failed on blurred data can show no sign of blur; its free deviance far
+    above the counting noise is reason enough to try the challengers (here the blur test is made to find none)."""
+    from cdi_dip import reconstruction
+
+    blur_evidence = reconstruction._blur_evidence
+    monkeypatch.setattr(reconstruction, "_blur_evidence",
+                        lambda result: {**blur_evidence(result), "blurred": False})
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare", "--config", _kernel_only(tmp_path))
+    record = summary["method_choice"]["coherence"]
+    coherent = record["free_llk_poisson"]["coherent"]
+    assert coherent > reconstruction.CHALLENGE_FREE_DEVIANCE
+    assert record["compared"] and record["blur_test"]["challenged_because"].startswith("a poor fit")

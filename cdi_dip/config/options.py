@@ -17,7 +17,7 @@ from ..errors import InvalidInputError
 from . import schema
 from .plan import parse_plan
 from .init_choice import parse_init
-from .psf import parse_psf
+from .psf import parse_challengers, parse_psf
 from .schema import check_range, option
 
 
@@ -482,15 +482,23 @@ class RunConfig:
     See :mod:`cdi_dip.learned`."""
     psf: str = option("compare")
     """Partial coherence: ``compare`` (the default: a coherent reconstruction,
-    challenged by a projection reconstruction with a fitted kernel on half the
-    runs where a blurred copy of its model fits the held-out pixels better; the
-    lower free Poisson deviance is kept; no challenger under ``--method dip`` or
-    ``net``, an explicit ``projection.plan`` or without held-out pixels),
+    challenged by the projection reconstructions of ``psf_challengers`` on
+    half the runs each where a blurred copy of its model fits the held-out
+    pixels better or its free deviance per pixel is above 2; the lowest free
+    Poisson deviance is kept; no challenger under ``--method dip`` or ``net``,
+    an explicit ``projection.plan`` or without held-out pixels),
     ``none`` (a coherent model), ``auto`` (a blurring
     kernel fitted during the reconstruction, starting from a Gaussian of 1 px),
     ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px), ``select`` (the random
     starts alternate coherent and fitted) or ``gaussian,SIGMA`` (a fixed
     Gaussian). See :mod:`cdi_dip.coherence`."""
+    psf_challengers: str = option("kernel,deconvolved")
+    """What challenges the coherent result under ``psf = "compare"``, comma-separated:
+    ``kernel`` (a projection reconstruction fitting a blurring kernel) and/or
+    ``deconvolved`` (coherent projection reconstructions of the counts
+    deconvolved by Gaussians of 0.35-2.2 px, each scored blurred again against
+    the measured counts; :mod:`cdi_dip.deconvolution`). The lowest free Poisson
+    deviance of all is kept."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
@@ -509,6 +517,7 @@ class RunConfig:
         schema.check_finite(self)  # first, in every section: a NaN named as such wherever it is
         schema.validate(self)
         parse_psf(self.psf)
+        parse_challengers(self.psf_challengers)
         parse_init(self.init)
         self.method = Method(self.method)
         if self.runs is None and self.method is not Method.AUTO:

@@ -86,4 +86,36 @@ def for_run(choice: PsfChoice, index: int) -> PsfChoice:
     return PsfChoice("fit", choice.sigma_px) if index % 2 else PsfChoice()
 
 
-__all__ = ["DEFAULT_START_SIGMA_PX", "MAX_KERNEL_RADIUS_PX", "PsfChoice", "for_run", "parse_psf"]
+CHALLENGERS = ("kernel", "deconvolved")
+"""The challengers ``--psf compare`` can run against the coherent result (``psf_challengers``): ``kernel``, a
+projection reconstruction fitting a kernel; ``deconvolved``, coherent reconstructions of the counts deconvolved
+by Gaussians of several widths (:mod:`cdi_dip.deconvolution`)."""
+
+
+DECONVOLVED_LABEL = "deconvolved"
+"""How the record of ``--psf compare`` names a deconvolved challenger: ``deconvolved 0.88 px``."""
+
+
+def deconvolved_label(sigma_px: float) -> str:
+    """The name of the deconvolved challenger of width ``sigma_px`` in ``method_choice.coherence``."""
+    return f"{DECONVOLVED_LABEL} {sigma_px:g} px"
+
+
+def parse_challengers(text: str) -> tuple[str, ...]:
+    """Parse ``psf_challengers``: a comma-separated, non-empty selection of :data:`CHALLENGERS`, in that order.
+
+    Raises
+    ------
+    InvalidInputError
+        For an empty list or an unknown name.
+    """
+    names = [part.strip().lower() for part in str(text).split(",") if part.strip()]
+    unknown = [name for name in names if name not in CHALLENGERS]
+    if not names or unknown:
+        raise InvalidInputError(f"psf_challengers {text!r}: use {', '.join(CHALLENGERS)} or both, comma-separated "
+                                "(e.g. psf_challengers = \"kernel,deconvolved\")")
+    return tuple(name for name in CHALLENGERS if name in names)
+
+
+__all__ = ["CHALLENGERS", "DECONVOLVED_LABEL", "DEFAULT_START_SIGMA_PX", "deconvolved_label", "MAX_KERNEL_RADIUS_PX", "PsfChoice", "for_run",
+           "parse_challengers", "parse_psf"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.psf import DECONVOLVED_LABEL
+
 
 def method_choice_line(record: Any) -> str | None:
     """One line on a comparison (``auto``'s methods, or ``--psf compare``'s models): what was kept and every
@@ -12,9 +14,15 @@ def method_choice_line(record: Any) -> str | None:
         return None
     if not record.get("compared"):
         return record.get("reason")
-    scores = ", ".join(f"{name} {value:.4g}" for name, value in record.get("free_llk_poisson", {}).items()
-                       if isinstance(value, (int, float)))
-    return f"{record.get('chosen')} kept: free Poisson LLK {scores}"
+    scores = {name: value for name, value in record.get("free_llk_poisson", {}).items()
+              if isinstance(value, (int, float))}
+    widths = {name: value for name, value in scores.items() if name.startswith(DECONVOLVED_LABEL)}
+    parts = [f"{name} {value:.4g}" for name, value in scores.items() if name not in widths]
+    if widths:  # one entry for the deconvolved challengers: how many widths, and the best of them
+        best = min(widths, key=widths.get)
+        parts.append(f"deconvolved at {len(widths)} widths, best {widths[best]:.4g} at "
+                     f"{best[len(DECONVOLVED_LABEL):].strip()}")
+    return f"{record.get('chosen')} kept: free Poisson LLK {', '.join(parts)}"
 
 
 def auto_decision_line(record: Any) -> str | None:
