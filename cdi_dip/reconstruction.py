@@ -303,7 +303,7 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
             else:
                 _deconvolved_challengers(candidates, notes, measurement, deconvolved_challenger_config(challenger_cfg, cfg),
                                          requested, init, on_iter, device)
-    except _ChallengeInterrupted:
+    except (_ChallengeInterrupted, KeyboardInterrupt):  # also between two challengers (a deconvolution, a score)
         log.warning("interrupted while challenging the coherent result: keeping the best finished candidate")
         winner = _choose_coherence(candidates, evidence, notes, interrupted=True)
         winner.interrupted = True

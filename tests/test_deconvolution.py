@@ -197,3 +197,24 @@ def test_the_result_line_names_the_deconvolved_challengers_once_with_their_best_
     line = method_choice_line({"compared": True, "chosen": deconvolved_label(0.88), "free_llk_poisson": scores})
     assert line.startswith("deconvolved 0.88 px kept") and "coherent 109.7" in line and "fitted kernel 40.2" in line
     assert "deconvolved at 3 widths, best 13.6 at 0.88 px" in line and "44.9" not in line
+
+
+def test_a_signal_between_two_challengers_keeps_the_best_finished_candidate(tmp_path, monkeypatch):
+    """Ctrl-C while the counts are being deconvolved for the second width, outside any reconstruction."""
+    from cdi_dip import reconstruction
+
+    deconvolve = reconstruction.wiener_deconvolved
+    calls = []
+
+    def interrupted_at_the_second(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return deconvolve(*args, **kwargs)
+
+    monkeypatch.setattr(reconstruction, "wiener_deconvolved", interrupted_at_the_second)
+    result = _reconstruct(tmp_path, _blurred_pattern(tmp_path, 1.5), "deconvolved")
+    summary = json.loads(result.output[result.output.index("{"):])
+    record = summary["method_choice"]["coherence"]
+    assert summary["interrupted"] and record["interrupted"]
+    assert set(record["free_llk_poisson"]) == {"coherent", f"deconvolved {COARSE_WIDTHS_PX[0]:g} px"}
