@@ -117,5 +117,5 @@ def parse_challengers(text: str) -> tuple[str, ...]:
     return tuple(name for name in CHALLENGERS if name in names)
 
 
-__all__ = ["CHALLENGERS", "DECONVOLVED_LABEL", "DEFAULT_START_SIGMA_PX", "deconvolved_label", "MAX_KERNEL_RADIUS_PX", "PsfChoice", "for_run",
-           "parse_challengers", "parse_psf"]
+__all__ = ["CHALLENGERS", "DECONVOLVED_LABEL", "DEFAULT_START_SIGMA_PX", "MAX_KERNEL_RADIUS_PX", "PsfChoice",
+           "deconvolved_label", "for_run", "parse_challengers", "parse_psf"]

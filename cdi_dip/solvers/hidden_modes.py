@@ -97,6 +97,16 @@ class HiddenModeStep:
         self._extra_gain: torch.Tensor | None = None
 
     @classmethod
+    def for_run(cls, valid: torch.Tensor, physics: FarField, floor: float, *, positivity: bool,
+                coherent: bool) -> HiddenModeStep | None:
+        """The step a projection run takes (:meth:`build`), or None where it is not used: ``floor`` 0 (switched
+        off), under positivity (it made cells worse and could diverge) or with a blurred model (``coherent``
+        False)."""
+        if floor <= 0 or positivity or not coherent:
+            return None
+        return cls.build(valid, physics, floor)
+
+    @classmethod
     def build(cls, valid: torch.Tensor, physics: FarField, floor: float) -> HiddenModeStep | None:
         """The step for a frame whose imposed pixels are ``valid`` (FFT order); None when the centre is measured."""
         frequencies, _ = masked_centre_frequencies(physics.to_centred(valid).cpu().numpy())

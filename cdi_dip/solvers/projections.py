@@ -631,9 +631,7 @@ def _hidden_mode_step(opts: ProjectionConfig, valid_f: torch.Tensor, physics: Fa
                       coherent: bool) -> HiddenModeStep | None:
     """The full step along hidden support modes when the centre is masked, the object complex and the model
     coherent (:mod:`cdi_dip.solvers.hidden_modes`); None otherwise or with ``hidden_mode_floor = 0``."""
-    if opts.hidden_mode_floor <= 0 or positivity or not coherent:
-        return None
-    step = HiddenModeStep.build(valid_f, physics, opts.hidden_mode_floor)
+    step = HiddenModeStep.for_run(valid_f, physics, opts.hidden_mode_floor, positivity=positivity, coherent=coherent)
     if step is not None:
         log.info("masked centre (%d px): the modulus step is taken in full along hidden support modes (cap %.0fx)",
                  len(step.frequencies), 1 / step.floor)
