@@ -24,7 +24,7 @@ from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, blur_test
 from .config.psf import PsfChoice, deconvolved_label, parse_challengers, parse_psf
 from .deconvolution import COARSE_WIDTHS_PX, WIENER_CONSTANT, blurred_model, refined_widths, wiener_deconvolved
 from .device import resolve_device
-from .ensemble import align_map
+from .ensemble import align_map, restart_object
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
 from .io.summary import FIT_WARNING_DEVIANCE
@@ -37,6 +37,7 @@ from .prepare.rim import check_rim, with_rim, without_rim
 from .provenance import software_versions
 from .restarts import Combined, Run, combine_runs, run_starts, selection_record
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
+from .solvers.init import StartFrom
 from .types import BeamstopRim, Measurement, Result
 
 log = logging.getLogger(__name__)
@@ -273,8 +274,10 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     kernel (on the tuning half it won on 9 of 12 blurred patterns and 2 of 12
     clean ones, without making any clean one worse). ``deconvolved``:
     coherent reconstructions of the counts deconvolved by Gaussians of
-    several widths (:func:`_deconvolved_challengers`). A signal during a
-    challenger keeps the best finished candidate, marked interrupted.
+    several widths (:func:`_deconvolved_challengers`). ``refined``: the best
+    of those refined against the measured counts under its width's blur
+    (:func:`_refined_challenger`). A signal during a challenger keeps the
+    best finished candidate, marked interrupted.
     """
     challenger_cfg = coherence_challenger_config(cfg, Method(result.method), coherence)
     if challenger_cfg is None or result.interrupted:
@@ -300,6 +303,9 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
         for name in parse_challengers(cfg.psf_challengers):
             if name == "kernel":
                 _kernel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter, device)
+            elif name == "refined":
+                _refined_challenger(candidates, notes, measurement, deconvolved_challenger_config(challenger_cfg, cfg),
+                                    requested, on_iter, device)
             else:
                 _deconvolved_challengers(candidates, notes, measurement, deconvolved_challenger_config(challenger_cfg, cfg),
                                          requested, init, on_iter, device)
@@ -371,6 +377,43 @@ def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[s
     if finite:
         for sigma_px in refined_widths(min(finite, key=finite.get)):
             try_width(sigma_px)
+
+
+REFINE_PLAN = "200*ER"
+"""The plan that refines the best deconvolved challenger against the measured counts (support held)."""
+
+
+def refinement_config(cfg: RunConfig, sigma_px: float) -> RunConfig:
+    """``cfg`` made to refine one object: a fixed Gaussian of ``sigma_px``, :data:`REFINE_PLAN` with the
+    support held (no shrinkwrap), one run."""
+    projection = dataclasses.replace(cfg.projection, plan=REFINE_PLAN, shrinkwrap_period=0)
+    return dataclasses.replace(cfg, psf=f"gaussian,{sigma_px:g}", runs=1, keep=None, projection=projection)
+
+
+def _best_deconvolved(candidates: list[tuple[str, Result]]) -> Result | None:
+    """The deconvolved candidate (coherent, of deconvolved counts, rescored blurred) with the lowest free
+    deviance; None when there is none with a finite one."""
+    deconvolved = [result for _, result in candidates if result.solver.get("psf", {}).get("mode") == "deconvolved"
+                   and np.isfinite(result.metrics.get("free_llk_poisson", float("inf")))]
+    return min(deconvolved, key=lambda result: result.metrics["free_llk_poisson"]) if deconvolved else None
+
+
+def _refined_challenger(candidates: list[tuple[str, Result]], notes: list[str], measurement: Measurement,
+                        cfg: RunConfig, requested: dict[str, Any], on_iter: IterCallback | None,
+                        device: torch.device) -> None:
+    """Append the best deconvolved candidate refined against the measured counts under the blur of its width
+    (:func:`refinement_config`), started from its object moved back to fit its pattern
+    (:func:`~cdi_dip.ensemble.restart_object`) on its support."""
+    best = _best_deconvolved(candidates)
+    if best is None:
+        return
+    sigma_px = best.solver["psf"]["width_px"][0]
+    start = StartFrom(restart_object(best.obj, best.support, best.align), best.support)
+    log.info("psf compare: the deconvolved result of %g px refined against the measured counts", sigma_px)
+    refined = _challenger(measurement, refinement_config(cfg, sigma_px), requested, start, on_iter, device,
+                          f"refined ({sigma_px:g} px)", notes)
+    if refined is not None:
+        candidates.append((f"refined {sigma_px:g} px", refined))
 
 
 def _as_blurred_model(result: Result, measurement: Measurement, problem: Problem, sigma_px: float) -> Result:

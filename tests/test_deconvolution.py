@@ -118,6 +118,13 @@ def test_unknown_challengers_are_refused(text):
         RunConfig(psf_challengers=text).validate()
 
 
+@pytest.mark.parametrize("text", ["refined", "kernel,refined"])
+def test_refining_a_deconvolved_challenger_needs_the_deconvolved_ones(text):
+    with pytest.raises(InvalidInputError, match="name deconvolved too"):
+        RunConfig(psf_challengers=text).validate()
+    assert parse_challengers(text + ",deconvolved")[-1] == "refined"  # it runs after the deconvolved ones
+
+
 def test_an_unknown_challenger_in_a_config_file_is_one_line_and_exit_2(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('psf_challengers = "wiener"\n')
@@ -164,6 +171,19 @@ def test_deconvolved_challengers_try_every_width_and_keep_the_lowest_free_devian
     assert scores[record["chosen"]] < 0.5 * scores["coherent"]
     assert 1.0 < float(record["chosen"].split()[1]) < 2.2  # near the true 1.5 px
     assert summary["metrics"]["free_llk_poisson"] == pytest.approx(scores[record["chosen"]])
+
+
+def test_the_best_deconvolved_challenger_refined_against_the_counts_fits_them_better(tmp_path):
+    """ER under the blur of the best width, from that challenger's object on its support, fits the measured
+    counts where the deconvolved run fitted the deconvolved ones: its free deviance is lower."""
+    result = _reconstruct(tmp_path, _blurred_pattern(tmp_path, 1.5), "deconvolved,refined")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)["method_choice"]["coherence"]["free_llk_poisson"]
+    deconvolved = {label: value for label, value in scores.items() if label.startswith("deconvolved")}
+    refined = [label for label in scores if label.startswith("refined")]
+    best = min(deconvolved, key=deconvolved.get)
+    assert refined == [f"refined {best.split()[1]} px"]
+    assert scores[refined[0]] < deconvolved[best]
 
 
 def test_a_signal_during_the_deconvolved_challengers_keeps_the_best_finished_candidate(tmp_path, monkeypatch):

@@ -80,6 +80,32 @@ def test_an_initialiser_plugs_into_the_projection_solvers_and_the_dip_warm_start
     assert len(seen) == 2  # once per warm-start run
 
 
+def test_a_written_result_with_its_ramp_back_restarts_where_it_ended(measurement):
+    """The aligned object has its phase ramp removed, which moves its pattern, and moved by a fraction of a pixel
+    beside its support; moved back (:func:`restart_object`) and on its own support (:class:`StartFrom`), a few ER
+    iterations go on from its fit."""
+    from cdi_dip.ensemble import restart_object
+    from cdi_dip.solvers.init import StartFrom
+
+    import dataclasses
+
+    off_centre = dataclasses.replace(  # a Bragg peak 2 px off the frame's centre: a ramp of 2 x 2 pi / 32 rad/px
+        measurement, intensity=np.roll(measurement.intensity, 2, axis=1), valid=np.roll(measurement.valid, 2, axis=1))
+    cfg = RunConfig(method=Method.HIO, device="cpu", runs=1, iterations=200, psf="none").validate()
+    first = reconstruct(off_centre, cfg)
+    assert abs(first.align.ramp_rad_per_px[1]) == pytest.approx(4 * np.pi / 32, abs=0.05)
+    again = RunConfig(method=Method.ER, device="cpu", runs=1, psf="none",
+                      projection=ProjectionConfig(plan="5*ER", shrinkwrap_period=0)).validate()
+    start = StartFrom(restart_object(first.obj, first.support, first.align), first.support)
+    restarted = reconstruct(off_centre, again, init=start)
+    without_ramp = reconstruct(off_centre, again, init=StartFrom(first.obj, first.support))
+    assert restarted.metrics["llk_poisson"] < 1.5 * first.metrics["llk_poisson"]
+    assert without_ramp.metrics["llk_poisson"] > 3 * first.metrics["llk_poisson"]
+    assert np.array_equal(restarted.support, first.support)
+    with pytest.raises(ValueError, match="shape"):
+        StartFrom(first.obj, first.support[:-1])
+
+
 # --------------------------------------------------------------------------- one Problem, checked once
 
 

@@ -492,13 +492,15 @@ class RunConfig:
     ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px), ``select`` (the random
     starts alternate coherent and fitted) or ``gaussian,SIGMA`` (a fixed
     Gaussian). See :mod:`cdi_dip.coherence`."""
-    psf_challengers: str = option("kernel,deconvolved")
+    psf_challengers: str = option("kernel,deconvolved,refined")
     """What challenges the coherent result under ``psf = "compare"``, comma-separated:
-    ``kernel`` (a projection reconstruction fitting a blurring kernel) and/or
+    ``kernel`` (a projection reconstruction fitting a blurring kernel),
     ``deconvolved`` (coherent projection reconstructions of the counts
     deconvolved by Gaussians of 0.35-2.2 px, each scored blurred again against
-    the measured counts; :mod:`cdi_dip.deconvolution`). The lowest free Poisson
-    deviance of all is kept."""
+    the measured counts; :mod:`cdi_dip.deconvolution`) and ``refined`` (the
+    best deconvolved one refined by 200 ER iterations against the measured
+    counts under its width's blur, on its support; needs ``deconvolved``).
+    The lowest free Poisson deviance of all is kept."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)

@@ -86,10 +86,11 @@ def for_run(choice: PsfChoice, index: int) -> PsfChoice:
     return PsfChoice("fit", choice.sigma_px) if index % 2 else PsfChoice()
 
 
-CHALLENGERS = ("kernel", "deconvolved")
+CHALLENGERS = ("kernel", "deconvolved", "refined")
 """The challengers ``--psf compare`` can run against the coherent result (``psf_challengers``): ``kernel``, a
 projection reconstruction fitting a kernel; ``deconvolved``, coherent reconstructions of the counts deconvolved
-by Gaussians of several widths (:mod:`cdi_dip.deconvolution`)."""
+by Gaussians of several widths (:mod:`cdi_dip.deconvolution`); ``refined``, the best deconvolved one refined
+against the measured counts under its width's blur (only with ``deconvolved``)."""
 
 
 DECONVOLVED_LABEL = "deconvolved"
@@ -112,8 +113,11 @@ def parse_challengers(text: str) -> tuple[str, ...]:
     names = [part.strip().lower() for part in str(text).split(",") if part.strip()]
     unknown = [name for name in names if name not in CHALLENGERS]
     if not names or unknown:
-        raise InvalidInputError(f"psf_challengers {text!r}: use {', '.join(CHALLENGERS)} or both, comma-separated "
+        raise InvalidInputError(f"psf_challengers {text!r}: use any of {', '.join(CHALLENGERS)}, comma-separated "
                                 "(e.g. psf_challengers = \"kernel,deconvolved\")")
+    if "refined" in names and "deconvolved" not in names:
+        raise InvalidInputError(f"psf_challengers {text!r}: refined refines the best deconvolved challenger; "
+                                "name deconvolved too (e.g. psf_challengers = \"kernel,deconvolved,refined\")")
     return tuple(name for name in CHALLENGERS if name in names)
 
 

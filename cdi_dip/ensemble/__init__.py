@@ -38,6 +38,7 @@ from .align import (
     remove_phase_offset,
     remove_phase_ramp,
     resolve_twin,
+    restart_object,
     subpixel_shift,
     twin,
     twin_statistic,
@@ -57,8 +58,8 @@ from .register import Comparison, compare_objects, pairwise_errors, symmetry_adj
 __all__ = [
     # align
     "align_map", "align_object", "centre_of_mass", "centre_of_mass_shift", "centring_weights", "crop_to_support",
-    "pad_or_crop", "remove_phase_offset", "remove_phase_ramp", "resolve_twin", "subpixel_shift", "twin",
-    "twin_statistic",
+    "pad_or_crop", "remove_phase_offset", "remove_phase_ramp", "resolve_twin", "restart_object", "subpixel_shift",
+    "twin", "twin_statistic",
     # register
     "Comparison", "compare_objects", "pairwise_errors", "symmetry_adjusted_error",
     # average

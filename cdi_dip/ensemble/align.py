@@ -18,6 +18,8 @@ axis is at index ``n // 2``.
 
 from __future__ import annotations
 
+import itertools
+
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -492,6 +494,43 @@ def align_map(values: np.ndarray, info: AlignInfo) -> np.ndarray:
     if info.twin:
         moved = twin(moved).real
     return np.maximum(moved, 0.0).astype(np.float32)
+
+
+def restart_object(obj: np.ndarray, support: np.ndarray, info: AlignInfo) -> np.ndarray:
+    """An aligned object moved back so that it fits its measured pattern again on its aligned support.
+
+    Two steps of :func:`align_object` change what the object predicts for the
+    detector or where it sits on its support, and this undoes them: the
+    phase ramp (removing it moves the pattern) is put back, and the sub-pixel
+    shift, by which the object moved beside its support (which moved by whole
+    pixels, rounded from a first estimate), is taken back: of the shifts that
+    differ from ``-fraction`` by whole pixels (``+fraction`` after the twin's
+    flip), the one that puts the most power on the support. The whole-pixel
+    shift, the twin and the phase offset are symmetries of the intensity
+    and stay.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, shape S
+        An object as :func:`align_object` wrote it.
+    support : numpy.ndarray, bool, shape S
+        Its aligned support.
+    info : AlignInfo
+        What :func:`align_object` did to it.
+
+    Returns
+    -------
+    numpy.ndarray, complex128, shape S
+        On the aligned support's pixels, with the intensity of the unaligned object.
+    """
+    obj = np.asarray(obj).astype(np.complex128)
+    if info.shift_px:
+        sign = 1.0 if info.twin else -1.0  # the twin's flip turns the offset round
+        fraction = [sign * (s - round(s)) for s in info.shift_px]
+        tries = [subpixel_shift(obj, [f + k for f, k in zip(fraction, steps)])
+                 for steps in itertools.product((0, -1, 1), repeat=obj.ndim)]
+        obj = max(tries, key=lambda moved: float(np.sum(np.abs(moved[support]) ** 2)))
+    return apply_ramp(obj, info.ramp_rad_per_px) if info.ramp_rad_per_px else obj
 
 
 def crop_to_support(obj: np.ndarray, support: np.ndarray, margin_px: int = 2) -> tuple[np.ndarray, np.ndarray]:

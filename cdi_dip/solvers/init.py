@@ -12,6 +12,7 @@ network, a previous result...).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .base import Problem
@@ -48,4 +49,35 @@ def random_phases(problem: Problem, support: torch.Tensor, *, rng: torch.Generat
     return physics.to_centred(obj).to(torch.complex64)
 
 
-__all__ = ["measured_amplitude", "random_phases"]
+class StartFrom:
+    """Start every run from one given object on its own support: a previous result, to refine.
+
+    The projection solvers take :meth:`initial_support` in place of the
+    autocorrelation's (:func:`~cdi_dip.solvers.projections.solve_projections`).
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, frame shape, centred
+        The starting object, in any position: its Fourier intensity is what
+        the run will fit, so a written (aligned) object needs its phase ramp
+        back (:func:`cdi_dip.ensemble.fourier.apply_ramp`).
+    support : numpy.ndarray, bool, frame shape, centred
+    """
+
+    def __init__(self, obj: np.ndarray, support: np.ndarray):
+        if obj.shape != support.shape:
+            raise ValueError(f"object {obj.shape} and support {support.shape} differ in shape")
+        self._obj = np.ascontiguousarray(obj, dtype=np.complex64)
+        self._support = np.ascontiguousarray(support, dtype=bool)
+
+    def initial_support(self, problem: Problem) -> torch.Tensor:
+        """The object's support (bool, frame shape, centred, on the problem's device)."""
+        return torch.from_numpy(self._support).to(problem.device)
+
+    def __call__(self, problem: Problem, support: torch.Tensor, *, rng: torch.Generator) -> torch.Tensor:
+        """The object inside ``support`` (complex64, frame shape, centred); ``rng`` is not used."""
+        obj = torch.from_numpy(self._obj).to(problem.device)
+        return torch.where(support, obj, torch.zeros((), dtype=obj.dtype, device=obj.device))
+
+
+__all__ = ["StartFrom", "measured_amplitude", "random_phases"]
