@@ -76,6 +76,24 @@ def test_unmasked_beamstop_is_found_with_a_one_pixel_margin():
     assert not (shadow & ~dilate(planted.truth["beamstop"], 1)).any()
 
 
+def test_a_large_shadow_across_a_masked_gap_is_still_a_beamstop():
+    """A masked gap through the shadow joins the dark region; only the shadow's own pixels count towards
+    the largest plausible size (a quarter of the frame): here the two together would be a third."""
+    counts = _pattern((32, 32), 3)
+    centre = (16, 16)
+    grids = np.indices(counts.shape)
+    disc = sum((g - c) ** 2 for g, c in zip(grids, centre)) <= 8**2  # 197 px: 19 % of the frame
+    gap = np.zeros(counts.shape, bool)
+    gap[:, 20:24] = True  # 128 px more: 32 % together
+    rim = (~disc) & (sum((g - c) ** 2 for g, c in zip(grids, centre)) <= 10**2) & ~gap
+    counts = np.where(disc | gap, 0.0, np.maximum(counts, 1.0) + 1e4 * rim)  # the beam's halo lights the rim
+    shadow = find_beamstop(counts, ~gap, margin_px=0)
+    assert np.array_equal(shadow, disc & ~gap)
+    empty = np.zeros(counts.shape)  # a frame with next to nothing in it is still no beamstop
+    empty[centre] = 5.0
+    assert not find_beamstop(empty, ~gap).any()
+
+
 def test_a_beamstop_already_masked_adds_nothing_and_a_radius_gives_a_disc(clean_2d):
     counts = clean_2d[0]
     peak = np.unravel_index(int(np.argmax(counts)), counts.shape)

@@ -139,9 +139,10 @@ def find_beamstop(
     pixel, which sits on the rim of the beamstop). Its valid pixels, grown by
     ``margin_px`` to cover the half-lit rim, are the shadow; when fewer than
     ``min_pixels`` of them are valid the beamstop is already masked (or the
-    region is a speckle null) and nothing is returned. A region larger than
-    ``max_fraction`` of the array is not a beamstop (it is an empty
-    background) and nothing is returned either.
+    region is a speckle null) and nothing is returned. A region with more
+    valid dark pixels than ``max_fraction`` of the array is not a beamstop
+    (it is an empty background) and nothing is returned either; invalid
+    pixels it reaches (a masked detector gap across the shadow) do not count.
 
     Parameters
     ----------
@@ -189,10 +190,10 @@ def find_beamstop(
         return np.zeros(counts.shape, dtype=bool)
     sizes = np.bincount(labels.ravel())
     region = labels == touching[np.argmax(sizes[touching])]
-    if region.sum() > max_fraction * region.size:
-        log.info("dark region at %s covers %.0f %% of the array: not a beamstop", centre, 100 * region.mean())
+    unmasked = region & usable  # a masked gap the shadow touches joins the region, but is no part of its size
+    if unmasked.sum() > max_fraction * region.size:
+        log.info("dark region at %s covers %.0f %% of the array: not a beamstop", centre, 100 * unmasked.mean())
         return np.zeros(counts.shape, dtype=bool)
-    unmasked = region & usable
     if np.count_nonzero(unmasked) < min_pixels:
         # Already masked (a beamstop in the file's mask), or a speckle null: nothing to add.
         return np.zeros(counts.shape, dtype=bool)
