@@ -3,7 +3,7 @@
 Every case of the half (``cdi_dip.corpus.corpus_cases``) is written to a
 temporary CXI file (counts, mask, ground truth) and reconstructed through
 ``cdi_dip.pipeline.reconstruct_scan``, the function ``cdi-dip reconstruct``
-calls, with the default configuration and seed 0 (``--iterations`` when
+calls, with the default configuration and seed 0 (``--seed`` and ``--iterations`` when
 given). The written object is scored against the truth with the
 symmetry-adjusted error (``cdi_dip.ensemble.compare_objects``). A case fails
 when its error is above 0.3 or the reconstruction stopped with an error.
@@ -71,6 +71,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="every case's zero frequency at a random point inside its pixel "
                              "(cdi_dip.corpus.moved_off_centre), as on a real detector")
     parser.add_argument("--iterations", type=int, default=None, help="as cdi-dip reconstruct --iterations")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="as cdi-dip reconstruct --seed (default 0): another draw of the random starts")
     parser.add_argument("--device", default=None, help="as cdi-dip reconstruct --device (default auto)")
     parser.add_argument("--model", type=Path, default=None,
                         help="model file of METHOD@learned and net (default: the shipped model)")
@@ -109,10 +111,10 @@ def method_options(spec: str, model: Path | None) -> dict[str, Any]:
 
 def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | None,
                      device: str | None, psf: str | None = None, model: Path | None = None,
-                     config: Path | None = None) -> tuple[dict[str, Any], float]:
-    """``cdi-dip reconstruct PATH --method METHOD --seed 0 [--iterations N] [--device D] [--psf P] [--init ...]
+                     config: Path | None = None, seed: int = 0) -> tuple[dict[str, Any], float]:
+    """``cdi-dip reconstruct PATH --method METHOD --seed SEED [--iterations N] [--device D] [--psf P] [--init ...]
     [--config FILE]``; summary and seconds."""
-    cfg = build_config(config, overrides({**method_options(method, model), "seed": 0, "iterations": iterations,
+    cfg = build_config(config, overrides({**method_options(method, model), "seed": seed, "iterations": iterations,
                                         "device": device, "psf": psf}))
     start = time.perf_counter()
     summary = reconstruct_scan(str(path), cfg, out)
@@ -121,7 +123,7 @@ def reconstruct_file(path: Path, method: str, out: Path, *, iterations: int | No
 
 def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterations: int | None,
               device: str | None, psf: str | None = None, model: Path | None = None,
-              config: Path | None = None) -> Iterator[dict[str, Any]]:
+              config: Path | None = None, seed: int = 0) -> Iterator[dict[str, Any]]:
     """One row per method: the case, the method run, its error, its free Poisson deviance per pixel
     (``free_llk``, from the summary), what ``--psf compare`` decided (``coherence``) and its time in seconds: ``seconds`` the whole command as a user waits
     for it (reading, solving, writing the result and its report), ``solve_s`` the reconstruction alone (the
@@ -139,7 +141,7 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
             try:
                 summary, seconds = reconstruct_file(scan, method, folder / method.replace("@", "_"),
                                                     iterations=iterations, device=device, psf=psf, model=model,
-                                                    config=config)
+                                                    config=config, seed=seed)
             except CdiDipError as exc:
                 yield {**row, "error": None, "failed": True, "status": f"{type(exc).__name__}: {exc}", "seconds": None}
                 continue
@@ -240,14 +242,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="cdi-dip-corpus-") as tmp:
         for case in selected_cases(args):
             for row in case_rows(case, methods, Path(tmp), iterations=args.iterations, device=args.device,
-                                 psf=args.psf, model=args.model, config=args.config):
+                                 psf=args.psf, model=args.model, config=args.config, seed=args.seed):
                 rows.append(row)
                 print(f"{row['label']} {row['method']}: error {_number(row['error'], 3)}, "
                       f"{_number(row['seconds'], 1)} s, {row['status']}", flush=True)
     machine = machine_description()
     settings = (f"configuration {args.config}" if args.config else "default configuration") + (f", --psf {args.psf}" if args.psf else "") + \
         (f", model {args.model}" if args.model else "")
-    print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, {settings}, seed 0, "
+    print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, {settings}, seed {args.seed}, "
           f"iterations {args.iterations or 'default'}, {'quick' if args.quick else 'full'} sizes, "
           f"failure: error > {FAILURE_ERROR}\n")
     print(report(rows, markdown=args.markdown))

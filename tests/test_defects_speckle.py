@@ -87,3 +87,53 @@ def test_asymmetric_fringes_of_a_strained_crystal_are_not_aliens_but_a_bright_st
     from cdi_dip._ndimage import label
 
     assert label(found)[1] == 1  # the spot, with the unpaired fringes it touches at the lowest level
+
+
+def _strained_crystal_counts(shape=(64, 64), photons=1e6):
+    """A strained 2D crystal's counts: a pattern that is not centrosymmetric."""
+    rng = np.random.default_rng(4)
+    crystal = faceted_crystal(shape, rng=rng)
+    expected = expected_intensity(crystal)
+    return rng.poisson(expected * (photons / expected.max())).astype(np.float64)
+
+
+def _neighbours_max(counts, r):
+    window = counts[r[0] - 1:r[0] + 2, r[1] - 1:r[1] + 2].copy()
+    window[1, 1] = -np.inf
+    return float(window.max())
+
+
+def test_a_hot_pixel_whose_mirror_holds_a_bright_speckle_is_still_hot():
+    """Ten times every neighbour, but only 3-4 times its (asymmetric) partner: hot all the same."""
+    counts = _strained_crystal_counts()
+    centre = np.array(counts.shape) // 2
+    def partner(r):  # the brightest pixel of the mirror window, as the Friedel test takes it
+        m = 2 * centre - r
+        return float(counts[m[0] - 1:m[0] + 2, m[1] - 1:m[1] + 2].max())
+
+    def mirror_much_brighter(r):
+        brightest = _neighbours_max(counts, r)
+        return 50 < brightest and 2.5 * brightest < partner(r) < 3.3 * brightest
+
+    candidates = [(y, x) for y in range(4, 60) for x in range(4, 60) if mirror_much_brighter((y, x))]
+    assert candidates, "the pattern has no pixel whose mirror is much brighter"
+    r = candidates[len(candidates) // 2]
+    planted = counts.copy()
+    planted[r] = 10 * _neighbours_max(counts, r) + 50
+    assert 2.5 * partner(r) < planted[r] < 5 * partner(r)  # the partner test alone would let it through
+    assert find_hot_pixels(planted, None, centre=tuple(centre))[r]
+    assert not find_hot_pixels(counts, None, centre=tuple(centre)).any()
+
+
+def test_a_single_pixel_peak_level_with_its_partner_is_not_hot():
+    """A real single-pixel speckle (or a streak's end) far above its neighbours has a partner as bright."""
+    counts = _strained_crystal_counts()
+    centre = np.array(counts.shape) // 2
+    r = (centre[0] + 20, centre[1] - 17)
+    mirror = tuple(2 * centre - r)
+    for pixel in (r, mirror):
+        counts[pixel] = 16 * max(_neighbours_max(counts, pixel), 10.0)
+    level = max(counts[r], counts[mirror])
+    counts[r] = counts[mirror] = level
+    hot = find_hot_pixels(counts, None, centre=tuple(centre))
+    assert not hot[r] and not hot[mirror]
