@@ -6,6 +6,7 @@ mask of the pixels to use (True = use); excluded pixels never contribute.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -40,6 +41,25 @@ def poisson_deviance(model_intensity: torch.Tensor, counts: torch.Tensor, mask: 
         return float("nan")
     log_term = torch.where(n > 0, n * torch.log(n.clamp_min(1e-12) / m), torch.zeros_like(n))
     return float(2.0 * (m - n + log_term).mean())
+
+
+def poisson_deviance_map(model_intensity: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Poisson deviance of every pixel, ``2 [m - n + n log(n/m)]`` (the terms :func:`poisson_deviance` averages).
+
+    Parameters
+    ----------
+    model_intensity, counts : numpy.ndarray, real, shape S
+        Expected and measured photons.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape S
+        Non-negative; about 1 where the model is the counts' expectation and counts >> 1.
+    """
+    n = np.clip(np.asarray(counts, dtype=np.float64), 0, None)
+    m = np.clip(np.asarray(model_intensity, dtype=np.float64), 1e-9, None)
+    log_term = np.where(n > 0, n * np.log(np.where(n > 0, n, 1.0) / m), 0.0)
+    return 2.0 * (m - n + log_term)
 
 
 class MaskedFigures:

@@ -30,7 +30,7 @@ from .interrupts import interrupts_deferred
 from .io.summary import FIT_WARNING_DEVIANCE
 from .learned.initialiser import learned_initialiser
 from .memory import check_memory
-from .metrics import data_metrics
+from .metrics import data_metrics, poisson_deviance_map
 from .physics import FarField
 from .prepare.free_pixels import select_free_islands
 from .prepare.rim import check_rim, with_rim, without_rim
@@ -437,6 +437,16 @@ def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, 
     winner, record = _lowest_free_deviance([candidate for _, candidate in candidates], labels,
                                            first="the coherent result")
     coherent = candidates[0][1]
+    if winner is not coherent:
+        margin = free_deviance_margin(coherent, winner)
+        record = {**record, "margin_z": margin}
+        if margin is not None and margin < CHALLENGE_SIGNIFICANCE:
+            log.info("psf compare: %s is not significantly better (z %.2f < %g): the coherent result stays",
+                     record["chosen"], margin, CHALLENGE_SIGNIFICANCE)
+            record = {**record, "chosen": labels[0], "reason": (
+                f"{record['chosen']} had the lowest free Poisson deviance, but not significantly lower than the "
+                f"coherent result's (paired over the held-out pixels: z {margin:.2f} < {CHALLENGE_SIGNIFICANCE:g})")}
+            winner = coherent
     winner.wall_s += sum(candidate.wall_s for _, candidate in candidates if candidate is not winner)
     record = {**record, "compared": len(candidates) > 1, "blur_test": evidence}
     if len(candidates) == 1:  # every challenger failed
@@ -447,6 +457,30 @@ def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, 
         record["interrupted"] = True
     winner.method_choice = {**coherent.method_choice, "coherence": record}
     return winner
+
+
+CHALLENGE_SIGNIFICANCE = 2.0
+"""A challenger replaces the coherent result only when its free deviance is lower by this many standard errors
+of the paired difference over the held-out pixels (:func:`free_deviance_margin`); 0: the lowest deviance wins."""
+
+
+def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:
+    """How far below the incumbent's free Poisson deviance the challenger's lies, in standard errors of the mean
+    paired difference over their held-out pixels (``z``; positive: the challenger fits them better). None
+    without models or held-out pixels, or where the two models fit every held-out pixel alike."""
+    free = incumbent.free
+    if free is None or incumbent.model_intensity is None or challenger.model_intensity is None:
+        return None
+    count = int(np.count_nonzero(free))
+    if count < 2:
+        return None
+    counts = incumbent.measurement.intensity
+    difference = (poisson_deviance_map(incumbent.model_intensity, counts)[free]
+                  - poisson_deviance_map(challenger.model_intensity, counts)[free])
+    spread = float(np.std(difference, ddof=1))
+    if not np.isfinite(spread) or spread == 0:
+        return None
+    return float(np.mean(difference) / (spread / np.sqrt(count)))
 
 
 def _coherent_unchallenged(result: Result, why: str, **record: Any) -> Result:

@@ -186,3 +186,28 @@ def test_a_poor_coherent_fit_is_challenged_even_without_a_sign_of_blur(tmp_path,
     coherent = record["free_llk_poisson"]["coherent"]
     assert coherent > reconstruction.CHALLENGE_FREE_DEVIANCE
     assert record["compared"] and record["blur_test"]["challenged_because"].startswith("a poor fit")
+
+
+def _fit(model, counts, free):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model_intensity=model, free=free, measurement=SimpleNamespace(intensity=counts))
+
+
+def test_a_challenger_must_fit_the_held_out_pixels_significantly_better():
+    """The margin is the paired difference of the two models' Poisson deviances over the held-out pixels, in
+    standard errors: large for the counts' true expectation against a model 30 % off, small for two models that
+    differ by less than the counting noise shows."""
+    from cdi_dip.reconstruction import CHALLENGE_SIGNIFICANCE, free_deviance_margin
+
+    rng = np.random.default_rng(0)
+    expected = rng.uniform(50, 500, (48, 48))
+    counts = rng.poisson(expected).astype(np.float64)
+    free = rng.random(expected.shape) < 0.05
+    truth, off = _fit(expected, counts, free), _fit(1.3 * expected, counts, free)
+    nearly = _fit(expected * (1 + 0.002 * rng.standard_normal(expected.shape)), counts, free)
+    assert free_deviance_margin(off, truth) > 5 * CHALLENGE_SIGNIFICANCE
+    assert free_deviance_margin(truth, off) < -5 * CHALLENGE_SIGNIFICANCE
+    assert abs(free_deviance_margin(truth, nearly)) < CHALLENGE_SIGNIFICANCE
+    assert free_deviance_margin(truth, truth) is None  # no difference at all: nothing to weigh
+    assert free_deviance_margin(_fit(expected, counts, np.zeros_like(free)), truth) is None
