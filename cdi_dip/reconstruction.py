@@ -262,7 +262,8 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
                          requested: dict[str, Any], init: Initialiser, on_iter: IterCallback | None,
                          device: torch.device) -> Result:
     """``--psf compare``: the coherent ``result`` against the challengers of ``cfg.psf_challengers``; the lowest
-    free Poisson deviance is kept, and ``method_choice["coherence"]`` records every one.
+    free Poisson deviance is kept where it is significantly lower than the coherent result's
+    (:func:`_choose_coherence`), and ``method_choice["coherence"]`` records every one.
 
     The challengers run only where the coherent result shows a sign of blur
     (:func:`cdi_dip.coherence.blur_test`: a blurred copy of its model fits
@@ -431,8 +432,12 @@ def _as_blurred_model(result: Result, measurement: Measurement, problem: Problem
 
 def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, Any], notes: list[str], *,
                       interrupted: bool) -> Result:
-    """The candidate with the lowest free Poisson deviance (the coherent one, first, when none has one); its
-    ``method_choice["coherence"]`` records them all and the blur test, its ``wall_s`` includes theirs."""
+    """The candidate with the lowest free Poisson deviance (the coherent one, first, when none has one), where
+    that is lower than the coherent result's by :data:`CHALLENGE_SIGNIFICANCE` standard errors
+    (:func:`free_deviance_margin`; otherwise the coherent result). On the tuning half, without that margin, a
+    smoothed model of a poorly fitted, unblurred pattern often won with a worse object. Its
+    ``method_choice["coherence"]`` records them all, the margin and the blur test; its ``wall_s`` includes
+    theirs."""
     labels = [label for label, _ in candidates]
     winner, record = _lowest_free_deviance([candidate for _, candidate in candidates], labels,
                                            first="the coherent result")

@@ -484,8 +484,10 @@ class RunConfig:
     """Partial coherence: ``compare`` (the default: a coherent reconstruction,
     challenged by the projection reconstructions of ``psf_challengers`` on
     half the runs each where a blurred copy of its model fits the held-out
-    pixels better or its free deviance per pixel is above 2; the lowest free
-    Poisson deviance is kept; no challenger under ``--method dip`` or ``net``,
+    pixels better or its free deviance per pixel is above 2; the challenger
+    with the lowest free Poisson deviance is kept where that is lower than the
+    coherent result's by two standard errors of the paired difference over the
+    held-out pixels; no challenger under ``--method dip`` or ``net``,
     an explicit ``projection.plan`` or without held-out pixels),
     ``none`` (a coherent model), ``auto`` (a blurring
     kernel fitted during the reconstruction, starting from a Gaussian of 1 px),
@@ -500,7 +502,8 @@ class RunConfig:
     the measured counts; :mod:`cdi_dip.deconvolution`) and ``refined`` (the
     best deconvolved one refined by 200 ER iterations against the measured
     counts under its width's blur, on its support; needs ``deconvolved``).
-    The lowest free Poisson deviance of all is kept."""
+    The lowest free Poisson deviance of all is kept where it is significantly
+    lower than the coherent result's (see ``psf``)."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
