@@ -217,6 +217,9 @@ def test_the_result_line_names_the_deconvolved_challengers_once_with_their_best_
     line = method_choice_line({"compared": True, "chosen": deconvolved_label(0.88), "free_llk_poisson": scores})
     assert line.startswith("deconvolved 0.88 px kept") and "coherent 109.7" in line and "fitted kernel 40.2" in line
     assert "deconvolved at 3 widths, best 13.6 at 0.88 px" in line and "44.9" not in line
+    assert "significantly" not in line
+    kept = method_choice_line({"compared": True, "chosen": "coherent", "free_llk_poisson": scores, "margin_z": 1.4})
+    assert kept.startswith("coherent kept") and kept.endswith("(the lowest not significantly lower: z 1.40)")
 
 
 def test_a_signal_between_two_challengers_keeps_the_best_finished_candidate(tmp_path, monkeypatch):

@@ -22,7 +22,11 @@ def method_choice_line(record: Any) -> str | None:
         best = min(widths, key=widths.get)
         parts.append(f"deconvolved at {len(widths)} widths, best {widths[best]:.4g} at "
                      f"{best[len(DECONVOLVED_LABEL):].strip()}")
-    return f"{record.get('chosen')} kept: free Poisson LLK {', '.join(parts)}"
+    line = f"{record.get('chosen')} kept: free Poisson LLK {', '.join(parts)}"
+    margin = record.get("margin_z")
+    if isinstance(margin, (int, float)) and scores and record.get("chosen") != min(scores, key=scores.get):
+        line += f" (the lowest not significantly lower: z {margin:.2f})"
+    return line
 
 
 def auto_decision_line(record: Any) -> str | None:
