@@ -245,6 +245,11 @@ CHALLENGE_FREE_DEVIANCE = FIT_WARNING_DEVIANCE
 """Above this free Poisson deviance per pixel (the level of the fit warning; about 1 for a model as good as the
 counts allow) a coherent result is challenged under ``--psf compare`` even without a sign of blur."""
 
+CHALLENGE_SIGNIFICANCE = 2.0
+"""A challenger replaces the coherent result only when its free deviance is lower by this many standard errors
+of the paired difference over the held-out pixels (:func:`free_deviance_margin`); 0: the lowest deviance wins."""
+
+
 DECONVOLVED_RUNS = 0.5
 """Each deconvolved challenger of ``--psf compare`` makes this fraction of the coherent pass's runs (at least one)."""
 
@@ -300,16 +305,16 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
                 f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel)"}
     candidates: list[tuple[str, Result]] = [(COHERENCE_LABELS[0], result)]
     notes: list[str] = []
+    deconvolved_cfg = deconvolved_challenger_config(challenger_cfg, cfg)
     try:
         for name in parse_challengers(cfg.psf_challengers):
             if name == "kernel":
                 _kernel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter, device)
             elif name == "refined":
-                _refined_challenger(candidates, notes, measurement, deconvolved_challenger_config(challenger_cfg, cfg),
-                                    requested, on_iter, device)
+                _refined_challenger(candidates, notes, measurement, deconvolved_cfg, requested, on_iter, device)
             else:
-                _deconvolved_challengers(candidates, notes, measurement, deconvolved_challenger_config(challenger_cfg, cfg),
-                                         requested, init, on_iter, device)
+                _deconvolved_challengers(candidates, notes, measurement, deconvolved_cfg, requested, init, on_iter,
+                                         device)
     except (_ChallengeInterrupted, KeyboardInterrupt):  # also between two challengers (a deconvolution, a score)
         log.warning("interrupted while challenging the coherent result: keeping the best finished candidate")
         winner = _choose_coherence(candidates, evidence, notes, interrupted=True)
@@ -464,11 +469,6 @@ def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, 
     return winner
 
 
-CHALLENGE_SIGNIFICANCE = 2.0
-"""A challenger replaces the coherent result only when its free deviance is lower by this many standard errors
-of the paired difference over the held-out pixels (:func:`free_deviance_margin`); 0: the lowest deviance wins."""
-
-
 def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:
     """How far below the incumbent's free Poisson deviance the challenger's lies, in standard errors of the mean
     paired difference over their held-out pixels (``z``; positive: the challenger fits them better). None
@@ -479,9 +479,9 @@ def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:
     count = int(np.count_nonzero(free))
     if count < 2:
         return None
-    counts = incumbent.measurement.intensity
-    difference = (poisson_deviance_map(incumbent.model_intensity, counts)[free]
-                  - poisson_deviance_map(challenger.model_intensity, counts)[free])
+    counts = incumbent.measurement.intensity[free]
+    difference = (poisson_deviance_map(incumbent.model_intensity[free], counts)
+                  - poisson_deviance_map(challenger.model_intensity[free], counts))
     spread = float(np.std(difference, ddof=1))
     if not np.isfinite(spread) or spread == 0:
         return None

@@ -19,7 +19,6 @@ axis is at index ``n // 2``.
 from __future__ import annotations
 
 import itertools
-
 import logging
 from collections.abc import Sequence
 from typing import Any

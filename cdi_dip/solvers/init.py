@@ -59,8 +59,8 @@ class StartFrom:
     ----------
     obj : numpy.ndarray, complex, frame shape, centred
         The starting object, in any position: its Fourier intensity is what
-        the run will fit, so a written (aligned) object needs its phase ramp
-        back (:func:`cdi_dip.ensemble.fourier.apply_ramp`).
+        the run will fit, so a written (aligned) object must first be moved
+        back onto its pattern (:func:`cdi_dip.ensemble.restart_object`).
     support : numpy.ndarray, bool, frame shape, centred
     """
 
