@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .config import Method, RunConfig
+from .background import fit_background, subtracted
 from .config.init_choice import parse_init
 from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, blur_test
 from .config.psf import PsfChoice, deconvolved_label, parse_challengers, parse_psf
@@ -168,13 +169,22 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
     Under ``--psf compare`` that is a coherent reconstruction,
     and a projection reconstruction with a fitted kernel challenges it
     (:func:`_coherence_challenge`).
+    With ``cfg.background = "compare"`` a radial background fitted to that
+    result challenges it first (:func:`_background_challenge`); where it wins,
+    the partial-coherence challengers fit the counts less the background, and
+    the result kept is scored with the background added back.
     """
     device = resolve_device(cfg.device)
     coherence = parse_psf(cfg.psf)
     result = _method_pass(measurement, cfg, requested, init, on_iter, device)  # solvers run "compare" coherent
-    if coherence.mode != "compare":
-        return result
-    return _coherence_challenge(result, measurement, cfg, coherence, requested, init, on_iter, device)
+    background = None
+    if cfg.background == "compare":
+        result, background = _background_challenge(result, measurement, cfg, coherence, requested, on_iter,
+                                                   init, device)
+    if coherence.mode == "compare":
+        fitted = measurement if background is None else result.measurement  # the counts less the background
+        result = _coherence_challenge(result, fitted, cfg, coherence, requested, init, on_iter, device)
+    return result if background is None else _with_background(result, measurement, cfg, background, device)
 
 
 def _method_pass(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
@@ -469,6 +479,106 @@ def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, 
     return winner
 
 
+BACKGROUND_LABELS = ("no background", "background")
+"""The two candidates of ``background = "compare"`` in ``method_choice["background"]``."""
+
+
+def _background_challenge(result: Result, measurement: Measurement, cfg: RunConfig, coherence: PsfChoice,
+                          requested: dict[str, Any], on_iter: IterCallback | None, init: Initialiser,
+                          device: torch.device) -> tuple[Result, np.ndarray | None]:
+    """``background = "compare"``: a radial background fitted to ``result``'s model
+    (:func:`cdi_dip.background.fit_background`, on the fitted pixels) is tested on the held-out ones; where
+    adding it lowers their deviance by :data:`CHALLENGE_SIGNIFICANCE` standard errors, a projection
+    reconstruction of the counts less the background (the configuration of a deconvolved challenger) challenges
+    ``result``, scored with the background added back, and must win by the same margin.
+
+    Returns
+    -------
+    (Result, numpy.ndarray or None)
+        The winner, its ``method_choice["background"]`` recording the test and the choice, and the background
+        where the challenger won (its result then fits the counts less the background), else None.
+    """
+    projection_cfg = coherence_challenger_config(cfg, Method(result.method), coherence)
+    if projection_cfg is None or result.interrupted or result.free is None or result.model_intensity is None:
+        return result, None
+    fitted_pixels = result.measurement.valid & ~result.free
+    background = fit_background(result.measurement.intensity, result.model_intensity, fitted_pixels)
+    level = float(background[result.measurement.valid].mean())
+    test_z = paired_deviance_margin(result.measurement.intensity, result.model_intensity,
+                                    result.model_intensity + background, result.free)
+    record: dict[str, Any] = {"level_photons": level, "test_z": test_z, "compared": False,
+                              "chosen": BACKGROUND_LABELS[0]}
+    if test_z is None or test_z < CHALLENGE_SIGNIFICANCE:
+        record["reason"] = (f"no background: a fitted one ({level:.3g} photons per pixel) does not fit the "
+                            f"held-out pixels significantly better (z {test_z if test_z is not None else 0:.2f})")
+        result.method_choice = {**result.method_choice, "background": record}
+        return result, None
+    log.info("background compare: %.3g photons per pixel fit the held-out pixels better (z %.2f); "
+             "reconstructing the counts less it", level, test_z)
+    lessened = dataclasses.replace(measurement, intensity=subtracted(measurement.intensity, background))
+    notes: list[str] = []
+    try:
+        challenger = _challenger(lessened, deconvolved_challenger_config(projection_cfg, cfg), requested, init,
+                                 on_iter, device, "background", notes)
+    except _ChallengeInterrupted:
+        log.warning("interrupted while challenging with a background: keeping the result without one")
+        challenger = None
+        result.interrupted = record["interrupted"] = True
+    if challenger is None:
+        record["reason"] = "no background: " + "; ".join(notes or ["the challenger was interrupted"])
+        result.method_choice = {**result.method_choice, "background": record}
+        return result, None
+    scored = _with_background(challenger, measurement, cfg, background, device)
+    _, choice = _lowest_free_deviance((result, scored), BACKGROUND_LABELS, first="the result without one")
+    margin = free_deviance_margin(result, scored)
+    record = {**record, **choice, "compared": True, "margin_z": margin}
+    won = choice["chosen"] == BACKGROUND_LABELS[1] and margin is not None and margin >= CHALLENGE_SIGNIFICANCE
+    record["chosen"] = BACKGROUND_LABELS[1] if won else BACKGROUND_LABELS[0]
+    if not won:
+        result.wall_s += challenger.wall_s
+        result.method_choice = {**result.method_choice, "background": record}
+        return result, None
+    challenger.wall_s += result.wall_s
+    challenger.method_choice = {**result.method_choice, **challenger.method_choice, "background": record}
+    return challenger, background
+
+
+def _with_background(result: Result, measurement: Measurement, cfg: RunConfig, background: np.ndarray,
+                     device: torch.device) -> Result:
+    """A result fitted to the counts less ``background``, made a model of the measured ``measurement``: its
+    intensity plus the background, its data metrics against the measured counts."""
+    problem, _ = fit_data(measurement, cfg, device)
+    model = result.model_intensity + background
+    figures = data_metrics(torch.from_numpy(np.ascontiguousarray(model)).to(problem.device), problem.counts,
+                           problem.fit, problem.free, noise=problem.noise)
+    return dataclasses.replace(result, measurement=measurement, model_intensity=model,
+                               metrics={**result.metrics, **figures})
+
+
+def paired_deviance_margin(counts: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray,
+                           free: np.ndarray) -> float | None:
+    """How far below ``incumbent``'s Poisson deviance on the ``free`` pixels ``challenger``'s lies, in standard
+    errors of the mean paired difference (``z``; positive: the challenger fits them better). None with fewer
+    than two free pixels or where the two models fit every one alike.
+
+    Parameters
+    ----------
+    counts, incumbent, challenger : numpy.ndarray, float, frame shape
+        Measured photons and two models of them, photons.
+    free : numpy.ndarray, bool, frame shape
+        The held-out pixels.
+    """
+    count = int(np.count_nonzero(free))
+    if count < 2:
+        return None
+    measured = counts[free]
+    difference = poisson_deviance_map(incumbent[free], measured) - poisson_deviance_map(challenger[free], measured)
+    spread = float(np.std(difference, ddof=1))
+    if not np.isfinite(spread) or spread == 0:
+        return None
+    return float(np.mean(difference) / (spread / np.sqrt(count)))
+
+
 def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:
     """How far below the incumbent's free Poisson deviance the challenger's lies, in standard errors of the mean
     paired difference over their held-out pixels (``z``; positive: the challenger fits them better). None
@@ -476,16 +586,8 @@ def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:
     free = incumbent.free
     if free is None or incumbent.model_intensity is None or challenger.model_intensity is None:
         return None
-    count = int(np.count_nonzero(free))
-    if count < 2:
-        return None
-    counts = incumbent.measurement.intensity[free]
-    difference = (poisson_deviance_map(incumbent.model_intensity[free], counts)
-                  - poisson_deviance_map(challenger.model_intensity[free], counts))
-    spread = float(np.std(difference, ddof=1))
-    if not np.isfinite(spread) or spread == 0:
-        return None
-    return float(np.mean(difference) / (spread / np.sqrt(count)))
+    return paired_deviance_margin(incumbent.measurement.intensity, incumbent.model_intensity,
+                                  challenger.model_intensity, free)
 
 
 def _coherent_unchallenged(result: Result, why: str, **record: Any) -> Result:

@@ -60,6 +60,7 @@ def batch(
     dip_weights: opt.DipWeights = None,
     noise: opt.Noise = None,
     psf: opt.Psf = None,
+    background: opt.Background = None,
     init: opt.Init = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Output folder: OUT/<scan-name>/ per scan and OUT/batch.json.",

@@ -49,6 +49,7 @@ MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Cap the fram
 Init = Annotated[Optional[str], typer.Option("--init", help="What starts every run: random, learned (the model shipped for the data's dimensionality) or learned:MODEL.pt (from cdi-dip train): the network's object and support start HIO/RAAR/ER and seed the double DIP's warm start \\[default: random].", rich_help_panel=METHOD)]
 DipWeights = Annotated[Optional[str], typer.Option("--dip-weights", help="Pretrained double-DIP generators (MODEL.pt from cdi-dip train-dip): the networks start from its weights and fixed inputs, fitted to this scan (the educated DIP); its object box and --param must be this run's \\[default: none: random weights].", rich_help_panel=METHOD)]
 Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: compare (a coherent reconstruction; where a blurred copy of its model fits the held-out pixels better, a projection one with a fitted blurring kernel on half the runs challenges it, and the lower free deviance is kept; no challenger with --method dip or net, or --plan), none (coherent only), auto (fit a kernel), auto,SIGMA, select (random starts alternate coherent and fitted) or gaussian,SIGMA (fixed; SIGMA in pixels) \\[default: compare].", rich_help_panel=METHOD)]
+Background = Annotated[Optional[str], typer.Option("--background", help="An incoherent background under the pattern: none (the counts are the object's alone) or compare (a radial background fitted to the first result is tested on the held-out pixels; where it fits them significantly better, a projection reconstruction of the counts less it challenges the result and is kept where its free deviance is significantly lower) \\[default: none].", rich_help_panel=METHOD)]
 MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].", rich_help_panel=PREP)]
 Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto, max, com, friedel or none.", rich_help_panel=PREP)]
 Threshold = Annotated[Optional[float], typer.Option(help="Photon threshold: counts below it become 0.", rich_help_panel=PREP)]
@@ -124,6 +125,7 @@ CONFIG_PATH: dict[str, str] = {
     "device": "device",
     "noise": "noise",
     "psf": "psf",
+    "background": "background",
     "init": "init",
     "allow_external_links": "input.allow_external_links",
     "max_size": "prep.max_size",

@@ -50,6 +50,7 @@ def reconstruct(
     dip_weights: opt.DipWeights = None,
     noise: opt.Noise = None,
     psf: opt.Psf = None,
+    background: opt.Background = None,
     init: opt.Init = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.",
                                       rich_help_panel=opt.OUTPUT)] = Path("results"),

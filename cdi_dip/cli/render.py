@@ -82,6 +82,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     coherence = method_choice_line((summary.get("method_choice") or {}).get("coherence"))
     if coherence:
         rows.insert(2 if choice else 1, ("coherence", coherence))
+    background = method_choice_line((summary.get("method_choice") or {}).get("background"))
+    if background:
+        rows.insert(1 + bool(choice) + bool(coherence), ("background", background))
     auto = auto_decision_line(summary.get("method_choice"))
     if auto:
         rows.insert(1, ("auto", auto))

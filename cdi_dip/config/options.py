@@ -20,6 +20,9 @@ from .init_choice import parse_init
 from .psf import parse_challengers, parse_psf
 from .schema import check_range, option
 
+BACKGROUND_MODES = ("none", "compare")
+"""Values of ``background``: no background, or a fitted one as a challenger (:mod:`cdi_dip.background`)."""
+
 
 class Method(str, enum.Enum):
     """Reconstruction method."""
@@ -504,6 +507,15 @@ class RunConfig:
     counts under its width's blur, on its support; needs ``deconvolved``).
     The lowest free Poisson deviance of all is kept where it is significantly
     lower than the coherent result's (see ``psf``)."""
+    background: str = option("none")
+    """An incoherent background under the pattern (air scattering, fluorescence):
+    ``none`` (the counts are the object's alone) or ``compare`` (a radial
+    background fitted to the first result is tested on the held-out pixels;
+    where it fits them significantly better, a projection reconstruction of the
+    counts less it, on half the runs, challenges the result, scored with the
+    background added back, and is kept where its free Poisson deviance is lower
+    by two standard errors; the partial-coherence challengers then fit the
+    counts less it). See :mod:`cdi_dip.background`."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
@@ -523,6 +535,8 @@ class RunConfig:
         schema.validate(self)
         parse_psf(self.psf)
         parse_challengers(self.psf_challengers)
+        if self.background not in BACKGROUND_MODES:
+            raise InvalidInputError(f"configuration: background (--background) = {self.background!r}: use one of {', '.join(BACKGROUND_MODES)}")
         parse_init(self.init)
         self.method = Method(self.method)
         if self.runs is None and self.method is not Method.AUTO:

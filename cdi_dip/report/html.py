@@ -154,6 +154,9 @@ def _what_was_done(summary: dict[str, Any]) -> str:
     coherence = method_choice_line(choice.get("coherence"))
     if coherence:
         lines.append(f"Partial coherence: {coherence}.")
+    background = method_choice_line(choice.get("background"))
+    if background:
+        lines.append(f"Background: {background}.")
     if summary.get("selection"):
         lines.append(_selection_line(summary["selection"]))
     if summary.get("dip"):
