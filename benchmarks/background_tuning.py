@@ -36,6 +36,7 @@ from cdi_dip.config import load_config
 from cdi_dip.corpus import CorpusCase, corpus_cases, write_case
 from cdi_dip.io.readers import read_object
 from cdi_dip.pipeline import reconstruct_scan
+from cdi_dip.simulate import expected_intensity
 
 VARIANTS = ("raw", "oracle", "compare")
 
@@ -54,7 +55,7 @@ def with_background(case: CorpusCase) -> tuple[CorpusCase, np.ndarray]:
     """The case's object re-measured at 1e4-1e6 photons at the peak over a tuning background, and that
     background."""
     rng = np.random.default_rng([case.seed, 777])
-    expected = np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(case.truth)))) ** 2
+    expected = expected_intensity(case.truth)
     scale = 10 ** rng.uniform(4, 6) / expected.max()
     background = tuning_background(case.shape, rng, 10 ** rng.uniform(np.log10(0.5), np.log10(5)))
     counts = rng.poisson(expected * scale + background).astype(np.float32)

@@ -453,20 +453,8 @@ def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, 
     smoothed model of a poorly fitted, unblurred pattern often won with a worse object. Its
     ``method_choice["coherence"]`` records them all, the margin and the blur test; its ``wall_s`` includes
     theirs."""
-    labels = [label for label, _ in candidates]
-    winner, record = _lowest_free_deviance([candidate for _, candidate in candidates], labels,
-                                           first="the coherent result")
+    winner, record = _significantly_lowest(candidates, first="the coherent result")
     coherent = candidates[0][1]
-    if winner is not coherent:
-        margin = free_deviance_margin(coherent, winner)
-        record = {**record, "margin_z": margin}
-        if margin is not None and margin < CHALLENGE_SIGNIFICANCE:
-            log.info("psf compare: %s is not significantly better (z %.2f < %g): the coherent result stays",
-                     record["chosen"], margin, CHALLENGE_SIGNIFICANCE)
-            record = {**record, "chosen": labels[0], "reason": (
-                f"{record['chosen']} had the lowest free Poisson deviance, but not significantly lower than the "
-                f"coherent result's (paired over the held-out pixels: z {margin:.2f} < {CHALLENGE_SIGNIFICANCE:g})")}
-            winner = coherent
     winner.wall_s += sum(candidate.wall_s for _, candidate in candidates if candidate is not winner)
     record = {**record, "compared": len(candidates) > 1, "blur_test": evidence}
     if len(candidates) == 1:  # every challenger failed
@@ -529,12 +517,10 @@ def _background_challenge(result: Result, measurement: Measurement, cfg: RunConf
         result.method_choice = {**result.method_choice, "background": record}
         return result, None
     scored = _with_background(challenger, measurement, cfg, background, device)
-    _, choice = _lowest_free_deviance((result, scored), BACKGROUND_LABELS, first="the result without one")
-    margin = free_deviance_margin(result, scored)
-    record = {**record, **choice, "compared": True, "margin_z": margin}
-    won = choice["chosen"] == BACKGROUND_LABELS[1] and margin is not None and margin >= CHALLENGE_SIGNIFICANCE
-    record["chosen"] = BACKGROUND_LABELS[1] if won else BACKGROUND_LABELS[0]
-    if not won:
+    winner, choice = _significantly_lowest(list(zip(BACKGROUND_LABELS, (result, scored))),
+                                           first="the result without one")
+    record = {**record, **choice}
+    if winner is result:
         result.wall_s += challenger.wall_s
         result.method_choice = {**result.method_choice, "background": record}
         return result, None
@@ -623,6 +609,28 @@ def _lowest_free_deviance(results: Sequence[Result], labels: Sequence[str], *,
     log.info("%s kept (free deviance %s)", labels[chosen],
              ", ".join(f"{name} {score:.4g}" for name, score in scores.items() if score is not None))
     return results[chosen], {"compared": True, "chosen": labels[chosen], "free_llk_poisson": scores, "reason": reason}
+
+
+def _significantly_lowest(candidates: Sequence[tuple[str, Result]], *, first: str) -> tuple[Result, dict[str, Any]]:
+    """Of labelled results of the same data and free pixels, the one with the lowest free Poisson deviance where
+    that is lower than the first's (the incumbent's) by :data:`CHALLENGE_SIGNIFICANCE` standard errors
+    (:func:`free_deviance_margin`), otherwise the first; and the record of the choice
+    (:func:`_lowest_free_deviance`'s, with ``margin_z`` where a challenger was lowest)."""
+    labels = [label for label, _ in candidates]
+    incumbent = candidates[0][1]
+    winner, record = _lowest_free_deviance([result for _, result in candidates], labels, first=first)
+    if winner is incumbent:
+        return winner, record
+    margin = free_deviance_margin(incumbent, winner)
+    record = {**record, "margin_z": margin}
+    if margin is not None and margin < CHALLENGE_SIGNIFICANCE:
+        log.info("%s is not significantly better (z %.2f < %g): %s stays", record["chosen"], margin,
+                 CHALLENGE_SIGNIFICANCE, labels[0])
+        record = {**record, "chosen": labels[0], "reason": (
+            f"{record['chosen']} had the lowest free Poisson deviance, but not significantly lower than "
+            f"{first}'s (paired over the held-out pixels: z {margin:.2f} < {CHALLENGE_SIGNIFICANCE:g})")}
+        winner = incumbent
+    return winner, record
 
 
 def _better_by_free_likelihood(first: Result, second: Result) -> Result:
