@@ -13,6 +13,7 @@ drawn from ``default_rng([seed, 777])``. Each pattern is reconstructed
 - ``raw``: the counts as measured;
 - ``oracle``: the counts less the true background (clipped at 0), what a
   perfect background estimate would give;
+- ``subtract``: the counts as measured with ``--background subtract``;
 - ``compare``: the counts as measured with ``--background compare``.
 
     python benchmarks/background_tuning.py --per-family 2 --variants raw,oracle,compare --json bg.json
@@ -38,7 +39,7 @@ from cdi_dip.io.readers import read_object
 from cdi_dip.pipeline import reconstruct_scan
 from cdi_dip.simulate import expected_intensity
 
-VARIANTS = ("raw", "oracle", "compare")
+VARIANTS = ("raw", "oracle", "subtract", "compare")
 
 
 def tuning_background(shape: Sequence[int], rng: np.random.Generator, mean_counts: float) -> np.ndarray:
@@ -69,7 +70,7 @@ def run_variant(case: CorpusCase, background: np.ndarray, variant: str) -> dict:
     work = Path(tempfile.mkdtemp())
     try:
         write_case(work / "scan.cxi", dataclasses.replace(case, counts=counts))
-        cfg = load_config(None, {"background": "compare"} if variant == "compare" else {})
+        cfg = load_config(None, {"background": variant} if variant in ("subtract", "compare") else {})
         summary = reconstruct_scan(str(work / "scan.cxi"), cfg, work / "out")
         error = score(read_object(summary["output"]), case.truth)["error"]
     finally:
@@ -77,7 +78,7 @@ def run_variant(case: CorpusCase, background: np.ndarray, variant: str) -> dict:
     record = (summary.get("method_choice") or {}).get("background") or {}
     return {"family": case.family, "seed": case.seed, "variant": variant, "error": round(error, 4),
             "background_mean": round(float(background.mean()), 3), "peak": round(float(case.counts.max())),
-            "fitted_level": record.get("level_photons"), "test_z": record.get("test_z"),
+            "estimated_level": record.get("level_photons"),
             "chosen": record.get("chosen"), "margin_z": record.get("margin_z")}
 
 

@@ -7,15 +7,23 @@ from the peak) and the reconstruction puts structure into the object to
 explain it; at 2e4 photons at the peak and 3 background photons per pixel
 that alone failed 4 of 6 tuning crystals (docs/benchmarks.md).
 
-``B`` is modelled as a radial profile about the zero frequency: a sum of
-tent functions of the distance from the centre (:func:`shell_basis`), with
-non-negative weights fitted by maximum likelihood given a model ``I`` of
-the object's intensity (:func:`fit_background`, the EM update of a Poisson
-mixture: ``c_k <- c_k sum_i phi_ki n_i / (I_i + B_i) / sum_i phi_ki``).
-Where ``I`` is far above ``B`` the update leaves ``B`` as it is; where the
-two are comparable it moves ``B`` to what the counts say. A model ``I``
-fitted with the background in place absorbs part of it, so the fit is a
-lower estimate.
+``B`` is modelled as a radial profile about the zero frequency, estimated
+from the counts alone, before any object (:func:`background_from_counts`):
+a model fitted with the background in place puts part of it into its object,
+so a fit to a first result finds too little (0.8-1.0 photons where there
+were 2.9, docs/benchmarks.md). Speckle from an object has many dark pixels
+(its intensity in a shell about the centre is spread like an exponential,
+with fringe minima near zero), while a background lifts every pixel alike.
+In each shell the counts are modelled as ``Poisson(b) + Geometric(m)`` (an
+exponential intensity of mean ``m`` counted by Poisson) and ``b`` is found
+by maximum likelihood with ``b + m`` held to the shell's mean
+(:func:`shell_likelihood`); shells bright enough to hide the background are
+skipped, and the shells' estimates are smoothed over the radius, weighted by
+their precision, and held constant beyond the first and last informative
+shell. Where the object's intensity is less speckled than an exponential
+(the streaks of a faceted crystal) the estimate is low, not high; a pattern
+blurred by partial coherence fills its fringe minima, and part of that reads
+as background.
 
 All arrays here are centred (zero frequency at ``n // 2`` per axis), as a
 prepared :class:`~cdi_dip.types.Measurement` is.
@@ -29,73 +37,124 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_SHELLS = 6
-"""Tent functions of the radius in :func:`shell_basis`, from the centre to the farthest corner."""
-
-EM_STEPS = 200
-"""EM updates of :func:`fit_background` (each costs one pass over the pixels per shell)."""
-
 _TINY = 1e-9
 
+SHELL_WIDTH_PX = 2.0
+"""Width of the shells in which :func:`background_from_counts` estimates the background, pixels."""
 
-def shell_basis(shape: tuple[int, ...], shells: int = BACKGROUND_SHELLS) -> np.ndarray:
-    """Tent functions of the distance from the centre ``n // 2``: a partition of unity over the frame.
+SHELL_MIN_PIXELS = 30
+"""Measured pixels a shell needs for its own estimate."""
+
+SHELL_MAX_MEDIAN = 50.0
+"""Shells whose median count is above this are skipped: a few photons of background are invisible there."""
+
+CENSOR_COUNTS = 20
+"""Counts above this many times a shell's median (and above this many photons) enter its likelihood only as
+"at least that many" (:func:`shell_likelihood`)."""
+
+_LEVELS = 64
+"""Background levels tried per shell, from 0 to the shell's mean count."""
+
+
+def _radius(shape: tuple[int, ...]) -> np.ndarray:
+    """Distance of every pixel from the centre ``n // 2`` per axis, pixels."""
+    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
+    return np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))
+
+
+def _log_factorials(top: int) -> np.ndarray:
+    """``log(k!)`` for ``k = 0 .. top``."""
+    return np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, top + 1, dtype=np.float64)))))
+
+
+def shell_likelihood(counts: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Log-likelihood of a shell's counts under ``Poisson(b) + Geometric(mean - b)`` for each level ``b``.
+
+    Counts above :data:`CENSOR_COUNTS` times the median (at least :data:`CENSOR_COUNTS`) enter only as
+    "at least that many": a few bright pixels (a streak crossing the shell, a hot pixel) say nothing about
+    the background and would cost a long convolution.
 
     Parameters
     ----------
-    shape : tuple of int
-        Frame shape (2D or 3D).
-    shells : int
-        Number of tents; their peaks are evenly spaced from the centre (0) to the farthest corner.
+    counts : numpy.ndarray, int, shape ``(pixels,)``
+        The shell's measured photons (non-negative).
+    levels : numpy.ndarray, float, shape ``(levels,)``
+        Background levels ``b``, photons per pixel, each below the counts' mean.
 
     Returns
     -------
-    numpy.ndarray, float64, shape ``(shells,) + shape``
-        Non-negative; summing over the first axis gives 1 at every pixel.
+    numpy.ndarray, float64, shape ``(levels,)``
     """
-    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
-    radius = np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))
-    scaled = radius / max(float(radius.max()), _TINY) * (shells - 1)
-    nodes = np.arange(shells, dtype=np.float64).reshape((-1,) + (1,) * len(shape))
-    return np.clip(1.0 - np.abs(scaled[None] - nodes), 0.0, None)
+    cap = int(max(CENSOR_COUNTS, CENSOR_COUNTS * np.median(counts)))
+    top = int(min(counts.max(), cap))
+    histogram = np.bincount(np.minimum(counts, top), minlength=top + 1).astype(np.float64)
+    censored = counts.max() >= cap
+    k = np.arange(top + 1, dtype=np.float64)
+    mean = float(counts.mean())
+    log_fact = _log_factorials(top)
+    size = 2 * top + 2
+    out = np.empty(len(levels))
+    for index, level in enumerate(levels):
+        speckle = max(mean - level, _TINY)
+        poisson = np.exp(-level + k * np.log(max(level, _TINY)) - log_fact) if level > 0 else (k == 0).astype(float)
+        geometric = np.exp(k * np.log(speckle / (1 + speckle)) - np.log1p(speckle))
+        pmf = np.fft.irfft(np.fft.rfft(poisson, size) * np.fft.rfft(geometric, size), size)[: top + 1]
+        if censored:  # the last bin holds every count >= top: its probability is the tail's
+            pmf[top] = 1.0 - float(pmf[:top].sum())
+        out[index] = float(histogram @ np.log(np.maximum(pmf, 1e-300)))
+    return out
 
 
-def fit_background(counts: np.ndarray, model: np.ndarray, fitted: np.ndarray, *,
-                   shells: int = BACKGROUND_SHELLS, steps: int = EM_STEPS) -> np.ndarray:
-    """The radial background that, added to ``model``, makes the fitted counts most likely (Poisson).
+def _shell_estimate(counts: np.ndarray) -> tuple[float, float]:
+    """The most likely background of one shell and its spread (where the log-likelihood is within 1/2 of
+    its maximum), photons per pixel."""
+    levels = np.linspace(0.0, float(counts.mean()) * (1 - 1.0 / _LEVELS), _LEVELS)
+    loglik = shell_likelihood(counts, levels)
+    best = int(np.argmax(loglik))
+    near = levels[loglik >= loglik[best] - 0.5]
+    step = levels[1] - levels[0] if len(levels) > 1 else 1.0
+    return float(levels[best]), max(float(near.max() - near.min()) / 2, step / 2)
+
+
+def background_from_counts(counts: np.ndarray, valid: np.ndarray, *, shell_width_px: float = SHELL_WIDTH_PX
+                           ) -> np.ndarray:
+    """A radial background estimated from the counts alone (see the module text), before any object.
 
     Parameters
     ----------
     counts : numpy.ndarray, float, frame shape, centred
         Measured photons.
-    model : numpy.ndarray, float, frame shape, centred
-        The object's coherent intensity, photons (e.g. ``Result.model_intensity``).
-    fitted : numpy.ndarray, bool, frame shape
-        Pixels the fit may use (measured and not held out).
-    shells, steps : int
-        Tents of :func:`shell_basis` and EM updates.
+    valid : numpy.ndarray, bool, frame shape
+        Measured pixels.
+    shell_width_px : float
+        Width of the shells, pixels.
 
     Returns
     -------
     numpy.ndarray, float32, frame shape
-        The background, photons per pixel, non-negative (zero where no shell has a fitted pixel).
+        The background, photons per pixel; zero where no shell is dim and large enough to tell.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    model = np.clip(np.asarray(model, dtype=np.float64), 0.0, None)
-    basis = shell_basis(counts.shape, shells)[:, fitted]
-    measured, predicted = counts[fitted], model[fitted]
-    coverage = basis.sum(axis=1)
-    usable = coverage > _TINY
-    weights = np.zeros(shells)
-    excess = np.clip(measured - predicted, 0.0, None)
-    weights[usable] = 0.5 * (basis[usable] @ excess) / coverage[usable] + _TINY
-    for _ in range(steps):
-        background = weights @ basis
-        ratio = measured / np.maximum(predicted + background, _TINY)
-        weights[usable] *= (basis[usable] @ ratio) / coverage[usable]
-    full = np.tensordot(weights, shell_basis(counts.shape, shells), axes=1)
-    log.debug("background: shell weights %s photons per pixel", np.array2string(weights, precision=3))
-    return full.astype(np.float32)
+    radius = _radius(counts.shape)
+    measured = np.clip(np.rint(np.nan_to_num(np.asarray(counts, dtype=np.float64))), 0, None).astype(np.int64)
+    centres, estimates, weights = [], [], []
+    for low in np.arange(0.0, float(radius.max()) + shell_width_px, shell_width_px):
+        shell = valid & (radius >= low) & (radius < low + shell_width_px)
+        values = measured[shell]
+        if values.size < SHELL_MIN_PIXELS or np.median(values) > SHELL_MAX_MEDIAN or values.max() == 0:
+            continue
+        level, spread = _shell_estimate(values)
+        centres.append(float(radius[shell].mean()))
+        estimates.append(level)
+        weights.append(1.0 / spread ** 2)
+    if not centres:
+        return np.zeros(counts.shape, np.float32)
+    centres_a, estimates_a, weights_a = map(np.asarray, (centres, estimates, weights))
+    width = max(2 * shell_width_px, 0.1 * float(radius.max()))
+    kernel = np.exp(-0.5 * ((centres_a[:, None] - centres_a[None, :]) / width) ** 2) * weights_a[None, :]
+    smoothed = (kernel @ estimates_a) / kernel.sum(axis=1)
+    log.debug("background from counts: shells at %s px: %s photons per pixel",
+              np.array2string(centres_a, precision=1), np.array2string(smoothed, precision=2))
+    return np.interp(radius, centres_a, smoothed).astype(np.float32)
 
 
 def subtracted(counts: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -104,4 +163,4 @@ def subtracted(counts: np.ndarray, background: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(counts, dtype=np.float32) - background, 0.0, None).astype(np.float32)
 
 
-__all__ = ["BACKGROUND_SHELLS", "fit_background", "shell_basis", "subtracted"]
+__all__ = ["background_from_counts", "shell_likelihood", "subtracted"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .config import Method, RunConfig
-from .background import fit_background, subtracted
+from .background import background_from_counts, subtracted
 from .config.init_choice import parse_init
 from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, blur_test
 from .config.psf import PsfChoice, deconvolved_label, parse_challengers, parse_psf
@@ -169,18 +169,14 @@ def _reconstruct_pass(measurement: Measurement, cfg: RunConfig, requested: dict[
     Under ``--psf compare`` that is a coherent reconstruction,
     and a projection reconstruction with a fitted kernel challenges it
     (:func:`_coherence_challenge`).
-    With ``cfg.background = "compare"`` a radial background fitted to that
-    result challenges it first (:func:`_background_challenge`); where it wins,
-    the partial-coherence challengers fit the counts less the background, and
-    the result kept is scored with the background added back.
+    With ``cfg.background`` ``subtract`` or ``compare`` a radial background
+    estimated from the counts is taken off them first (:func:`_background_stage`);
+    where it is kept, the partial-coherence challengers fit the counts less the
+    background, and the result is scored with the background added back.
     """
     device = resolve_device(cfg.device)
     coherence = parse_psf(cfg.psf)
-    result = _method_pass(measurement, cfg, requested, init, on_iter, device)  # solvers run "compare" coherent
-    background = None
-    if cfg.background == "compare":
-        result, background = _background_challenge(result, measurement, cfg, coherence, requested, on_iter,
-                                                   init, device)
+    result, background = _background_stage(measurement, cfg, requested, init, on_iter, device)
     if coherence.mode == "compare":
         fitted = measurement if background is None else result.measurement  # the counts less the background
         result = _coherence_challenge(result, fitted, cfg, coherence, requested, init, on_iter, device)
@@ -467,51 +463,84 @@ def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, 
     return winner
 
 
+BACKGROUND_FLOOR_PHOTONS = 0.5
+"""A background estimated from the counts is taken off them (``background`` ``subtract`` or ``compare``) only
+where it averages at least this many photons per measured pixel. On the tuning half's backgrounds no case
+whose estimate was below it gained from taking it off, while on 3D quick frames without a background the
+estimate reached 0.1-0.5 in a fifth of the cases (docs/benchmarks.md)."""
+
 BACKGROUND_LABELS = ("no background", "background")
-"""The two candidates of ``background = "compare"`` in ``method_choice["background"]``."""
+"""The two candidates of ``background`` in ``method_choice["background"]``: the counts as measured, and less
+the background estimated from them."""
 
 
-def _background_challenge(result: Result, measurement: Measurement, cfg: RunConfig, coherence: PsfChoice,
-                          requested: dict[str, Any], on_iter: IterCallback | None, init: Initialiser,
-                          device: torch.device) -> tuple[Result, np.ndarray | None]:
-    """``background = "compare"``: a radial background fitted to ``result``'s model
-    (:func:`cdi_dip.background.fit_background`, on the fitted pixels) is tested on the held-out ones; where
-    adding it lowers their deviance by :data:`CHALLENGE_SIGNIFICANCE` standard errors, a projection
-    reconstruction of the counts less the background (the configuration of a deconvolved challenger) challenges
-    ``result``, scored with the background added back, and must win by the same margin.
+def _background_stage(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
+                      on_iter: IterCallback | None, device: torch.device) -> tuple[Result, np.ndarray | None]:
+    """The method's result with or without a background taken off the counts, as ``cfg.background`` says.
+
+    The background is estimated from the counts alone
+    (:func:`cdi_dip.background.background_from_counts`). Where it averages less than
+    :data:`BACKGROUND_FLOOR_PHOTONS` per measured pixel, or with ``background = "none"``, the counts are
+    reconstructed as they are. With ``subtract`` the method reconstructs the counts less the background. With
+    ``compare`` it reconstructs both, and the result of the counts less the background, scored with it added
+    back, is kept where its free Poisson deviance is lower by :data:`CHALLENGE_SIGNIFICANCE` standard errors.
 
     Returns
     -------
     (Result, numpy.ndarray or None)
-        The winner, its ``method_choice["background"]`` recording the test and the choice, and the background
-        where the challenger won (its result then fits the counts less the background), else None.
+        The result kept, its ``method_choice["background"]`` recording the estimate and the choice, and the
+        background where that result fitted the counts less it (its model does not yet include it), else None.
     """
-    projection_cfg = coherence_challenger_config(cfg, Method(result.method), coherence)
-    if projection_cfg is None or result.interrupted or result.free is None or result.model_intensity is None:
-        return result, None
-    fitted_pixels = result.measurement.valid & ~result.free
-    background = fit_background(result.measurement.intensity, result.model_intensity, fitted_pixels)
-    level = float(background[result.measurement.valid].mean())
-    test_z = paired_deviance_margin(result.measurement.intensity, result.model_intensity,
-                                    result.model_intensity + background, result.free)
-    record: dict[str, Any] = {"level_photons": level, "test_z": test_z, "compared": False,
-                              "chosen": BACKGROUND_LABELS[0]}
-    if test_z is None or test_z < CHALLENGE_SIGNIFICANCE:
-        record["reason"] = (f"no background: a fitted one ({level:.3g} photons per pixel) does not fit the "
-                            f"held-out pixels significantly better (z {test_z if test_z is not None else 0:.2f})")
+    if cfg.background == "none":
+        return _method_pass(measurement, cfg, requested, init, on_iter, device), None
+    background = background_from_counts(measurement.intensity, measurement.valid)
+    level = float(background[measurement.valid].mean()) if measurement.valid.any() else 0.0
+    record: dict[str, Any] = {"level_photons": level, "compared": False, "chosen": BACKGROUND_LABELS[0]}
+    if level < BACKGROUND_FLOOR_PHOTONS:
+        result = _method_pass(measurement, cfg, requested, init, on_iter, device)
+        record["reason"] = (f"no background: the counts show {level:.3g} photons per pixel, below "
+                            f"{BACKGROUND_FLOOR_PHOTONS:g}")
         result.method_choice = {**result.method_choice, "background": record}
         return result, None
-    log.info("background compare: %.3g photons per pixel fit the held-out pixels better (z %.2f); "
-             "reconstructing the counts less it", level, test_z)
     lessened = dataclasses.replace(measurement, intensity=subtracted(measurement.intensity, background))
+    if cfg.background == "subtract":
+        log.info("background: the counts show %.3g photons per pixel; reconstructing the counts less it", level)
+        result = _method_pass(lessened, cfg, requested, init, on_iter, device)
+        record = {**record, "chosen": BACKGROUND_LABELS[1],
+                  "reason": f"background taken off: {level:.3g} photons per pixel, estimated from the counts"}
+        result.method_choice = {**result.method_choice, "background": record}
+        return result, background
+    result = _method_pass(measurement, cfg, requested, init, on_iter, device)
+    return _background_challenge(result, measurement, lessened, background, record, cfg, requested, init,
+                                 on_iter, device)
+
+
+def _background_challenge(result: Result, measurement: Measurement, lessened: Measurement, background: np.ndarray,
+                          record: dict[str, Any], cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
+                          on_iter: IterCallback | None, device: torch.device) -> tuple[Result, np.ndarray | None]:
+    """``background = "compare"``: the method's reconstruction of the ``lessened`` counts (``measurement``'s
+    less ``background``) challenges ``result``, scored with the background added back; see
+    :func:`_background_stage`."""
+    if result.interrupted or result.free is None:
+        record["reason"] = "no background: " + ("interrupted" if result.interrupted else "no held-out pixels to "
+                                                "compare on")
+        result.method_choice = {**result.method_choice, "background": record}
+        return result, None
+    log.info("background compare: the counts show %.3g photons per pixel of background; reconstructing the "
+             "counts less it", record["level_photons"])
     notes: list[str] = []
     try:
-        challenger = _challenger(lessened, deconvolved_challenger_config(projection_cfg, cfg), requested, init,
-                                 on_iter, device, "background", notes)
-    except _ChallengeInterrupted:
-        log.warning("interrupted while challenging with a background: keeping the result without one")
-        challenger = None
+        challenger = _method_pass(lessened, cfg, requested, init, on_iter, device)
+        if challenger.interrupted:
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        log.warning("interrupted while reconstructing the counts less a background: keeping the result without")
         result.interrupted = record["interrupted"] = True
+        challenger = None
+    except ReconstructionError as exc:
+        log.warning("the reconstruction of the counts less a background failed (%s): left out", exc)
+        notes.append(f"the reconstruction of the counts less it failed ({exc})")
+        challenger = None
     if challenger is None:
         record["reason"] = "no background: " + "; ".join(notes or ["the challenger was interrupted"])
         result.method_choice = {**result.method_choice, "background": record}
@@ -525,7 +554,7 @@ def _background_challenge(result: Result, measurement: Measurement, cfg: RunConf
         result.method_choice = {**result.method_choice, "background": record}
         return result, None
     challenger.wall_s += result.wall_s
-    challenger.method_choice = {**result.method_choice, **challenger.method_choice, "background": record}
+    challenger.method_choice = {**challenger.method_choice, "background": record}
     return challenger, background
 
 

@@ -20,8 +20,9 @@ from .init_choice import parse_init
 from .psf import parse_challengers, parse_psf
 from .schema import check_range, option
 
-BACKGROUND_MODES = ("none", "compare")
-"""Values of ``background``: no background, or a fitted one as a challenger (:mod:`cdi_dip.background`)."""
+BACKGROUND_MODES = ("none", "subtract", "compare")
+"""Values of ``background``: none, one estimated from the counts taken off them, or both compared
+(:mod:`cdi_dip.background`)."""
 
 
 class Method(str, enum.Enum):
@@ -509,13 +510,14 @@ class RunConfig:
     lower than the coherent result's (see ``psf``)."""
     background: str = option("none")
     """An incoherent background under the pattern (air scattering, fluorescence):
-    ``none`` (the counts are the object's alone) or ``compare`` (a radial
-    background fitted to the first result is tested on the held-out pixels;
-    where it fits them significantly better, a projection reconstruction of the
-    counts less it, on half the runs, challenges the result, scored with the
-    background added back, and is kept where its free Poisson deviance is lower
-    by two standard errors; the partial-coherence challengers then fit the
-    counts less it). See :mod:`cdi_dip.background`."""
+    ``none`` (the counts are the object's alone), ``subtract`` (a radial
+    background estimated from the counts alone is taken off them before the
+    reconstruction, where it averages 0.5 photons per pixel or more) or
+    ``compare`` (the counts are reconstructed both as measured and less that
+    background, and the second, scored with the background added back, is
+    kept where its free Poisson deviance is lower by two standard errors). The
+    partial-coherence challengers then fit the counts the result kept fitted.
+    See :mod:`cdi_dip.background`."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
