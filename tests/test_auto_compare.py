@@ -60,11 +60,12 @@ def test_auto_on_a_crystal_compares_and_says_so(scan, tmp_path):
 
 
 def test_no_comparison_when_switched_off_or_a_method_is_named(scan, tmp_path):
-    off = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, auto_compare=False, psf="none").validate()
+    off = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, auto_compare=False, psf="none",
+                    background="none").validate()  # methods only
     summary = reconstruct_scan(scan, off, tmp_path / "off")
     assert summary["method"] == "dip" and set(summary["method_choice"]) == {"auto"}  # what auto read, no comparison
     assert summary["method_choice"]["auto"]["kind"] == "crystal"
-    named = RunConfig(device="cpu", method=Method.DIP, iterations=30, seed=0, dip=TINY_DIP).validate()
+    named = RunConfig(device="cpu", method=Method.DIP, iterations=30, seed=0, dip=TINY_DIP, background="none").validate()
     assert "method_choice" not in reconstruct_scan(scan, named, tmp_path / "named")
 
 

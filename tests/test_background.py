@@ -74,7 +74,7 @@ def test_background_subtract_takes_the_estimate_off_and_scores_the_model_with_it
     record = taken_off["method_choice"]["background"]
     assert record["chosen"] == "background" and record["level_photons"] >= BACKGROUND_FLOOR_PHOTONS
     assert record["reason"].startswith("background taken off")
-    as_measured = _summary(tmp_path / "none", counts)
+    as_measured = _summary(tmp_path / "none", counts, "--background", "none")
     assert taken_off["metrics"]["free_llk_poisson"] < as_measured["metrics"]["free_llk_poisson"]
 
 
@@ -85,9 +85,9 @@ def test_counts_without_a_background_are_not_challenged(tmp_path):
     assert record["level_photons"] < BACKGROUND_FLOOR_PHOTONS and "below" in record["reason"]
 
 
-def test_without_the_option_nothing_is_tested(tmp_path):
-    counts = np.random.default_rng(4).poisson(_coherent()).astype(np.float32)
-    assert "background" not in (_summary(tmp_path, counts).get("method_choice") or {})
+def test_background_none_tests_nothing(tmp_path):
+    counts = np.random.default_rng(4).poisson(_coherent() + 3.0).astype(np.float32)
+    assert "background" not in (_summary(tmp_path, counts, "--background", "none").get("method_choice") or {})
 
 
 def test_an_unknown_background_mode_is_one_line_and_exit_2(tmp_path):

@@ -508,7 +508,7 @@ class RunConfig:
     counts under its width's blur, on its support; needs ``deconvolved``).
     The lowest free Poisson deviance of all is kept where it is significantly
     lower than the coherent result's (see ``psf``)."""
-    background: str = option("none")
+    background: str = option("compare")
     """An incoherent background under the pattern (air scattering, fluorescence):
     ``none`` (the counts are the object's alone), ``subtract`` (a radial
     background estimated from the counts alone is taken off them before the
