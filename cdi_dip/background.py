@@ -21,7 +21,10 @@ by maximum likelihood with ``b + m`` held to the shell's mean
 skipped, and the shells' estimates are smoothed over the radius, weighted by
 their precision, and held constant beyond the first and last informative
 shell. Where the object's intensity is less speckled than an exponential
-(the streaks of a faceted crystal) the estimate is low, not high; a pattern
+(the streaks of a faceted crystal, a smooth fall-off) the likelihood puts
+too little into ``b``: on the tuning side's background patterns the median
+ratio to the true mean was :data:`LOW_BIAS`, by which the estimate is
+divided (on exponential speckle it is then high by as much). A pattern
 blurred by partial coherence fills its fringe minima, and part of that reads
 as background.
 
@@ -51,6 +54,11 @@ SHELL_MAX_MEDIAN = 50.0
 CENSOR_COUNTS = 20
 """Counts above this many times a shell's median (and above this many photons) enter its likelihood only as
 "at least that many" (:func:`shell_likelihood`)."""
+
+LOW_BIAS = 0.65
+"""The median ratio of :func:`background_from_counts`'s shell estimates to the true mean background on the tuning
+side's 24 background patterns (docs/benchmarks.md): where the object's intensity is less speckled than an
+exponential (streaks, smooth fall-offs) the likelihood puts too little into ``b``. The estimate is divided by it."""
 
 _LEVELS = 64
 """Background levels tried per shell, from 0 to the shell's mean count."""
@@ -132,7 +140,8 @@ def background_from_counts(counts: np.ndarray, valid: np.ndarray, *, shell_width
     Returns
     -------
     numpy.ndarray, float32, frame shape
-        The background, photons per pixel; zero where no shell is dim and large enough to tell.
+        The background, photons per pixel, divided by :data:`LOW_BIAS`; zero where no shell is dim and large
+        enough to tell.
     """
     radius = _radius(counts.shape)
     measured = np.clip(np.rint(np.nan_to_num(np.asarray(counts, dtype=np.float64))), 0, None).astype(np.int64)
@@ -154,7 +163,7 @@ def background_from_counts(counts: np.ndarray, valid: np.ndarray, *, shell_width
     smoothed = (kernel @ estimates_a) / kernel.sum(axis=1)
     log.debug("background from counts: shells at %s px: %s photons per pixel",
               np.array2string(centres_a, precision=1), np.array2string(smoothed, precision=2))
-    return np.interp(radius, centres_a, smoothed).astype(np.float32)
+    return (np.interp(radius, centres_a, smoothed) / LOW_BIAS).astype(np.float32)
 
 
 def subtracted(counts: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -163,4 +172,4 @@ def subtracted(counts: np.ndarray, background: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(counts, dtype=np.float32) - background, 0.0, None).astype(np.float32)
 
 
-__all__ = ["background_from_counts", "shell_likelihood", "subtracted"]
+__all__ = ["LOW_BIAS", "background_from_counts", "shell_likelihood", "subtracted"]

