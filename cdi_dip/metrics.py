@@ -35,12 +35,18 @@ def poisson_deviance(model_intensity: torch.Tensor, counts: torch.Tensor, mask: 
     expectation of Poisson counts, ``D`` is close to 1 for counts >> 1 and
     smaller for faint pixels; a poor fit gives much larger values.
     """
-    n = _masked(counts, mask).clamp_min(0)
-    m = _masked(model_intensity, mask).clamp_min(1e-9)
+    n = _masked(counts, mask)
     if n.numel() == 0:
         return float("nan")
+    return float(_deviance_terms(_masked(model_intensity, mask), n).mean())
+
+
+def _deviance_terms(model_intensity: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``2 [m - n + n log(n/m)]`` elementwise, with ``n`` clipped at 0 and ``m`` at 1e-9 (``n log n`` = 0 at 0)."""
+    n = counts.clamp_min(0)
+    m = model_intensity.clamp_min(1e-9)
     log_term = torch.where(n > 0, n * torch.log(n.clamp_min(1e-12) / m), torch.zeros_like(n))
-    return float(2.0 * (m - n + log_term).mean())
+    return 2.0 * (m - n + log_term)
 
 
 def poisson_deviance_map(model_intensity: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -56,10 +62,8 @@ def poisson_deviance_map(model_intensity: np.ndarray, counts: np.ndarray) -> np.
     numpy.ndarray, float64, shape S
         Non-negative; about 1 where the model is the counts' expectation and counts >> 1.
     """
-    n = np.clip(np.asarray(counts, dtype=np.float64), 0, None)
-    m = np.clip(np.asarray(model_intensity, dtype=np.float64), 1e-9, None)
-    log_term = np.where(n > 0, n * np.log(np.where(n > 0, n, 1.0) / m), 0.0)
-    return 2.0 * (m - n + log_term)
+    as_float64 = (torch.from_numpy(np.asarray(values, dtype=np.float64)) for values in (model_intensity, counts))
+    return _deviance_terms(*as_float64).numpy()
 
 
 class MaskedFigures:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdi_dip.metrics import chi_square, data_metrics, poisson_deviance, r_factor
+from cdi_dip.metrics import chi_square, data_metrics, poisson_deviance, poisson_deviance_map, r_factor
 
 
 def _poisson_data(seed=0, mean=50.0, n=20000):
@@ -67,3 +67,16 @@ def test_masked_figures_are_the_deviance_and_r_factor(fraction_valid):
             continue
         assert deviance == pytest.approx(poisson_deviance(model, counts, mask), rel=1e-9, abs=1e-12)
         assert r == pytest.approx(r_factor(model, counts, mask), rel=1e-9, abs=1e-12)
+
+
+def test_deviance_map_averages_to_the_deviance_and_is_zero_only_where_the_model_is_the_count():
+    rng = np.random.default_rng(3)
+    model = rng.uniform(0.1, 20.0, (16, 16))
+    counts = rng.poisson(model).astype(np.float64)
+    mask = rng.random((16, 16)) < 0.7
+    terms = poisson_deviance_map(model, counts)
+    assert terms.shape == model.shape and (terms >= 0).all()
+    mean = poisson_deviance(torch.from_numpy(model), torch.from_numpy(counts), torch.from_numpy(mask))
+    assert terms[mask].mean() == pytest.approx(mean, rel=1e-9)
+    assert np.abs(poisson_deviance_map(counts + 1e-12, counts)).max() < 1e-8
+    assert poisson_deviance_map(np.array([2.0]), np.array([0.0]))[0] == pytest.approx(4.0)
