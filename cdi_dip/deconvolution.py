@@ -57,8 +57,19 @@ def gaussian_transfer(shape: tuple[int, ...], sigma_px: float, device: torch.dev
     return torch.exp(-2 * math.pi**2 * sigma_px**2 * squared).float()
 
 
-def _convolved(intensity: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
-    """A centred intensity multiplied in its autocorrelation by ``transfer`` (FFT order), centred, real."""
+def convolved(intensity: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
+    """A centred intensity multiplied in its autocorrelation by ``transfer`` (FFT order), centred, real.
+
+    Parameters
+    ----------
+    intensity : torch.Tensor, real, frame shape S, centred
+    transfer : torch.Tensor, real, shape S (or broadcastable), FFT order
+        The kernel's Fourier transform, e.g. :func:`gaussian_transfer`; differentiable.
+
+    Returns
+    -------
+    torch.Tensor, real, shape S, centred
+    """
     dims = tuple(range(intensity.ndim))
     autocorrelation = torch.fft.fftn(torch.fft.ifftshift(intensity, dim=dims), dim=dims)
     return torch.fft.fftshift(torch.fft.ifftn(autocorrelation * transfer, dim=dims).real, dim=dims)
@@ -76,7 +87,7 @@ def blurred_model(model_intensity: torch.Tensor, sigma_px: float) -> torch.Tenso
     1 px.
     """
     model = model_intensity.float()
-    return _convolved(model, gaussian_transfer(tuple(model.shape), sigma_px, model.device)).clamp_min_(0)
+    return convolved(model, gaussian_transfer(tuple(model.shape), sigma_px, model.device)).clamp_min_(0)
 
 
 def wiener_deconvolved(counts: np.ndarray, valid: np.ndarray, fill: np.ndarray, sigma_px: float,
@@ -107,7 +118,7 @@ def wiener_deconvolved(counts: np.ndarray, valid: np.ndarray, fill: np.ndarray, 
         raise ValueError(f"sigma_px must be positive, not {sigma_px}")
     filled = torch.from_numpy(np.where(valid, counts, fill).astype(np.float64))
     transfer = gaussian_transfer(tuple(filled.shape), sigma_px).double()
-    deconvolved = _convolved(filled, transfer / (transfer.square() + wiener))
+    deconvolved = convolved(filled, transfer / (transfer.square() + wiener))
     return deconvolved.clamp_min_(0).numpy().astype(np.float32)
 
 
@@ -116,5 +127,5 @@ def refined_widths(best_px: float) -> tuple[float, float]:
     return round(best_px / REFINE_FACTOR, 3), round(best_px * REFINE_FACTOR, 3)
 
 
-__all__ = ["COARSE_WIDTHS_PX", "REFINE_FACTOR", "WIENER_CONSTANT", "blurred_model", "gaussian_transfer",
+__all__ = ["COARSE_WIDTHS_PX", "REFINE_FACTOR", "WIENER_CONSTANT", "blurred_model", "convolved", "gaussian_transfer",
            "refined_widths", "wiener_deconvolved"]

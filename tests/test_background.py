@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cdi_dip import background as bg
 from cdi_dip.background import subtracted
 from cdi_dip.cli import app
+from cdi_dip.deconvolution import blurred_model
 from cdi_dip.physics import FarField
 from cdi_dip.reconstruction import BACKGROUND_FLOOR_PHOTONS, paired_deviance_margin
 from cdi_dip.report.lines import method_choice_line
@@ -76,6 +77,21 @@ def test_background_subtract_takes_the_estimate_off_and_scores_the_model_with_it
     assert record["reason"].startswith("background taken off")
     as_measured = _summary(tmp_path / "none", counts, "--background", "none")
     assert taken_off["metrics"]["free_llk_poisson"] < as_measured["metrics"]["free_llk_poisson"]
+
+
+def test_a_blurred_pattern_is_not_challenged_by_a_background(tmp_path):
+    """Blur lifts the speckle's minima: at 1e6 photons a 1.2 px blur reads as about 3 photons of background,
+    and the guard leaves it to the partial-coherence challengers; without the guard it is compared."""
+    rate = blurred_model(torch.from_numpy(_coherent(peak=1e6)), 1.2).double().numpy()
+    counts = np.random.default_rng(3).poisson(rate).astype(np.float32)
+    record = _summary(tmp_path / "guard", counts, "--background", "compare")["method_choice"]["background"]
+    assert record["level_photons"] >= BACKGROUND_FLOOR_PHOTONS and not record["compared"]
+    assert record["chosen"] == "no background" and "blur" in record["reason"]
+    assert record["blur_test"]["blurred"]
+    config = tmp_path / "no_guard.toml"
+    config.write_text("background_blur_guard = false\n")
+    unguarded = _summary(tmp_path / "no_guard", counts, "--background", "compare", "--config", str(config))
+    assert unguarded["method_choice"]["background"]["compared"]
 
 
 def test_counts_without_a_background_are_not_challenged(tmp_path):
