@@ -122,7 +122,7 @@ def main() -> None:
             cells = []
             for method in methods:
                 for model in models:
-                    folder = Path(tmp) / f"{case.family}_{method}_{model}"
+                    folder = Path(tmp) / f"{case.family}_{case.seed}_{method}_{model}"
                     folder.mkdir()
                     error = run_model(case, model, method, folder, args.wiener)
                     errors.setdefault((method, model), []).append(error)

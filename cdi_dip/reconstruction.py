@@ -572,12 +572,17 @@ def _background_challenge(result: Result, measurement: Measurement, lessened: Me
         return result, None
     evidence = _blur_evidence(result) if cfg.background_blur_guard else None
     if evidence is not None and evidence["blurred"]:
-        record["reason"] = (f"no background: the pattern shows blur (a copy of the model blurred by "
-                            f"{evidence['best_sigma_px']:g} px fits the held-out pixels to {evidence['ratio']:.3f} "
-                            f"of its deviance), and blur lifts the speckle's minima as a background would")
-        record["blur_test"] = evidence
-        result.method_choice = {**result.method_choice, "background": record}
-        return result, None
+        blurred_deviance = min(evidence["free_llk_poisson_by_sigma_px"].values())
+        lifted_deviance = float(poisson_deviance_map(result.model_intensity + background,
+                                                     result.measurement.intensity)[result.free].mean())
+        record["blur_test"] = {**evidence, "free_llk_poisson_with_background": lifted_deviance}
+        if blurred_deviance < lifted_deviance:
+            record["reason"] = (f"no background: the pattern shows blur (the model blurred by "
+                                f"{evidence['best_sigma_px']:g} px fits the held-out pixels to "
+                                f"{blurred_deviance:.4g} per pixel, the model plus the background to "
+                                f"{lifted_deviance:.4g}), and blur lifts the speckle's minima as a background would")
+            result.method_choice = {**result.method_choice, "background": record}
+            return result, None
     log.info("background compare: the counts show %.3g photons per pixel of background; reconstructing the "
              "counts less it", record["level_photons"])
     notes: list[str] = []

@@ -523,10 +523,12 @@ class RunConfig:
     See :mod:`cdi_dip.background`."""
     background_blur_guard: bool = option(True)
     """Under ``background = "compare"``, no background challenger where the
-    first result shows blur (:func:`cdi_dip.coherence.blur_test`): partial
-    coherence lifts the speckle's minima, which the estimate reads as a
-    background (on 15 blurred 3D tuning patterns the challenger won 4 times,
-    3 of them with a worse object)."""
+    first result shows blur (:func:`cdi_dip.coherence.blur_test`) and its
+    model blurred fits the held-out pixels better than its model plus the
+    background: partial coherence lifts the speckle's minima, which the
+    estimate reads as a background (on 15 blurred 3D tuning patterns the
+    challenger won 4 times, 3 of them with a worse object), while a
+    background makes a coherent model look blurred to the blur test too."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
