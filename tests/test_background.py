@@ -79,21 +79,22 @@ def test_background_subtract_takes_the_estimate_off_and_scores_the_model_with_it
     assert taken_off["metrics"]["free_llk_poisson"] < as_measured["metrics"]["free_llk_poisson"]
 
 
-def test_a_blurred_pattern_is_not_challenged_by_a_background(tmp_path):
-    """Blur lifts the speckle's minima: at 1e6 photons a 1.2 px blur reads as about 3 photons of background,
-    and the guard leaves it to the partial-coherence challengers; without the guard it is compared."""
+def test_the_blur_guard_leaves_a_blurred_pattern_unchallenged_by_a_background(tmp_path):
+    """Blur lifts the speckle's minima: at 1e6 photons a 1.2 px blur reads as about 3 photons of background.
+    With ``background_blur_guard`` the pattern is left to the partial-coherence challengers; by default
+    (the guard off) it is compared."""
     rate = blurred_model(torch.from_numpy(_coherent(peak=1e6)), 1.2).double().numpy()
     counts = np.random.default_rng(3).poisson(rate).astype(np.float32)
-    record = _summary(tmp_path / "guard", counts, "--background", "compare")["method_choice"]["background"]
+    guarded = tmp_path / "guard.toml"
+    guarded.write_text("background_blur_guard = true\n")
+    record = _summary(tmp_path / "guard", counts, "--background", "compare",
+                      "--config", str(guarded))["method_choice"]["background"]
     assert record["level_photons"] >= BACKGROUND_FLOOR_PHOTONS and not record["compared"]
     assert record["chosen"] == "no background" and "blur" in record["reason"]
     test = record["blur_test"]
     assert test["blurred"]  # and blurring the model explains the held-out pixels better than lifting it:
     assert min(test["free_llk_poisson_by_sigma_px"].values()) < test["free_llk_poisson_with_background"]
-    config = tmp_path / "no_guard.toml"
-    config.write_text("background_blur_guard = false\n")
-    unguarded = _summary(tmp_path / "no_guard", counts, "--background", "compare", "--config", str(config))
-    assert unguarded["method_choice"]["background"]["compared"]
+    assert _summary(tmp_path / "default", counts, "--background", "compare")["method_choice"]["background"]["compared"]
 
 
 def test_counts_without_a_background_are_not_challenged(tmp_path):

@@ -521,14 +521,18 @@ class RunConfig:
     kept where its free Poisson deviance is lower by two standard errors). The
     partial-coherence challengers then fit the counts the result kept fitted.
     See :mod:`cdi_dip.background`."""
-    background_blur_guard: bool = option(True)
+    background_blur_guard: bool = option(False)
     """Under ``background = "compare"``, no background challenger where the
     first result shows blur (:func:`cdi_dip.coherence.blur_test`) and its
     model blurred fits the held-out pixels better than its model plus the
-    background: partial coherence lifts the speckle's minima, which the
+    background. Partial coherence lifts the speckle's minima, which the
     estimate reads as a background (on 15 blurred 3D tuning patterns the
-    challenger won 4 times, 3 of them with a worse object), while a
-    background makes a coherent model look blurred to the blur test too."""
+    challenger won 4 times, 3 of them with a worse object), but a background
+    makes a coherent model look blurred to the blur test too, and on the
+    reporting half the guard stopped the challenger on a pattern with a
+    background and no blur (0.046 -> 0.384). Off by default: helping blurred
+    3D patterns and hurting a background is not a default (docs/benchmarks.md,
+    fourteenth session)."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
