@@ -2,7 +2,7 @@
 
 The reporting half's ``background`` condition (a Gaussian fall-off with slow
 ripples, ``cdi_dip.corpus.detector.smooth_background``) is never tuned on.
-This script puts a background of another shape under the tuning half's 2D
+This script puts a background of another shape under the tuning half's
 objects: a Lorentzian-like fall-off over a floor (air scattering), ``0.4 +
 0.6 / (1 + (r / r0)^2)`` with ``r0`` 0.2-0.6 of the half-frame, tilted by a
 gradient of up to +-30 % across the frame (stray light), with a mean of
@@ -10,13 +10,14 @@ gradient of up to +-30 % across the frame (stray light), with a mean of
 drawn from ``default_rng([seed, 777])``. Each pattern is reconstructed
 (``cdi_dip.pipeline.reconstruct_scan``, default configuration, seed 0) as:
 
-- ``raw``: the counts as measured;
+- ``raw``: the counts as measured (``--background none``);
 - ``oracle``: the counts less the true background (clipped at 0), what a
-  perfect background estimate would give;
+  perfect background estimate would give (``--background none``);
 - ``subtract``: the counts as measured with ``--background subtract``;
 - ``compare``: the counts as measured with ``--background compare``.
 
     python benchmarks/background_tuning.py --per-family 2 --variants raw,oracle,compare --json bg.json
+    python benchmarks/background_tuning.py --dims 3 --method hio --per-family 4 --variants raw,compare
 """
 
 from __future__ import annotations
@@ -64,19 +65,21 @@ def with_background(case: CorpusCase) -> tuple[CorpusCase, np.ndarray]:
     return dataclasses.replace(case, counts=counts, truth=truth, condition="tuning-background"), background
 
 
-def run_variant(case: CorpusCase, background: np.ndarray, variant: str) -> dict:
-    """One reconstruction of ``case`` as ``variant`` names it; its error and what ``--background`` decided."""
+def run_variant(case: CorpusCase, background: np.ndarray, variant: str, method: str | None = None) -> dict:
+    """One reconstruction of ``case`` as ``variant`` names it (``raw`` and ``oracle`` with ``--background none``),
+    by ``method`` (default: the default method); its error and what ``--background`` decided."""
     counts = case.counts if variant != "oracle" else np.clip(case.counts - background, 0, None).astype(np.float32)
     work = Path(tempfile.mkdtemp())
     try:
         write_case(work / "scan.cxi", dataclasses.replace(case, counts=counts))
-        cfg = load_config(None, {"background": variant} if variant in ("subtract", "compare") else {})
+        asked = {"background": variant if variant in ("subtract", "compare") else "none"}
+        cfg = load_config(None, {**asked, **({"method": method} if method else {})})
         summary = reconstruct_scan(str(work / "scan.cxi"), cfg, work / "out")
         error = score(read_object(summary["output"]), case.truth)["error"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record = (summary.get("method_choice") or {}).get("background") or {}
-    return {"family": case.family, "seed": case.seed, "variant": variant, "error": round(error, 4),
+    return {"family": case.family, "seed": case.seed, "dim": case.dim, "variant": variant, "error": round(error, 4),
             "background_mean": round(float(background.mean()), 3), "peak": round(float(case.counts.max())),
             "estimated_level": record.get("level_photons"),
             "chosen": record.get("chosen"), "margin_z": record.get("margin_z")}
@@ -85,6 +88,8 @@ def run_variant(case: CorpusCase, background: np.ndarray, variant: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-family", type=int, default=2)
+    parser.add_argument("--dims", default="2", help="2, 3 or 2,3 (default 2; 3D frames are quick ones)")
+    parser.add_argument("--method", default=None, help="reconstruction method (default: the default, auto)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
@@ -92,10 +97,11 @@ def main() -> None:
     limit_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]
     rows = []
-    for case in corpus_cases("tuning", dims=(2,), quick=True, per_family=args.per_family, conditions=["clean"]):
+    dims = tuple(int(d) for d in args.dims.split(","))
+    for case in corpus_cases("tuning", dims=dims, quick=True, per_family=args.per_family, conditions=["clean"]):
         measured, background = with_background(case)
         for variant in variants:
-            rows.append(run_variant(measured, background, variant))
+            rows.append(run_variant(measured, background, variant, args.method))
             print(json.dumps(rows[-1]), flush=True)
     for variant in variants:
         errors = [row["error"] for row in rows if row["variant"] == variant]
