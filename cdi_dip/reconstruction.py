@@ -435,8 +435,8 @@ def _polished_challenger(candidates: list[tuple[str, Result]], measurement: Meas
                          evidence: dict[str, Any], device: torch.device) -> None:
     """Append the candidate with the lowest free deviance so far, polished with a Gaussian width per axis by
     maximum likelihood against the measured counts (:func:`cdi_dip.polish.polish`) on its support grown by
-    a pixel; nothing where the polish does not lower the fitted pixels' deviance. The start width is the
-    candidate's (a coherent one: the blur test's best width, at least 0.3 px)."""
+    a pixel, stopped on the held-out pixels; nothing where the polish does not lower their deviance. The
+    start width is the candidate's (a coherent one's: the blur test's best width, at least 0.3 px)."""
     scored = [(label, result) for label, result in candidates
               if np.isfinite(result.metrics.get("free_llk_poisson", float("inf")))]
     if not scored:
@@ -570,17 +570,15 @@ def _background_challenge(result: Result, measurement: Measurement, lessened: Me
                                                 "compare on")
         result.method_choice = {**result.method_choice, "background": record}
         return result, None
-    evidence = _blur_evidence(result) if cfg.background_blur_guard else None
-    if evidence is not None and evidence["blurred"]:
-        blurred_deviance = min(evidence["free_llk_poisson_by_sigma_px"].values())
-        lifted_deviance = float(poisson_deviance_map(result.model_intensity + background,
-                                                     result.measurement.intensity)[result.free].mean())
-        record["blur_test"] = {**evidence, "free_llk_poisson_with_background": lifted_deviance}
-        if blurred_deviance < lifted_deviance:
+    guard = _blur_guard(result, background) if cfg.background_blur_guard else None
+    if guard is not None:
+        record["blur_test"] = guard
+        if guard["blur_explains_better"]:
             record["reason"] = (f"no background: the pattern shows blur (the model blurred by "
-                                f"{evidence['best_sigma_px']:g} px fits the held-out pixels to "
-                                f"{blurred_deviance:.4g} per pixel, the model plus the background to "
-                                f"{lifted_deviance:.4g}), and blur lifts the speckle's minima as a background would")
+                                f"{guard['best_sigma_px']:g} px fits the held-out pixels to "
+                                f"{guard['free_llk_poisson_blurred']:.4g} per pixel, the model plus the background "
+                                f"to {guard['free_llk_poisson_with_background']:.4g}), and blur lifts the speckle's "
+                                f"minima as a background would")
             result.method_choice = {**result.method_choice, "background": record}
             return result, None
     log.info("background compare: the counts show %.3g photons per pixel of background; reconstructing the "
@@ -613,6 +611,20 @@ def _background_challenge(result: Result, measurement: Measurement, lessened: Me
     challenger.wall_s += result.wall_s
     challenger.method_choice = {**challenger.method_choice, "background": record}
     return challenger, background
+
+
+def _blur_guard(result: Result, background: np.ndarray) -> dict[str, Any] | None:
+    """``background_blur_guard``: the blur test of the first ``result`` where it shows blur (None otherwise),
+    with the held-out pixels' deviance of its best blurred model and of its model plus ``background``;
+    ``blur_explains_better`` where the first is lower. Both explanations lift the speckle's minima."""
+    evidence = _blur_evidence(result)
+    if evidence is None or not evidence["blurred"]:
+        return None
+    blurred = min(evidence["free_llk_poisson_by_sigma_px"].values())
+    lifted = float(poisson_deviance_map(result.model_intensity + background,
+                                        result.measurement.intensity)[result.free].mean())
+    return {**evidence, "free_llk_poisson_blurred": blurred, "free_llk_poisson_with_background": lifted,
+            "blur_explains_better": blurred < lifted}
 
 
 def _with_background(result: Result, measurement: Measurement, cfg: RunConfig, background: np.ndarray,
