@@ -76,6 +76,15 @@ def test_unmasked_beamstop_is_found_with_a_one_pixel_margin():
     assert not (shadow & ~dilate(planted.truth["beamstop"], 1)).any()
 
 
+def test_an_unmasked_beamstop_in_a_3d_frame_is_found_by_default():
+    counts = _pattern((40, 40, 40), 3)
+    peak = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    planted = plant_defects(counts, rng=np.random.default_rng(0), peak=peak, beamstop_radius_px=3)
+    found = detect_defects(planted.counts)
+    assert (found["beamstop"] & planted.truth["beamstop"]).sum() == planted.truth["beamstop"].sum()
+    assert not detect_defects(planted.counts, options=DefectOptions(beamstop=False))["beamstop"].any()
+
+
 def test_a_large_shadow_across_a_masked_gap_is_still_a_beamstop():
     """A masked gap through the shadow joins the dark region; only the shadow's own pixels count towards
     the largest plausible size (a quarter of the frame): here the two together would be a third."""

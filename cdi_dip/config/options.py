@@ -164,7 +164,7 @@ class DetectorConfig:
     """Beamstop as a disc (ball in 3D) of this radius in pixels around the peak;
     None: found from the data (a dark region at the peak)."""
     find_beamstop: bool | None = option(None)
-    """Look for a beamstop shadow; None: in 2D frames (forward CDI) only."""
+    """Look for a beamstop shadow; None: yes, in 2D and 3D frames (false: never)."""
     beamstop_rim: RimHandling = option(RimHandling.TEST)
     """The one-pixel rim around a found shadow, which a real beamstop's edge may half cover:
     ``test`` holds it out of a first reconstruction and fits it again when that
