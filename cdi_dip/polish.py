@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .deconvolution import convolved
+from .metrics import poisson_deviance
 from .physics import FarField
 from .support import dilate_mask
 
@@ -103,13 +104,6 @@ def _blurred(coherent: torch.Tensor, log_widths: torch.Tensor, squared_frequenci
     widths = log_widths.exp().clamp(max=MAX_WIDTH_PX)
     exponent = sum(width.square() * f2 for width, f2 in zip(widths, squared_frequencies))
     return convolved(coherent, torch.exp(-2 * math.pi**2 * exponent)).clamp_min(1e-9)
-
-
-def _mean_deviance(model: torch.Tensor, counts: torch.Tensor, fit: torch.Tensor) -> float:
-    """Mean Poisson deviance per fitted pixel."""
-    n, m = counts[fit], model[fit]
-    terms = m - n + torch.where(n > 0, n * torch.log(n.clamp_min(1e-12) / m), torch.zeros_like(n))
-    return float(2 * terms.mean())
 
 
 _State = tuple[float, torch.Tensor, torch.Tensor]
@@ -221,7 +215,7 @@ def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.nda
 
     def snapshot() -> _State:
         with torch.no_grad():
-            return _mean_deviance(model(), n, judged), field.detach().clone(), log_widths.detach().clone()
+            return poisson_deviance(model(), n, judged), field.detach().clone(), log_widths.detach().clone()
 
     first, best = _descend(lambda: optimiser.step(closure), snapshot, iterations,
                            early_stop=judged is not fitted)
@@ -233,7 +227,7 @@ def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.nda
         log_widths.copy_(best[2])
         final = model()
         result = current_object()
-        fit_deviance = (_mean_deviance(start_model, n, fitted), _mean_deviance(final, n, fitted))
+        fit_deviance = (poisson_deviance(start_model, n, fitted), poisson_deviance(final, n, fitted))
     widths = tuple(float(w) for w in log_widths.detach().exp().clamp(max=MAX_WIDTH_PX).cpu())
     log.info("polish: deviance per %s pixel %.4g -> %.4g, width %s px", "fitted" if judged is fitted else "held-out",
              first[0], best[0], ", ".join(f"{w:.3g}" for w in widths))
