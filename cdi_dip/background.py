@@ -38,6 +38,8 @@ import logging
 
 import numpy as np
 
+from .ensemble.fourier import centred_positions
+
 log = logging.getLogger(__name__)
 
 _TINY = 1e-9
@@ -65,9 +67,9 @@ _LEVELS = 64
 
 
 def _radius(shape: tuple[int, ...]) -> np.ndarray:
-    """Distance of every pixel from the centre ``n // 2`` per axis, pixels."""
-    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
-    return np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))
+    """Distance of every pixel from the centre ``n // 2`` per axis, pixels, float64
+    (:func:`~cdi_dip.ensemble.fourier.centred_positions`)."""
+    return np.sqrt(sum(axis**2 for axis in np.meshgrid(*centred_positions(shape), indexing="ij", sparse=True)))
 
 
 def _log_factorials(top: int) -> np.ndarray:

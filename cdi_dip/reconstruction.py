@@ -466,7 +466,8 @@ def _as_polished(polished: Polished, label: str, base: Result, measurement: Meas
     figures = data_metrics(model, problem.counts, problem.fit, problem.free, noise=problem.noise)
     return f"polished {label}", dataclasses.replace(
         base, obj=obj.astype(np.complex64), support=support, align=align, measurement=measurement,
-        model_intensity=polished.model_intensity, metrics={**base.metrics, **figures, "support_size": int(support.sum())},
+        model_intensity=polished.model_intensity,
+        metrics={**base.metrics, **figures, "support_size": int(support.sum())},
         ensemble=None, prtf=None, obj_std=None, wall_s=seconds,
         solver={**base.solver, "psf": {"mode": "polished", "width_px": list(polished.widths_px), "from": label,
                                        "fit_deviance": [round(v, 6) for v in polished.fit_deviance]}})
