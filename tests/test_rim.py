@@ -12,6 +12,7 @@ from cdi_dip.prepare.defects import detect_defects
 from cdi_dip.prepare.stages import bin_measurement, condition_detector, prepare
 from cdi_dip.prepare.rim import check_rim
 from cdi_dip.simulate import expected_intensity, faceted_crystal, plant_defects
+from cdi_dip.solvers.init import StartFrom
 from cdi_dip.types import Measurement, Result
 
 SHAPE = (64, 64)
@@ -109,18 +110,21 @@ class FakePasses:
     """Stands in for one reconstruction pass: records what it was given, predicts ``expected``."""
 
     def __init__(self, expected: np.ndarray, method: str):
-        self.expected, self.method, self.seen = expected, method, []
+        self.expected, self.method, self.seen, self.configs, self.inits = expected, method, [], [], []
 
     def __call__(self, measurement, cfg, requested, init, on_iter):
         self.seen.append(measurement)
+        self.configs.append(cfg)
+        self.inits.append(init)
         return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
-                      measurement=measurement, method=self.method, model_intensity=self.expected, wall_s=1.0)
+                      measurement=measurement, method=self.method, model_intensity=self.expected, wall_s=1.0,
+                      method_choice={"pass": len(self.seen)})
 
 
 @pytest.mark.parametrize("transmission,method,readmitted", [(1.0, "dip", True), (0.5, "dip", False),
-                                                             (1.0, "hio", False)])
-def test_reconstruct_fits_the_rim_again_only_when_a_dip_pass_finds_it_lit(monkeypatch, transmission, method,
-                                                                          readmitted):
+                                                             (1.0, "hio", True), (0.5, "hio", False)])
+def test_reconstruct_fits_the_rim_again_only_when_the_first_pass_finds_it_lit(monkeypatch, transmission, method,
+                                                                              readmitted):
     measurement, rim, expected = provisional_measurement(transmission)
     passes = FakePasses(expected, method)
     monkeypatch.setattr(reconstruction, "_reconstruct_pass", passes)
@@ -129,12 +133,35 @@ def test_reconstruct_fits_the_rim_again_only_when_a_dip_pass_finds_it_lit(monkey
     assert first.provisional is None and not first.valid[rim].any()  # the first pass never sees the rim
     assert len(passes.seen) == (2 if readmitted else 1)
     assert result.beamstop_rim.readmitted is readmitted
-    assert result.beamstop_rim.tested is (method == "dip")
+    assert result.beamstop_rim.tested
     if readmitted:
         assert result.measurement.valid[rim].all() and result.measurement.provisional is None
         assert result.wall_s == 2.0
     else:
         assert np.array_equal(result.measurement.masks["beamstop_rim"], rim)
+
+
+def test_a_projection_result_is_refined_with_a_lit_rim_not_started_again(monkeypatch):
+    measurement, _, expected = provisional_measurement(1.0)
+    passes = FakePasses(expected, "hio")
+    monkeypatch.setattr(reconstruction, "_reconstruct_pass", passes)
+    result = reconstruction.reconstruct(measurement, RunConfig(device="cpu", method=Method.HIO, runs=4))
+    refine = passes.configs[1]
+    assert isinstance(passes.inits[1], StartFrom)
+    assert refine.runs == 1 and refine.projection.plan == reconstruction.REFINE_PLAN
+    assert refine.projection.shrinkwrap_period == 0 and refine.psf == "none" and refine.background == "none"
+    assert result.method_choice == {"pass": 1}  # the decisions that made the start are kept
+    assert result.solver["rim_refinement"]["plan"] == reconstruction.REFINE_PLAN
+
+
+def test_a_refinement_keeps_the_first_pass_blur_and_background():
+    first = Result(obj=np.zeros(SHAPE, np.complex64), support=np.ones(SHAPE, bool), measurement=None, method="hio",
+                   solver={"psf": {"mode": "refined", "width_px": [0.8]}},
+                   method_choice={"background": {"chosen": reconstruction.BACKGROUND_LABELS[1]}})
+    refine = reconstruction.rim_refinement_config(first, RunConfig(device="cpu", method=Method.AUTO))
+    assert refine.method is Method.HIO and refine.psf == "gaussian,0.8" and refine.background == "subtract"
+    first.solver = {"psf": {"mode": "polished", "width_px": [0.8, 1.1]}}
+    assert reconstruction.rim_refinement_config(first, RunConfig(device="cpu")) is None
 
 
 def test_a_dimmed_rim_does_not_move_the_centre_of_the_frame():

@@ -15,10 +15,11 @@ predicts the rim's counts from the rest of the pattern.
 reconstruction predicts there. Summed over the rim they agree to a few
 percent when it is lit (0.97-1.00 on planted crystals, a single pixel to
 about 15 %) and fall short by the covered fraction when it is not (0.49-0.50
-with the rim's counts halved). Only the double DIP's prediction is used:
-HIO leaves a missing centre short of power (on 64^2 crystals its prediction
-was 2-4 times below a lit rim's counts and 1-2 times below a half-covered
-one's), so after HIO the rim stays excluded.
+with the rim's counts halved). HIO's prediction serves as well since HIO
+fits a masked centre's hidden modes: on the tuning half behind an unmasked
+beamstop (3D) it was 0.99-1.01 of a lit rim's counts and 1.99-2.01 of a
+half-covered one's wherever HIO found the object, and never judged a
+half-covered rim lit where it failed (docs/benchmarks.md).
 """
 
 from __future__ import annotations
