@@ -7,6 +7,7 @@ Detector arrays have shape ``(ny, nx)`` (2D forward CDI) or ``(nz, ny, nx)``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -406,11 +407,14 @@ class PrtfResult:
 class BeamstopRim:
     """What became of the rim of a beamstop shadow the tool found (:mod:`cdi_dip.prepare.rim`).
 
-    The rim is held out of a first pass; after a double DIP pass its
-    measured counts are compared with the prediction (:func:`cdi_dip.prepare.rim.check_rim`)
-    and, when lit, fitted in a second pass. The ``measured_counts`` ...
-    ``lit`` fields are those of the test, ``None`` when it was not made (after
-    HIO, ER or RAAR).
+    The rim is held out of a first pass; its measured counts are then
+    compared with the first pass's prediction (:func:`cdi_dip.prepare.rim.check_rim`)
+    and, when lit, fitted in a second pass; where the first pass of a
+    projection method missed the centre of the pattern (no verdict), a
+    reconstruction with the rim challenges it on the held-out pixels. The
+    ``measured_counts`` ... ``scaled_agreeing_fraction`` fields are those of
+    the test, ``None`` when it was not made (results of versions before the
+    test ran after HIO, ER or RAAR).
 
     Attributes
     ----------
@@ -428,6 +432,13 @@ class BeamstopRim:
         Fraction of the rim pixels whose counts agreed with the prediction.
     lit : bool or None
         The test's verdict.
+    scaled_agreeing_fraction : float or None
+        The fraction agreeing with the prediction scaled to the measured sum
+        (below 0.75: the first pass missed the centre, the test has no verdict).
+    challenge_margin_z : float or None
+        Where a reconstruction with the rim challenged a first pass without a
+        verdict: how many standard errors lower its free Poisson deviance was
+        (kept above 2); None: no challenge.
     """
 
     pixels: int
@@ -438,6 +449,8 @@ class BeamstopRim:
     tolerance: float | None = None
     agreeing_fraction: float | None = None
     lit: bool | None = None
+    scaled_agreeing_fraction: float | None = None
+    challenge_margin_z: float | None = None
 
     @property
     def tested(self) -> bool:
@@ -451,7 +464,16 @@ class BeamstopRim:
         return {"pixels": self.pixels, "tested": True, "measured_counts": round(self.measured_counts, 1),
                 "predicted_counts": round(self.predicted_counts, 1), "ratio": round(self.ratio, 4),
                 "tolerance": round(self.tolerance, 4), "agreeing_fraction": round(self.agreeing_fraction, 3),
-                "lit": self.lit, "readmitted": self.readmitted}
+                "lit": self.lit, "readmitted": self.readmitted, **self._extra_summary()}
+
+    def _extra_summary(self) -> dict[str, Any]:
+        """The scaled agreement and the challenge's margin, where they were measured."""
+        extra: dict[str, Any] = {}
+        if self.scaled_agreeing_fraction is not None and math.isfinite(self.scaled_agreeing_fraction):
+            extra["scaled_agreeing_fraction"] = round(self.scaled_agreeing_fraction, 3)
+        if self.challenge_margin_z is not None:
+            extra["challenge_margin_z"] = round(self.challenge_margin_z, 2)
+        return extra
 
 
 @dataclass

@@ -107,18 +107,30 @@ def test_a_prediction_right_only_in_sum_does_not_vouch_for_the_rim():
 
 
 class FakePasses:
-    """Stands in for one reconstruction pass: records what it was given, predicts ``expected``."""
+    """Stands in for one reconstruction pass: records what it was given; pass ``k`` predicts ``models[k]``
+    (the last one from then on) and holds out every seventh pixel."""
 
-    def __init__(self, expected: np.ndarray, method: str):
-        self.expected, self.method, self.seen, self.configs, self.inits = expected, method, [], [], []
+    def __init__(self, expected, method: str):
+        self.models = expected if isinstance(expected, list) else [expected]
+        self.method, self.seen, self.configs, self.inits = method, [], [], []
 
     def __call__(self, measurement, cfg, requested, init, on_iter):
         self.seen.append(measurement)
         self.configs.append(cfg)
         self.inits.append(init)
+        model = self.models[min(len(self.seen), len(self.models)) - 1]
+        free = (np.arange(measurement.valid.size).reshape(measurement.shape) % 7 == 0) & measurement.valid
         return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
-                      measurement=measurement, method=self.method, model_intensity=self.expected, wall_s=1.0,
-                      method_choice={"pass": len(self.seen)})
+                      measurement=measurement, method=self.method, model_intensity=model, wall_s=1.0,
+                      method_choice={"pass": len(self.seen)}, free=free)
+
+
+def missed_centre(expected: np.ndarray, rim: np.ndarray) -> np.ndarray:
+    """A prediction that missed the pattern's centre: the rim's values on the wrong pixels, the rest 60 % off."""
+    wrong = expected * 1.6
+    values = np.sort(expected[rim])
+    wrong[rim] = np.roll(values, len(values) // 2)
+    return wrong
 
 
 @pytest.mark.parametrize("transmission,method,readmitted", [(1.0, "dip", True), (0.5, "dip", False),
@@ -162,6 +174,44 @@ def test_a_refinement_keeps_the_first_pass_blur_and_background():
     assert refine.method is Method.HIO and refine.psf == "gaussian,0.8" and refine.background == "subtract"
     first.solver = {"psf": {"mode": "polished", "width_px": [0.8, 1.1]}}
     assert reconstruction.rim_refinement_config(first, RunConfig(device="cpu")) is None
+
+
+def test_an_evenly_dimmed_rim_is_a_verdict_a_prediction_that_missed_the_centre_is_not():
+    measurement, rim_mask, expected = provisional_measurement(0.5)
+    dimmed = check_rim(measurement, expected)
+    assert dimmed.conclusive and not dimmed.lit
+    missed = check_rim(measurement, missed_centre(expected, rim_mask))
+    assert not missed.conclusive and not missed.lit
+
+
+@pytest.mark.parametrize("challenger_fits", [True, False])
+def test_a_projection_pass_that_missed_the_centre_is_challenged_with_the_rim(monkeypatch, challenger_fits):
+    measurement, rim, expected = provisional_measurement(1.0)
+    first_model = missed_centre(expected, rim)
+    passes = FakePasses([first_model, expected if challenger_fits else first_model], "hio")
+    monkeypatch.setattr(reconstruction, "_reconstruct_pass", passes)
+    result = reconstruction.reconstruct(measurement, RunConfig(device="cpu", method=Method.HIO))
+    assert len(passes.seen) == 2 and passes.seen[1].valid[rim].all()  # the challenger fits the rim
+    assert passes.configs[1].runs == RunConfig().runs  # a fresh reconstruction, not a refinement
+    assert result.beamstop_rim.readmitted is challenger_fits
+    assert result.method_choice == {"pass": 2 if challenger_fits else 1}
+    assert result.wall_s == 2.0
+    margin = result.beamstop_rim.challenge_margin_z
+    if challenger_fits:
+        assert margin > reconstruction.CHALLENGE_SIGNIFICANCE
+        summary = result.beamstop_rim.summary()
+        assert summary["challenge_margin_z"] == round(margin, 2) and summary["scaled_agreeing_fraction"] < 0.75
+    else:
+        assert margin is None  # the same model: no difference to measure
+        assert np.array_equal(result.measurement.masks["beamstop_rim"], rim)
+
+
+def test_a_double_dip_pass_that_missed_the_centre_is_not_challenged(monkeypatch):
+    measurement, rim, expected = provisional_measurement(1.0)
+    passes = FakePasses([missed_centre(expected, rim), expected], "dip")
+    monkeypatch.setattr(reconstruction, "_reconstruct_pass", passes)
+    result = reconstruction.reconstruct(measurement, RunConfig(device="cpu", method=Method.DIP))
+    assert len(passes.seen) == 1 and not result.beamstop_rim.readmitted
 
 
 def test_a_dimmed_rim_does_not_move_the_centre_of_the_frame():

@@ -62,6 +62,10 @@ class RimTest:
     agreeing_fraction : float
         Fraction of the rim pixels whose counts agree with the prediction
         within :data:`PIXEL_TOLERANCE` (or three Poisson standard deviations).
+    scaled_agreeing_fraction : float
+        The same with the prediction scaled to the measured sum: high for a
+        rim dimmed evenly (a penumbra), low where the first reconstruction
+        missed the object's low frequencies.
     """
 
     pixels: int
@@ -69,6 +73,7 @@ class RimTest:
     predicted_counts: float
     tolerance: float
     agreeing_fraction: float
+    scaled_agreeing_fraction: float = math.nan
 
     @property
     def ratio(self) -> float:
@@ -81,11 +86,21 @@ class RimTest:
         return (math.isfinite(self.ratio) and abs(self.ratio - 1.0) <= self.tolerance
                 and self.agreeing_fraction >= MIN_AGREEING_FRACTION)
 
-    def outcome(self, readmitted: bool) -> BeamstopRim:
-        """The test and the decision taken, for the result (:attr:`cdi_dip.types.Result.beamstop_rim`)."""
+    @property
+    def conclusive(self) -> bool:
+        """True when the prediction has the rim's shape (scaled to its sum, most pixels agree), so that its
+        verdict stands, lit or dimmed; False where the first reconstruction missed the centre of the pattern."""
+        return self.scaled_agreeing_fraction >= MIN_AGREEING_FRACTION
+
+    def outcome(self, readmitted: bool, challenge_margin_z: float | None = None) -> BeamstopRim:
+        """The test and the decision taken, for the result (:attr:`cdi_dip.types.Result.beamstop_rim`);
+        ``challenge_margin_z``: by how many standard errors a reconstruction with the rim fitted the held-out
+        pixels better than the first pass, where one challenged it."""
         return BeamstopRim(pixels=self.pixels, readmitted=readmitted, measured_counts=self.measured_counts,
                            predicted_counts=self.predicted_counts, ratio=self.ratio, tolerance=self.tolerance,
-                           agreeing_fraction=self.agreeing_fraction, lit=self.lit)
+                           agreeing_fraction=self.agreeing_fraction, lit=self.lit,
+                           scaled_agreeing_fraction=self.scaled_agreeing_fraction,
+                           challenge_margin_z=challenge_margin_z)
 
 
 def check_rim(measurement: Measurement, model_intensity: np.ndarray) -> RimTest:
@@ -111,13 +126,23 @@ def check_rim(measurement: Measurement, model_intensity: np.ndarray) -> RimTest:
     model = model_intensity[rim].astype(np.float64)
     measured, predicted = float(counts.sum()), float(model.sum())
     tolerance = max(RIM_TOLERANCE, 3.0 / math.sqrt(measured)) if measured > 0 else RIM_TOLERANCE
-    pixel_tolerance = np.maximum(PIXEL_TOLERANCE * model, 3.0 * np.sqrt(np.maximum(model, 1.0)))
-    agreeing = float(np.mean(np.abs(counts - model) <= pixel_tolerance)) if counts.size else 0.0
+    scale = measured / predicted if predicted > 0 else 0.0
     result = RimTest(pixels=int(np.count_nonzero(rim)), measured_counts=measured, predicted_counts=predicted,
-                     tolerance=tolerance, agreeing_fraction=agreeing)
+                     tolerance=tolerance, agreeing_fraction=_agreeing_fraction(counts, model),
+                     scaled_agreeing_fraction=_agreeing_fraction(counts, scale * model))
+    verdict = "lit" if result.lit else "covered" if result.conclusive else "not predicted (the centre was missed)"
     log.info("beamstop rim: %d pixels, %.0f counts measured, %.0f predicted (ratio %.3f): %s", result.pixels,
-             measured, predicted, result.ratio, "lit" if result.lit else "covered")
+             measured, predicted, result.ratio, verdict)
     return result
+
+
+def _agreeing_fraction(counts: np.ndarray, model: np.ndarray) -> float:
+    """Fraction of pixels whose counts are within :data:`PIXEL_TOLERANCE` of the model (or three Poisson
+    standard deviations of it); 0 for no pixels."""
+    if counts.size == 0:
+        return 0.0
+    pixel_tolerance = np.maximum(PIXEL_TOLERANCE * model, 3.0 * np.sqrt(np.maximum(model, 1.0)))
+    return float(np.mean(np.abs(counts - model) <= pixel_tolerance))
 
 
 def without_rim(measurement: Measurement) -> Measurement:
