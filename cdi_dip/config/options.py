@@ -169,8 +169,9 @@ class DetectorConfig:
     """The one-pixel rim around a found shadow, which a real beamstop's edge may half cover:
     ``test`` holds it out of a first reconstruction and fits it again when that
     reconstruction predicts its counts to within ``RIM_TOLERANCE`` (a sharp
-    shadow; :mod:`cdi_dip.prepare.rim`), ``exclude`` always excludes it, ``keep``
-    always fits it."""
+    shadow; :mod:`cdi_dip.prepare.rim`), and where a HIO, ER or RAAR first pass
+    missed the centre lets a reconstruction with it challenge that pass;
+    ``exclude`` always excludes it, ``keep`` always fits it."""
     find_gaps: bool = option(True)
     """Look for detector gaps (lines of zeros or of a fill value)."""
     gap_fill_value: float | None = option(None)
