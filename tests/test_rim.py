@@ -241,3 +241,21 @@ def test_inspect_reports_and_draws_the_rim(tmp_path):
     assert described["provisional"] == {"beamstop_rim": int(np.count_nonzero(rim))}
     assert "beamstop_rim" not in described["excluded"]
     assert (tmp_path / "masks.png").stat().st_size > 0
+
+
+def test_the_result_table_says_what_became_of_the_rim():
+    from cdi_dip.report.lines import beamstop_rim_line
+    from cdi_dip.types import BeamstopRim
+
+    lit = BeamstopRim(pixels=40, readmitted=True, measured_counts=1e5, predicted_counts=1.01e5, ratio=0.99,
+                      tolerance=0.1, agreeing_fraction=1.0, lit=True).summary()
+    assert beamstop_rim_line(lit).endswith("lit, fitted")
+    challenged = BeamstopRim(pixels=40, readmitted=True, measured_counts=1e5, predicted_counts=3e4, ratio=3.3,
+                             tolerance=0.1, agreeing_fraction=0.2, lit=False, scaled_agreeing_fraction=0.3,
+                             challenge_margin_z=5.0).summary()
+    assert "missed the centre" in beamstop_rim_line(challenged) and "better (z 5.00): fitted" in beamstop_rim_line(
+        challenged)
+    covered = BeamstopRim(pixels=40, measured_counts=5e4, predicted_counts=1e5, ratio=0.5, tolerance=0.1,
+                          agreeing_fraction=0.0, lit=False, scaled_agreeing_fraction=1.0).summary()
+    assert beamstop_rim_line(covered).endswith("not lit, excluded")
+    assert beamstop_rim_line(None) is None

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from ..report.lines import auto_decision_line, method_choice_line
+from ..report.lines import auto_decision_line, beamstop_rim_line, method_choice_line
 from .common import json_default
 
 
@@ -88,6 +88,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto = auto_decision_line(summary.get("method_choice"))
     if auto:
         rows.insert(1, ("auto", auto))
+    rim = beamstop_rim_line(summary.get("beamstop_rim"))
+    if rim:
+        rows.append(("beamstop rim", rim))
     strain = strain_line(summary.get("strain")) if len(summary.get("shape") or ()) == 3 else None
     if strain:  # a 2D result never has one: no row to say so
         rows.append(("strain", strain))

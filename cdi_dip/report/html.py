@@ -22,7 +22,7 @@ from typing import Any
 
 from ..io._atomic import atomic_write
 from ..io.summary import make_summary
-from .lines import auto_decision_line, method_choice_line
+from .lines import auto_decision_line, beamstop_rim_line, method_choice_line
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,9 @@ def _what_was_done(summary: dict[str, Any]) -> str:
     background = method_choice_line(choice.get("background"))
     if background:
         lines.append(f"Background: {background}.")
+    rim = beamstop_rim_line(summary.get("beamstop_rim"))
+    if rim:
+        lines.append(f"Beamstop rim: {rim}.")
     if summary.get("selection"):
         lines.append(_selection_line(summary["selection"]))
     if summary.get("dip"):

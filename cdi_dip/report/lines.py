@@ -37,4 +37,24 @@ def auto_decision_line(record: Any) -> str | None:
     return record["auto"].get("reason")
 
 
-__all__ = ["auto_decision_line", "method_choice_line"]
+def beamstop_rim_line(record: Any) -> str | None:
+    """One line on the rim of a found beamstop shadow (``summary["beamstop_rim"]``): what the first pass
+    predicted there and what became of it. None without a record."""
+    if not isinstance(record, dict) or not isinstance(record.get("pixels"), int):
+        return None
+    fate = "fitted" if record.get("readmitted") else "excluded"
+    if not record.get("tested"):
+        return f"{record['pixels']} px, not tested: {fate}"
+    line = (f"{record['pixels']} px, {record.get('measured_counts', 0):.4g} counts against "
+            f"{record.get('predicted_counts', 0):.4g} predicted")
+    margin = record.get("challenge_margin_z")
+    if record.get("lit"):
+        return f"{line}: lit, {fate}"
+    if isinstance(margin, (int, float)):
+        verdict = "better" if record.get("readmitted") else "no better"
+        return (f"{line}: the first pass missed the centre; a reconstruction with the rim fitted the held-out "
+                f"pixels {verdict} (z {margin:.2f}): {fate}")
+    return f"{line}: not lit, {fate}"
+
+
+__all__ = ["auto_decision_line", "beamstop_rim_line", "method_choice_line"]
