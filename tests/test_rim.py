@@ -214,6 +214,16 @@ def test_a_double_dip_pass_that_missed_the_centre_is_not_challenged(monkeypatch)
     assert len(passes.seen) == 1 and not result.beamstop_rim.readmitted
 
 
+@pytest.mark.parametrize("first_model", ["lit", "missed"])
+def test_the_learned_networks_object_alone_keeps_the_rim_excluded(monkeypatch, first_model):
+    measurement, rim, expected = provisional_measurement(1.0)
+    model = expected if first_model == "lit" else missed_centre(expected, rim)
+    passes = FakePasses(model, "net")
+    monkeypatch.setattr(reconstruction, "_reconstruct_pass", passes)
+    result = reconstruction.reconstruct(measurement, RunConfig(device="cpu", method=Method.HIO))
+    assert len(passes.seen) == 1 and not result.beamstop_rim.readmitted and result.beamstop_rim.tested
+
+
 def test_a_dimmed_rim_does_not_move_the_centre_of_the_frame():
     from cdi_dip.prepare.rim import without_rim
 
