@@ -56,8 +56,10 @@ def hold_out_free_pixels(valid: np.ndarray, cfg: RunConfig) -> np.ndarray:
 
 
 def fit_data(measurement: Measurement, cfg: RunConfig, device: torch.device) -> tuple[Problem, np.ndarray]:
-    """The problem every run of a prepared measurement fits, on the device, and its free pixels (host)."""
-    free = hold_out_free_pixels(measurement.valid, cfg)
+    """The problem every run of a prepared measurement fits, on the device, and its free pixels (host): drawn
+    among the valid pixels that are not ``never_free``."""
+    candidates = measurement.valid if measurement.never_free is None else measurement.valid & ~measurement.never_free
+    free = hold_out_free_pixels(candidates, cfg)
     problem = Problem.build(
         torch.from_numpy(measurement.intensity.astype(np.float32)).to(device),
         torch.from_numpy(measurement.valid & ~free).to(device),

@@ -88,6 +88,11 @@ class Measurement:
         fit until a first pass confirms them: the rim of a beamstop shadow the
         tool found, which a real beamstop may half cover
         (:func:`cdi_dip.prepare.rim.check_rim`). None: none.
+    never_free : numpy.ndarray of bool, same shape, or None
+        Valid pixels never drawn as free (held-out) pixels: a beamstop rim
+        fitted again after a first pass that left it out, so that the second
+        pass holds out exactly the first pass's free pixels and the two are
+        compared on all of them. None: none.
     """
 
     intensity: np.ndarray
@@ -101,6 +106,7 @@ class Measurement:
     binning: tuple[int, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
     provisional: np.ndarray | None = None
+    never_free: np.ndarray | None = None
 
     @property
     def ndim(self) -> int:

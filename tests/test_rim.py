@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from cdi_dip import reconstruction
 from cdi_dip._ndimage import dilate
 from cdi_dip.config import DetectorConfig, Method, RimHandling, RunConfig
 from cdi_dip.prepare.defects import detect_defects
 from cdi_dip.prepare.stages import bin_measurement, condition_detector, prepare
+from cdi_dip.prepare import rim as rim_module
 from cdi_dip.prepare.rim import check_rim
 from cdi_dip.simulate import expected_intensity, faceted_crystal, plant_defects
 from cdi_dip.solvers.init import StartFrom
@@ -269,3 +271,13 @@ def test_the_result_table_says_what_became_of_the_rim():
                           agreeing_fraction=0.0, lit=False, scaled_agreeing_fraction=1.0).summary()
     assert beamstop_rim_line(covered).endswith("not lit, excluded")
     assert beamstop_rim_line(None) is None
+
+
+def test_a_pass_with_the_rim_holds_out_the_first_pass_free_pixels():
+    measurement, rim, _ = provisional_measurement(1.0)
+    cfg = RunConfig(device="cpu")
+    first, _ = reconstruction.fit_data(rim_module.without_rim(measurement), cfg, torch.device("cpu"))
+    second, second_free = reconstruction.fit_data(rim_module.with_rim(measurement), cfg, torch.device("cpu"))
+    first_free = first.free.cpu().numpy()
+    assert first_free.any() and np.array_equal(first_free, second_free)
+    assert second.fit.cpu().numpy()[rim].all()  # the rim is fitted in the second pass

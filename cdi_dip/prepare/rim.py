@@ -153,8 +153,9 @@ def without_rim(measurement: Measurement) -> Measurement:
 
 
 def with_rim(measurement: Measurement) -> Measurement:
-    """The measurement with its provisional pixels fitted like any other."""
-    return replace(measurement, provisional=None)
+    """The measurement with its provisional pixels fitted like any other, but never held out
+    (``never_free``): its free pixels are then those of the first pass, without the rim."""
+    return replace(measurement, provisional=None, never_free=measurement.provisional)
 
 
 __all__ = ["MIN_AGREEING_FRACTION", "PIXEL_TOLERANCE", "RIM_TOLERANCE", "RimTest", "check_rim", "with_rim",
