@@ -173,8 +173,9 @@ def _with_lit_rim(first: Result, measurement: Measurement, rim: RimTest, cfg: Ru
 def _rim_challenge(first: Result, measurement: Measurement, rim: RimTest, cfg: RunConfig, requested: dict[str, Any],
                    init: Initialiser, on_iter: IterCallback | None) -> Result:
     """Where a projection method's first pass missed the centre (its prediction has not the rim's shape, so the
-    test has no verdict), a fresh reconstruction with the rim; kept where it fits the pixels both held out
-    better by :data:`CHALLENGE_SIGNIFICANCE` standard errors (:func:`paired_deviance_margin`), else ``first``.
+    test has no verdict), a fresh reconstruction with the rim; kept where it fits the held-out pixels (the same
+    in both passes: the rim is ``never_free``) better by :data:`CHALLENGE_SIGNIFICANCE` standard errors
+    (:func:`free_deviance_margin`), else ``first``.
 
     Both outcomes of a rim the test cannot judge are then covered: lit, the rim's counts are what the
     reconstruction lacked (3D tuning half: 0.820 -> 0.004); half covered, the challenger is kept only where it
@@ -185,12 +186,10 @@ def _rim_challenge(first: Result, measurement: Measurement, rim: RimTest, cfg: R
     challenger = _second_pass(with_rim(measurement), cfg, requested, init, on_iter)
     if challenger is None:
         return _first_after_interrupt(first, rim)
-    both = first.free & challenger.free if first.free is not None and challenger.free is not None else None
-    margin = None if both is None else paired_deviance_margin(measurement.intensity, first.model_intensity,
-                                                              challenger.model_intensity, both)
+    margin = free_deviance_margin(first, challenger)
     kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
-    log.info("beamstop rim: the reconstruction with it fits the %d pixels both held out %s (margin %s): %s",
-             0 if both is None else int(np.count_nonzero(both)), "better" if kept else "no better",
+    log.info("beamstop rim: the reconstruction with it fits the %d held-out pixels %s (margin %s): %s",
+             0 if first.free is None else int(np.count_nonzero(first.free)), "better" if kept else "no better",
              "none" if margin is None else f"{margin:.2f} standard errors", "kept" if kept else "the first kept")
     winner, loser = (challenger, first) if kept else (first, challenger)
     winner.beamstop_rim = rim.outcome(readmitted=kept, challenge_margin_z=margin)
@@ -236,12 +235,9 @@ def rim_refinement_config(first: Result, cfg: RunConfig) -> RunConfig | None:
     widths = set((first.solver.get("psf") or {}).get("width_px") or [0.0])
     if len(widths) > 1:
         return None
-    width = float(widths.pop())
     kept_background = (first.method_choice.get("background") or {}).get("chosen") == BACKGROUND_LABELS[1]
-    projection = dataclasses.replace(cfg.projection, plan=REFINE_PLAN, shrinkwrap_period=0)
-    return dataclasses.replace(cfg, method=Method(first.method), psf=f"gaussian,{width:g}" if width > 0 else "none",
-                               background="subtract" if kept_background else "none", runs=1, keep=None,
-                               projection=projection)
+    return dataclasses.replace(refinement_config(cfg, float(widths.pop())), method=Method(first.method),
+                               background="subtract" if kept_background else "none")
 
 
 def initialiser_for(cfg: RunConfig, measurement: Measurement) -> Initialiser:
@@ -502,10 +498,11 @@ REFINE_PLAN = "200*ER"
 
 
 def refinement_config(cfg: RunConfig, sigma_px: float) -> RunConfig:
-    """``cfg`` made to refine one object: a fixed Gaussian of ``sigma_px``, :data:`REFINE_PLAN` with the
-    support held (no shrinkwrap), one run."""
+    """``cfg`` made to refine one object: a fixed Gaussian of ``sigma_px`` (0: the coherent model),
+    :data:`REFINE_PLAN` with the support held (no shrinkwrap), one run."""
     projection = dataclasses.replace(cfg.projection, plan=REFINE_PLAN, shrinkwrap_period=0)
-    return dataclasses.replace(cfg, psf=f"gaussian,{sigma_px:g}", runs=1, keep=None, projection=projection)
+    psf = f"gaussian,{sigma_px:g}" if sigma_px > 0 else "none"
+    return dataclasses.replace(cfg, psf=psf, runs=1, keep=None, projection=projection)
 
 
 def _best_deconvolved(candidates: list[tuple[str, Result]]) -> Result | None:
