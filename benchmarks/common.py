@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from cdi_dip.ensemble import compare_objects
+from cdi_dip.prepare.margin import seen_on_frame
 from cdi_dip.simulate import SimulatedScan, simulate_scan
 from cdi_dip.types import Measurement
 
@@ -87,7 +88,16 @@ def as_measurement(scan: SimulatedScan, name: str) -> Measurement:
 
 
 def score(obj: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Symmetry-adjusted error and phase error against the ground truth."""
+    """Symmetry-adjusted error and phase error against the ground truth.
+
+    An object on another frame than the truth's (a frame cut to an FFT-friendly
+    size, padded around an off-centre peak, or with an unmeasured margin) has
+    the truth's reciprocal pixels but not its real-space voxels: it is seen on
+    the truth's frame first (:func:`cdi_dip.prepare.margin.seen_on_frame`), so
+    that the two are compared voxel for voxel.
+    """
+    if obj.shape != truth.shape:
+        obj = seen_on_frame(obj, truth.shape)
     figures = compare_objects(obj, truth)
     return {"error": float(figures.error), "phase_error_rad": float(figures.phase_error_rad)}
 

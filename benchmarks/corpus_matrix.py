@@ -5,7 +5,8 @@ temporary CXI file (counts, mask, ground truth) and reconstructed through
 ``cdi_dip.pipeline.reconstruct_scan``, the function ``cdi-dip reconstruct``
 calls, with the default configuration and seed 0 (``--seed`` and ``--iterations`` when
 given). The written object is scored against the truth with the
-symmetry-adjusted error (``cdi_dip.ensemble.compare_objects``). A case fails
+symmetry-adjusted error (``cdi_dip.ensemble.compare_objects``), seen on the
+truth's frame first where its own differs (``common.score``). A case fails
 when its error is above 0.3 or the reconstruction stopped with an error.
 
     python benchmarks/corpus_matrix.py --threads 2 --json corpus.json --markdown

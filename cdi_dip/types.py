@@ -93,6 +93,13 @@ class Measurement:
         fitted again after a first pass that left it out, so that the second
         pass holds out exactly the first pass's free pixels and the two are
         compared on all of them. None: none.
+    fixed_free : numpy.ndarray of bool, same shape, or None
+        The free (held-out) pixels, fixed in advance rather than drawn: a
+        frame with an unmeasured margin holds out exactly the pixels its
+        measured frame's reconstruction held out
+        (:func:`cdi_dip.prepare.margin.with_unmeasured_margin`), so the two
+        are compared on the same pixels. Only valid pixels are held out.
+        None: drawn (:func:`cdi_dip.reconstruction.fit_data`).
     """
 
     intensity: np.ndarray
@@ -107,6 +114,7 @@ class Measurement:
     notes: dict[str, Any] = field(default_factory=dict)
     provisional: np.ndarray | None = None
     never_free: np.ndarray | None = None
+    fixed_free: np.ndarray | None = None
 
     @property
     def ndim(self) -> int:

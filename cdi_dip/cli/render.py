@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from ..report.lines import auto_decision_line, beamstop_rim_line, method_choice_line
+from ..report.lines import auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line
 from .common import json_default
 
 
@@ -91,6 +91,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     rim = beamstop_rim_line(summary.get("beamstop_rim"))
     if rim:
         rows.append(("beamstop rim", rim))
+    margin = frame_margin_line((summary.get("method_choice") or {}).get("margin"))
+    if margin:
+        rows.append(("frame margin", margin))
     strain = strain_line(summary.get("strain")) if len(summary.get("shape") or ()) == 3 else None
     if strain:  # a 2D result never has one: no row to say so
         rows.append(("strain", strain))

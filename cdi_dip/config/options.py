@@ -534,6 +534,15 @@ class RunConfig:
     background and no blur (0.046 -> 0.384). Off by default: helping blurred
     3D patterns and hurting a background is not a default (docs/benchmarks.md,
     fourteenth session)."""
+    frame_margin: float = option(1.5, range=(1.0, 4.0))
+    """Where the result fits its held-out pixels far worse than the counts allow
+    (free Poisson deviance above 2 per pixel), the measured frame is embedded
+    in a frame this many times larger per axis whose margin is unmeasured,
+    and reconstructed there again: on pixels this many times finer, an object
+    that a frame cut inside its pattern sees band-limited, ringing past its
+    outline, is compact again. The challenger is kept, on its finer voxels,
+    where its free Poisson deviance on the same held-out pixels is lower by
+    two standard errors (:mod:`cdi_dip.prepare.margin`). 1: never."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..io._atomic import atomic_write
 from ..io.summary import make_summary
-from .lines import auto_decision_line, beamstop_rim_line, method_choice_line
+from .lines import auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,9 @@ def _what_was_done(summary: dict[str, Any]) -> str:
     rim = beamstop_rim_line(summary.get("beamstop_rim"))
     if rim:
         lines.append(f"Beamstop rim: {rim}.")
+    margin = frame_margin_line(choice.get("margin"))
+    if margin:
+        lines.append(f"Frame margin: {margin}.")
     if summary.get("selection"):
         lines.append(_selection_line(summary["selection"]))
     if summary.get("dip"):

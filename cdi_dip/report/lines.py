@@ -57,4 +57,23 @@ def beamstop_rim_line(record: Any) -> str | None:
     return f"{line}: not lit, {fate}"
 
 
-__all__ = ["auto_decision_line", "beamstop_rim_line", "method_choice_line"]
+def frame_margin_line(record: Any) -> str | None:
+    """One line on the frame-margin challenge (``method_choice.margin``): whether the frame with an unmeasured
+    margin ran, both free deviances and which frame was kept. None without a record."""
+    if not isinstance(record, dict):
+        return None
+    if not record.get("compared"):
+        return record.get("reason")
+    scores = record.get("free_llk_poisson") or {}
+    measured, wider = scores.get("measured frame"), scores.get("with a margin")
+    shape = "x".join(map(str, record.get("shape") or ()))
+    kept = "the frame with a margin" if record.get("chosen") == "with a margin" else "the measured frame"
+    margin = record.get("margin_z")
+    significance = f", z {margin:.2f}" if isinstance(margin, (int, float)) else ""
+    figures = (f"free Poisson LLK {measured:.4g} on the measured frame, {wider:.4g} in a {shape} frame with an "
+               f"unmeasured margin" if isinstance(measured, (int, float)) and isinstance(wider, (int, float))
+               else f"a {shape} frame with an unmeasured margin tried")
+    return f"{kept} kept: {figures}{significance}"
+
+
+__all__ = ["auto_decision_line", "beamstop_rim_line", "frame_margin_line", "method_choice_line"]

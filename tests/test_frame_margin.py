@@ -1,0 +1,169 @@
+"""A frame with an unmeasured margin: the measurement embedded, the challenge run where the fit is poor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cdi_dip import reconstruction
+from cdi_dip.config import Method, RunConfig
+from cdi_dip.errors import InvalidInputError
+from cdi_dip.physics import FarField
+from cdi_dip.prepare.frame import is_fft_friendly
+from cdi_dip.prepare.margin import (MARGIN_REASON, margin_window, measured_part, seen_on_frame,
+                                    with_unmeasured_margin)
+from cdi_dip.report.lines import frame_margin_line
+from cdi_dip.types import Measurement, Result
+
+
+def small_measurement(shape=(20, 24), seed=0) -> Measurement:
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(100.0, shape).astype(np.float32)
+    valid = np.ones(shape, bool)
+    valid[0, :3] = False
+    counts[~valid] = 0
+    hot = ~valid
+    return Measurement(counts, valid, masks={"hot": hot}, excluded={"hot": int(hot.sum())},
+                       roi=[(100, 100 + shape[0]), (40, 40 + shape[1])])
+
+
+def test_the_frame_with_a_margin_is_fft_friendly_and_keeps_the_zero_frequency_at_its_centre():
+    for shape in [(20, 24), (22, 38, 14)]:
+        window = margin_window(shape, 1.5)
+        for n, (start, stop) in zip(shape, window):
+            size = stop - start
+            assert is_fft_friendly(size) and size >= 1.5 * n
+            assert n // 2 - start == size // 2  # the measured centre pixel is the larger frame's centre pixel
+
+
+def test_the_measurement_is_embedded_unmeasured_and_its_free_pixels_kept():
+    measurement = small_measurement()
+    free = np.zeros(measurement.shape, bool)
+    free[5:8, 5:8] = True
+    provisional = np.zeros(measurement.shape, bool)
+    provisional[10, 12] = True
+    measurement.provisional = provisional
+    wider = with_unmeasured_margin(measurement, free, 1.5)
+    assert wider.shape == (30, 36)
+    assert np.array_equal(measured_part(wider.intensity, measurement.shape), measurement.intensity)
+    assert np.array_equal(measured_part(wider.valid, measurement.shape), measurement.valid)
+    margin = wider.masks[MARGIN_REASON]
+    assert not wider.valid[margin].any() and not (wider.intensity[margin] != 0).any()
+    assert wider.excluded[MARGIN_REASON] == 30 * 36 - 20 * 24 and wider.excluded["hot"] == 3
+    assert np.array_equal(measured_part(wider.masks["hot"], measurement.shape), measurement.masks["hot"])
+    assert np.array_equal(measured_part(wider.fixed_free, measurement.shape), free) and wider.fixed_free.sum() == 9
+    assert wider.provisional.sum() == 1 and measured_part(wider.provisional, measurement.shape)[10, 12]
+    assert wider.roi == [(95, 125), (34, 70)]  # beyond the measured frame on both sides, as padding is
+    assert wider.notes["margin"] == {"measured_shape": [20, 24], "shape": [30, 36], "factor": 1.5}
+
+
+def test_a_frame_with_a_margin_holds_out_exactly_its_fixed_free_pixels():
+    measurement = small_measurement()
+    free = np.zeros(measurement.shape, bool)
+    free[2:6, 10:14] = True
+    free[0, 0] = True  # an invalid pixel is never held out
+    wider = with_unmeasured_margin(measurement, free, 1.5)
+    problem, held_out = reconstruction.fit_data(wider, RunConfig(device="cpu"), torch.device("cpu"))
+    expected = measured_part(held_out, measurement.shape)
+    assert held_out.sum() == 16 and expected[2:6, 10:14].all() and not expected[0, 0]
+    assert not problem.fit.cpu().numpy()[held_out].any()  # held out of the fit
+
+
+def test_an_object_seen_on_the_measured_frame_predicts_its_pixels_unchanged():
+    rng = np.random.default_rng(1)
+    obj = np.zeros((36, 36), complex)
+    obj[12:24, 10:26] = rng.random((12, 16)) * np.exp(1j * rng.random((12, 16)))
+    wide = FarField((36, 36)).intensity(torch.from_numpy(obj)).numpy()
+    small = seen_on_frame(obj, (24, 24))
+    narrow = FarField((24, 24)).intensity(torch.from_numpy(small)).numpy()
+    np.testing.assert_allclose(measured_part(wide, (24, 24)), narrow, rtol=1e-9, atol=1e-12 * wide.max())
+    np.testing.assert_allclose(seen_on_frame(seen_on_frame(small, (36, 36)), (24, 24)), small, atol=1e-12)
+
+
+def fake_result(measurement: Measurement, model: np.ndarray, free: np.ndarray, free_llk: float) -> Result:
+    return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
+                  measurement=measurement, method="hio", model_intensity=model, free=free, wall_s=1.0,
+                  metrics={"free_llk_poisson": free_llk})
+
+
+def poor_fit():
+    """A measurement, its expected counts, and a result whose model is 40 % off (a poor fit)."""
+    rng = np.random.default_rng(2)
+    expected = rng.uniform(50, 400, (20, 24))
+    measurement = Measurement(rng.poisson(expected).astype(np.float32), np.ones(expected.shape, bool))
+    free = rng.random(expected.shape) < 0.2
+    return measurement, expected, fake_result(measurement, 1.4 * expected, free, 9.0)
+
+
+class FakeFrames:
+    """Stands in for the reconstruction of one frame: records the measurement, returns a result whose model on
+    the measured pixels is ``model`` (zero in the margin)."""
+
+    def __init__(self, model: np.ndarray, free_llk: float, error: Exception | None = None):
+        self.model, self.free_llk, self.error, self.seen = model, free_llk, error, []
+
+    def __call__(self, measurement, cfg, requested, init, on_iter):
+        self.seen.append(measurement)
+        if self.error is not None:
+            raise self.error
+        wide = np.zeros(measurement.shape)
+        wide[tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(measurement.shape, self.model.shape))] = self.model
+        return fake_result(measurement, wide, measurement.fixed_free, self.free_llk)
+
+
+@pytest.mark.parametrize("challenger_fits", [True, False])
+def test_a_poor_fit_is_challenged_by_a_frame_with_a_margin(monkeypatch, challenger_fits):
+    measurement, expected, result = poor_fit()
+    frames = FakeFrames(expected if challenger_fits else 1.4 * expected, 1.1 if challenger_fits else 9.0)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    cfg = RunConfig(device="cpu", method=Method.HIO)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    (wider,) = frames.seen
+    assert wider.shape == (30, 36) and np.array_equal(measured_part(wider.fixed_free, (20, 24)), result.free)
+    record = kept.method_choice["margin"]
+    assert record["compared"] and kept.wall_s == 2.0
+    assert record["chosen"] == ("with a margin" if challenger_fits else "measured frame")
+    assert kept.obj.shape == ((30, 36) if challenger_fits else (20, 24))
+    if challenger_fits:
+        assert record["margin_z"] > reconstruction.CHALLENGE_SIGNIFICANCE
+        assert frame_margin_line(record).startswith("the frame with a margin kept: free Poisson LLK 9 on the "
+                                                    "measured frame, 1.1 in a 30x36 frame")
+    else:
+        assert record["margin_z"] is None  # the same model on every held-out pixel: nothing to weigh
+        assert frame_margin_line(record).startswith("the measured frame kept")
+
+
+def test_a_good_fit_is_not_challenged(monkeypatch):
+    measurement, expected, result = poor_fit()
+    result.metrics["free_llk_poisson"] = 1.3
+    frames = FakeFrames(expected, 1.0)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    cfg = RunConfig(device="cpu", method=Method.HIO)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    assert kept is result and not frames.seen
+    assert kept.method_choice["margin"]["compared"] is False
+    assert "1.3 per pixel" in frame_margin_line(kept.method_choice["margin"])
+    off = RunConfig(device="cpu", method=Method.HIO, frame_margin=1.0)
+    result.metrics["free_llk_poisson"] = 9.0
+    result.method_choice = {}
+    assert reconstruction._margin_challenge(result, measurement, off, off.to_dict(), None).method_choice == {}
+    assert not frames.seen
+
+
+def test_a_challenger_that_cannot_run_leaves_the_measured_frame(monkeypatch):
+    measurement, expected, result = poor_fit()
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame",
+                        FakeFrames(expected, 1.0, InvalidInputError("needs 9 GiB, the device has 1 GiB")))
+    cfg = RunConfig(device="cpu", method=Method.HIO)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    assert kept is result and not kept.method_choice["margin"]["compared"]
+    assert "could not run (needs 9 GiB" in kept.method_choice["margin"]["reason"]
+
+
+def test_a_signal_during_the_challenger_keeps_the_measured_frame(monkeypatch):
+    measurement, expected, result = poor_fit()
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", FakeFrames(expected, 1.0, KeyboardInterrupt()))
+    cfg = RunConfig(device="cpu", method=Method.HIO)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    assert kept is result and kept.interrupted
