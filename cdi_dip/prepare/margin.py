@@ -33,9 +33,9 @@ MARGIN_REASON = "margin"
 
 MARGIN_FACTOR = 1.5
 """How much larger than the measured frame the frame with a margin is, per axis (before rounding up to an
-FFT-friendly size). On the corpus's 18 truncated 2D tuning patterns a factor of 1.5 gave a median error of
-0.073 (2 failures) and 2 gave 0.119: twice the frame holds 4 (2D) or 8 (3D) times the unknowns of the measured
-frame's object for the same counts (docs/benchmarks.md)."""
+FFT-friendly size). On 11 truncated 2D tuning patterns a factor of 2 did worse than 1.5 on 4 and better on 1:
+twice the frame holds 4 (2D) or 8 (3D) times the unknowns of the measured frame's object for the same counts
+(docs/benchmarks.md, sixteenth session)."""
 
 
 def margin_window(shape: Sequence[int], factor: float = MARGIN_FACTOR) -> list[tuple[int, int]]:
