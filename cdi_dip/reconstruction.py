@@ -28,6 +28,7 @@ from .device import resolve_device
 from .ensemble import align_map, align_object, restart_object
 from .errors import InvalidInputError, ReconstructionError
 from .interrupts import interrupts_deferred
+from .margin_result import on_measured_frame
 from .io.summary import FIT_WARNING_DEVIANCE
 from .learned.initialiser import learned_initialiser
 from .memory import check_memory
@@ -98,7 +99,7 @@ def reconstruct(
     Where the result then fits its held-out pixels far worse than the counts
     allow, the frame embedded in a larger one with an unmeasured margin
     challenges it (:func:`_margin_challenge`, ``cfg.frame_margin``); the
-    result kept may be on that larger frame's finer voxels.
+    result kept is written on the measured frame either way.
 
     Parameters
     ----------
@@ -161,7 +162,8 @@ def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, 
     :data:`CHALLENGE_FREE_DEVIANCE`), the measurement in a frame ``cfg.frame_margin`` times larger, its margin
     unmeasured (:func:`~cdi_dip.prepare.margin.with_unmeasured_margin`), reconstructed again; kept where it fits
     the same held-out pixels better by :data:`CHALLENGE_SIGNIFICANCE` standard errors
-    (:func:`free_deviance_margin`). ``method_choice["margin"]`` records what was done.
+    (:func:`free_deviance_margin`), and then seen on the measured frame, so that every result of a scan has
+    its frame and voxels. ``method_choice["margin"]`` records what was done.
 
     On a frame cut inside its pattern the object is band-limited on the frame's pixels and no compact support
     fits it; on finer pixels it is compact again (the corpus's truncated tuning patterns: 2D median error
@@ -194,12 +196,13 @@ def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, 
         log.warning("interrupted while challenging with a frame margin: keeping the measured frame's result")
         result.interrupted = True
         return result
-    return _margin_winner(result, challenger, free_deviance)
+    return _margin_winner(result, challenger, measurement, free_deviance)
 
 
-def _margin_winner(result: Result, challenger: Result, free_deviance: float) -> Result:
+def _margin_winner(result: Result, challenger: Result, measurement: Measurement, free_deviance: float) -> Result:
     """The better of the measured frame's ``result`` and the ``challenger`` with a margin, by the significance
-    rule; its ``method_choice["margin"]`` records both deviances and the margin, its ``wall_s`` both times."""
+    rule, on the measured frame (:func:`~cdi_dip.margin_result.on_measured_frame`); its
+    ``method_choice["margin"]`` records both deviances and the margin, its ``wall_s`` both times."""
     margin = free_deviance_margin(result, challenger)
     kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
     record = {"compared": True, "chosen": "with a margin" if kept else "measured frame",
@@ -211,7 +214,7 @@ def _margin_winner(result: Result, challenger: Result, free_deviance: float) -> 
                          f"{'better' if kept else 'no better'} by {CHALLENGE_SIGNIFICANCE:g} standard errors "
                          f"(z {'none' if margin is None else f'{margin:.2f}'})")}
     log.info("frame margin: %s", record["reason"])
-    winner, loser = (challenger, result) if kept else (result, challenger)
+    winner, loser = (on_measured_frame(challenger, measurement), result) if kept else (result, challenger)
     winner.wall_s += loser.wall_s
     winner.method_choice = {**winner.method_choice, "margin": record}
     return winner

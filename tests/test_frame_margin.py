@@ -124,7 +124,11 @@ def test_a_poor_fit_is_challenged_by_a_frame_with_a_margin(monkeypatch, challeng
     record = kept.method_choice["margin"]
     assert record["compared"] and kept.wall_s == 2.0
     assert record["chosen"] == ("with a margin" if challenger_fits else "measured frame")
-    assert kept.obj.shape == ((30, 36) if challenger_fits else (20, 24))
+    assert kept.obj.shape == kept.support.shape == kept.model_intensity.shape == kept.free.shape == (20, 24)
+    assert kept.measurement.shape == (20, 24) and MARGIN_REASON not in kept.measurement.masks
+    if challenger_fits:  # written on the measured frame: its model of the measured pixels is the challenger's
+        np.testing.assert_allclose(kept.model_intensity, expected)
+        assert np.array_equal(kept.free, result.free) and kept.measurement.roi == measurement.roi
     if challenger_fits:
         assert record["margin_z"] > reconstruction.CHALLENGE_SIGNIFICANCE
         assert frame_margin_line(record).startswith("the frame with a margin kept: free Poisson LLK 9 on the "
@@ -167,3 +171,29 @@ def test_a_signal_during_the_challenger_keeps_the_measured_frame(monkeypatch):
     cfg = RunConfig(device="cpu", method=Method.HIO)
     kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
     assert kept is result and kept.interrupted
+
+
+def test_a_result_with_a_margin_is_written_on_the_measured_frame_fitting_its_pixels_as_well():
+    from cdi_dip.margin_result import on_measured_frame
+    from cdi_dip.types import AlignInfo, PrtfResult
+
+    measured = small_measurement((20, 24))
+    wider = with_unmeasured_margin(measured, None, 1.5)
+    fine = np.zeros(wider.shape, complex)
+    fine[9:21, 11:25] = np.exp(0.3j)  # a compact object on the fine voxels
+    model = FarField(wider.shape).intensity(torch.from_numpy(fine)).numpy()
+    prtf = PrtfResult(frequency_per_px=np.array([0.1, 0.2]), values=np.array([0.9, 0.5]), resolution_px=3.0,
+                      resolution_m=6e-9, members=8)
+    result = Result(obj=fine.astype(np.complex64), support=np.abs(fine) > 0, measurement=wider, method="hio",
+                    model_intensity=model, free=np.zeros(wider.shape, bool), obj_std=np.abs(fine).astype(np.float32),
+                    masks={"valid": wider.valid, f"excluded/{MARGIN_REASON}": wider.masks[MARGIN_REASON]},
+                    align=AlignInfo(shift_px=(1.5, -3.0), ramp_rad_per_px=(0.02, 0.0)), prtf=prtf)
+    written = on_measured_frame(result, measured)
+    assert written.obj.shape == written.support.shape == written.obj_std.shape == (20, 24)
+    coarse_model = FarField((20, 24)).intensity(torch.from_numpy(written.obj.astype(np.complex128))).numpy()
+    np.testing.assert_allclose(coarse_model, measured_part(model, (20, 24)), rtol=1e-4, atol=1e-6 * model.max())
+    assert written.support.sum() == pytest.approx(12 * 14 / 1.5**2, rel=0.15)  # the same area in larger voxels
+    assert set(written.masks) == {"valid"} and written.measurement.roi == measured.roi
+    assert written.align.shift_px == (1.0, -2.0) and written.align.ramp_rad_per_px == pytest.approx((0.03, 0.0))
+    np.testing.assert_allclose(written.prtf.frequency_per_px, [0.15, 0.3])
+    assert written.prtf.resolution_px == pytest.approx(2.0) and written.prtf.resolution_m == 6e-9

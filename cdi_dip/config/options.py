@@ -540,9 +540,10 @@ class RunConfig:
     in a frame this many times larger per axis whose margin is unmeasured,
     and reconstructed there again: on pixels this many times finer, an object
     that a frame cut inside its pattern sees band-limited, ringing past its
-    outline, is compact again. The challenger is kept, on its finer voxels,
-    where its free Poisson deviance on the same held-out pixels is lower by
-    two standard errors (:mod:`cdi_dip.prepare.margin`). 1: never."""
+    outline, is compact again. The challenger is kept where its free Poisson
+    deviance on the same held-out pixels is lower by two standard errors, and
+    written on the measured frame like any result (its far field there:
+    :mod:`cdi_dip.prepare.margin`, :mod:`cdi_dip.margin_result`). 1: never."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)

@@ -119,6 +119,42 @@ def with_unmeasured_margin(measurement: Measurement, free: np.ndarray | None,
     )
 
 
+def measured_measurement(wider: Measurement, measured_shape: Sequence[int],
+                         roi: list[tuple[int, int]]) -> Measurement:
+    """The measured frame's part of a measurement with a margin: arrays cut back, the margin's exclusion
+    dropped, ``roi`` the measured frame's; ``notes["margin"]`` stays as the record of the fit.
+
+    Parameters
+    ----------
+    wider : Measurement
+        From :func:`with_unmeasured_margin` (after any later exclusion, e.g. a readmitted beamstop rim).
+    measured_shape : sequence of int
+    roi : list of (int, int)
+        The measured frame's detector region.
+    """
+    def cut(mask: np.ndarray | None) -> np.ndarray | None:
+        return None if mask is None else measured_part(mask, measured_shape).copy()
+
+    masks = {reason: cut(mask) for reason, mask in wider.masks.items() if reason != MARGIN_REASON}
+    return replace(
+        wider,
+        intensity=cut(wider.intensity),
+        valid=cut(wider.valid),
+        masks={reason: mask for reason, mask in masks.items() if mask.any()},
+        excluded={reason: int(np.count_nonzero(mask)) for reason, mask in masks.items() if mask.any()},
+        roi=list(roi),
+        provisional=cut(wider.provisional),
+        never_free=cut(wider.never_free),
+        fixed_free=None,
+    )
+
+
+def on_measured_frame_support(support: np.ndarray, measured_shape: Sequence[int]) -> np.ndarray:
+    """A support on a frame with a margin, on the measured frame's coarser voxels: the voxels more than half
+    inside it (its indicator seen on the measured frame, :func:`seen_on_frame`, above 0.5)."""
+    return seen_on_frame(np.asarray(support, dtype=np.float64), measured_shape).real > 0.5
+
+
 def _embedded(mask: np.ndarray | None, window: list[tuple[int, int]]) -> np.ndarray | None:
     """``mask`` in the frame with a margin (False in the margin); None stays None."""
     return None if mask is None else extract_window(mask, window, False)
@@ -154,5 +190,5 @@ def seen_on_frame(obj: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(kept, axes=axes), norm="ortho"), axes=axes)
 
 
-__all__ = ["MARGIN_FACTOR", "MARGIN_REASON", "margin_window", "measured_part", "measured_region",
-           "seen_on_frame", "with_unmeasured_margin"]
+__all__ = ["MARGIN_FACTOR", "MARGIN_REASON", "margin_window", "measured_measurement", "measured_part",
+           "measured_region", "on_measured_frame_support", "seen_on_frame", "with_unmeasured_margin"]
