@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .ensemble import ensemble_statistics
 from .prepare.margin import measured_measurement, measured_part, on_measured_frame_support, seen_on_frame
 from .types import AlignInfo, EnsembleResult, Measurement, PrtfResult, Result
 
@@ -54,7 +55,7 @@ def on_measured_frame(result: Result, measured: Measurement) -> Result:
         masks=masks,
         obj_std=_spread_on(result.obj_std, shape),
         align=_align_on(result.align, ratios),
-        ensemble=None if result.ensemble is None else _ensemble_on(result.ensemble, shape),
+        ensemble=None if result.ensemble is None else _ensemble_on(result.ensemble, shape, ratios),
         prtf=None if result.prtf is None else _prtf_on(result.prtf, ratios),
     )
 
@@ -66,21 +67,27 @@ def _spread_on(spread: np.ndarray | None, shape: Sequence[int]) -> np.ndarray | 
 
 def _align_on(align: AlignInfo, ratios: Sequence[float]) -> AlignInfo:
     """The alignment in the measured frame's voxels, ``ratios`` times larger than the fine ones per axis."""
-    return dataclasses.replace(
-        align, shift_px=tuple(shift / ratio for shift, ratio in zip(align.shift_px, ratios)),
-        ramp_rad_per_px=tuple(ramp * ratio for ramp, ratio in zip(align.ramp_rad_per_px, ratios)))
+    return dataclasses.replace(align, **_moves_on(align.shift_px, align.ramp_rad_per_px, ratios))
 
 
-def _ensemble_on(ensemble: EnsembleResult, shape: Sequence[int]) -> EnsembleResult:
-    """The averaged runs' objects, supports, mean and spread maps on the measured frame."""
-    return dataclasses.replace(
-        ensemble,
-        objects=np.stack([seen_on_frame(obj, shape) for obj in ensemble.objects]).astype(np.complex64),
-        supports=np.stack([on_measured_frame_support(support, shape) for support in ensemble.supports]),
-        mean=seen_on_frame(ensemble.mean, shape).astype(np.complex64),
-        amplitude_std=_spread_on(ensemble.amplitude_std, shape),
-        phase_std_rad=_spread_on(ensemble.phase_std_rad, shape),
-    )
+def _moves_on(shift_px: Sequence[float], ramp_rad_per_px: Sequence[float],
+              ratios: Sequence[float]) -> dict[str, tuple[float, ...]]:
+    """A shift (pixels) and a phase ramp (radians per pixel) in voxels ``ratios`` times larger per axis."""
+    return {"shift_px": tuple(shift / ratio for shift, ratio in zip(shift_px, ratios)),
+            "ramp_rad_per_px": tuple(ramp * ratio for ramp, ratio in zip(ramp_rad_per_px, ratios))}
+
+
+def _ensemble_on(ensemble: EnsembleResult, shape: Sequence[int], ratios: Sequence[float]) -> EnsembleResult:
+    """The averaged runs on the measured frame: their matched objects and supports seen there, and the
+    statistics (mean, spread maps, majority support, errors) measured again from them
+    (:func:`cdi_dip.ensemble.ensemble_statistics`); which runs they were, and how each was matched (twin,
+    shift and ramp, in the measured voxels), stay."""
+    objects = [seen_on_frame(obj, shape).astype(np.complex64) for obj in ensemble.objects]
+    supports = [on_measured_frame_support(support, shape) for support in ensemble.supports]
+    measured = ensemble_statistics(objects, supports, pairwise=ensemble.pairwise_errors is not None)
+    transforms = [dataclasses.replace(transform, **_moves_on(transform.shift_px, transform.ramp_rad_per_px, ratios))
+                  for transform in ensemble.transforms]
+    return dataclasses.replace(measured, members=ensemble.members, transforms=transforms)
 
 
 def _prtf_on(prtf: PrtfResult, ratios: Sequence[float]) -> PrtfResult:

@@ -197,3 +197,26 @@ def test_a_result_with_a_margin_is_written_on_the_measured_frame_fitting_its_pix
     assert written.align.shift_px == (1.0, -2.0) and written.align.ramp_rad_per_px == pytest.approx((0.03, 0.0))
     np.testing.assert_allclose(written.prtf.frequency_per_px, [0.15, 0.3])
     assert written.prtf.resolution_px == pytest.approx(2.0) and written.prtf.resolution_m == 6e-9
+
+
+def test_an_ensemble_kept_from_a_frame_with_a_margin_is_measured_again_on_the_measured_frame():
+    from cdi_dip.ensemble import compare_objects, ensemble_statistics
+    from cdi_dip.margin_result import on_measured_frame
+
+    measured = small_measurement((20, 24))
+    wider = with_unmeasured_margin(measured, None, 1.5)
+    rng = np.random.default_rng(4)
+    members = []
+    for _ in range(3):
+        obj = np.zeros(wider.shape, complex)
+        obj[9:21, 11:25] = np.exp(1j * (0.3 + 0.05 * rng.standard_normal((12, 14))))
+        members.append(obj)
+    ensemble = ensemble_statistics(members, [np.abs(m) > 0 for m in members])
+    result = Result(obj=ensemble.mean, support=ensemble.support_majority, measurement=wider, method="hio",
+                    ensemble=ensemble)
+    written = on_measured_frame(result, measured).ensemble
+    assert written.objects.shape == (3, 20, 24) and written.support_majority.shape == (20, 24)
+    assert written.members == ensemble.members and len(written.transforms) == 3
+    summary = written.summary()  # every map on one frame: the summary is computed without an index error
+    assert summary["members"] == 3 and np.isfinite(summary["median_phase_std_rad"])
+    assert compare_objects(written.mean, seen_on_frame(ensemble.mean, (20, 24))).error < 1e-3
