@@ -28,9 +28,9 @@ from .device import resolve_device
 from .ensemble import align_map, align_object, restart_object
 from .errors import InvalidInputError, ReconstructionError
 from .interrupts import interrupts_deferred
-from .margin_result import on_measured_frame
 from .io.summary import FIT_WARNING_DEVIANCE
 from .learned.initialiser import learned_initialiser
+from .margin_result import on_measured_frame
 from .memory import check_memory
 from .metrics import data_metrics, poisson_deviance_map
 from .physics import FarField
@@ -167,7 +167,7 @@ def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, 
 
     On a frame cut inside its pattern the object is band-limited on the frame's pixels and no compact support
     fits it; on finer pixels it is compact again (the corpus's truncated tuning patterns: 2D median error
-    0.117 -> 0.076, 3D with HIO 0.187 -> 0.094, none worse). A start from a learned model is made again for
+    0.117 -> 0.080, 3D with HIO 0.187 -> 0.094, none worse). A start from a learned model is made again for
     the larger frame.
     """
     free_deviance = result.metrics.get("free_llk_poisson")
