@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .ensemble import ensemble_statistics
-from .prepare.margin import measured_measurement, measured_part, on_measured_frame_support, seen_on_frame
+from .prepare.margin import (MARGIN_REASON, measured_measurement, measured_part, on_measured_frame_support,
+                             seen_on_frame)
 from .types import AlignInfo, EnsembleResult, Measurement, PrtfResult, Result
 
 
@@ -36,7 +37,8 @@ def on_measured_frame(result: Result, measured: Measurement) -> Result:
     -------
     Result
         The object and its spread maps seen on the measured frame; the
-        support the voxels more than half inside the fine one; the model,
+        support the voxels more than half inside the fine one (and
+        ``metrics["support_size"]`` its count); the model,
         free pixels and masks cut to the measured pixels; shifts and ramps
         of the alignment, and the PRTF's frequencies, in the measured
         frame's voxels.
@@ -44,11 +46,14 @@ def on_measured_frame(result: Result, measured: Measurement) -> Result:
     shape = measured.shape
     ratios = [n / m for n, m in zip(result.obj.shape, shape)]
     masks = {name: measured_part(mask, shape).copy() for name, mask in result.masks.items()
-             if name != "excluded/margin"}
+             if name != f"excluded/{MARGIN_REASON}"}
+    support = on_measured_frame_support(result.support, shape)
+    metrics = {**result.metrics, **({"support_size": int(support.sum())} if "support_size" in result.metrics else {})}
     return dataclasses.replace(
         result,
         obj=seen_on_frame(result.obj, shape).astype(np.complex64),
-        support=on_measured_frame_support(result.support, shape),
+        support=support,
+        metrics=metrics,
         measurement=measured_measurement(result.measurement, shape, measured.roi),
         model_intensity=None if result.model_intensity is None else measured_part(result.model_intensity, shape).copy(),
         free=None if result.free is None else measured_part(result.free, shape).copy(),

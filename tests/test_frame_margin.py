@@ -193,6 +193,7 @@ def test_a_result_with_a_margin_is_written_on_the_measured_frame_fitting_its_pix
     coarse_model = FarField((20, 24)).intensity(torch.from_numpy(written.obj.astype(np.complex128))).numpy()
     np.testing.assert_allclose(coarse_model, measured_part(model, (20, 24)), rtol=1e-4, atol=1e-6 * model.max())
     assert written.support.sum() == pytest.approx(12 * 14 / 1.5**2, rel=0.15)  # the same area in larger voxels
+    assert "support_size" not in written.metrics  # only restated where the result had it
     assert set(written.masks) == {"valid"} and written.measurement.roi == measured.roi
     assert written.align.shift_px == (1.0, -2.0) and written.align.ramp_rad_per_px == pytest.approx((0.03, 0.0))
     np.testing.assert_allclose(written.prtf.frequency_per_px, [0.15, 0.3])
