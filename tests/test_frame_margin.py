@@ -11,7 +11,7 @@ from cdi_dip.config import Method, RunConfig
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField
 from cdi_dip.prepare.frame import is_fft_friendly
-from cdi_dip.prepare.margin import (MARGIN_REASON, margin_window, measured_part, seen_on_frame,
+from cdi_dip.prepare.margin import (MARGIN_REASON, margin_window, measured_part, measured_region, seen_on_frame,
                                     with_unmeasured_margin)
 from cdi_dip.report.lines import frame_margin_line
 from cdi_dip.types import Measurement, Result
@@ -108,7 +108,7 @@ class FakeFrames:
         if self.error is not None:
             raise self.error
         wide = np.zeros(measurement.shape)
-        wide[tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(measurement.shape, self.model.shape))] = self.model
+        wide[measured_region(self.model.shape, measurement.shape)] = self.model
         return fake_result(measurement, wide, measurement.fixed_free, self.free_llk)
 
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..simulate import _offsets, _smooth_noise, far_field, plant_defects
+from ..prepare.margin import seen_on_frame
+from ..simulate import _offsets, _smooth_noise, plant_defects
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +139,7 @@ def truncate_pattern(obj: np.ndarray, kept_fraction: float) -> np.ndarray:
     -------
     numpy.ndarray, complex128, :func:`truncated_shape` of ``obj.shape``, centred
     """
-    obj = np.asarray(obj, dtype=np.complex128)
-    shape = truncated_shape(obj.shape, kept_fraction)
-    if shape == obj.shape:
-        return obj.copy()
-    centre = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(obj.shape, shape))
-    kept = far_field(obj)[centre]
-    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(kept), norm="ortho"))
+    return seen_on_frame(obj, truncated_shape(np.shape(obj), kept_fraction))
 
 
 def blur_intensity(intensity: np.ndarray, sigma_px: float) -> np.ndarray:

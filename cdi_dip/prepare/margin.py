@@ -24,6 +24,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..ensemble.fourier import centred_fft, centred_ifft
 from ..types import Measurement
 from .frame import fft_friendly_above
 from .stages import detector_roi, extract_window
@@ -36,6 +37,13 @@ MARGIN_FACTOR = 1.5
 FFT-friendly size). On 11 truncated 2D tuning patterns a factor of 2 did worse than 1.5 on 4 and better on 1:
 twice the frame holds 4 (2D) or 8 (3D) times the unknowns of the measured frame's object for the same counts
 (docs/benchmarks.md, sixteenth session)."""
+
+
+def centred_window(shape: Sequence[int], target: Sequence[int]) -> list[tuple[int, int]]:
+    """Range ``[start, stop)`` per axis, in the pixels of a centred frame of ``shape``, of the centred frame of
+    ``target`` that shares its centre pixel (``n // 2`` of one is ``m // 2`` of the other). A larger target
+    starts below 0 (:func:`~cdi_dip.prepare.stages.extract_window` fills it)."""
+    return [(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(shape, target)]
 
 
 def margin_window(shape: Sequence[int], factor: float = MARGIN_FACTOR) -> list[tuple[int, int]]:
@@ -52,13 +60,12 @@ def margin_window(shape: Sequence[int], factor: float = MARGIN_FACTOR) -> list[t
     factor : float
         Above 1.
     """
-    sizes = [fft_friendly_above(math.ceil(n * factor)) for n in shape]
-    return [(n // 2 - size // 2, n // 2 - size // 2 + size) for n, size in zip(shape, sizes)]
+    return centred_window(shape, [fft_friendly_above(math.ceil(n * factor)) for n in shape])
 
 
 def measured_region(measured_shape: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
     """Where a frame of ``measured_shape`` sits, centred, in a frame of ``shape`` (:func:`margin_window`)."""
-    return tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(shape, measured_shape))
+    return tuple(slice(start, stop) for start, stop in centred_window(shape, measured_shape))
 
 
 def measured_part(array: np.ndarray, measured_shape: Sequence[int]) -> np.ndarray:
@@ -183,12 +190,9 @@ def seen_on_frame(obj: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     shape = tuple(int(n) for n in shape)
     if obj.shape == shape:
         return obj.copy()
-    axes = tuple(range(obj.ndim))
-    field = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj, axes=axes), norm="ortho"), axes=axes)
-    window = [(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(field.shape, shape)]
-    kept = extract_window(field, window, 0.0)
-    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(kept, axes=axes), norm="ortho"), axes=axes)
+    field = centred_fft(obj)
+    return centred_ifft(extract_window(field, centred_window(field.shape, shape), 0.0))
 
 
-__all__ = ["MARGIN_FACTOR", "MARGIN_REASON", "margin_window", "measured_measurement", "measured_part",
+__all__ = ["MARGIN_FACTOR", "MARGIN_REASON", "centred_window", "margin_window", "measured_measurement", "measured_part",
            "measured_region", "on_measured_frame_support", "seen_on_frame", "with_unmeasured_margin"]

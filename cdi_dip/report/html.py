@@ -143,26 +143,14 @@ def _dip_line(dip: dict[str, Any]) -> str:
 
 def _what_was_done(summary: dict[str, Any]) -> str:
     """The "What was done" lines of the page (empty when the summary says nothing of it)."""
-    lines = []
     choice = summary.get("method_choice") or {}
-    auto = auto_decision_line(choice)
-    if auto:
-        lines.append(f"Data: {auto}.")
-    method = method_choice_line(choice) if "compared" in choice else None
-    if method:
-        lines.append(f"Method: {method}.")
-    coherence = method_choice_line(choice.get("coherence"))
-    if coherence:
-        lines.append(f"Partial coherence: {coherence}.")
-    background = method_choice_line(choice.get("background"))
-    if background:
-        lines.append(f"Background: {background}.")
-    rim = beamstop_rim_line(summary.get("beamstop_rim"))
-    if rim:
-        lines.append(f"Beamstop rim: {rim}.")
-    margin = frame_margin_line(choice.get("margin"))
-    if margin:
-        lines.append(f"Frame margin: {margin}.")
+    labelled = [("Data", auto_decision_line(choice)),
+                ("Method", method_choice_line(choice) if "compared" in choice else None),
+                ("Partial coherence", method_choice_line(choice.get("coherence"))),
+                ("Background", method_choice_line(choice.get("background"))),
+                ("Beamstop rim", beamstop_rim_line(summary.get("beamstop_rim"))),
+                ("Frame margin", frame_margin_line(choice.get("margin")))]
+    lines = [f"{label}: {text}." for label, text in labelled if text]
     if summary.get("selection"):
         lines.append(_selection_line(summary["selection"]))
     if summary.get("dip"):
