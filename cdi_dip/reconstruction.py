@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,8 @@ def reconstruct(
     ``Result.beamstop_rim`` says what was measured and done.
 
     Where the result then fits its held-out pixels far worse than the counts
-    allow, the frame embedded in a larger one with an unmeasured margin
+    allow, more random starts of a projection method challenge it
+    (:func:`_more_starts_challenge`, ``cfg.poor_fit_starts``), and the frame embedded in a larger one with an unmeasured margin
     challenges it (:func:`_margin_challenge`, ``cfg.frame_margin``); the
     result kept is written on the measured frame either way.
 
@@ -131,6 +132,7 @@ def reconstruct(
     if init is None:
         init = initialiser_for(cfg, measurement)
     result = _reconstruct_frame(measurement, cfg, requested, init, on_iter)
+    result = _more_starts_challenge(result, measurement, cfg, requested, init, on_iter)
     return _margin_challenge(result, measurement, cfg, requested, on_iter)
 
 
@@ -154,6 +156,93 @@ def _reconstruct_frame(measurement: Measurement, cfg: RunConfig, requested: dict
         return _rim_challenge(first, measurement, rim, cfg, requested, init, on_iter)
     first.beamstop_rim = rim.outcome(readmitted=False)
     return first
+
+
+MORE_STARTS_METHODS = (Method.HIO.value, Method.RAAR.value, Method.ER.value)
+"""The methods whose poor fits more random starts challenge (cheap starts; the double DIP probes several starts
+inside one run)."""
+
+
+def more_starts_config(result: Result, cfg: RunConfig) -> RunConfig:
+    """The more-starts challenger's configuration: ``result``'s method (``auto`` resolved), ``cfg.poor_fit_starts``
+    runs from the seeds after those the first runs used (run ``k`` uses ``seed + k``)."""
+    first = cfg.with_method(Method(result.method)) if Method(cfg.method) is Method.AUTO else cfg
+    keep = first.keep if first.keep is not None and first.keep <= cfg.poor_fit_starts else None
+    return dataclasses.replace(first, runs=cfg.poor_fit_starts, keep=keep, seed=first.seed + first.runs)
+
+
+def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunConfig, requested: dict[str, Any],
+                           init: Initialiser, on_iter: IterCallback | None) -> Result:
+    """Where a projection method's ``result`` fits its held-out pixels far worse than the counts allow (free
+    deviance per pixel above :data:`CHALLENGE_FREE_DEVIANCE`), ``cfg.poor_fit_starts`` more random starts
+    (:func:`more_starts_config`) reconstruct the frame again on the same held-out pixels; their result is kept
+    where it fits them better by :data:`CHALLENGE_SIGNIFICANCE` standard errors. ``method_choice["starts"]``
+    records what was done.
+
+    A projection method lands in the truth's basin from some random starts and not others; a poor fit says the
+    first starts all missed it.
+    """
+    free_deviance = result.metrics.get("free_llk_poisson")
+    if (cfg.poor_fit_starts < 1 or result.interrupted or result.free is None or free_deviance is None
+            or result.method not in MORE_STARTS_METHODS or free_deviance <= CHALLENGE_FREE_DEVIANCE):
+        return result
+    challenger_cfg = more_starts_config(result, cfg)
+    log.info("more starts: the fit is poor (free deviance %.3g per pixel); %d more random starts (seeds %d-%d) "
+             "challenge it", free_deviance, challenger_cfg.runs, challenger_cfg.seed,
+             challenger_cfg.seed + challenger_cfg.runs - 1)
+    same_free = dataclasses.replace(measurement, fixed_free=result.free)
+    challenger = _challenger_of(
+        result, lambda: _reconstruct_frame(same_free, challenger_cfg, requested, init, on_iter),
+        key="starts", incumbent="first starts", errors=(ReconstructionError,))  # every run diverged
+    if challenger is None:
+        return result
+    return _more_starts_winner(result, challenger, cfg, challenger_cfg, free_deviance)
+
+
+def _challenger_of(result: Result, run: Callable[[], Result], *, key: str, incumbent: str,
+                   errors: tuple[type[Exception], ...]) -> Result | None:
+    """The challenger ``run()`` makes, or None where ``result`` stands as it is: a challenger that could not run
+    (one of ``errors``) is recorded as ``method_choice[key]`` with ``incumbent`` chosen, and a signal before
+    or during it marks ``result`` interrupted."""
+    try:
+        challenger = run()
+    except KeyboardInterrupt:  # before the challenger had an iterate
+        challenger = None
+    except errors as exc:
+        log.warning("%s: the challenger could not run (%s): keeping the %s result", key, exc, incumbent)
+        result.method_choice = {**result.method_choice, key: {
+            "compared": False, "chosen": incumbent, "reason": f"the challenger could not run ({exc})"}}
+        return None
+    if challenger is None or challenger.interrupted:
+        log.warning("%s: interrupted while challenging: keeping the %s result", key, incumbent)
+        result.interrupted = True
+        return None
+    return challenger
+
+
+def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, challenger_cfg: RunConfig,
+                        free_deviance: float) -> Result:
+    """The better of the first starts' ``result`` and the ``challenger`` by the significance rule; its
+    ``method_choice["starts"]`` records both deviances and the starts, its ``wall_s`` both times."""
+    margin = free_deviance_margin(result, challenger)
+    kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
+    first_runs = challenger_cfg.seed - cfg.seed
+    record = {"compared": True, "chosen": "more starts" if kept else "first starts",
+              "runs": {"first starts": first_runs, "more starts": challenger_cfg.runs},
+              "seeds": {"first starts": [cfg.seed, challenger_cfg.seed - 1],
+                        "more starts": [challenger_cfg.seed, challenger_cfg.seed + challenger_cfg.runs - 1]},
+              "free_llk_poisson": {"first starts": free_deviance,
+                                   "more starts": challenger.metrics.get("free_llk_poisson")},
+              "margin_z": margin,
+              "reason": (f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel); "
+                         f"{challenger_cfg.runs} more starts fit the held-out pixels "
+                         f"{'better' if kept else 'no better'} by {CHALLENGE_SIGNIFICANCE:g} standard errors "
+                         f"(z {'none' if margin is None else f'{margin:.2f}'})")}
+    log.info("more starts: %s", record["reason"])
+    winner, loser = (challenger, result) if kept else (result, challenger)
+    winner.wall_s += loser.wall_s
+    winner.method_choice = {**winner.method_choice, "starts": record}
+    return winner
 
 
 def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, requested: dict[str, Any],
@@ -183,18 +272,10 @@ def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, 
     log.info("frame margin: the fit is poor (free deviance %.3g per pixel); the %s frame challenged by a %s frame "
              "with an unmeasured margin", free_deviance, "x".join(map(str, measurement.shape)),
              "x".join(map(str, wider.shape)))
-    try:
-        challenger = _reconstruct_frame(wider, cfg, requested, initialiser_for(cfg, wider), on_iter)
-    except KeyboardInterrupt:  # before the challenger had an iterate
-        challenger = None
-    except (InvalidInputError, ReconstructionError) as exc:  # memory, a learned model's frame, every run diverged
-        log.warning("frame margin: the challenger could not run (%s): keeping the measured frame's result", exc)
-        result.method_choice = {**result.method_choice, "margin": {
-            "compared": False, "chosen": "measured frame", "reason": f"the challenger could not run ({exc})"}}
-        return result
-    if challenger is None or challenger.interrupted:
-        log.warning("interrupted while challenging with a frame margin: keeping the measured frame's result")
-        result.interrupted = True
+    challenger = _challenger_of(  # memory, a learned model's frame, every run diverged: the result stands
+        result, lambda: _reconstruct_frame(wider, cfg, requested, initialiser_for(cfg, wider), on_iter),
+        key="margin", incumbent="measured frame", errors=(InvalidInputError, ReconstructionError))
+    if challenger is None:
         return result
     return _margin_winner(result, challenger, measurement, free_deviance)
 

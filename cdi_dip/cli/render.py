@@ -13,7 +13,8 @@ from typing import Any
 
 import typer
 
-from ..report.lines import auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line
+from ..report.lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line,
+                            more_starts_line)
 from .common import json_default
 
 
@@ -91,6 +92,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     rim = beamstop_rim_line(summary.get("beamstop_rim"))
     if rim:
         rows.append(("beamstop rim", rim))
+    starts = more_starts_line((summary.get("method_choice") or {}).get("starts"))
+    if starts:
+        rows.append(("more starts", starts))
     margin = frame_margin_line((summary.get("method_choice") or {}).get("margin"))
     if margin:
         rows.append(("frame margin", margin))

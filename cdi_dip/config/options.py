@@ -544,6 +544,17 @@ class RunConfig:
     deviance on the same held-out pixels is lower by two standard errors, and
     written on the measured frame like any result (its far field there:
     :mod:`cdi_dip.prepare.margin`, :mod:`cdi_dip.margin_result`). 1: never."""
+    poor_fit_starts: int = option(12, range=(0, 1000))
+    """Where a projection method's result (HIO, RAAR, ER; ``auto``'s too) fits
+    its held-out pixels far worse than the counts allow (free Poisson deviance
+    above 2 per pixel), this many more random starts, from the seeds after the
+    first runs', reconstruct the same frame again on the same held-out pixels;
+    their result is kept where its free deviance is lower by two standard
+    errors. A poor fit says the first starts all missed the truth's basin. On
+    the corpus's tuning half (2D, HIO, 120 patterns under six conditions) 13
+    results were better and none worse (docs/benchmarks.md, seventeenth
+    session); it costs a reconstruction with this many starts wherever the fit
+    is poor. 0: never."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)

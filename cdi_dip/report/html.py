@@ -22,7 +22,7 @@ from typing import Any
 
 from ..io._atomic import atomic_write
 from ..io.summary import make_summary
-from .lines import auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line
+from .lines import auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line, more_starts_line
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ def _what_was_done(summary: dict[str, Any]) -> str:
                 ("Partial coherence", method_choice_line(choice.get("coherence"))),
                 ("Background", method_choice_line(choice.get("background"))),
                 ("Beamstop rim", beamstop_rim_line(summary.get("beamstop_rim"))),
+                ("More starts", more_starts_line(choice.get("starts"))),
                 ("Frame margin", frame_margin_line(choice.get("margin")))]
     lines = [f"{label}: {text}." for label, text in labelled if text]
     if summary.get("selection"):

@@ -76,4 +76,24 @@ def frame_margin_line(record: Any) -> str | None:
     return f"{kept} kept: {figures}{significance}"
 
 
-__all__ = ["auto_decision_line", "beamstop_rim_line", "frame_margin_line", "method_choice_line"]
+def more_starts_line(record: Any) -> str | None:
+    """One line on the more-starts challenge (``method_choice.starts``): how many starts each side made, both
+    free deviances and which was kept. None without a record."""
+    if not isinstance(record, dict):
+        return None
+    if not record.get("compared"):
+        return record.get("reason")
+    scores = record.get("free_llk_poisson") or {}
+    runs = record.get("runs") or {}
+    first_runs, more_runs = runs.get("first starts"), runs.get("more starts")
+    first, more = scores.get("first starts"), scores.get("more starts")
+    kept = f"the {more_runs} more starts" if record.get("chosen") == "more starts" else f"the first {first_runs} starts"
+    margin = record.get("margin_z")
+    significance = f", z {margin:.2f}" if isinstance(margin, (int, float)) else ""
+    if not (isinstance(first, (int, float)) and isinstance(more, (int, float))):
+        return f"{kept} kept{significance}"
+    return (f"{kept} kept: free Poisson LLK {first:.4g} from the first {first_runs} starts, {more:.4g} from "
+            f"{more_runs} more{significance}")
+
+
+__all__ = ["auto_decision_line", "beamstop_rim_line", "frame_margin_line", "method_choice_line", "more_starts_line"]

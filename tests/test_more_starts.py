@@ -1,0 +1,125 @@
+"""More random starts where a projection method's result fits its held-out pixels poorly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cdi_dip import reconstruction
+from cdi_dip.config import Method, RunConfig
+from cdi_dip.config.options import DEFAULT_RUNS
+from cdi_dip.errors import ReconstructionError
+from cdi_dip.report.lines import more_starts_line
+from cdi_dip.simulate import simulate_scan
+from cdi_dip.types import Measurement, Result
+
+
+def fake_result(measurement: Measurement, model: np.ndarray, free: np.ndarray, free_llk: float,
+                method: str = "hio") -> Result:
+    return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
+                  measurement=measurement, method=method, model_intensity=model, free=free, wall_s=1.0,
+                  metrics={"free_llk_poisson": free_llk})
+
+
+def poor_fit(method: str = "hio"):
+    """A measurement, its expected counts, and a result whose model is 40 % off (a poor fit)."""
+    rng = np.random.default_rng(3)
+    expected = rng.uniform(50, 400, (20, 24))
+    measurement = Measurement(rng.poisson(expected).astype(np.float32), np.ones(expected.shape, bool))
+    free = rng.random(expected.shape) < 0.2
+    return measurement, expected, fake_result(measurement, 1.4 * expected, free, 9.0, method)
+
+
+class FakeFrames:
+    """Stands in for the reconstruction of one frame: records the measurement and configuration, returns a
+    result whose model is ``model``."""
+
+    def __init__(self, model: np.ndarray, free_llk: float, error: BaseException | None = None):
+        self.model, self.free_llk, self.error, self.seen = model, free_llk, error, []
+
+    def __call__(self, measurement, cfg, requested, init, on_iter):
+        self.seen.append((measurement, cfg))
+        if self.error is not None:
+            raise self.error
+        return fake_result(measurement, self.model, measurement.fixed_free, self.free_llk)
+
+
+@pytest.mark.parametrize("challenger_fits", [True, False])
+def test_a_poor_fit_is_challenged_by_more_starts_on_the_same_free_pixels(monkeypatch, challenger_fits):
+    measurement, expected, result = poor_fit()
+    frames = FakeFrames(expected if challenger_fits else 1.4 * expected, 1.1 if challenger_fits else 9.0)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    cfg = RunConfig(device="cpu", method=Method.HIO, runs=4, seed=7, poor_fit_starts=12).validate()
+    kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
+    ((seen, challenger_cfg),) = frames.seen
+    assert np.array_equal(seen.fixed_free, result.free)
+    assert challenger_cfg.runs == 12 and challenger_cfg.seed == 11  # seeds 11-22: none of the first starts'
+    record = kept.method_choice["starts"]
+    assert record["compared"] and kept.wall_s == 2.0
+    assert record["seeds"] == {"first starts": [7, 10], "more starts": [11, 22]}
+    assert record["chosen"] == ("more starts" if challenger_fits else "first starts")
+    assert (kept is not result) == challenger_fits
+    if challenger_fits:
+        assert record["margin_z"] > reconstruction.CHALLENGE_SIGNIFICANCE
+        assert more_starts_line(record) == (f"the 12 more starts kept: free Poisson LLK 9 from the first 4 starts, "
+                                            f"1.1 from 12 more, z {record['margin_z']:.2f}")
+    else:
+        assert record["margin_z"] is None  # the same model on every held-out pixel: nothing to weigh
+        assert more_starts_line(record).startswith("the first 4 starts kept: free Poisson LLK 9")
+
+
+def test_a_good_fit_the_double_dip_and_the_setting_off_are_not_challenged(monkeypatch):
+    frames = FakeFrames(np.ones((20, 24)), 1.0)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    cfg = RunConfig(device="cpu", method=Method.HIO, poor_fit_starts=12).validate()
+    measurement, _, good = poor_fit()
+    good.metrics["free_llk_poisson"] = 1.3
+    assert reconstruction._more_starts_challenge(good, measurement, cfg, cfg.to_dict(), None, None) is good
+    _, _, dip = poor_fit("dip")
+    assert reconstruction._more_starts_challenge(dip, measurement, cfg, cfg.to_dict(), None, None) is dip
+    off = dataclasses.replace(cfg, poor_fit_starts=0)
+    _, _, poor = poor_fit()
+    assert reconstruction._more_starts_challenge(poor, measurement, off, off.to_dict(), None, None) is poor
+    assert not frames.seen and "starts" not in good.method_choice | dip.method_choice | poor.method_choice
+
+
+def test_auto_is_challenged_with_the_method_it_chose():
+    _, _, result = poor_fit("hio")
+    cfg = RunConfig(device="cpu", method=Method.AUTO, poor_fit_starts=6, seed=3).validate()
+    challenger = reconstruction.more_starts_config(result, cfg)
+    assert challenger.method is Method.HIO and challenger.runs == 6
+    assert challenger.seed == 3 + DEFAULT_RUNS[Method.HIO]
+
+
+@pytest.mark.parametrize("error", [ReconstructionError("every run diverged"), KeyboardInterrupt()])
+def test_a_challenger_that_fails_or_is_interrupted_leaves_the_first_starts(monkeypatch, error):
+    measurement, expected, result = poor_fit()
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", FakeFrames(expected, 1.0, error))
+    cfg = RunConfig(device="cpu", method=Method.HIO, poor_fit_starts=4).validate()
+    kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
+    assert kept is result
+    if isinstance(error, KeyboardInterrupt):
+        assert kept.interrupted
+    else:
+        assert "could not run (every run diverged)" in kept.method_choice["starts"]["reason"]
+
+
+def test_a_reconstruction_challenged_by_more_starts_keeps_one_set_of_free_pixels(monkeypatch):
+    """End to end on a small simulated crystal, every fit counted as poor: the challenger ran HIO from the later
+    seeds on the first pass's free pixels, and whichever result was kept scores them."""
+    monkeypatch.setattr(reconstruction, "CHALLENGE_FREE_DEVIANCE", 0.0)
+    scan = simulate_scan("crystal", (32, 32), rng=np.random.default_rng(5), peak_counts=1e5)
+    measurement = Measurement(scan.counts.astype(np.float32), scan.valid)
+    cfg = RunConfig(device="cpu", method=Method.HIO, runs=2, iterations=60, poor_fit_starts=2, frame_margin=1.0,
+                    psf="none", background="none").validate()
+    first = reconstruction._reconstruct_frame(measurement, cfg, cfg.to_dict(), reconstruction.initialiser_for(
+        cfg, measurement), None)
+    kept = reconstruction.reconstruct(measurement, cfg)
+    record = kept.method_choice["starts"]
+    assert record["compared"] and record["seeds"] == {"first starts": [0, 1], "more starts": [2, 3]}
+    assert np.array_equal(kept.free, first.free)
+    scores = record["free_llk_poisson"]
+    assert scores["first starts"] == pytest.approx(first.metrics["free_llk_poisson"])
+    assert kept.metrics["free_llk_poisson"] == pytest.approx(scores[record["chosen"]])
