@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Method, RunConfig
+from .config import DEFAULT_RUNS, Method, RunConfig
 from .background import background_from_counts, subtracted
 from .config.init_choice import parse_init
 from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, blur_test
@@ -163,10 +163,14 @@ MORE_STARTS_METHODS = (Method.HIO.value, Method.RAAR.value, Method.ER.value)
 inside one run)."""
 
 
-def more_starts_config(result: Result, cfg: RunConfig) -> RunConfig:
+def more_starts_config(result: Result, cfg: RunConfig) -> RunConfig | None:
     """The more-starts challenger's configuration: ``result``'s method (``auto`` resolved), ``cfg.poor_fit_starts``
-    runs from the seeds after those the first runs used (run ``k`` uses ``seed + k``)."""
+    runs from the seeds after those the first runs used (run ``k`` uses ``seed + k``). None where the first
+    runs were not the method's default number (:data:`~cdi_dip.config.DEFAULT_RUNS`): a number of starts
+    asked for (``--runs``) is what runs."""
     first = cfg.with_method(Method(result.method)) if Method(cfg.method) is Method.AUTO else cfg
+    if first.runs != DEFAULT_RUNS[Method(result.method)]:
+        return None
     keep = first.keep if first.keep is not None and first.keep <= cfg.poor_fit_starts else None
     return dataclasses.replace(first, runs=cfg.poor_fit_starts, keep=keep, seed=first.seed + first.runs)
 
@@ -187,6 +191,8 @@ def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunCon
             or result.method not in MORE_STARTS_METHODS or free_deviance <= CHALLENGE_FREE_DEVIANCE):
         return result
     challenger_cfg = more_starts_config(result, cfg)
+    if challenger_cfg is None:
+        return result
     log.info("more starts: the fit is poor (free deviance %.3g per pixel); %d more random starts (seeds %d-%d) "
              "challenge it", free_deviance, challenger_cfg.runs, challenger_cfg.seed,
              challenger_cfg.seed + challenger_cfg.runs - 1)

@@ -148,7 +148,7 @@ def _blurred_pattern(tmp_path, sigma_px: float) -> str:
 
 def _reconstruct(tmp_path, pattern: str, challengers: str):
     config = tmp_path / "challengers.toml"
-    config.write_text(f'psf_challengers = "{challengers}"\npoor_fit_starts = 0\n')  # the challengers alone
+    config.write_text(f'psf_challengers = "{challengers}"\n')
     return runner.invoke(app, ["reconstruct", pattern, "--out", str(tmp_path / "out"), "--json", "--device", "cpu",
                                "--method", "hio", "--iterations", "200", "--runs", "2", "--seed", "0",
                                "--config", str(config)])

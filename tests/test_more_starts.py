@@ -51,7 +51,7 @@ def test_a_poor_fit_is_challenged_by_more_starts_on_the_same_free_pixels(monkeyp
     measurement, expected, result = poor_fit()
     frames = FakeFrames(expected if challenger_fits else 1.4 * expected, 1.1 if challenger_fits else 9.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
-    cfg = RunConfig(device="cpu", method=Method.HIO, runs=4, seed=7, poor_fit_starts=12).validate()
+    cfg = RunConfig(device="cpu", method=Method.HIO, seed=7, poor_fit_starts=12).validate()  # the default 4 runs
     kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
     ((seen, challenger_cfg),) = frames.seen
     assert np.array_equal(seen.fixed_free, result.free)
@@ -82,6 +82,8 @@ def test_a_good_fit_the_double_dip_and_the_setting_off_are_not_challenged(monkey
     off = dataclasses.replace(cfg, poor_fit_starts=0)
     _, _, poor = poor_fit()
     assert reconstruction._more_starts_challenge(poor, measurement, off, off.to_dict(), None, None) is poor
+    asked = RunConfig(device="cpu", method=Method.HIO, runs=2, poor_fit_starts=12).validate()  # --runs 2: two runs
+    assert reconstruction._more_starts_challenge(poor, measurement, asked, asked.to_dict(), None, None) is poor
     assert not frames.seen and "starts" not in good.method_choice | dip.method_choice | poor.method_choice
 
 
@@ -112,13 +114,13 @@ def test_a_reconstruction_challenged_by_more_starts_keeps_one_set_of_free_pixels
     monkeypatch.setattr(reconstruction, "CHALLENGE_FREE_DEVIANCE", 0.0)
     scan = simulate_scan("crystal", (32, 32), rng=np.random.default_rng(5), peak_counts=1e5)
     measurement = Measurement(scan.counts.astype(np.float32), scan.valid)
-    cfg = RunConfig(device="cpu", method=Method.HIO, runs=2, iterations=60, poor_fit_starts=2, frame_margin=1.0,
+    cfg = RunConfig(device="cpu", method=Method.HIO, iterations=60, poor_fit_starts=2, frame_margin=1.0,
                     psf="none", background="none").validate()
     first = reconstruction._reconstruct_frame(measurement, cfg, cfg.to_dict(), reconstruction.initialiser_for(
         cfg, measurement), None)
     kept = reconstruction.reconstruct(measurement, cfg)
     record = kept.method_choice["starts"]
-    assert record["compared"] and record["seeds"] == {"first starts": [0, 1], "more starts": [2, 3]}
+    assert record["compared"] and record["seeds"] == {"first starts": [0, 3], "more starts": [4, 5]}
     assert np.array_equal(kept.free, first.free)
     scores = record["free_llk_poisson"]
     assert scores["first starts"] == pytest.approx(first.metrics["free_llk_poisson"])
