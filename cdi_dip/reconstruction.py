@@ -98,9 +98,10 @@ def reconstruct(
 
     Where the result then fits its held-out pixels far worse than the counts
     allow, more random starts of a projection method challenge it
-    (:func:`_more_starts_challenge`, ``cfg.poor_fit_starts``), and the frame embedded in a larger one with an unmeasured margin
-    challenges it (:func:`_margin_challenge`, ``cfg.frame_margin``); the
-    result kept is written on the measured frame either way.
+    (:func:`_more_starts_challenge`, ``cfg.poor_fit_starts``), and then the
+    frame embedded in a larger one with an unmeasured margin
+    (:func:`_margin_challenge`, ``cfg.frame_margin``); the result kept is
+    written on the measured frame either way.
 
     Parameters
     ----------
