@@ -127,9 +127,9 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
               config: Path | None = None, seed: int = 0) -> Iterator[dict[str, Any]]:
     """One row per method: the case, the method run, its error, its free Poisson deviance per pixel
     (``free_llk``, from the summary), what ``--psf compare`` decided (``coherence``), what the frame-margin
-    and more-starts challenges decided (``margin``, ``starts``) and its time in seconds: ``seconds`` the whole command as a user waits
-    for it (reading, solving, writing the result and its report), ``solve_s`` the reconstruction alone (the
-    summary's ``wall_s``)."""
+    and more-starts challenges decided (``margin``, ``starts``) and its time in seconds: ``seconds`` the whole
+    command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
+    reconstruction alone (the summary's ``wall_s``)."""
     folder = workdir / case.label.replace("/", "_")
     folder.mkdir()
     scan = folder / "scan.cxi"
@@ -151,8 +151,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
             yield {**row, **figures, **run_facts(summary["output"]), "used": summary["method"], "failed": not figures["error"] <= FAILURE_ERROR,
                    "status": "ok", "seconds": round(seconds, 2), "solve_s": summary["wall_s"],
                    "free_llk": summary.get("metrics", {}).get("free_llk_poisson"),
-                   "coherence": coherence_facts(summary), "margin": margin_facts(summary),
-                   "starts": margin_facts(summary, "starts")}
+                   "coherence": coherence_facts(summary), "margin": challenge_facts(summary, "margin"),
+                   "starts": challenge_facts(summary, "starts")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -168,10 +168,9 @@ def coherence_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
             "blur_ratio": test.get("ratio"), "blur_sigma_px": test.get("best_sigma_px")}
 
 
-def margin_facts(summary: dict[str, Any], key: str = "margin") -> dict[str, Any] | None:
-    """What the frame-margin challenge (or another challenge recorded under ``method_choice[key]``, e.g. the
-    more-starts one, ``starts``) decided (None without a record): whether it ran, what was kept and the margin
-    in standard errors."""
+def challenge_facts(summary: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """What the challenge recorded as ``method_choice[key]`` decided (``margin``: the frame margin; ``starts``:
+    more starts), None without a record: whether it ran, what was kept and the margin in standard errors."""
     record = (summary.get("method_choice") or {}).get(key)
     if not isinstance(record, dict):
         return None

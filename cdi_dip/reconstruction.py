@@ -246,10 +246,7 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
                          f"{'better' if kept else 'no better'} by {CHALLENGE_SIGNIFICANCE:g} standard errors "
                          f"(z {'none' if margin is None else f'{margin:.2f}'})")}
     log.info("more starts: %s", record["reason"])
-    winner, loser = (challenger, result) if kept else (result, challenger)
-    winner.wall_s += loser.wall_s
-    winner.method_choice = {**winner.method_choice, "starts": record}
-    return winner
+    return _recorded_winner(challenger if kept else result, result if kept else challenger, "starts", record)
 
 
 def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, requested: dict[str, Any],
@@ -302,9 +299,15 @@ def _margin_winner(result: Result, challenger: Result, measurement: Measurement,
                          f"{'better' if kept else 'no better'} by {CHALLENGE_SIGNIFICANCE:g} standard errors "
                          f"(z {'none' if margin is None else f'{margin:.2f}'})")}
     log.info("frame margin: %s", record["reason"])
-    winner, loser = (on_measured_frame(challenger, measurement), result) if kept else (result, challenger)
+    return _recorded_winner(on_measured_frame(challenger, measurement) if kept else result,
+                            result if kept else challenger, "margin", record)
+
+
+def _recorded_winner(winner: Result, loser: Result, key: str, record: dict[str, Any]) -> Result:
+    """``winner`` of a challenge, with both results' times in its ``wall_s`` and ``record`` as its
+    ``method_choice[key]``."""
     winner.wall_s += loser.wall_s
-    winner.method_choice = {**winner.method_choice, "margin": record}
+    winner.method_choice = {**winner.method_choice, key: record}
     return winner
 
 

@@ -16,6 +16,8 @@ from cdi_dip.prepare.margin import (MARGIN_REASON, margin_window, measured_part,
 from cdi_dip.report.lines import frame_margin_line
 from cdi_dip.types import Measurement, Result
 
+from challenged import fake_result, poor_fit
+
 
 def small_measurement(shape=(20, 24), seed=0) -> Measurement:
     rng = np.random.default_rng(seed)
@@ -81,21 +83,6 @@ def test_an_object_seen_on_the_measured_frame_predicts_its_pixels_unchanged():
     np.testing.assert_allclose(seen_on_frame(seen_on_frame(small, (36, 36)), (24, 24)), small, atol=1e-12)
 
 
-def fake_result(measurement: Measurement, model: np.ndarray, free: np.ndarray, free_llk: float) -> Result:
-    return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
-                  measurement=measurement, method="hio", model_intensity=model, free=free, wall_s=1.0,
-                  metrics={"free_llk_poisson": free_llk})
-
-
-def poor_fit():
-    """A measurement, its expected counts, and a result whose model is 40 % off (a poor fit)."""
-    rng = np.random.default_rng(2)
-    expected = rng.uniform(50, 400, (20, 24))
-    measurement = Measurement(rng.poisson(expected).astype(np.float32), np.ones(expected.shape, bool))
-    free = rng.random(expected.shape) < 0.2
-    return measurement, expected, fake_result(measurement, 1.4 * expected, free, 9.0)
-
-
 class FakeFrames:
     """Stands in for the reconstruction of one frame: records the measurement, returns a result whose model on
     the measured pixels is ``model`` (zero in the margin)."""
@@ -114,7 +101,7 @@ class FakeFrames:
 
 @pytest.mark.parametrize("challenger_fits", [True, False])
 def test_a_poor_fit_is_challenged_by_a_frame_with_a_margin(monkeypatch, challenger_fits):
-    measurement, expected, result = poor_fit()
+    measurement, expected, result = poor_fit(2)
     frames = FakeFrames(expected if challenger_fits else 1.4 * expected, 1.1 if challenger_fits else 9.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
     cfg = RunConfig(device="cpu", method=Method.HIO)
@@ -139,7 +126,7 @@ def test_a_poor_fit_is_challenged_by_a_frame_with_a_margin(monkeypatch, challeng
 
 
 def test_a_good_fit_is_not_challenged(monkeypatch):
-    measurement, expected, result = poor_fit()
+    measurement, expected, result = poor_fit(2)
     result.metrics["free_llk_poisson"] = 1.3
     frames = FakeFrames(expected, 1.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
@@ -156,7 +143,7 @@ def test_a_good_fit_is_not_challenged(monkeypatch):
 
 
 def test_a_challenger_that_cannot_run_leaves_the_measured_frame(monkeypatch):
-    measurement, expected, result = poor_fit()
+    measurement, expected, result = poor_fit(2)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame",
                         FakeFrames(expected, 1.0, InvalidInputError("needs 9 GiB, the device has 1 GiB")))
     cfg = RunConfig(device="cpu", method=Method.HIO)
@@ -166,7 +153,7 @@ def test_a_challenger_that_cannot_run_leaves_the_measured_frame(monkeypatch):
 
 
 def test_a_signal_during_the_challenger_keeps_the_measured_frame(monkeypatch):
-    measurement, expected, result = poor_fit()
+    measurement, expected, result = poor_fit(2)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", FakeFrames(expected, 1.0, KeyboardInterrupt()))
     cfg = RunConfig(device="cpu", method=Method.HIO)
     kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)

@@ -13,23 +13,9 @@ from cdi_dip.config.options import DEFAULT_RUNS
 from cdi_dip.errors import ReconstructionError
 from cdi_dip.report.lines import more_starts_line
 from cdi_dip.simulate import simulate_scan
-from cdi_dip.types import Measurement, Result
+from cdi_dip.types import Measurement
 
-
-def fake_result(measurement: Measurement, model: np.ndarray, free: np.ndarray, free_llk: float,
-                method: str = "hio") -> Result:
-    return Result(obj=np.zeros(measurement.shape, np.complex64), support=np.ones(measurement.shape, bool),
-                  measurement=measurement, method=method, model_intensity=model, free=free, wall_s=1.0,
-                  metrics={"free_llk_poisson": free_llk})
-
-
-def poor_fit(method: str = "hio"):
-    """A measurement, its expected counts, and a result whose model is 40 % off (a poor fit)."""
-    rng = np.random.default_rng(3)
-    expected = rng.uniform(50, 400, (20, 24))
-    measurement = Measurement(rng.poisson(expected).astype(np.float32), np.ones(expected.shape, bool))
-    free = rng.random(expected.shape) < 0.2
-    return measurement, expected, fake_result(measurement, 1.4 * expected, free, 9.0, method)
+from challenged import fake_result, poor_fit
 
 
 class FakeFrames:
@@ -48,7 +34,7 @@ class FakeFrames:
 
 @pytest.mark.parametrize("challenger_fits", [True, False])
 def test_a_poor_fit_is_challenged_by_more_starts_on_the_same_free_pixels(monkeypatch, challenger_fits):
-    measurement, expected, result = poor_fit()
+    measurement, expected, result = poor_fit(3)
     frames = FakeFrames(expected if challenger_fits else 1.4 * expected, 1.1 if challenger_fits else 9.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
     cfg = RunConfig(device="cpu", method=Method.HIO, seed=7, poor_fit_starts=12).validate()  # the default 4 runs
@@ -74,13 +60,13 @@ def test_a_good_fit_the_double_dip_and_the_setting_off_are_not_challenged(monkey
     frames = FakeFrames(np.ones((20, 24)), 1.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
     cfg = RunConfig(device="cpu", method=Method.HIO, poor_fit_starts=12).validate()
-    measurement, _, good = poor_fit()
+    measurement, _, good = poor_fit(3)
     good.metrics["free_llk_poisson"] = 1.3
     assert reconstruction._more_starts_challenge(good, measurement, cfg, cfg.to_dict(), None, None) is good
-    _, _, dip = poor_fit("dip")
+    _, _, dip = poor_fit(3, "dip")
     assert reconstruction._more_starts_challenge(dip, measurement, cfg, cfg.to_dict(), None, None) is dip
     off = dataclasses.replace(cfg, poor_fit_starts=0)
-    _, _, poor = poor_fit()
+    _, _, poor = poor_fit(3)
     assert reconstruction._more_starts_challenge(poor, measurement, off, off.to_dict(), None, None) is poor
     asked = RunConfig(device="cpu", method=Method.HIO, runs=2, poor_fit_starts=12).validate()  # --runs 2: two runs
     assert reconstruction._more_starts_challenge(poor, measurement, asked, asked.to_dict(), None, None) is poor
@@ -88,7 +74,7 @@ def test_a_good_fit_the_double_dip_and_the_setting_off_are_not_challenged(monkey
 
 
 def test_auto_is_challenged_with_the_method_it_chose():
-    _, _, result = poor_fit("hio")
+    _, _, result = poor_fit(3, "hio")
     cfg = RunConfig(device="cpu", method=Method.AUTO, poor_fit_starts=6, seed=3).validate()
     challenger = reconstruction.more_starts_config(result, cfg)
     assert challenger.method is Method.HIO and challenger.runs == 6
@@ -97,7 +83,7 @@ def test_auto_is_challenged_with_the_method_it_chose():
 
 @pytest.mark.parametrize("error", [ReconstructionError("every run diverged"), KeyboardInterrupt()])
 def test_a_challenger_that_fails_or_is_interrupted_leaves_the_first_starts(monkeypatch, error):
-    measurement, expected, result = poor_fit()
+    measurement, expected, result = poor_fit(3)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", FakeFrames(expected, 1.0, error))
     cfg = RunConfig(device="cpu", method=Method.HIO, poor_fit_starts=4).validate()
     kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
