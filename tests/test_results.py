@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cdi_dip.ensemble import align_object, compare_objects, remove_phase_ramp, resolve_twin, subpixel_shift, twin
+from cdi_dip.ensemble import (align_object, compare_objects, remove_phase_ramp, resolve_twin, subpixel_shift, twin,
+                              twin_statistic)
 from cdi_dip.cli import app
 from cdi_dip.config import ProjectionConfig, RunConfig
 from cdi_dip.pipeline import reconstruct
@@ -50,12 +51,38 @@ def test_resolve_twin_is_an_involution_on_its_choice():
     assert not flipped and np.array_equal(again, chosen)
 
 
-def test_two_seeds_after_alignment_differ_pixelwise_about_as_much_as_up_to_symmetries(crystal_scan):
-    first = _run(crystal_scan, runs=1, seed=0)
-    second = _run(crystal_scan, runs=1, seed=5)
-    pixelwise = np.linalg.norm(first.obj - second.obj) / np.linalg.norm(second.obj)
-    adjusted = compare_objects(first.obj, second.obj).error
-    assert pixelwise < 1.5 * adjusted + 1e-3
+def test_seeds_in_one_orientation_after_alignment_differ_pixelwise_about_as_much_as_up_to_symmetries(crystal_scan):
+    """Centring, ramp and phase offset line runs up pixel by pixel. (Which of a poor run's twins is written can
+    differ between seeds: the twin rule's own tests are above.)"""
+    objects = [_run(crystal_scan, runs=1, seed=seed).obj for seed in range(4)]
+    pairs = [(a, b, compare_objects(a, b)) for k, a in enumerate(objects) for b in objects[k + 1:]]
+    same_orientation = [(a, b, found.error) for a, b, found in pairs if not found.twin]
+    assert same_orientation
+    for first, second, adjusted in same_orientation:
+        pixelwise = np.linalg.norm(first - second) / np.linalg.norm(second)
+        assert pixelwise < 1.5 * adjusted + 1e-3
+
+
+def test_the_twin_choice_does_not_depend_on_the_global_phase():
+    obj = faceted_crystal((48, 48), rng=np.random.default_rng(5)) * np.exp(0.8j * np.linspace(-1, 1, 48))[None, :] ** 2
+    support = np.abs(obj) > 0.1 * np.abs(obj).max()
+    chosen = {align_object(obj * np.exp(1j * phase), support)[2].twin for phase in np.linspace(-3.0, 3.0, 7)}
+    assert len(chosen) == 1
+
+
+def test_faint_pixels_of_a_loose_support_do_not_decide_the_twin():
+    """A faint haze (5 % of the peak) far out on one side of a support twice the object's size: the cube of
+    its distance would outweigh the object's own third moment; below a tenth of the peak it is left out."""
+    obj = faceted_crystal((64, 64), rng=np.random.default_rng(9)).astype(np.complex128)
+    tight = np.abs(obj) > 0.1 * np.abs(obj).max()
+    loose = np.zeros_like(tight)
+    loose[6:58, 6:58] = True
+    own = twin_statistic(obj, tight)
+    haze = np.zeros(obj.shape)
+    rows = slice(6, 12) if own > 0 else slice(52, 58)  # the side that pulls the third moment the other way
+    haze[rows, 6:58] = 0.05 * np.abs(obj).max()
+    hazy = obj + np.where(tight, 0, haze)
+    assert np.sign(twin_statistic(hazy, loose)) == np.sign(own)
 
 
 def test_off_centre_peak_leaves_no_ramp_and_zero_mean_phase(crystal_scan):

@@ -362,10 +362,15 @@ def twin_statistic(obj: np.ndarray, support: np.ndarray) -> float:
     """A number that changes sign when a centred object is replaced by its twin.
 
     The amplitude's third central moment, summed over the axes and made
-    dimensionless, is odd under ``r -> -r``. For an object whose amplitude is
+    dimensionless, is odd under ``r -> -r``. It is taken over the support's
+    pixels above :data:`DEFAULT_SUPPORT_LEVEL` of the largest amplitude: the
+    faint pixels of a loose support sit far out, where the cube of the distance
+    makes their noise decide the sign. For an object whose amplitude is
     nearly centrosymmetric (a small third moment, below
     :data:`TWIN_SKEW_LEVEL`), the amplitude-weighted phase curvature
-    ``sum |x| phi |r|**2 / sum |x| |r|**2`` takes over: the twin's phase is
+    ``sum |x| phi (|r|**2 - <|r|**2>) / sum |x| |r|**2`` takes over, with ``phi``
+    measured from the amplitude-weighted mean phase (so that the choice does
+    not depend on the object's arbitrary global phase): the twin's phase is
     ``-phi(-r)``, so its even part, and this sum, change sign.
 
     Parameters
@@ -378,7 +383,8 @@ def twin_statistic(obj: np.ndarray, support: np.ndarray) -> float:
     float
         Positive for the standard orientation (:func:`resolve_twin` keeps it).
     """
-    weights = np.where(support, np.abs(obj), 0.0)
+    amplitude = np.where(support, np.abs(obj), 0.0)
+    weights = np.where(amplitude > DEFAULT_SUPPORT_LEVEL * amplitude.max(), amplitude, 0.0)
     total = weights.sum()
     if total <= 0:
         return 0.0
@@ -393,8 +399,24 @@ def twin_statistic(obj: np.ndarray, support: np.ndarray) -> float:
         radius2 = radius2 + (values - mean) ** 2
     if abs(skew) >= TWIN_SKEW_LEVEL:
         return skew
-    phase = np.angle(obj)
-    return float((weights * phase * radius2).sum() / max((weights * radius2).sum(), 1e-300))
+    return _phase_curvature(obj, weights, radius2)
+
+
+def _phase_curvature(obj: np.ndarray, weights: np.ndarray, radius2: np.ndarray) -> float:
+    """The weighted covariance of the phase with ``|r|**2``, whatever the object's global phase.
+
+    The phase is measured from the weighted mean phasor ``sum w x`` (so a
+    constant phase factor on ``obj`` changes nothing) and ``|r|**2`` from its
+    weighted mean (so a constant left in the phase adds nothing). The twin
+    conjugates the mean phasor and maps ``phi(r)`` to ``-phi(-r)``, so the
+    value changes sign exactly.
+    """
+    total = weights.sum()
+    mean_phasor = (weights * obj).sum()
+    rotation = np.conj(mean_phasor) / abs(mean_phasor) if abs(mean_phasor) > 0 else 1.0
+    phase = np.angle(obj * rotation)
+    radial = radius2 - (weights * radius2).sum() / total
+    return float((weights * phase * radial).sum() / max((weights * radius2).sum(), 1e-300))
 
 
 def resolve_twin(obj: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
