@@ -50,7 +50,7 @@ def _summary(tmp_path, counts: np.ndarray, *extra: str) -> dict:
     path = tmp_path / "pattern.npy"
     np.save(path, counts)
     result = runner.invoke(app, ["reconstruct", str(path), "--out", str(tmp_path / "out"), "--json", "--device",
-                                 "cpu", "--method", "hio", "--iterations", "200", "--runs", "2", "--seed", "0",
+                                 "cpu", "--method", "hio", "--iterations", "600", "--runs", "2", "--seed", "0",
                                  "--psf", "none", *extra])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)

