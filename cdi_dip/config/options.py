@@ -554,8 +554,9 @@ class RunConfig:
     the corpus's tuning half (2D, HIO, 120 patterns under six conditions) 13
     results were better and none worse (docs/benchmarks.md, seventeenth
     session); it costs a reconstruction with this many starts wherever the fit
-    is poor. Only where the first runs were the method's default number: a
-    number of starts asked for (``runs``, ``--runs``) is what runs. 0: never."""
+    is poor. Only where the first runs were the method's default number (4):
+    any other number of starts asked for (``runs``, ``--runs``) is what runs;
+    ``--runs 4`` is the default and is challenged like it. 0: never."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
