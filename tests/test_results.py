@@ -109,13 +109,15 @@ def test_a_dislocated_off_centre_crystal_is_written_without_a_ramp():
     assert np.abs(np.array(result.align.ramp_rad_per_px) - 2 * np.pi * np.array([-1, 2]) / 64).max() < 0.01
 
 
-def test_ensemble_averages_the_runs_that_agree_and_is_written_and_reported(crystal_scan, tmp_path):
+def test_ensemble_averages_the_runs_that_agree_and_is_written_and_reported(tmp_path):
+    bright = simulate_scan("crystal", (64, 64), rng=np.random.default_rng(21), peak_counts=1e6, offset_px=(4, -3))
     path = tmp_path / "scan.npy"
-    np.save(path, np.where(crystal_scan.valid, crystal_scan.counts, 0))
+    np.save(path, np.where(bright.valid, bright.counts, 0))
     result = runner.invoke(app, ["reconstruct", str(path), "--out", str(tmp_path / "out"), "--json", "--device",
                                  "cpu", "--runs", "6", "--keep", "3", "--method", "hio"])
     # Any method; HIO is quick. Its starts reach the basin about every other time on this 64^2 crystal, so six
-    # starts leave the best at least one that agrees with it.
+    # starts leave the best at least one that agrees with it; at 1e6 photons (not the fixture's 1e5) runs in the
+    # basin agree to 0.02-0.07, well inside keep_max_error (0.2), whichever way the FFTs round.
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     members = summary["ensemble"]["members"]
