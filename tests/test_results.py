@@ -64,7 +64,8 @@ def test_seeds_in_one_orientation_after_alignment_differ_pixelwise_about_as_much
 
 
 def test_the_twin_choice_does_not_depend_on_the_global_phase():
-    obj = faceted_crystal((48, 48), rng=np.random.default_rng(5)) * np.exp(0.8j * np.linspace(-1, 1, 48))[None, :] ** 2
+    """A crystal whose amplitude is nearly centrosymmetric, so that its phase's curvature chooses the twin."""
+    obj = faceted_crystal((48, 48), rng=np.random.default_rng(5)) * np.exp(0.8j * np.linspace(-1, 1, 48) ** 2)[None, :]
     support = np.abs(obj) > 0.1 * np.abs(obj).max()
     chosen = {align_object(obj * np.exp(1j * phase), support)[2].twin for phase in np.linspace(-3.0, 3.0, 7)}
     assert len(chosen) == 1
