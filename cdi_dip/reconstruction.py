@@ -167,8 +167,8 @@ inside one run)."""
 def more_starts_config(result: Result, cfg: RunConfig) -> RunConfig | None:
     """The more-starts challenger's configuration: ``result``'s method (``auto`` resolved), ``cfg.poor_fit_starts``
     runs from the seeds after those the first runs used (run ``k`` uses ``seed + k``). None where the first
-    runs were not the method's default number (:data:`~cdi_dip.config.DEFAULT_RUNS`): a number of starts
-    asked for (``--runs``) is what runs."""
+    runs were not the method's default number (:data:`~cdi_dip.config.DEFAULT_RUNS`): any other number of starts
+    asked for (``--runs``) is what runs (``--runs 4`` is the default's number and is challenged)."""
     first = cfg.with_method(Method(result.method)) if Method(cfg.method) is Method.AUTO else cfg
     if first.runs != DEFAULT_RUNS[Method(result.method)]:
         return None
@@ -231,8 +231,8 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
                         free_deviance: float) -> Result:
     """The better of the first starts' ``result`` and the ``challenger`` by the significance rule; its
     ``method_choice["starts"]`` records both deviances and the starts, its ``wall_s`` both times."""
-    margin = free_deviance_margin(result, challenger)
-    kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
+    margin, kept, reason = _poor_fit_verdict(result, challenger, free_deviance,
+                                             f"{challenger_cfg.runs} more starts fit")
     first_runs = challenger_cfg.seed - cfg.seed
     record = {"compared": True, "chosen": "more starts" if kept else "first starts",
               "runs": {"first starts": first_runs, "more starts": challenger_cfg.runs},
@@ -240,11 +240,7 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
                         "more starts": [challenger_cfg.seed, challenger_cfg.seed + challenger_cfg.runs - 1]},
               "free_llk_poisson": {"first starts": free_deviance,
                                    "more starts": challenger.metrics.get("free_llk_poisson")},
-              "margin_z": margin,
-              "reason": (f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel); "
-                         f"{challenger_cfg.runs} more starts fit the held-out pixels "
-                         f"{'better' if kept else 'no better'} by {CHALLENGE_SIGNIFICANCE:g} standard errors "
-                         f"(z {'none' if margin is None else f'{margin:.2f}'})")}
+              "margin_z": margin, "reason": reason}
     log.info("more starts: %s", record["reason"])
     return _recorded_winner(challenger if kept else result, result if kept else challenger, "starts", record)
 
@@ -288,19 +284,28 @@ def _margin_winner(result: Result, challenger: Result, measurement: Measurement,
     """The better of the measured frame's ``result`` and the ``challenger`` with a margin, by the significance
     rule, on the measured frame (:func:`~cdi_dip.margin_result.on_measured_frame`); its
     ``method_choice["margin"]`` records both deviances and the margin, its ``wall_s`` both times."""
-    margin = free_deviance_margin(result, challenger)
-    kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
+    margin, kept, reason = _poor_fit_verdict(result, challenger, free_deviance, "the frame with a margin fits")
     record = {"compared": True, "chosen": "with a margin" if kept else "measured frame",
               "measured_shape": list(result.obj.shape), "shape": list(challenger.obj.shape), "free_llk_poisson": {
                   "measured frame": free_deviance, "with a margin": challenger.metrics.get("free_llk_poisson")},
-              "margin_z": margin,
-              "reason": (f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel); "
-                         f"the frame with a margin fits the held-out pixels "
-                         f"{'better' if kept else 'no better'} by {CHALLENGE_SIGNIFICANCE:g} standard errors "
-                         f"(z {'none' if margin is None else f'{margin:.2f}'})")}
+              "margin_z": margin, "reason": reason}
     log.info("frame margin: %s", record["reason"])
     return _recorded_winner(on_measured_frame(challenger, measurement) if kept else result,
                             result if kept else challenger, "margin", record)
+
+
+def _poor_fit_verdict(result: Result, challenger: Result, free_deviance: float,
+                      challenger_fits: str) -> tuple[float | None, bool, str]:
+    """The significance rule on a poor fit's challenger: the paired margin of their free deviances (standard
+    errors; None where it cannot be measured), whether the challenger is kept (above
+    :data:`CHALLENGE_SIGNIFICANCE`) and the reason, naming the challenger as ``challenger_fits`` (e.g. "the
+    frame with a margin fits")."""
+    margin = free_deviance_margin(result, challenger)
+    kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
+    reason = (f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel); "
+              f"{challenger_fits} the held-out pixels {'better' if kept else 'no better'} by "
+              f"{CHALLENGE_SIGNIFICANCE:g} standard errors (z {'none' if margin is None else f'{margin:.2f}'})")
+    return margin, kept, reason
 
 
 def _recorded_winner(winner: Result, loser: Result, key: str, record: dict[str, Any]) -> Result:
