@@ -205,3 +205,24 @@ def test_scale_bar_lengths_are_round(limit, expected):
     from cdi_dip.report.png import nice_length
 
     assert nice_length(limit) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("offset, scale", [(0.0, "log"), (-20.0, "linear")])
+def test_convergence_history_is_drawn_even_where_the_loss_is_negative(offset, scale):
+    """The double DIP's Poisson loss ``m - n log m`` is negative where counts are high: its history is drawn on
+    a linear axis rather than dropped from a log one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from cdi_dip.report.png import _plot_history
+
+    result = _result((16, 16))
+    result.history = [{**h, "loss": h["loss"] + offset, "free_loss": h["free_loss"] + offset} for h in result.history]
+    fig, ax = plt.subplots()
+    try:
+        _plot_history(result, ax)
+        assert [len(line.get_xdata()) for line in ax.get_lines()] == [len(result.history)] * 2
+        assert ax.get_yscale() == scale
+    finally:
+        plt.close(fig)

@@ -290,15 +290,19 @@ def _show(fig, ax, image, title, cmap, limits=None):
 
 
 def _plot_history(result: Result, ax) -> None:
-    """Training and free-pixel loss against iteration."""
+    """Training and free-pixel loss against iteration: on a log scale, or a linear one where a loss is not
+    positive (the double DIP's Poisson loss ``m - n log m`` is negative where counts are high)."""
     history = result.history
     if history:
         iterations = np.array([h.get("iteration", np.nan) for h in history], dtype=np.float64)
-        for key, label in (("loss", "training"), ("free_loss", "free pixels")):
-            values = np.array([h.get(key, np.nan) for h in history], dtype=np.float64)
-            shown = np.isfinite(values) & (values > 0) & np.isfinite(iterations)
+        series = {label: np.array([h.get(key, np.nan) for h in history], dtype=np.float64)
+                  for key, label in (("loss", "training"), ("free_loss", "free pixels"))}
+        finite = np.concatenate([values[np.isfinite(values)] for values in series.values()])
+        plot = ax.semilogy if finite.size and (finite > 0).all() else ax.plot  # the Poisson loss can be negative
+        for label, values in series.items():
+            shown = np.isfinite(values) & np.isfinite(iterations)
             if shown.any():
-                ax.semilogy(iterations[shown], values[shown], label=label)
+                plot(iterations[shown], values[shown], label=label)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     else:
