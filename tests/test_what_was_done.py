@@ -76,16 +76,27 @@ def test_dip_summary_without_a_polish():
     assert dip_summary({"stop_iteration": 3, "work_iterations": 9}) == {"stop_iteration": 3, "work_iterations": 9,
                                                                        "polish": "not run"}
     assert dip_summary({}) == {}
+    assert dip_summary({"stop_iteration": 3, "loss": "poisson"})["loss"] == "poisson"
 
 
 def test_a_fit_far_above_the_noise_is_flagged(tmp_path):
     assert fit_warning({"free_llk_poisson": 1.1, "llk_poisson": 9.0}) is None  # the free pixels decide
     warning = fit_warning({"free_llk_poisson": 3.5})
-    assert "3.5 > 2" in warning and "free pixel" in warning
+    assert "free pixel 3.5, about 1" in warning
     assert "fitted pixel" in fit_warning({"llk_poisson": 4.0, "free_llk_poisson": float("nan")})
     assert fit_warning({}) is None
     page = write_report_html(tmp_path / "r.html", {"method": "hio", "fit_warning": warning}).read_text()
     assert "FIT WARNING" in page
+
+
+def test_a_faint_pattern_is_judged_against_what_its_counts_allow():
+    """Where most pixels expect a fraction of a photon a good model scores well below 1 per pixel: a deviance of
+    0.87 against the 0.33 a good model would score is a poor fit (a low-flux tuning pattern's wrong object), one of
+    0.5 against 0.4 is not."""
+    warning = fit_warning({"free_llk_poisson": 0.87, "free_llk_poisson_expected": 0.325})
+    assert "free pixel 0.87, 2.7 times the 0.33" in warning
+    assert fit_warning({"free_llk_poisson": 0.5, "free_llk_poisson_expected": 0.4}) is None
+    assert fit_warning({"free_llk_poisson": 1.9, "free_llk_poisson_expected": 1.002}) is None  # bright: as before
 
 
 def test_a_fit_warning_says_when_the_best_run_left_much_power_outside_its_support():
@@ -118,3 +129,12 @@ def test_auto_says_what_it_read_from_the_data_in_the_summary_the_page_and_the_te
     render_summary(summary)
     assert "a projection plan was given" in capsys.readouterr().out
     assert auto_decision_line({}) is None and auto_decision_line({"auto": "x"}) is None
+
+
+def test_the_table_says_what_the_counts_allow_beside_a_faint_patterns_free_deviance():
+    from cdi_dip.report.lines import free_deviance_text
+
+    assert free_deviance_text({"free_llk_poisson": 0.8724, "free_llk_poisson_expected": 0.325}) == \
+        "0.8724 (the counts allow 0.325)"
+    assert free_deviance_text({"free_llk_poisson": 1.2, "free_llk_poisson_expected": 1.002}) == "1.2000"
+    assert free_deviance_text({}) == "nan"

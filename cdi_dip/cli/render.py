@@ -13,8 +13,8 @@ from typing import Any
 
 import typer
 
-from ..report.lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line,
-                            more_starts_line)
+from ..report.lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, free_deviance_text,
+                            method_choice_line, more_starts_line)
 from .common import json_default
 
 
@@ -69,7 +69,7 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("wall time", f"{summary.get('wall_s', 0):.1f} s"),
         ("R-factor", f"{metrics.get('r_factor', float('nan')):.4f}"),
         ("Poisson LLK", f"{metrics.get('llk_poisson', float('nan')):.4f}"),
-        ("free Poisson LLK", f"{metrics.get('free_llk_poisson', float('nan')):.4f}"),
+        ("free Poisson LLK", free_deviance_text(metrics)),
     ]
     auto_frame = summary.get("preparation", {}).get("auto_frame")
     if auto_frame:

@@ -22,12 +22,14 @@ import numpy as np
 
 from .. import __version__
 from ..geometry import voxel_size_m
+from ..metrics import deviance_excess
 from ..missing_modes import missing_modes, missing_modes_warning
 from ..types import Result
 
 FIT_WARNING_DEVIANCE = 2.0
-"""Poisson deviance per pixel above which a fit is flagged: a model that explains the counts down to
-their Poisson noise gives about 1 (its expectation for counts of a few photons and more)."""
+"""How many times what a model as good as the counts allow would score (:func:`cdi_dip.metrics.deviance_excess`)
+a fit's Poisson deviance per pixel may be before it is flagged: such a model scores about 1 per pixel where
+counts are a few photons or more, less where they are fainter."""
 
 TIGHT_SUPPORT_OUTSIDE_FRACTION = 0.3
 """Fraction of ``|P_M x|^2`` outside the support, in the best kept projection run, above which a fit
@@ -111,10 +113,12 @@ def dip_summary(solver: dict[str, Any]) -> dict[str, Any]:
         ``"discarded"`` or ``"not run"``) and ``work_iterations`` (every
         solver iteration, warm starts, prefit and polish included), and
         ``early_stop``: the record's :data:`EARLY_STOP_KEYS` (the criterion,
-        which one stopped the run, the iteration at which each said stop);
-        only the keys the record holds. Empty when it holds none.
+        which one stopped the run, the iteration at which each said stop),
+        and ``loss``: the data loss it fitted (``dip.loss = "auto"``
+        resolved); only the keys the record holds. Empty when it holds none.
     """
-    out = {key: solver[key] for key in ("stop_iteration", "iterations_budget", "work_iterations") if key in solver}
+    out = {key: solver[key] for key in ("stop_iteration", "iterations_budget", "work_iterations", "loss")
+           if key in solver}
     stop = {key: solver[key] for key in EARLY_STOP_KEYS if key in solver}
     if stop:
         out["early_stop"] = stop
@@ -186,20 +190,29 @@ def tight_support_hint(runs: Sequence[dict[str, Any]], config: dict[str, Any]) -
 
 
 def fit_warning(metrics: dict[str, Any], hint: str | None = None) -> str | None:
-    """A warning when the Poisson deviance per pixel exceeds :data:`FIT_WARNING_DEVIANCE`, else None.
+    """A warning when the Poisson deviance per pixel exceeds :data:`FIT_WARNING_DEVIANCE` times what a model as
+    good as the counts allow would score (:func:`cdi_dip.metrics.deviance_excess`), else None.
 
     The free (held-out) pixels' deviance is used when known, else the fitted
-    pixels'. ``hint`` (e.g. :func:`tight_support_hint`) is appended to a warning.
+    pixels'. Where counts are high a good model scores about 1 per pixel;
+    where most pixels expect a fraction of a photon, much less (0.3-0.6 on
+    low-flux patterns), and a deviance near 1 there is a poor fit. ``hint``
+    (e.g. :func:`tight_support_hint`) is appended to a warning.
     """
     for key, pixels in (("free_llk_poisson", "free"), ("llk_poisson", "fitted")):
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            if value <= FIT_WARNING_DEVIANCE:
-                return None
-            warning = (f"the fit sits far above the noise level: Poisson deviance per {pixels} pixel {value:.3g} > "
-                       f"{FIT_WARNING_DEVIANCE:g} (about 1 for a model as good as the counts allow); the object may "
-                       "be wrong or unconverged: try more iterations, another method or more runs, and check the "
-                       "excluded pixels and the detector corrections (--dark, --flat)")
-            return f"{warning}; {hint}" if hint else warning
+        excess = deviance_excess(metrics, pixels)
+        if excess is None:
+            continue
+        if excess <= FIT_WARNING_DEVIANCE:
+            return None
+        value, expected = metrics[key], metrics.get(f"{key}_expected")
+        allowed = (f"{excess:.2g} times the {expected:.2g} a model as good as the counts allow would score"
+                   if isinstance(expected, (int, float)) and math.isfinite(expected) and expected > 0
+                   else "about 1 for a model as good as the counts allow")
+        warning = (f"the fit sits far above the noise level: Poisson deviance per {pixels} pixel {value:.3g}, "
+                   f"{allowed} (warned above {FIT_WARNING_DEVIANCE:g} times); the object may "
+                   "be wrong or unconverged: try more iterations, another method or more runs, and check the "
+                   "excluded pixels and the detector corrections (--dark, --flat)")
+        return f"{warning}; {hint}" if hint else warning
     return None
 

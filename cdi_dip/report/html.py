@@ -34,6 +34,8 @@ METRIC_LABELS = {
     "chi2": "reduced chi-square",
     "llk_poisson": "Poisson deviance / pixel",
     "free_llk_poisson": "free Poisson deviance / pixel",
+    "free_llk_poisson_expected": "free Poisson deviance / pixel a model as good as the counts allow would score",
+    "llk_poisson_expected": "Poisson deviance / pixel a model as good as the counts allow would score",
     "support_size": "support size (voxels)",
 }
 """Display names of the known metrics, in display order; other metrics follow by name."""
