@@ -126,7 +126,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
               device: str | None, psf: str | None = None, model: Path | None = None,
               config: Path | None = None, seed: int = 0) -> Iterator[dict[str, Any]]:
     """One row per method: the case, the method run, its error, its free Poisson deviance per pixel
-    (``free_llk``, from the summary), what ``--psf compare`` decided (``coherence``), what the frame-margin
+    (``free_llk``, from the summary) and what a model as good as the counts allow would score there
+    (``free_llk_expected``; the fit warning compares their ratio with 2), what ``--psf compare`` decided (``coherence``), what the frame-margin
     and more-starts challenges decided (``margin``, ``starts``) and its time in seconds: ``seconds`` the whole
     command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
     reconstruction alone (the summary's ``wall_s``)."""
@@ -151,6 +152,7 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
             yield {**row, **figures, **run_facts(summary["output"]), "used": summary["method"], "failed": not figures["error"] <= FAILURE_ERROR,
                    "status": "ok", "seconds": round(seconds, 2), "solve_s": summary["wall_s"],
                    "free_llk": summary.get("metrics", {}).get("free_llk_poisson"),
+                   "free_llk_expected": summary.get("metrics", {}).get("free_llk_poisson_expected"),
                    "coherence": coherence_facts(summary), "margin": challenge_facts(summary, "margin"),
                    "starts": challenge_facts(summary, "starts")}
     finally:
