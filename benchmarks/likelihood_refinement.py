@@ -1,0 +1,144 @@
+"""Does a coherent Poisson maximum-likelihood refinement bring faint-pattern results closer to the truth? (issue 15)
+
+At a few photons per pixel the default reconstructions of the corpus's
+low-flux patterns fit their *fitted* pixels at up to several times what a
+model as good as the counts allow would score
+(:func:`cdi_dip.metrics.expected_poisson_deviance`): the projection steps
+impose the noisy square roots of the counts, not their likelihood. PyNX
+ends its reconstructions with a maximum-likelihood refinement; this measures
+what one does here. Each case is reconstructed as ``cdi-dip reconstruct``
+does by default (``corpus_matrix.reconstruct_file``), its written object is
+moved back onto its pattern (:func:`cdi_dip.ensemble.restart_object`), and
+the values on its support grown by ``--margin`` pixels are fitted to the
+fitted pixels' counts by L-BFGS on ``sum(m - n log m)``, ``m = |F x|^2``,
+stopped when the held-out pixels' deviance has not fallen for
+``--patience`` checks of ``--check`` iterations (the state where it was
+lowest is kept). Printed per case: the error against the truth before and
+after, and the fitted and held-out pixels' deviance over its expectation
+before and after (1 is the counting noise).
+
+    python benchmarks/likelihood_refinement.py --half tuning --quick --conditions low-flux --per-family 3
+
+Measured (docs/benchmarks.md, "What the counts allow", nineteenth session):
+the refinement fits the fitted pixels below the counting noise and makes the
+objects worse, so it is not a tool option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import limit_threads, machine_description, score
+from corpus_matrix import reconstruct_file
+
+from cdi_dip.corpus import corpus_cases, write_case
+from cdi_dip.corpus.split import HALVES
+from cdi_dip.ensemble.align import restart_object
+from cdi_dip.io.result_cxi import read_result_cxi
+from cdi_dip.metrics import expected_poisson_deviance, poisson_deviance
+from cdi_dip.physics import FarField
+from cdi_dip.support import dilate_mask
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--half", default="tuning", choices=sorted(HALVES), help="corpus half (default tuning)")
+    parser.add_argument("--dims", default="2", help="2, 3 or 2,3 (default 2)")
+    parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
+    parser.add_argument("--conditions", default="low-flux", help="comma-separated conditions (default low-flux)")
+    parser.add_argument("--families", default=None, help="comma-separated families (default: the half's)")
+    parser.add_argument("--per-family", type=int, default=1, help="seeds per family and condition (default 1)")
+    parser.add_argument("--iterations", type=int, default=600, help="most L-BFGS iterations (default 600)")
+    parser.add_argument("--check", type=int, default=25, help="iterations between checks of the held-out pixels")
+    parser.add_argument("--patience", type=int, default=2, help="checks without improvement before stopping")
+    parser.add_argument("--margin", type=int, default=1, help="growth of the support before the fit, pixels")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    return parser.parse_args(argv)
+
+
+def excess(model: torch.Tensor, counts: torch.Tensor, pixels: torch.Tensor) -> float:
+    """Poisson deviance per pixel over its expectation under ``model`` (1: the counting noise)."""
+    return poisson_deviance(model, counts, pixels) / expected_poisson_deviance(model, pixels)
+
+
+def refine(result_path: Path, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The written object moved back onto its pattern and cut to its support grown by ``args.margin`` (where the
+    refinement starts), and the same refined by maximum likelihood; the fitted and held-out pixels' excess before
+    and after."""
+    result = read_result_cxi(result_path).result
+    start = restart_object(result.obj, result.support, result.align)
+    counts = torch.from_numpy(np.asarray(result.measurement.intensity, dtype=np.float64))
+    free = torch.from_numpy(np.asarray(result.free, dtype=bool))
+    fitted = torch.from_numpy(np.asarray(result.measurement.valid, dtype=bool)) & ~free
+    physics = FarField(start.shape)
+    held = dilate_mask(torch.from_numpy(np.asarray(result.support, dtype=bool)), args.margin)
+    field = torch.nn.Parameter(torch.view_as_real(torch.from_numpy(start) * held).clone())
+
+    def model() -> torch.Tensor:
+        return physics.forward(torch.view_as_complex(field) * held).abs().square().clamp_min(1e-9)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        m = model()
+        loss = (m - counts * torch.log(m))[fitted].mean()
+        loss.backward()
+        return loss
+
+    optimiser = torch.optim.LBFGS([field], max_iter=args.check, history_size=10, line_search_fn="strong_wolfe")
+    with torch.no_grad():
+        first = model()
+    best, stale = (poisson_deviance(first, counts, free), field.detach().clone()), 0
+    for _ in range(max(1, args.iterations // args.check)):
+        optimiser.step(closure)
+        with torch.no_grad():
+            deviance = poisson_deviance(model(), counts, free)
+        if not math.isfinite(deviance):
+            break
+        if deviance < best[0]:
+            best, stale = (deviance, field.detach().clone()), 0
+        elif (stale := stale + 1) >= args.patience:
+            break
+    with torch.no_grad():
+        field.copy_(best[1])
+        last = model()
+        refined = (torch.view_as_complex(field) * held).numpy()
+    figures = {"fitted_before": excess(first, counts, fitted), "free_before": excess(first, counts, free),
+               "fitted_after": excess(last, counts, fitted), "free_after": excess(last, counts, free)}
+    return (start * held.numpy()).astype(np.complex64), refined.astype(np.complex64), figures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    limit_threads(args.threads)
+    print(machine_description())
+    cases = corpus_cases(args.half, dims=tuple(int(d) for d in args.dims.split(",")), quick=args.quick,
+                         per_family=args.per_family, conditions=args.conditions.split(","),
+                         families=args.families.split(",") if args.families else None)
+    before, after = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            folder = Path(tmp) / case.label.replace("/", "_")
+            folder.mkdir()
+            write_case(folder / "scan.cxi", case)
+            summary, _ = reconstruct_file(folder / "scan.cxi", "auto", folder / "out", iterations=None, device=None)
+            start, refined, figures = refine(Path(summary["output"]), args)
+            before.append(score(start, case.truth)["error"])
+            after.append(score(refined, case.truth)["error"])
+            print(f"{case.label} ({summary['method']}): error {before[-1]:.3f} -> {after[-1]:.3f}; excess over the "
+                  f"counting noise, fitted {figures['fitted_before']:.2f} -> {figures['fitted_after']:.2f}, "
+                  f"held out {figures['free_before']:.2f} -> {figures['free_after']:.2f}", flush=True)
+    if before:
+        print(f"\n{len(before)} cases: median error {statistics.median(before):.3f} -> {statistics.median(after):.3f}; "
+              f"better by 0.05 {sum(a < b - 0.05 for b, a in zip(before, after))}, "
+              f"worse by 0.05 {sum(a > b + 0.05 for b, a in zip(before, after))}")
+
+
+if __name__ == "__main__":
+    main()
