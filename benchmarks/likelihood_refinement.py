@@ -10,10 +10,10 @@ what one does here. Each case is reconstructed as ``cdi-dip reconstruct``
 does by default (``corpus_matrix.reconstruct_file``), its written object is
 moved back onto its pattern (:func:`cdi_dip.ensemble.restart_object`), and
 the values on its support grown by ``--margin`` pixels are fitted to the
-fitted pixels' counts by L-BFGS on ``sum(m - n log m)``, ``m = |F x|^2``,
-stopped when the held-out pixels' deviance has not fallen for
-``--patience`` checks of ``--check`` iterations (the state where it was
-lowest is kept). Printed per case: the error against the truth before and
+fitted pixels' counts by :func:`cdi_dip.polish.polish` with a coherent
+model (L-BFGS on ``sum(m - n log m)``, ``m = |F x|^2``, stopped when the
+held-out pixels' deviance has not fallen for two checks of 25 iterations;
+the state where it was lowest is kept). Printed per case: the error against the truth before and
 after, and the fitted and held-out pixels' deviance over its expectation
 before and after (1 is the counting noise).
 
@@ -27,7 +27,6 @@ objects worse, so it is not a tool option.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from cdi_dip.ensemble.align import restart_object
 from cdi_dip.io.result_cxi import read_result_cxi
 from cdi_dip.metrics import expected_poisson_deviance, poisson_deviance
 from cdi_dip.physics import FarField
+from cdi_dip.polish import polish
 from cdi_dip.support import dilate_mask
 
 
@@ -56,8 +56,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--families", default=None, help="comma-separated families (default: the half's)")
     parser.add_argument("--per-family", type=int, default=1, help="seeds per family and condition (default 1)")
     parser.add_argument("--iterations", type=int, default=600, help="most L-BFGS iterations (default 600)")
-    parser.add_argument("--check", type=int, default=25, help="iterations between checks of the held-out pixels")
-    parser.add_argument("--patience", type=int, default=2, help="checks without improvement before stopping")
     parser.add_argument("--margin", type=int, default=1, help="growth of the support before the fit, pixels")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     return parser.parse_args(argv)
@@ -70,48 +68,29 @@ def excess(model: torch.Tensor, counts: torch.Tensor, pixels: torch.Tensor) -> f
 
 def refine(result_path: Path, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """The written object moved back onto its pattern and cut to its support grown by ``args.margin`` (where the
-    refinement starts), and the same refined by maximum likelihood; the fitted and held-out pixels' excess before
-    and after."""
+    refinement starts), and the same refined by :func:`cdi_dip.polish.polish` with a coherent model (itself
+    where the refinement did not lower the held-out pixels' deviance); the fitted and held-out pixels' excess
+    before and after."""
     result = read_result_cxi(result_path).result
     start = restart_object(result.obj, result.support, result.align)
-    counts = torch.from_numpy(np.asarray(result.measurement.intensity, dtype=np.float64))
-    free = torch.from_numpy(np.asarray(result.free, dtype=bool))
-    fitted = torch.from_numpy(np.asarray(result.measurement.valid, dtype=bool)) & ~free
+    counts = np.asarray(result.measurement.intensity, dtype=np.float64)
+    free = np.asarray(result.free, dtype=bool)
+    fitted = np.asarray(result.measurement.valid, dtype=bool) & ~free
+    held = dilate_mask(torch.from_numpy(np.asarray(result.support, dtype=bool)), args.margin).numpy()
+    start = (start * held).astype(np.complex64)
+    polished = polish(start, result.support, counts, fitted, None, free=free, iterations=args.iterations,
+                      margin_px=args.margin)
+    refined = start if polished is None else polished.obj
     physics = FarField(start.shape)
-    held = dilate_mask(torch.from_numpy(np.asarray(result.support, dtype=bool)), args.margin)
-    field = torch.nn.Parameter(torch.view_as_real(torch.from_numpy(start) * held).clone())
+    as_tensors = [torch.from_numpy(a) for a in (counts, fitted, free)]
 
-    def model() -> torch.Tensor:
-        return physics.forward(torch.view_as_complex(field) * held).abs().square().clamp_min(1e-9)
+    def excesses(obj: np.ndarray) -> tuple[float, float]:
+        model = physics.intensity(torch.from_numpy(obj)).double()
+        return excess(model, as_tensors[0], as_tensors[1]), excess(model, as_tensors[0], as_tensors[2])
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        m = model()
-        loss = (m - counts * torch.log(m))[fitted].mean()
-        loss.backward()
-        return loss
-
-    optimiser = torch.optim.LBFGS([field], max_iter=args.check, history_size=10, line_search_fn="strong_wolfe")
-    with torch.no_grad():
-        first = model()
-    best, stale = (poisson_deviance(first, counts, free), field.detach().clone()), 0
-    for _ in range(max(1, args.iterations // args.check)):
-        optimiser.step(closure)
-        with torch.no_grad():
-            deviance = poisson_deviance(model(), counts, free)
-        if not math.isfinite(deviance):
-            break
-        if deviance < best[0]:
-            best, stale = (deviance, field.detach().clone()), 0
-        elif (stale := stale + 1) >= args.patience:
-            break
-    with torch.no_grad():
-        field.copy_(best[1])
-        last = model()
-        refined = (torch.view_as_complex(field) * held).numpy()
-    figures = {"fitted_before": excess(first, counts, fitted), "free_before": excess(first, counts, free),
-               "fitted_after": excess(last, counts, fitted), "free_after": excess(last, counts, free)}
-    return (start * held.numpy()).astype(np.complex64), refined.astype(np.complex64), figures
+    (fitted_before, free_before), (fitted_after, free_after) = excesses(start), excesses(refined)
+    return start, refined, {"fitted_before": fitted_before, "free_before": free_before,
+                            "fitted_after": fitted_after, "free_after": free_after}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

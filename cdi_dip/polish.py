@@ -74,7 +74,8 @@ class Polished:
     support : numpy.ndarray, bool, frame shape
         The support it was held to (the candidate's, grown).
     widths_px : tuple of float
-        The fitted Gaussian standard deviation per axis, pixels.
+        The fitted Gaussian standard deviation per axis, pixels (empty for
+        a coherent model).
     model_intensity : numpy.ndarray, float32, frame shape
         ``G_widths * |F obj|^2``, photons, centred.
     fit_deviance : tuple of float
@@ -132,7 +133,7 @@ def _descend(step: Callable[[], object], snapshot: Callable[[], _State], iterati
 
 
 def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.ndarray,
-           widths_px: tuple[float, ...] | list[float], *, free: np.ndarray | None = None,
+           widths_px: tuple[float, ...] | list[float] | None, *, free: np.ndarray | None = None,
            positivity: bool = False, iterations: int = POLISH_ITERATIONS, margin_px: int = POLISH_MARGIN_PX,
            device: torch.device | str = "cpu") -> Polished | None:
     """Fit an object and a Gaussian width per axis to the counts by maximum likelihood, from a candidate.
@@ -148,9 +149,10 @@ def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.nda
         Measured photons, centred.
     fit : numpy.ndarray, bool, shape S
         The pixels to fit (measured and not held out).
-    widths_px : sequence of float
+    widths_px : sequence of float or None
         Starting width per axis (one value is used for every axis), pixels;
-        values at or below 0.05 start at 0.05.
+        values at or below 0.05 start at 0.05. None: a coherent model,
+        ``|F x|^2`` unblurred, and only the object is fitted.
     free : numpy.ndarray, bool, shape S, optional
         Held-out pixels. Given, the fit stops when their deviance has not
         fallen for :data:`PATIENCE` checks (every :data:`CHECK_EVERY`
@@ -174,7 +176,8 @@ def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.nda
         (of the held-out pixels where ``free`` is given, else of the fitted ones).
     """
     shape = tuple(counts.shape)
-    starts = list(widths_px) * (len(shape) if len(widths_px) == 1 else 1)
+    coherent = widths_px is None
+    starts = [0.05] * len(shape) if coherent else list(widths_px) * (len(shape) if len(widths_px) == 1 else 1)
     if len(starts) != len(shape):
         raise ValueError(f"widths_px has {len(widths_px)} values for a {len(shape)}D frame")
     device = torch.device(device)
@@ -195,15 +198,15 @@ def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.nda
         return values * held
 
     def model() -> torch.Tensor:
-        current = current_object()
-        return _blurred(physics.forward(current).abs().square(), log_widths, squared_frequencies)
+        intensity = physics.forward(current_object()).abs().square()
+        return intensity.clamp_min(1e-9) if coherent else _blurred(intensity, log_widths, squared_frequencies)
 
     with torch.no_grad():
         start_model = model()
 
     held_out = None if free is None else torch.from_numpy(np.asarray(free, dtype=bool)).to(device)
     judged = fitted if held_out is None or not bool(held_out.any()) else held_out
-    optimiser = torch.optim.LBFGS([field, log_widths], max_iter=CHECK_EVERY, history_size=_HISTORY,
+    optimiser = torch.optim.LBFGS([field] if coherent else [field, log_widths], max_iter=CHECK_EVERY, history_size=_HISTORY,
                                   line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -228,9 +231,9 @@ def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.nda
         final = model()
         result = current_object()
         fit_deviance = (poisson_deviance(start_model, n, fitted), poisson_deviance(final, n, fitted))
-    widths = tuple(float(w) for w in log_widths.detach().exp().clamp(max=MAX_WIDTH_PX).cpu())
+    widths = () if coherent else tuple(float(w) for w in log_widths.detach().exp().clamp(max=MAX_WIDTH_PX).cpu())
     log.info("polish: deviance per %s pixel %.4g -> %.4g, width %s px", "fitted" if judged is fitted else "held-out",
-             first[0], best[0], ", ".join(f"{w:.3g}" for w in widths))
+             first[0], best[0], ", ".join(f"{w:.3g}" for w in widths) or "none (coherent)")
     return Polished(obj=result.cpu().numpy().astype(np.complex64), support=held.cpu().numpy(), widths_px=widths,
                     model_intensity=final.float().cpu().numpy(), fit_deviance=fit_deviance)
 

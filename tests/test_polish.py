@@ -53,6 +53,22 @@ def test_the_polish_finds_the_width_and_moves_a_perturbed_object_towards_the_tru
     assert not np.any(polished.obj[~polished.support])
 
 
+def test_without_widths_the_polish_fits_a_coherent_model_and_the_object_alone():
+    truth = _object()
+    counts, scale = _blurred_counts(truth, 0.0, 1e6, seed=4)  # coherent counts
+    truth = truth * np.sqrt(scale)
+    support = np.abs(truth) > 0
+    rng = np.random.default_rng(5)
+    start = truth + 0.1 * np.abs(truth).max() * support * (rng.normal(size=SHAPE) + 1j * rng.normal(size=SHAPE))
+    polished = polish(start, support, counts, np.ones(SHAPE, bool), None, iterations=300)
+    assert polished is not None and polished.widths_px == ()
+    coherent = FarField(SHAPE).intensity(torch.from_numpy(polished.obj)).numpy()
+    assert polished.model_intensity == pytest.approx(np.maximum(coherent, 1e-9), rel=1e-3, abs=1e-4)
+    before, after = polished.fit_deviance
+    assert after < 0.01 * before
+    assert compare_objects(polished.obj, truth).error < 0.6 * compare_objects(start, truth).error
+
+
 def test_the_held_out_pixels_are_not_fitted():
     truth = _object()
     counts, _ = _blurred_counts(truth, 0.6, 1e5, seed=2)
