@@ -226,3 +226,12 @@ def test_convergence_history_is_drawn_even_where_the_loss_is_negative(offset, sc
         assert ax.get_yscale() == scale
     finally:
         plt.close(fig)
+
+
+def test_the_title_says_what_the_counts_allow_beside_a_faint_patterns_free_deviance():
+    from cdi_dip.report.png import _title
+
+    result = _result((16, 16))
+    assert "free LLK = 1.100," in _title(result)  # bright: the deviance alone
+    result.metrics = {**result.metrics, "free_llk_poisson": 0.8724, "free_llk_poisson_expected": 0.325}
+    assert "free LLK = 0.872 (the counts allow 0.325)" in _title(result)

@@ -99,12 +99,12 @@ def more_starts_line(record: Any) -> str | None:
 __all__ = ["auto_decision_line", "beamstop_rim_line", "frame_margin_line", "method_choice_line", "more_starts_line"]
 
 
-def free_deviance_text(metrics: dict[str, Any]) -> str:
-    """The free Poisson deviance per pixel, and beside it what a model as good as the counts allow would score
-    there where it is known and differs from 1 by more than a few per cent (faint patterns), e.g.
-    ``0.8724 (the counts allow 0.325)``."""
+def free_deviance_text(metrics: dict[str, Any], digits: int = 4) -> str:
+    """The free Poisson deviance per pixel (``digits`` decimals), and beside it what a model as good as the counts
+    allow would score there where it is known and differs from 1 by more than a few per cent (faint patterns),
+    e.g. ``0.8724 (the counts allow 0.325)``."""
     value = metrics.get("free_llk_poisson", float("nan"))
-    text = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+    text = f"{value:.{digits}f}" if isinstance(value, (int, float)) else str(value)
     expected = metrics.get("free_llk_poisson_expected")
     if isinstance(expected, (int, float)) and abs(expected - 1) > 0.05:
         text += f" (the counts allow {expected:.3g})"

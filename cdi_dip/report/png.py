@@ -17,6 +17,7 @@ import numpy as np
 from ..geometry import voxel_size_m
 from ..io._atomic import atomic_write
 from ..types import Result
+from .lines import free_deviance_text
 
 if TYPE_CHECKING:
     from ..ensemble import EnsembleResult, PrtfResult
@@ -229,7 +230,7 @@ def _title(result: Result, ensemble: EnsembleResult | None = None, prtf: PrtfRes
              f"R = {metrics.get('r_factor', float('nan')):.4f}",
              f"LLK = {metrics.get('llk_poisson', float('nan')):.3f}"]
     if "free_llk_poisson" in metrics:
-        parts.append(f"free LLK = {metrics['free_llk_poisson']:.3f}")
+        parts.append(f"free LLK = {free_deviance_text(metrics, digits=3)}")
     if ensemble is not None:
         parts.append(f"{ensemble.size} runs")
     voxel = voxel_size_m(result.measurement.meta, np.shape(result.obj))
