@@ -206,8 +206,8 @@ def polish(obj: np.ndarray, support: np.ndarray, counts: np.ndarray, fit: np.nda
 
     held_out = None if free is None else torch.from_numpy(np.asarray(free, dtype=bool)).to(device)
     judged = fitted if held_out is None or not bool(held_out.any()) else held_out
-    optimiser = torch.optim.LBFGS([field] if coherent else [field, log_widths], max_iter=CHECK_EVERY, history_size=_HISTORY,
-                                  line_search_fn="strong_wolfe")
+    optimiser = torch.optim.LBFGS([field] if coherent else [field, log_widths], max_iter=CHECK_EVERY,
+                                  history_size=_HISTORY, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()

@@ -587,7 +587,8 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
         return _coherent_unchallenged(
             result, f"blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-{BLUR_TEST_SIGMAS_PX[-1]:g} px does not "
                     f"lower the free deviance by {1 - BLUR_TEST_RATIO:.0%} ({best}), and the free deviance, "
-                    f"{free_deviance:.3g} per pixel, is not above the challengers' trigger ({CHALLENGE_FREE_DEVIANCE:g})",
+                    f"{free_deviance:.3g} per pixel, is not above the challengers' trigger "
+                    f"({CHALLENGE_FREE_DEVIANCE:g})",
             blur_test=evidence)
     evidence = {**evidence, "challenged_because": "the blur test" if evidence["blurred"] else
                 f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel)"}

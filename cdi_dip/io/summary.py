@@ -114,8 +114,9 @@ def dip_summary(solver: dict[str, Any]) -> dict[str, Any]:
         solver iteration, warm starts, prefit and polish included), and
         ``early_stop``: the record's :data:`EARLY_STOP_KEYS` (the criterion,
         which one stopped the run, the iteration at which each said stop),
-        and ``loss``: the data loss it fitted (``dip.loss = "auto"``
-        resolved); only the keys the record holds. Empty when it holds none.
+        and ``loss``: the data loss it fitted (``amplitude``, ``poisson``
+        or ``gaussian``); only the keys the record holds. Empty when it
+        holds none.
     """
     out = {key: solver[key] for key in ("stop_iteration", "iterations_budget", "work_iterations", "loss")
            if key in solver}

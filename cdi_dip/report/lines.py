@@ -96,7 +96,6 @@ def more_starts_line(record: Any) -> str | None:
             f"{more_runs} more{significance}")
 
 
-__all__ = ["auto_decision_line", "beamstop_rim_line", "frame_margin_line", "method_choice_line", "more_starts_line"]
 
 
 def free_deviance_text(metrics: dict[str, Any], digits: int = 4) -> str:
@@ -109,3 +108,7 @@ def free_deviance_text(metrics: dict[str, Any], digits: int = 4) -> str:
     if isinstance(expected, (int, float)) and abs(expected - 1) > 0.05:
         text += f" (the counts allow {expected:.3g})"
     return text
+
+
+__all__ = ["auto_decision_line", "beamstop_rim_line", "frame_margin_line", "free_deviance_text", "method_choice_line",
+           "more_starts_line"]
