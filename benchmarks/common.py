@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from cdi_dip.corpus import CorpusCase, corpus_cases
+from cdi_dip.corpus.split import HALVES
 from cdi_dip.ensemble import compare_objects
 from cdi_dip.prepare.margin import seen_on_frame
 from cdi_dip.simulate import SimulatedScan, simulate_scan
@@ -43,6 +46,29 @@ def add_method_argument(parser, default: str = "hio") -> None:
     """``--method`` of a benchmark whose figures in docs/benchmarks.md were measured with ``default``."""
     parser.add_argument("--method", default=default,
                         help=f"auto, dip, hio, raar or er (default {default}: the method docs/benchmarks.md measured)")
+
+
+def add_corpus_arguments(parser, *, half: str, conditions: str = "low-flux") -> None:
+    """``--half`` (default ``half``), ``--dims``, ``--quick``, ``--conditions`` (default ``conditions``),
+    ``--families`` and ``--per-family``: which corpus cases a benchmark runs (:func:`selected_corpus_cases`)."""
+    parser.add_argument("--half", default=half, choices=sorted(HALVES), help=f"corpus half (default {half})")
+    parser.add_argument("--dims", default="2", help="2, 3 or 2,3 (default 2)")
+    parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
+    parser.add_argument("--conditions", default=conditions,
+                        help=f"comma-separated conditions (default {conditions})")
+    parser.add_argument("--families", default=None, help="comma-separated families (default: all of the half's)")
+    parser.add_argument("--per-family", type=int, default=1,
+                        help="seeds per (dimension, family, condition) (default 1)")
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def selected_corpus_cases(args) -> Iterator[CorpusCase]:
+    """The corpus cases :func:`add_corpus_arguments`' options select, in the corpus's order."""
+    return corpus_cases(args.half, dims=tuple(int(d) for d in args.dims.split(",")), quick=args.quick,
+                        per_family=args.per_family, families=_names(args.families), conditions=_names(args.conditions))
 
 
 @dataclass

@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import limit_threads, machine_description, score
+from common import add_corpus_arguments, limit_threads, machine_description, score, selected_corpus_cases
 from corpus_matrix import reconstruct_file
 
-from cdi_dip.corpus import corpus_cases, write_case
-from cdi_dip.corpus.split import HALVES
+from cdi_dip.corpus import write_case
 from cdi_dip.ensemble.align import restart_object
 from cdi_dip.io.result_cxi import read_result_cxi
 from cdi_dip.metrics import expected_poisson_deviance, poisson_deviance
@@ -49,12 +48,7 @@ from cdi_dip.support import dilate_mask
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--half", default="tuning", choices=sorted(HALVES), help="corpus half (default tuning)")
-    parser.add_argument("--dims", default="2", help="2, 3 or 2,3 (default 2)")
-    parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
-    parser.add_argument("--conditions", default="low-flux", help="comma-separated conditions (default low-flux)")
-    parser.add_argument("--families", default=None, help="comma-separated families (default: the half's)")
-    parser.add_argument("--per-family", type=int, default=1, help="seeds per family and condition (default 1)")
+    add_corpus_arguments(parser, half="tuning")
     parser.add_argument("--iterations", type=int, default=600, help="most L-BFGS iterations (default 600)")
     parser.add_argument("--margin", type=int, default=1, help="growth of the support before the fit, pixels")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
@@ -97,9 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     limit_threads(args.threads)
     print(machine_description())
-    cases = corpus_cases(args.half, dims=tuple(int(d) for d in args.dims.split(",")), quick=args.quick,
-                         per_family=args.per_family, conditions=args.conditions.split(","),
-                         families=args.families.split(",") if args.families else None)
+    cases = selected_corpus_cases(args)
     before, after = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:

@@ -25,21 +25,15 @@ import statistics
 from collections.abc import Sequence
 
 import numpy as np
-from common import limit_threads, machine_description, score
+from common import add_corpus_arguments, limit_threads, machine_description, score, selected_corpus_cases
 
-from cdi_dip.corpus import CorpusCase, corpus_cases
-from cdi_dip.corpus.split import HALVES
+from cdi_dip.corpus import CorpusCase
 from cdi_dip.simulate import expected_intensity
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--half", default="reporting", choices=sorted(HALVES), help="corpus half (default reporting)")
-    parser.add_argument("--dims", default="2", help="2, 3 or 2,3 (default 2)")
-    parser.add_argument("--quick", action="store_true", help="small frames (2D 32-64, 3D 24-32 px per axis)")
-    parser.add_argument("--conditions", default="low-flux", help="comma-separated conditions (default low-flux)")
-    parser.add_argument("--families", default=None, help="comma-separated families (default: all of the half's)")
-    parser.add_argument("--per-family", type=int, default=1, help="seeds per (dimension, family, condition)")
+    add_corpus_arguments(parser, half="reporting")
     parser.add_argument("--min-photons", type=float, default=1.0,
                         help="expected counts a pixel needs to be kept (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
@@ -80,10 +74,7 @@ def photon_floor(case: CorpusCase, min_photons: float) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     limit_threads(args.threads)
-    names = [part.strip() for part in args.conditions.split(",") if part.strip()]
-    families = None if args.families is None else [part.strip() for part in args.families.split(",")]
-    cases = corpus_cases(args.half, dims=tuple(int(d) for d in args.dims.split(",")), quick=args.quick,
-                         per_family=args.per_family, families=families, conditions=names)
+    cases = selected_corpus_cases(args)
     rows = []
     for case in cases:
         floor = photon_floor(case, args.min_photons)
