@@ -12,7 +12,11 @@ For each frame, in one process on one device, with the default networks
   loss, backward pass (which holds the adjoint FFT), optimiser step.
 
 Each figure is the median over ``--repeats`` timings of ``--steps`` steps,
-after two warm-up steps. The time to the final error of a whole run, warm
+after two warm-up steps. In 3D the generators and the fit step are timed twice
+in the same process: with the generators' own 3D convolutions
+(:class:`cdi_dip.solvers.conv3d.CpuConv3d`, oneDNN at every size on a CPU) and
+with PyTorch's choice of kernel (``pytorch_dispatch``, the code before
+2026-12-06), the baseline of the ratio. The time to the final error of a whole run, warm
 start included, is the wall time that ``benchmarks/quality_dip.py`` records.
 
     python benchmarks/speed_dip.py --threads 2
@@ -31,6 +35,7 @@ from common import limit_threads, machine_description
 
 from cdi_dip.config import DipConfig, DipLoss, DipParam
 from cdi_dip.physics import FarField, pad_to_frame
+from cdi_dip.solvers.conv3d import pytorch_dispatch
 from cdi_dip.solvers.dip import data_loss, object_shape
 from cdi_dip.solvers.nets import DoubleDip
 
@@ -81,10 +86,19 @@ def measure(frame: tuple[int, ...], device: torch.device, steps: int, repeats: i
         loss.backward()
         optimizer.step()
 
-    return {"fft_pair": _timed(fft_pair, device, steps * 10, repeats),
-            "generators": _timed(generators, device, steps, repeats),
-            "fit_step": _timed(fit_step, device, steps, repeats),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    row = {"fft_pair": _timed(fft_pair, device, steps * 10, repeats),
+           "generators": _timed(generators, device, steps, repeats),
+           "fit_step": _timed(fit_step, device, steps, repeats),
+           "parameters": sum(p.numel() for p in model.parameters())}
+    if len(frame) == 3:
+        with pytorch_dispatch():
+            row["generators_pytorch"] = _timed(generators, device, steps, repeats)
+            row["fit_step_pytorch"] = _timed(fit_step, device, steps, repeats)
+    return row
+
+
+def _ms(row: dict[str, float], key: str) -> str:
+    return f"{row[key] * 1e3:.1f}" if key in row else "-"
 
 
 def main() -> None:
@@ -100,13 +114,15 @@ def main() -> None:
     device = torch.device(args.device)
     frames = [(int(n),) * 2 for n in args.sizes.split(",") if n] + [(int(n),) * 3 for n in args.sizes3d.split(",") if n]
     print(f"machine: {machine_description()}, device {device}")
-    print("| frame | parameters | FFT pair (ms) | generators fwd+bwd (ms) | fit step (ms) | fit step / FFT pair |")
-    print("|---|---|---|---|---|---|")
+    print("| frame | object box | parameters | FFT pair (ms) | generators fwd+bwd (ms) | fit step (ms) | "
+          "fit step / FFT pair | 3D, PyTorch's kernels: generators / fit step (ms) |")
+    print("|---|---|---|---|---|---|---|---|")
     for frame in frames:
         row = measure(frame, device, args.steps, args.repeats)
-        print(f"| {'x'.join(map(str, frame))} | {row['parameters']} | {row['fft_pair'] * 1e3:.2f} | "
-              f"{row['generators'] * 1e3:.1f} | {row['fit_step'] * 1e3:.1f} | "
-              f"{row['fit_step'] / row['fft_pair']:.0f}x |", flush=True)
+        print(f"| {'x'.join(map(str, frame))} | {'x'.join(map(str, object_shape(frame)))} | {row['parameters']} | "
+              f"{row['fft_pair'] * 1e3:.2f} | {_ms(row, 'generators')} | {_ms(row, 'fit_step')} | "
+              f"{row['fit_step'] / row['fft_pair']:.0f}x | {_ms(row, 'generators_pytorch')} / "
+              f"{_ms(row, 'fit_step_pytorch')} |", flush=True)
 
 
 if __name__ == "__main__":

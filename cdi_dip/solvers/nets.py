@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..config import DipParam
+from .conv3d import CpuConv3d
 
 PHASE_HEADS = ("unit", "tanh")
 """Phase heads of the ``mag-phase`` parameterisation."""
@@ -44,7 +45,8 @@ _INPUT_SCALE = 1.0
 
 
 def _conv(ndim: int, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
-    cls = nn.Conv2d if ndim == 2 else nn.Conv3d
+    # 3-wide 3D kernels take oneDNN on a CPU at every size (cdi_dip.solvers.conv3d); 2D ones gain nothing from it.
+    cls = nn.Conv2d if ndim == 2 else (CpuConv3d if kernel_size > 1 else nn.Conv3d)
     return cls(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
                padding_mode="reflect" if kernel_size > 1 else "zeros", device="meta")
 
