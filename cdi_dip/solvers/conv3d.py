@@ -55,6 +55,12 @@ class CpuConv3d(nn.Conv3d):
     Same parameters, state dict and results (to float32 rounding) as ``nn.Conv3d``.
     """
 
+    @property
+    def _pairable(self) -> bool:
+        """The heuristic's case: no groups and a kernel at most 3 wide in its last two axes (wider ones and
+        grouped convolutions take oneDNN anyway)."""
+        return self.groups == 1 and max(self.kernel_size[1:]) <= 3
+
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
         if not onednn_usable(input) or isinstance(self.padding, str):
@@ -65,7 +71,7 @@ class CpuConv3d(nn.Conv3d):
         else:
             padding = tuple(self.padding)
         padded_shape = tuple(input.shape[:2]) + tuple(n + 2 * p for n, p in zip(input.shape[2:], padding))
-        if not takes_native_kernel(padded_shape):
+        if not self._pairable or not takes_native_kernel(padded_shape):
             return F.conv3d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
         pair = torch.cat((input, torch.zeros_like(input)))
         return F.conv3d(pair, weight, bias, self.stride, padding, self.dilation, self.groups)[:1]
