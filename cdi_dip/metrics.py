@@ -148,12 +148,19 @@ def deviance_excess(metrics: dict, pixels: str = "free") -> float | None:
     where counts are high. None where the deviance is not known or not finite.
     """
     key = "free_llk_poisson" if pixels == "free" else "llk_poisson"
-    value, expected = metrics.get(key), metrics.get(f"{key}_expected")
+    value, expected = metrics.get(key), recorded_expectation(metrics, key)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
+    return float(value) / expected if expected is not None else float(value)
+
+
+def recorded_expectation(metrics: dict, key: str) -> float | None:
+    """``metrics[key + "_expected"]`` (what a model as good as the counts allow would score, e.g. for
+    ``key="free_llk_poisson"``) where it is a finite positive number, else None (not recorded, or degenerate)."""
+    expected = metrics.get(f"{key}_expected")
     if isinstance(expected, (int, float)) and math.isfinite(expected) and expected > 0:
-        return float(value) / float(expected)
-    return float(value)
+        return float(expected)
+    return None
 
 
 class MaskedFigures:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 from ..geometry import voxel_size_m
-from ..metrics import deviance_excess
+from ..metrics import deviance_excess, recorded_expectation
 from ..missing_modes import missing_modes, missing_modes_warning
 from ..types import Result
 
@@ -206,10 +206,9 @@ def fit_warning(metrics: dict[str, Any], hint: str | None = None) -> str | None:
             continue
         if excess <= FIT_WARNING_DEVIANCE:
             return None
-        value, expected = metrics[key], metrics.get(f"{key}_expected")
+        value, expected = metrics[key], recorded_expectation(metrics, key)
         allowed = (f"{excess:.2g} times the {expected:.2g} a model as good as the counts allow would score"
-                   if isinstance(expected, (int, float)) and math.isfinite(expected) and expected > 0
-                   else "about 1 for a model as good as the counts allow")
+                   if expected is not None else "about 1 for a model as good as the counts allow")
         warning = (f"the fit sits far above the noise level: Poisson deviance per {pixels} pixel {value:.3g}, "
                    f"{allowed} (warned above {FIT_WARNING_DEVIANCE:g} times); the object may "
                    "be wrong or unconverged: try more iterations, another method or more runs, and check the "

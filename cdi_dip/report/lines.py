@@ -96,8 +96,6 @@ def more_starts_line(record: Any) -> str | None:
             f"{more_runs} more{significance}")
 
 
-
-
 def free_deviance_text(metrics: dict[str, Any], digits: int = 4) -> str:
     """The free Poisson deviance per pixel (``digits`` decimals), and beside it what a model as good as the counts
     allow would score there where it is known and differs from 1 by more than a few per cent (faint patterns),
