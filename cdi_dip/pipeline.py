@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
+from .config.init_choice import parse_init
 from .device import resolve_device
 from .errors import ReconstructionError
 from .inspection import inspect_input
@@ -49,10 +50,13 @@ def load_scan(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = (),
 
 def scan_inputs(source: str, cfg: RunConfig, mask_specs: Sequence[str] = (),
                 calibration: Calibration | None = None) -> list[str]:
-    """Every input a scan reads: its data, mask files, dark and flat, given or found (none may be written over)."""
+    """Every input a scan reads: its data, mask files, dark and flat, given or found, and the model or previous
+    result ``--init`` names (none may be written over)."""
     if calibration is None:
         calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
-    return [source, *mask_specs, *(spec for spec in (calibration.dark, calibration.flat) if spec is not None)]
+    _, start_file = parse_init(cfg.init)
+    return [source, *mask_specs, *(spec for spec in (calibration.dark, calibration.flat) if spec is not None),
+            *([str(start_file)] if start_file is not None else [])]
 
 
 def reconstruct_scan(

@@ -38,6 +38,7 @@ from .prepare.free_pixels import select_free_islands
 from .prepare.margin import measured_part, with_unmeasured_margin
 from .prepare.rim import RimTest, check_rim, with_rim, without_rim
 from .provenance import software_versions
+from .previous_result import ResultStart, result_start
 from .restarts import Combined, Run, combine_runs, run_starts, selection_record
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .solvers.init import StartFrom
@@ -133,7 +134,7 @@ def reconstruct(
         init = initialiser_for(cfg, measurement)
     result = _reconstruct_frame(measurement, cfg, requested, init, on_iter)
     result = _more_starts_challenge(result, measurement, cfg, requested, init, on_iter)
-    return _margin_challenge(result, measurement, cfg, requested, on_iter)
+    return _margin_challenge(result, measurement, cfg, requested, init, on_iter)
 
 
 def _reconstruct_frame(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
@@ -245,13 +246,14 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
 
 
 def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, requested: dict[str, Any],
-                      on_iter: IterCallback | None) -> Result:
+                      init: Initialiser, on_iter: IterCallback | None) -> Result:
     """Where ``result`` fits its held-out pixels far worse than the counts allow (free deviance per pixel above
     :data:`CHALLENGE_FREE_DEVIANCE`), the measurement in a frame ``cfg.frame_margin`` times larger, its margin
     unmeasured (:func:`~cdi_dip.prepare.margin.with_unmeasured_margin`), reconstructed again; kept where it fits
     the same held-out pixels better by :data:`CHALLENGE_SIGNIFICANCE` standard errors
     (:func:`free_deviance_margin`), and then seen on the measured frame, so that every result of a scan has
-    its frame and voxels. ``method_choice["margin"]`` records what was done.
+    its frame and voxels. ``method_choice["margin"]`` records what was done. A start from a previous result
+    (``init``) is seen on the larger frame; a learned model's is made again for it.
 
     On a frame cut inside its pattern the object is band-limited on the frame's pixels and no compact support
     fits it; on finer pixels it is compact again (the corpus's truncated tuning patterns: 2D median error
@@ -272,11 +274,19 @@ def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, 
              "with an unmeasured margin", free_deviance, "x".join(map(str, measurement.shape)),
              "x".join(map(str, wider.shape)))
     challenger = _challenger_of(  # memory, a learned model's frame, every run diverged: the result stands
-        result, lambda: _reconstruct_frame(wider, cfg, requested, initialiser_for(cfg, wider), on_iter),
+        result, lambda: _reconstruct_frame(wider, cfg, requested, _initialiser_on(wider, init, cfg), on_iter),
         key="margin", incumbent="measured frame", errors=(InvalidInputError, ReconstructionError))
     if challenger is None:
         return result
     return _margin_winner(result, challenger, measurement, free_deviance)
+
+
+def _initialiser_on(wider: Measurement, init: Initialiser, cfg: RunConfig) -> Initialiser:
+    """The start of the frame-margin challenger: a previous result seen on the larger frame, else ``cfg.init``'s
+    for it (random phases, or a learned model run on that frame)."""
+    if isinstance(init, ResultStart):
+        return init.on_frame(tuple(wider.shape))
+    return initialiser_for(cfg, wider)
 
 
 def _margin_winner(result: Result, challenger: Result, measurement: Measurement, free_deviance: float) -> Result:
@@ -419,7 +429,8 @@ def rim_refinement_config(first: Result, cfg: RunConfig) -> RunConfig | None:
 
 
 def initialiser_for(cfg: RunConfig, measurement: Measurement) -> Initialiser:
-    """The starting objects ``cfg.init`` asks for: random phases, or a learned model loaded and checked now.
+    """The starting objects ``cfg.init`` asks for: random phases, a learned model, or a previous result
+    (:func:`~cdi_dip.previous_result.result_start`), loaded and checked now.
 
     ``--method net`` always needs a model (the shipped one when ``init`` is ``random``).
 
@@ -427,11 +438,18 @@ def initialiser_for(cfg: RunConfig, measurement: Measurement) -> Initialiser:
     ------
     InvalidInputError
         A model file that is missing, foreign or damaged, for other data than
-        this measurement's dimensionality, or unable to take its frame.
+        this measurement's dimensionality, or unable to take its frame; a
+        result file that is missing, not a result, or of another
+        dimensionality; a previous result with ``--method net``.
     """
     kind, path = parse_init(cfg.init)
     if kind == "random" and Method(cfg.method) is not Method.NET:
         return random_phases
+    if kind == "result":
+        if Method(cfg.method) is Method.NET:
+            raise InvalidInputError("--method net writes a learned network's object: give --init learned or "
+                                    "learned:MODEL.pt, or another method to start from a previous result")
+        return result_start(path, tuple(measurement.shape))
     learned = learned_initialiser(path, len(measurement.shape))
     learned.check(tuple(measurement.shape))
     return learned

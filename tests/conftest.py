@@ -1,4 +1,4 @@
-"""Shared fixtures: one device fixture (CPU, plus CUDA when present), seeds, paths."""
+"""Shared fixtures: one device fixture (CPU, plus CUDA when present), seeds, paths, a small simulated scan."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def device(request) -> torch.device:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> Path:
+    """A 32x32 crystal scan written by ``cdi-dip simulate`` (defaults otherwise), once per test module."""
+    from typer.testing import CliRunner
+
+    from cdi_dip.cli.app import app
+
+    folder = tmp_path_factory.mktemp("scan")
+    result = CliRunner().invoke(app, ["simulate", str(folder / "c.cxi"), "--shape", "32,32"])
+    assert result.exit_code == 0, result.output
+    return folder / "c.cxi"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -93,14 +93,6 @@ def test_generators_for_another_box_or_param_are_refused(tmp_path):
         dip_educated.for_run(str(tmp_path / "g.pt"), (8, 8), DipParam.REAL_IMAG)
 
 
-@pytest.fixture(scope="module")
-def scan(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("scan")
-    result = CliRunner().invoke(app, ["simulate", str(folder / "c.cxi"), "--shape", "32,32"])
-    assert result.exit_code == 0, result.output
-    return folder / "c.cxi"
-
-
 @pytest.mark.parametrize("content", ["mismatched", "foreign", "initialiser"])
 def test_reconstruct_with_unusable_dip_weights_exits_2_with_one_line(content, scan, tmp_path):
     model = tmp_path / "model.pt"

@@ -10,10 +10,12 @@ from cdi_dip import reconstruction
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField
+from cdi_dip.previous_result import ResultStart
 from cdi_dip.prepare.frame import is_fft_friendly
 from cdi_dip.prepare.margin import (MARGIN_REASON, margin_window, measured_part, measured_region, seen_on_frame,
                                     with_unmeasured_margin)
 from cdi_dip.report.lines import frame_margin_line
+from cdi_dip.solvers import random_phases
 from cdi_dip.types import Measurement, Result
 
 from challenged import fake_result, poor_fit
@@ -88,15 +90,29 @@ class FakeFrames:
     the measured pixels is ``model`` (zero in the margin)."""
 
     def __init__(self, model: np.ndarray, free_llk: float, error: Exception | None = None):
-        self.model, self.free_llk, self.error, self.seen = model, free_llk, error, []
+        self.model, self.free_llk, self.error, self.seen, self.inits = model, free_llk, error, [], []
 
     def __call__(self, measurement, cfg, requested, init, on_iter):
         self.seen.append(measurement)
+        self.inits.append(init)
         if self.error is not None:
             raise self.error
         wide = np.zeros(measurement.shape)
         wide[measured_region(self.model.shape, measurement.shape)] = self.model
         return fake_result(measurement, wide, measurement.fixed_free, self.free_llk)
+
+
+def test_a_start_from_a_previous_result_is_seen_on_the_larger_frame(monkeypatch):
+    measurement, expected, result = poor_fit(2)
+    frames = FakeFrames(expected, 1.1)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    obj = np.zeros(measurement.shape, complex)
+    obj[8:12, 9:15] = 1.0
+    start = ResultStart(obj, np.abs(obj) > 0, source="previous.cxi")
+    cfg = RunConfig(device="cpu", method=Method.HIO)
+    reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), start, None)
+    (wider,), (init,) = frames.seen, frames.inits
+    assert isinstance(init, ResultStart) and init.frame == tuple(wider.shape) == (30, 36)
 
 
 @pytest.mark.parametrize("challenger_fits", [True, False])
@@ -105,7 +121,7 @@ def test_a_poor_fit_is_challenged_by_a_frame_with_a_margin(monkeypatch, challeng
     frames = FakeFrames(expected if challenger_fits else 1.4 * expected, 1.1 if challenger_fits else 9.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
     cfg = RunConfig(device="cpu", method=Method.HIO)
-    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), random_phases, None)
     (wider,) = frames.seen
     assert wider.shape == (30, 36) and np.array_equal(measured_part(wider.fixed_free, (20, 24)), result.free)
     record = kept.method_choice["margin"]
@@ -131,14 +147,14 @@ def test_a_good_fit_is_not_challenged(monkeypatch):
     frames = FakeFrames(expected, 1.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
     cfg = RunConfig(device="cpu", method=Method.HIO)
-    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), random_phases, None)
     assert kept is result and not frames.seen
     assert kept.method_choice["margin"]["compared"] is False
     assert "1.3 per pixel" in frame_margin_line(kept.method_choice["margin"])
     off = RunConfig(device="cpu", method=Method.HIO, frame_margin=1.0)
     result.metrics["free_llk_poisson"] = 9.0
     result.method_choice = {}
-    assert reconstruction._margin_challenge(result, measurement, off, off.to_dict(), None).method_choice == {}
+    assert reconstruction._margin_challenge(result, measurement, off, off.to_dict(), random_phases, None).method_choice == {}
     assert not frames.seen
 
 
@@ -147,7 +163,7 @@ def test_a_challenger_that_cannot_run_leaves_the_measured_frame(monkeypatch):
     monkeypatch.setattr(reconstruction, "_reconstruct_frame",
                         FakeFrames(expected, 1.0, InvalidInputError("needs 9 GiB, the device has 1 GiB")))
     cfg = RunConfig(device="cpu", method=Method.HIO)
-    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), random_phases, None)
     assert kept is result and not kept.method_choice["margin"]["compared"]
     assert "could not run (needs 9 GiB" in kept.method_choice["margin"]["reason"]
 
@@ -156,7 +172,7 @@ def test_a_signal_during_the_challenger_keeps_the_measured_frame(monkeypatch):
     measurement, expected, result = poor_fit(2)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", FakeFrames(expected, 1.0, KeyboardInterrupt()))
     cfg = RunConfig(device="cpu", method=Method.HIO)
-    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), None)
+    kept = reconstruction._margin_challenge(result, measurement, cfg, cfg.to_dict(), random_phases, None)
     assert kept is result and kept.interrupted
 
 

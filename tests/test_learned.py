@@ -174,14 +174,6 @@ def tiny_model(tmp_path_factory):
     return folder / "tiny.pt"
 
 
-@pytest.fixture(scope="module")
-def scan(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("scan")
-    result = CliRunner().invoke(app, ["simulate", str(folder / "c.cxi"), "--shape", "32,32"])
-    assert result.exit_code == 0, result.output
-    return folder / "c.cxi"
-
-
 def test_init_learned_runs_hio_from_the_network_and_its_support(tiny_model, scan, tmp_path):
     result = CliRunner().invoke(app, ["reconstruct", str(scan), "--out", str(tmp_path), "--method", "hio",
                                       "-n", "20", "--runs", "2", "--init", f"learned:{tiny_model}", "--json"])

@@ -481,10 +481,11 @@ class RunConfig:
     """auto, cpu, cuda or cuda:N."""
     init: str = option("random")
     """What starts every run: ``random`` (random phases on the measured amplitudes),
-    ``learned`` (the network shipped for the data's dimensionality) or
-    ``learned:MODEL.pt`` (a model of ``cdi-dip train``); the network's object
-    starts HIO/RAAR/ER with its support, and seeds the double DIP's warm start.
-    See :mod:`cdi_dip.learned`."""
+    ``learned`` (the network shipped for the data's dimensionality),
+    ``learned:MODEL.pt`` (a model of ``cdi-dip train``) or the path of a
+    previous result of ``cdi-dip reconstruct``; the network's or the result's
+    object starts HIO/RAAR/ER with its support, and seeds the double DIP's warm
+    start. See :mod:`cdi_dip.learned` and :mod:`cdi_dip.previous_result`."""
     psf: str = option("compare")
     """Partial coherence: ``compare`` (the default: a coherent reconstruction,
     challenged by the projection reconstructions of ``psf_challengers`` on

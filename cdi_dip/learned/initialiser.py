@@ -51,6 +51,34 @@ SUPPORT_DILATION_PX = 2
 PERTURBATION = 0.2
 """Relative RMS of the complex noise added inside the support for every run after the first."""
 
+def perturbed(obj: torch.Tensor, support: torch.Tensor, fraction: float, *, rng: torch.Generator) -> torch.Tensor:
+    """``obj`` plus complex Gaussian noise of ``fraction`` of its RMS inside ``support``, zero outside.
+
+    Several runs started from one object still explore: the first takes the
+    object itself, every later one a perturbed copy (this module's network,
+    :mod:`cdi_dip.previous_result`'s previous result).
+
+    Parameters
+    ----------
+    obj : torch.Tensor, complex, frame shape, centred
+    support : torch.Tensor, bool, frame shape
+    fraction : float
+        RMS of the noise relative to the object's RMS over ``support``; 0: the
+        object itself, and nothing is drawn from ``rng``.
+    rng : torch.Generator
+
+    Returns
+    -------
+    torch.Tensor, complex64, frame shape, centred
+    """
+    zero = torch.zeros((), dtype=torch.complex64, device=obj.device)
+    if fraction <= 0:  # no draw: ``rng`` goes on as if this were not called
+        return torch.where(support, obj.to(torch.complex64), zero)
+    rms = obj[support].abs().square().mean().sqrt() if bool(support.any()) else obj.abs().max()
+    noise = torch.randn(obj.shape, generator=rng, device=rng.device, dtype=torch.complex64).to(obj.device)
+    return torch.where(support, obj.to(torch.complex64) + fraction * rms * noise, zero)
+
+
 def default_model_path(dim: int) -> Path:
     """The shipped model for ``dim``-D data; InvalidInputError when none is shipped."""
     path = MODELS_DIR / DEFAULT_MODELS.get(int(dim), f"default_{dim}d.pt")
@@ -121,14 +149,8 @@ class LearnedInitialiser:
     def __call__(self, problem: Any, support: torch.Tensor, *, rng: torch.Generator) -> torch.Tensor:
         """The network's object inside ``support``; perturbed for every call after the first on a problem."""
         prediction = self.predict(problem)
-        obj = prediction.obj
         prediction.calls += 1
-        if prediction.calls > 1:
-            rms = obj[support].abs().square().mean().sqrt() if bool(support.any()) else obj.abs().max()
-            noise = torch.randn(obj.shape, generator=rng, device=rng.device, dtype=torch.complex64).to(obj.device)
-            obj = obj + PERTURBATION * rms * noise
-        zero = torch.zeros((), dtype=torch.complex64, device=obj.device)
-        return torch.where(support, obj.to(torch.complex64), zero)
+        return perturbed(prediction.obj, support, PERTURBATION if prediction.calls > 1 else 0.0, rng=rng)
 
 
 def learned_initialiser(path: Path | None, dim: int) -> LearnedInitialiser:
@@ -189,4 +211,4 @@ def solve_net(problem: Any, options: NetRun, *, init: Any, rng: torch.Generator,
 
 
 __all__ = ["DEFAULT_MODELS", "LearnedInitialiser", "NetRun", "default_model_path", "learned_initialiser",
-           "solve_net"]
+           "perturbed", "solve_net"]
