@@ -55,6 +55,20 @@ def test_er_from_the_result_keeps_its_fit_where_er_from_random_phases_does_not(s
     assert r_refined < 0.5 * fresh["metrics"]["r_factor"]
 
 
+def test_projection_methods_hold_the_results_support(scan, first, tmp_path):
+    refined = _reconstruct(str(scan), "--out", str(tmp_path), "--method", "hio", "-n", "60", "--runs", "1",
+                           "--psf", "none", "--background", "none", "--init", first["output"])
+    import h5py
+
+    with h5py.File(refined["output"]) as f:
+        solver = json.loads(f["entry_1/image_1/process_1/results/solver"][()])
+        support = f["entry_1/image_1/mask"][()] != 0
+    with h5py.File(first["output"]) as f:
+        held = f["entry_1/image_1/mask"][()] != 0
+    assert solver["initial_support"] == "previous result, held" and solver["shrinkwrap"] == "off"
+    assert support.sum() == held.sum()  # moved by alignment at most, never reshaped
+
+
 def test_the_start_is_the_restored_object_scaled_to_the_counts_then_perturbed(first):
     start = result_start(first["output"], (32, 32))
     counts = torch.rand(32, 32) * 100

@@ -267,8 +267,19 @@ def choose_constraints(counts: torch.Tensor, valid: torch.Tensor, physics: FarFi
     return constraints
 
 
+def _held_support_settings(opts: ProjectionConfig, init: Initialiser) -> ProjectionConfig:
+    """``opts`` with shrinkwrap off where the initialiser holds its support (``holds_support``: a previous
+    result, refined on the support it was written with; shrinkwrap from there cuts a real crystal's soft edge
+    further with every update, docs/benchmarks.md)."""
+    if not getattr(init, "holds_support", False) or opts.shrinkwrap_period == 0:
+        return opts
+    log.info("shrinkwrap off: the start's own support is held")
+    return dataclasses.replace(opts, shrinkwrap_period=0)
+
+
 def _with_initialiser_support(constraints: ObjectConstraints, init: Initialiser, problem: Problem) -> ObjectConstraints:
-    """The initialiser's own support in place of the autocorrelation's, when it offers one (a learned network)."""
+    """The initialiser's own support in place of the autocorrelation's, when it offers one (a learned network, a
+    previous result); the record names it (``support_origin``, default ``initialiser``)."""
     offered = getattr(init, "initial_support", None)
     if offered is None:
         return constraints
@@ -277,7 +288,8 @@ def _with_initialiser_support(constraints: ObjectConstraints, init: Initialiser,
         log.warning("the initialiser's support is empty: keeping the autocorrelation's")
         return constraints
     log.info("initial support from the initialiser: %d px", int(support.sum()))
-    return dataclasses.replace(constraints, support=support, support_origin="initialiser")
+    return dataclasses.replace(constraints, support=support,
+                               support_origin=getattr(init, "support_origin", "initialiser"))
 
 
 def _support_bounds(opts: ProjectionConfig, constraints: ObjectConstraints) -> list[float] | None:
@@ -771,7 +783,7 @@ def solve_projections(
     iterations: one more FFT, the float64 figures and one reference to the
     support-constrained estimate kept while it is the best).
     """
-    opts, physics = options.settings, problem.physics
+    opts, physics = _held_support_settings(options.settings, init), problem.physics
     steps = parse_plan(options.plan)
     total = plan_length(steps)
     if not bool((problem.counts[problem.fit] > 0).any()):
@@ -850,6 +862,8 @@ def solve_projections(
     with interrupts_deferred(already=interrupted) as finishing:  # an iterate exists: finish it whatever comes
         extra: dict[str, Any] = {"plan": options.plan, "kernels": backend.description, **constraints.summary(),
                                  "shrinkwrap_sigma_px": [round(sigma, 3) for sigma in support.sigma_px]}
+        if opts.shrinkwrap_period == 0:
+            extra["shrinkwrap"] = "off"
         if opts.shrinkwrap_threshold_relative_to != "max":
             extra["shrinkwrap_threshold"] = _shrinkwrap_threshold(opts, constraints)
             extra["shrinkwrap_threshold_relative_to"] = opts.shrinkwrap_threshold_relative_to
