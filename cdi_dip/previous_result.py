@@ -37,22 +37,21 @@ import torch
 from .ensemble import restart_object
 from .errors import InvalidInputError
 from .io.result_cxi import read_result_cxi
-from .learned.initialiser import perturbed
+from .learned.initialiser import PERTURBATION, perturbed
 from .learned.network import scale_to_counts
 from .prepare.margin import seen_on_frame
+from .solvers.init import StartFrom
 
 log = logging.getLogger(__name__)
-
-PERTURBATION = 0.2
-"""Relative RMS of the complex noise added inside the support for every run after the first on a problem."""
 
 
 def _frame_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
-class ResultStart:
-    """Starting objects from a previous result (module docstring).
+class ResultStart(StartFrom):
+    """Starting objects from a previous result (module docstring): a :class:`~cdi_dip.solvers.init.StartFrom`
+    scaled to the counts, perturbed after the first run, whose support the projection solvers hold.
 
     Parameters
     ----------
@@ -70,13 +69,11 @@ class ResultStart:
     """How the solver record names the support."""
 
     def __init__(self, obj: np.ndarray, support: np.ndarray, source: Path):
-        if obj.shape != support.shape:
-            raise ValueError(f"object {obj.shape} and support {support.shape} differ in shape")
-        self._obj = np.ascontiguousarray(obj, dtype=np.complex64)
-        self._support = np.ascontiguousarray(support, dtype=bool)
+        super().__init__(obj, support)
         self.source = Path(source)
-        self._calls: dict[int, int] = {}
-        self._scaled: dict[int, torch.Tensor] = {}
+        self._problem: int | None = None  # id of the counts of the problem the state below belongs to
+        self._scaled: torch.Tensor | None = None
+        self._calls = 0
 
     @property
     def frame(self) -> tuple[int, ...]:
@@ -94,24 +91,15 @@ class ResultStart:
             support = np.abs(obj) > 0.1 * np.abs(obj).max()
         return ResultStart(obj, support, self.source)
 
-    def initial_support(self, problem: Any) -> torch.Tensor:
-        """The result's support (bool, frame shape, centred, on the problem's device)."""
-        return torch.from_numpy(self._support).to(problem.device)
-
-    def _object_for(self, problem: Any) -> torch.Tensor:
-        """The object scaled by least squares to the problem's fitted counts (cached per problem)."""
-        key = id(problem.counts)
-        if key not in self._scaled:
-            obj = torch.from_numpy(self._obj).to(problem.device)
-            self._scaled = {key: scale_to_counts(obj[None], problem.counts[None], problem.fit[None])[0]}
-        return self._scaled[key]
-
     def __call__(self, problem: Any, support: torch.Tensor, *, rng: torch.Generator) -> torch.Tensor:
-        """The object inside ``support`` (complex64, frame shape, centred); perturbed for every call after the
-        first on a problem."""
-        key = id(problem.counts)
-        self._calls = {key: self._calls.get(key, 0) + 1}
-        return perturbed(self._object_for(problem), support, PERTURBATION if self._calls[key] > 1 else 0.0, rng=rng)
+        """The object scaled by least squares to the problem's fitted counts, inside ``support`` (complex64,
+        frame shape, centred); perturbed for every call after the first on a problem."""
+        if self._problem != id(problem.counts):
+            obj = torch.from_numpy(self._obj).to(problem.device)
+            self._problem, self._calls = id(problem.counts), 0
+            self._scaled = scale_to_counts(obj[None], problem.counts[None], problem.fit[None])[0]
+        self._calls += 1
+        return perturbed(self._scaled, support, PERTURBATION if self._calls > 1 else 0.0, rng=rng)
 
 
 def result_file(path: Path) -> Path:
@@ -181,4 +169,4 @@ def result_start(path: Path, shape: tuple[int, ...]) -> ResultStart:
     return start
 
 
-__all__ = ["PERTURBATION", "ResultStart", "result_file", "result_start"]
+__all__ = ["ResultStart", "result_file", "result_start"]
