@@ -7,11 +7,15 @@ pixel); :func:`~cdi_dip.ensemble.restart_object` moves it back so that it fits
 its pattern on its support again. The twin, the global phase and whole-pixel
 shifts are symmetries of the intensity and stay as written.
 
-A result made on a frame of another size with the same detector pixels
-(another ``--max-size`` or ``--roi``) is seen on this frame through its far
-field (:func:`~cdi_dip.prepare.margin.seen_on_frame`): its far field cut to the
-frame, or padded. Binned differently, its voxels would have another size;
-nothing in the object says so, so a warning names both frames.
+A result made on a frame of another size with the same array pixels (another
+``--max-size`` or ``--roi``) is seen on this frame through its far field
+(:func:`~cdi_dip.prepare.margin.seen_on_frame`): its far field cut to the
+frame, or padded. A result whose array pixels differ (another ``--bin``, or
+another energy, distance or rocking step) has voxels of another size: it is
+resampled onto this frame's voxels in real space (:func:`resampled`), its
+voxel sizes compared through the geometry both record, else through the
+detector regions both cover (:func:`voxel_scale`). Where neither says, the
+same array pixels are assumed and a warning names both frames.
 
 :class:`ResultStart` is an :class:`~cdi_dip.solvers.base.Initialiser`: the
 first run on a problem takes the object scaled to the counts, every later run
@@ -38,15 +42,115 @@ from .ensemble import restart_object
 from .errors import InvalidInputError
 from .io.result_cxi import read_result_cxi
 from .learned.initialiser import PERTURBATION, perturbed
+from .geometry import voxel_size_m
 from .learned.network import scale_to_counts
 from .prepare.margin import seen_on_frame
 from .solvers.init import StartFrom
+from .types import Measurement
 
 log = logging.getLogger(__name__)
 
 
+SAME_PIXELS_TOLERANCE = 0.01
+"""Relative difference of the voxel scale from a pure change of frame below which the array pixels are the same."""
+
+
 def _frame_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
+
+
+def _array_pixels(roi: list[tuple[int, int]], shape: tuple[int, ...]) -> tuple[float, ...] | None:
+    """Detector pixels (frames, along the rocking axis) per array pixel along each axis, from the detector region
+    ``roi`` an array of ``shape`` covers; None without a region for every axis."""
+    if not roi or len(roi) != len(shape):
+        return None
+    return tuple((stop - start) / n for (start, stop), n in zip(roi, shape))
+
+
+def voxel_scale(theirs: Measurement, their_shape: tuple[int, ...],
+                ours: Measurement) -> tuple[tuple[float, ...], str]:
+    """How many of this frame's voxels one voxel of a previous result spans, per axis, and what says so.
+
+    A voxel is ``lambda D / (N p)`` along a detector axis (``p`` one array
+    pixel) and ``lambda / (2 N dtheta sin theta_B)`` along the rocking axis
+    (:func:`~cdi_dip.geometry.voxel_size_m`); the same array pixels give a
+    scale of ``N_ours / N_theirs``.
+
+    Parameters
+    ----------
+    theirs : Measurement
+        The measurement the result was fitted to, as its file records it
+        (geometry in ``meta``, detector region in ``roi``).
+    their_shape : tuple of int
+        The result's frame.
+    ours : Measurement
+        This scan, prepared.
+
+    Returns
+    -------
+    scale : tuple of float
+        Their voxel size over ours, per axis.
+    evidence : str
+        ``"geometry"`` (both record wavelength, distance, pixel size and, in
+        3D, the rocking step and angles), ``"detector regions"`` (both record
+        the detector pixels they cover: another binning is seen, another
+        energy or distance is not), or ``"assumed"`` (the same array pixels).
+    """
+    their_voxels, our_voxels = voxel_size_m(theirs.meta, their_shape), voxel_size_m(ours.meta, ours.shape)
+    if their_voxels is not None and our_voxels is not None:
+        return tuple(a / b for a, b in zip(their_voxels, our_voxels)), "geometry"
+    their_pixels, our_pixels = _array_pixels(theirs.roi, their_shape), _array_pixels(ours.roi, ours.shape)
+    if their_pixels is not None and our_pixels is not None:
+        return tuple(n * a / (m * b) for n, a, m, b in zip(ours.shape, our_pixels, their_shape, their_pixels)), \
+            "detector regions"
+    return tuple(n / m for n, m in zip(ours.shape, their_shape)), "assumed"
+
+
+def same_array_pixels(scale: tuple[float, ...], their_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a voxel ``scale`` is that of a change of frame alone (same array pixels), within
+    :data:`SAME_PIXELS_TOLERANCE`."""
+    return all(abs(s * m / n - 1.0) <= SAME_PIXELS_TOLERANCE for s, m, n in zip(scale, their_shape, shape))
+
+
+def _interpolated_along(array: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
+    """``array`` linearly interpolated at fractional ``positions`` (pixels) along ``axis``, zero beyond its ends."""
+    moved = np.moveaxis(array, axis, 0)
+    edge = np.zeros((1, *moved.shape[1:]), dtype=moved.dtype)
+    padded = np.concatenate([edge, moved, edge])  # index i of the array is i + 1 here; 0 and n + 1 are zero
+    low = np.floor(positions)
+    weight = (positions - low).reshape((-1,) + (1,) * (moved.ndim - 1))
+    below = np.clip(low.astype(int) + 1, 0, len(padded) - 1)
+    above = np.clip(low.astype(int) + 2, 0, len(padded) - 1)
+    return np.moveaxis((1.0 - weight) * padded[below] + weight * padded[above], 0, axis)
+
+
+def resampled(array: np.ndarray, scale: tuple[float, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """A centred ``array`` seen on a centred frame of ``shape`` whose voxels are ``1 / scale`` of its own.
+
+    Multilinear interpolation in real space, zero outside the array; voxel
+    ``j`` of the new frame sits at ``(j - n // 2) / scale + m // 2`` of the
+    old one along each axis (the centre pixel of both frames at the same
+    place). Shrinking (``scale < 1``) samples without averaging: a start,
+    not a measurement.
+
+    Parameters
+    ----------
+    array : numpy.ndarray, shape (m_0, m_1[, m_2]), centred
+    scale : tuple of float
+        Its voxel size over the new one, per axis.
+    shape : tuple of int
+
+    Returns
+    -------
+    numpy.ndarray, ``shape``, the dtype of ``array`` (float64 for integers and booleans)
+    """
+    out = np.asarray(array)
+    if not np.issubdtype(out.dtype, np.inexact):
+        out = out.astype(np.float64)
+    for axis, (s, n) in enumerate(zip(scale, shape)):
+        positions = (np.arange(n) - n // 2) / s + out.shape[axis] // 2
+        out = _interpolated_along(out, axis, positions)
+    return out
 
 
 class ResultStart(StartFrom):
@@ -123,21 +227,23 @@ def result_file(path: Path) -> Path:
     return path
 
 
-def result_start(path: Path, shape: tuple[int, ...]) -> ResultStart:
-    """The start a previous result gives a frame of ``shape``, read and checked now.
+def result_start(path: Path, measurement: Measurement) -> ResultStart:
+    """The start a previous result gives this scan's prepared frame, read and checked now.
 
     Parameters
     ----------
     path : pathlib.Path
         A result ``.cxi`` file written by ``cdi-dip reconstruct``, or its folder.
-    shape : tuple of int
-        The prepared frame of this run (pixels per axis).
+    measurement : Measurement
+        This scan, prepared: its frame, geometry and detector region.
 
     Returns
     -------
     ResultStart
-        On ``shape``: moved there through its far field, with a warning, when
-        the result's frame differs.
+        On the measurement's frame: moved there through its far field when
+        only the frame differs (a warning where nothing confirms the same
+        array pixels), resampled in real space when the voxels differ (a
+        warning naming the scale).
 
     Raises
     ------
@@ -154,19 +260,47 @@ def result_start(path: Path, shape: tuple[int, ...]) -> ResultStart:
         raise InvalidInputError(f"--init {file}: not a result of cdi-dip reconstruct (no process record); give "
                                 "the .cxi file it wrote")
     result = stored.result
+    shape = tuple(int(n) for n in measurement.shape)
     if result.obj.ndim != len(shape):
         raise InvalidInputError(f"--init {file}: a {result.obj.ndim}D result but the data is {len(shape)}D: give "
                                 f"a {len(shape)}D result")
     if not result.support.any():
         raise InvalidInputError(f"--init {file}: the result's support is empty: nothing to start from")
-    obj = restart_object(result.obj, result.support, result.align)
-    start = ResultStart(obj, result.support, file)
-    if start.frame != tuple(shape):
-        log.warning("--init %s: the result's %s frame differs from this scan's %s: seen on this frame through its "
-                    "far field (the same detector pixels assumed; not if the binning differs)", file,
-                    _frame_text(start.frame), _frame_text(tuple(shape)))
-        start = start.on_frame(tuple(shape))
+    their_shape = tuple(result.obj.shape)
+    scale, evidence = voxel_scale(result.measurement, their_shape, measurement)
+    if not same_array_pixels(scale, their_shape, shape):
+        return _resampled_start(result.obj, result.support, scale, evidence, shape, file)
+    start = ResultStart(restart_object(result.obj, result.support, result.align), result.support, file)
+    if start.frame != shape:
+        report = log.warning if evidence == "assumed" else log.info
+        report("--init %s: the result's %s frame differs from this scan's %s: seen on this frame through its far "
+               "field (%s)", file, _frame_text(start.frame), _frame_text(shape),
+               "the same array pixels assumed: not if the binning, energy or distance differ" if evidence == "assumed"
+               else f"the same array pixels, by their {evidence}")
+        start = start.on_frame(shape)
     return start
 
 
-__all__ = ["ResultStart", "result_file", "result_start"]
+def _resampled_start(obj: np.ndarray, support: np.ndarray, scale: tuple[float, ...], evidence: str,
+                     shape: tuple[int, ...], file: Path) -> ResultStart:
+    """A result whose voxels differ from this frame's, resampled onto it (:func:`resampled`): the aligned object
+    (its phase ramp left out: this frame's pattern is centred by its own preparation) and its support grown to
+    every voxel it touches.
+
+    Raises
+    ------
+    InvalidInputError
+        Nothing of the support lands on this frame.
+    """
+    moved = resampled(obj.astype(np.complex128), scale, shape)
+    held = resampled(support, scale, shape) > 0.0
+    if not held.any():
+        raise InvalidInputError(f"--init {file}: resampled onto this scan's voxels, the result's support leaves "
+                                "the frame: start from random phases")
+    log.warning("--init %s: one voxel of the result spans %s of this scan's (by their %s): the %s result resampled "
+                "onto this %s frame", file, " x ".join(f"{s:.3g}" for s in scale), evidence,
+                _frame_text(tuple(obj.shape)), _frame_text(shape))
+    return ResultStart(moved, held, file)
+
+
+__all__ = ["SAME_PIXELS_TOLERANCE", "ResultStart", "resampled", "result_file", "result_start", "same_array_pixels", "voxel_scale"]

@@ -449,7 +449,7 @@ def initialiser_for(cfg: RunConfig, measurement: Measurement) -> Initialiser:
         if Method(cfg.method) is Method.NET:
             raise InvalidInputError("--method net writes a learned network's object: give --init learned or "
                                     "learned:MODEL.pt, or another method to start from a previous result")
-        return result_start(path, tuple(measurement.shape))
+        return result_start(path, measurement)
     learned = learned_initialiser(path, len(measurement.shape))
     learned.check(tuple(measurement.shape))
     return learned

@@ -14,7 +14,17 @@ from cdi_dip.config.init_choice import parse_init
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.learned.initialiser import perturbed
 from cdi_dip.ensemble.fourier import centred_fft
-from cdi_dip.previous_result import ResultStart, result_start
+from cdi_dip.io.cxi import write_measurement_cxi
+from cdi_dip.io.result_cxi import read_result_cxi
+from cdi_dip.previous_result import ResultStart, resampled, result_start, same_array_pixels, voxel_scale
+from cdi_dip.types import Measurement, ScanMeta
+
+
+def _frame(shape: tuple[int, ...], roi: list[tuple[int, int]] | None = None,
+           meta: ScanMeta | None = None) -> Measurement:
+    """A prepared measurement of ``shape`` (no counts needed) on the detector region ``roi``."""
+    return Measurement(intensity=np.zeros(shape, np.float32), valid=np.ones(shape, bool), meta=meta or ScanMeta(),
+                       roi=roi or [])
 
 
 def _reconstruct(*args: str) -> dict:
@@ -70,7 +80,7 @@ def test_projection_methods_hold_the_results_support(scan, first, tmp_path):
 
 
 def test_the_start_is_the_restored_object_scaled_to_the_counts_then_perturbed(first):
-    start = result_start(first["output"], (32, 32))
+    start = result_start(first["output"], read_result_cxi(first["output"]).result.measurement)
     counts = torch.rand(32, 32) * 100
     problem = type("P", (), {"counts": counts, "fit": torch.ones(32, 32, dtype=torch.bool),
                              "device": torch.device("cpu")})()
@@ -105,7 +115,7 @@ def test_on_another_frame_the_far_field_is_kept_on_the_shared_pixels():
 
 def test_a_result_of_another_dimensionality_is_refused(first):
     with pytest.raises(InvalidInputError, match="2D result but the data is 3D"):
-        result_start(first["output"], (8, 8, 8))
+        result_start(first["output"], _frame((8, 8, 8)))
 
 
 @pytest.mark.parametrize("which", ["missing", "scan"])
@@ -134,3 +144,63 @@ def test_method_net_does_not_start_from_a_result(scan, first, tmp_path):
     result = CliRunner().invoke(app, ["reconstruct", str(scan), "--out", str(tmp_path), "--method", "net",
                                       "--init", first["output"]])
     assert result.exit_code == 2 and "--method net" in result.stderr
+
+
+def _disc(shape: tuple[int, ...], radius: float) -> np.ndarray:
+    grid = np.indices(shape) - np.array([n // 2 for n in shape]).reshape((-1,) + (1,) * len(shape))
+    return np.sqrt((grid.astype(float) ** 2).sum(axis=0)) <= radius
+
+
+def test_resampling_keeps_the_centre_and_scales_the_extent():
+    coarse = _disc((32, 32), 6.0).astype(float)
+    fine = resampled(coarse, (2.0, 2.0), (64, 64))
+    assert fine.shape == (64, 64) and fine[32, 32] == pytest.approx(1.0)
+    # a disc of radius 6 coarse voxels is the disc of radius 12 fine ones, to a pixel at its edge
+    inside, truth = fine >= 0.5, _disc((64, 64), 12.0)
+    assert (inside & truth).sum() / (inside | truth).sum() > 0.85
+    np.testing.assert_allclose(resampled(coarse, (1.0, 1.0), (32, 32)), coarse)
+    # beyond the array it is zero, not its edge repeated
+    assert resampled(np.ones((4, 4)), (1.0, 1.0), (8, 8))[0, 0] == 0.0
+
+
+def test_the_voxel_scale_comes_from_the_geometry_then_the_detector_regions():
+    ours = _frame((32, 32), roi=[(0, 32), (0, 32)])
+    binned = _frame((16, 16), roi=[(0, 32), (0, 32)])  # the same detector pixels, summed two by two
+    scale, evidence = voxel_scale(binned, (16, 16), ours)
+    assert evidence == "detector regions" and scale == pytest.approx((1.0, 1.0))
+    assert not same_array_pixels(scale, (16, 16), (32, 32))  # same voxels, half the frame: not a frame cut
+    cut = _frame((16, 16), roi=[(8, 24), (8, 24)])  # the centre of the same detector, unbinned
+    scale, _ = voxel_scale(cut, (16, 16), ours)
+    assert scale == pytest.approx((2.0, 2.0)) and same_array_pixels(scale, (16, 16), (32, 32))
+    near, far = (ScanMeta(wavelength_m=1e-10, distance_m=d, pixel_size_m=(5e-5, 5e-5)) for d in (1.0, 2.0))
+    scale, evidence = voxel_scale(_frame((32, 32), meta=far), (32, 32), _frame((32, 32), meta=near))
+    assert evidence == "geometry" and scale == pytest.approx((2.0, 2.0))  # twice the distance: twice the voxel
+    assert voxel_scale(_frame((16, 16)), (16, 16), _frame((32, 32)))[1] == "assumed"
+
+
+@pytest.fixture(scope="module")
+def small_crystal(tmp_path_factory):
+    """A 32x32 pattern of a crystal 8 px across (oversampled about 4 times: twice still, binned 2x2)."""
+    rng = np.random.default_rng(3)
+    obj = np.zeros((32, 32), complex)
+    yy, xx = np.indices((8, 8)) - 3.5
+    obj[12:20, 12:20] = (np.abs(yy) + np.abs(xx) <= 5.5) * np.exp(0.3j * yy)
+    counts = rng.poisson(1e6 * np.abs(centred_fft(obj)) ** 2 / (np.abs(centred_fft(obj)) ** 2).max())
+    path = tmp_path_factory.mktemp("small") / "small.cxi"
+    write_measurement_cxi(path, counts.astype(np.float32), ground_truth=obj)
+    return path
+
+
+def test_a_result_of_the_scan_binned_starts_it_unbinned(small_crystal, tmp_path):
+    scan = small_crystal
+    binned = _reconstruct(str(scan), "--out", str(tmp_path / "binned"), "--bin", "2", "--method", "hio", "-n", "200",
+                          "--runs", "1", "--psf", "none", "--background", "none")
+    common = [str(scan), "--method", "er", "-n", "5", "--runs", "1", "--psf", "none", "--background", "none"]
+    refined = _reconstruct(*common, "--out", str(tmp_path / "a"), "--init", binned["output"])
+    fresh = _reconstruct(*common, "--out", str(tmp_path / "b"))
+    assert refined["metrics"]["r_factor"] < 0.5 * fresh["metrics"]["r_factor"]
+    start = result_start(binned["output"], read_result_cxi(fresh["output"]).result.measurement)
+    assert start.frame == (32, 32)
+    # binned 2x2 on a frame half as wide, its voxels are this frame's: the support keeps its size
+    written = read_result_cxi(binned["output"]).result.support.sum()
+    assert written <= start._support.sum() <= 2 * written + 4 * np.sqrt(written) + 4
