@@ -43,6 +43,7 @@ from .errors import InvalidInputError
 from .io.result_cxi import read_result_cxi
 from .learned.initialiser import PERTURBATION, perturbed
 from .geometry import voxel_size_m
+from .io.strain_files import STRAIN_CXI
 from .learned.network import scale_to_counts
 from .prepare.margin import seen_on_frame
 from .solvers.init import StartFrom
@@ -207,7 +208,8 @@ class ResultStart(StartFrom):
 
 
 def result_file(path: Path) -> Path:
-    """The result's ``.cxi`` file: ``path`` itself, or the one ``.cxi`` file in a result folder.
+    """The result's ``.cxi`` file: ``path`` itself, or the one ``.cxi`` file in a result folder (its
+    ``strain.cxi`` aside).
 
     Raises
     ------
@@ -215,8 +217,8 @@ def result_file(path: Path) -> Path:
         No such file, or a folder with no or several ``.cxi`` files.
     """
     path = Path(path).expanduser()
-    if path.is_dir():
-        files = sorted(path.glob("*.cxi"))
+    if path.is_dir():  # a 3D Bragg result's folder also holds its strain (STRAIN_CXI), which is not a result
+        files = sorted(file for file in path.glob("*.cxi") if file.name != STRAIN_CXI)
         if len(files) != 1:
             found = "no .cxi file" if not files else f"{len(files)} .cxi files"
             raise InvalidInputError(f"--init {path}: the folder holds {found}; give the result's .cxi file")

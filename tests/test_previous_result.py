@@ -16,7 +16,8 @@ from cdi_dip.learned.initialiser import perturbed
 from cdi_dip.ensemble.fourier import centred_fft
 from cdi_dip.io.cxi import write_measurement_cxi
 from cdi_dip.io.result_cxi import read_result_cxi
-from cdi_dip.previous_result import ResultStart, resampled, result_start, same_array_pixels, voxel_scale
+from cdi_dip.previous_result import (ResultStart, resampled, result_file, result_start, same_array_pixels,
+                                     voxel_scale)
 from cdi_dip.types import Measurement, ScanMeta
 
 
@@ -204,3 +205,12 @@ def test_a_result_of_the_scan_binned_starts_it_unbinned(small_crystal, tmp_path)
     # binned 2x2 on a frame half as wide, its voxels are this frame's: the support keeps its size
     written = read_result_cxi(binned["output"]).result.support.sum()
     assert written <= start._support.sum() <= 2 * written + 4 * np.sqrt(written) + 4
+
+
+def test_a_bragg_results_folder_is_read_past_its_strain_file(tmp_path):
+    (tmp_path / "scan.cxi").write_bytes(b"")
+    (tmp_path / "strain.cxi").write_bytes(b"")  # what cdi-dip strain (and --strain auto) writes beside it
+    assert result_file(tmp_path) == tmp_path / "scan.cxi"
+    (tmp_path / "other.cxi").write_bytes(b"")
+    with pytest.raises(InvalidInputError, match="2 .cxi files"):
+        result_file(tmp_path)
