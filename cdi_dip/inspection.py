@@ -21,7 +21,7 @@ from .io.readers import read_calibration, read_measurement
 from .device import resolve_device
 from .geometry import apply_geometry, voxel_size_m
 from .prepare.frame import voxel_budget
-from .prepare.stages import condition_detector, find_centre, frames_roi, prepare
+from .prepare.stages import bin_oversampled, condition_detector, find_centre, frames_roi, prepare
 from .types import Measurement
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()
         calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
     conditioned = _calibrated(read, cfg, calibration)
     budget = cfg.prep.max_voxels or voxel_budget(resolve_device(cfg.device).type)
+    conditioned = bin_oversampled(conditioned, cfg.prep, voxel_budget=budget)
     return Inspection(read=read, conditioned=conditioned,
                       framed=prepare(conditioned, cfg.prep, voxel_budget=budget))
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cdi_dip.config import PrepConfig
-from cdi_dip.prepare.frame import fit_to_budget, signal_half_widths
-from cdi_dip.prepare.stages import is_fft_friendly, prepare
+from cdi_dip.prepare.frame import fit_to_budget, oversampled_binning, signal_half_widths
+from cdi_dip.prepare.stages import bin_oversampled, is_fft_friendly, prepare
 from cdi_dip.types import Measurement
 
 
@@ -75,3 +75,43 @@ def test_the_summary_table_says_which_frame_was_chosen_and_why(capsys):
     text = " ".join(re.sub(r"[│┃┌┐└┘├┤┬┴┼─━╭╮╰╯]", " ", capsys.readouterr().out).split())
     assert "frame" in text and "1048576-voxel budget" in text
     assert "warning the fit sits far above the noise level" in text
+
+
+@pytest.mark.parametrize("sizes, oversampling, budget, expected", [
+    ((200, 256, 216), (8.9, 4.84, 3.79), 2**20, (3, 1, 1)),  # the 34-ID-C scan's: only the rocking axis has room
+    ((64, 64), (8.0, 8.0), 4096, (1, 1)),  # it fits: nothing binned
+    ((64, 64), (2.4, 3.0), 1024, (1, 1)),  # no axis can keep 2.5
+    ((64, 64), (8.0, 6.0), 1024, (2, 2)),  # the most oversampled first, then the other
+])
+def test_oversampled_binning_bins_the_axes_with_room_until_the_frame_fits(sizes, oversampling, budget, expected):
+    factors = oversampled_binning(sizes, oversampling, budget, 2.5)
+    assert factors == expected
+    assert all(o / f >= 2.5 for o, f in zip(oversampling, factors) if f > 1)
+
+
+def _thin_object_pattern(seed=0):
+    """Counts (1e6 at the peak) of a 4x16 px object on a 64x64 frame: oversampled about 16 and 4 times."""
+    obj = np.zeros((64, 64), complex)
+    obj[30:34, 24:40] = np.exp(0.2j * np.arange(16))
+    intensity = np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj)))) ** 2
+    return np.random.default_rng(seed).poisson(1e6 * intensity / intensity.max()).astype(np.float32)
+
+
+def test_an_oversampled_axis_is_binned_before_the_frame_is_cut():
+    measurement = _measurement(_thin_object_pattern())
+    cfg = PrepConfig(bin_min_oversampling=2.5)
+    binned = bin_oversampled(measurement, cfg, voxel_budget=1024)
+    note = binned.notes["auto_bin"]
+    assert binned.binning[0] >= 2 and binned.binning[1] == 1 and note["factors"] == list(binned.binning)
+    assert note["oversampling"][0] > 2.5 * binned.binning[0] - 1e-9 and "budget" in note["why"]
+    framed = prepare(binned, cfg, voxel_budget=1024)
+    cut = prepare(measurement, PrepConfig(), voxel_budget=1024)
+    assert math.prod(framed.shape) <= 1024
+    # binned, the frame reaches further out in the pattern (finer voxels) than the frame cut alone
+    reach = [stop - start for start, stop in framed.roi]
+    assert reach[0] > cut.roi[0][1] - cut.roi[0][0] and reach[1] >= cut.roi[1][1] - cut.roi[1][0]
+    # without the setting, with --max-size, or within the budget nothing is binned
+    assert bin_oversampled(measurement, PrepConfig(), voxel_budget=1024) is measurement
+    assert bin_oversampled(measurement, PrepConfig(bin_min_oversampling=2.5, max_size=32), voxel_budget=1024) \
+        is measurement
+    assert bin_oversampled(measurement, cfg, voxel_budget=4096) is measurement

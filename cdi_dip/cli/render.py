@@ -74,6 +74,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto_frame = summary.get("preparation", {}).get("auto_frame")
     if auto_frame:
         rows.insert(2, ("frame", auto_frame.get("why", "")))
+    auto_bin = summary.get("preparation", {}).get("auto_bin")
+    if auto_bin:
+        rows.insert(2, ("binning", auto_bin.get("why", "")))
     calibration = calibration_line(summary.get("preparation", {}).get("calibration"))
     if calibration:
         rows.insert(2, ("calibration", calibration))

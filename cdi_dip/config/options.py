@@ -121,6 +121,12 @@ class PrepConfig:
     """Voxel budget of the automatic frame (used when ``max_size`` is not set);
     None: 2^20 on a CPU, 2^24 on a GPU. A frame above the budget is cut to
     the region with signal, then shrunk evenly until it fits."""
+    bin_min_oversampling: float | None = option(None, range=(1.5, None))
+    """Where the region with signal exceeds the voxel budget (no ``max_size``,
+    no ``--bin``), pixels are first summed along the axes oversampled enough
+    to keep at least this oversampling (estimated from the autocorrelation),
+    so that the frame gives up field of view before resolution; the rest is
+    cut as before. None: never binned automatically."""
     centre: CentreMethod = option(CentreMethod.AUTO)
     """How the zero frequency is found: auto, max, com, friedel or none."""
     threshold: float = option(0.0, range=(0.0, None))

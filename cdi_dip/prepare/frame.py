@@ -167,6 +167,48 @@ def fit_to_budget(sizes: Sequence[int], budget: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def oversampled_binning(sizes: Sequence[int], oversampling: Sequence[float], budget: int,
+                        min_oversampling: float) -> tuple[int, ...]:
+    """Binning factors that bring a frame towards ``budget`` while every axis keeps ``min_oversampling``.
+
+    Summing ``b`` pixels along an axis halves (``b = 2``) the field of view in
+    real space and keeps the voxel size, where cutting the frame to the same
+    number of pixels keeps the field of view and coarsens the voxel: an axis
+    sampled much finer than the object needs (a Bragg scan's rocking axis is
+    often oversampled 8 times or more) gives up its spare field of view
+    instead of its resolution. Greedy: while the binned frame exceeds the
+    budget, the axis with the most oversampling left among those that can
+    take one more pixel per bin (``oversampling / (b + 1) >= min_oversampling``)
+    is binned once more.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        The frame that holds the signal (pixels per axis).
+    oversampling : sequence of float
+        Estimated oversampling per axis (frame over object extent).
+    budget : int
+        Voxel budget.
+    min_oversampling : float
+        Least oversampling a binned axis may be left with.
+
+    Returns
+    -------
+    tuple of int
+        Pixels summed per axis (1: not binned); binned, the frame may still
+        exceed the budget (it is then cut, :func:`fit_to_budget`).
+    """
+    factors = [1] * len(sizes)
+    while math.prod(n // b for n, b in zip(sizes, factors)) > budget:
+        room = [axis for axis in range(len(sizes))
+                if oversampling[axis] / (factors[axis] + 1) >= min_oversampling and sizes[axis] // (factors[axis] + 1)
+                >= MIN_FRAME]
+        if not room:
+            break
+        factors[max(room, key=lambda axis: oversampling[axis] / factors[axis])] += 1
+    return tuple(factors)
+
+
 def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int], full_sizes: Sequence[int],
                  budget: int) -> FrameChoice | None:
     """The frame for a measurement whose full frame exceeds ``budget``; None when it fits.
@@ -199,4 +241,5 @@ def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int]
 
 
 __all__ = ["CPU_VOXEL_BUDGET", "GPU_VOXEL_BUDGET", "MIN_FRAME", "FrameChoice", "choose_frame", "fft_friendly_above",
-           "fft_friendly_below", "fit_to_budget", "is_fft_friendly", "signal_half_widths", "voxel_budget"]
+           "fft_friendly_below", "fit_to_budget", "is_fft_friendly", "oversampled_binning", "signal_half_widths",
+           "voxel_budget"]

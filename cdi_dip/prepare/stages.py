@@ -27,7 +27,8 @@ from ..errors import InvalidInputError
 from ..types import Measurement
 from .corrections import bin_frames, correct_measurement
 from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
-from .frame import MIN_FRAME, choose_frame, fft_friendly_above, fft_friendly_below
+from .frame import MIN_FRAME, choose_frame, fft_friendly_above, fft_friendly_below, oversampled_binning
+from .frame import signal_half_widths
 from .frame import is_fft_friendly  # noqa: F401  (importable from here, as before)
 from .symmetry import friedel_centre
 
@@ -125,6 +126,57 @@ def extract_window(array: np.ndarray, roi: list[tuple[int, int]], fill: float | 
         target.append(slice(lo - start, hi - start))
     out[tuple(target)] = array[tuple(source)]
     return out
+
+
+def _oversampling(intensity: np.ndarray, valid: np.ndarray, window: list[tuple[int, int]]) -> tuple[float, ...]:
+    """Oversampling per axis of the pattern in ``window`` (frame over the autocorrelation's object extent,
+    :func:`cdi_dip.support.object_extent_px`)."""
+    import torch
+
+    from ..physics import FarField
+    from ..support import object_extent_px
+
+    counts = extract_window(intensity, window, 0.0).astype(np.float32)
+    used = extract_window(valid, window, False)
+    extents = object_extent_px(torch.from_numpy(counts), torch.from_numpy(used), FarField(counts.shape))
+    return tuple(n / max(e, 1.0) for n, e in zip(counts.shape, extents))
+
+
+def bin_oversampled(measurement: Measurement, cfg: PrepConfig, *, voxel_budget: int | None) -> Measurement:
+    """The measurement binned along its oversampled axes where its signal exceeds the voxel budget
+    (``cfg.bin_min_oversampling``, :func:`cdi_dip.prepare.frame.oversampled_binning`); as it is otherwise.
+
+    Nothing is binned without the setting, with ``max_size`` or a budget
+    absent, after ``--bin``, or where the region with signal fits the budget
+    (cutting to it loses nothing). ``notes["auto_bin"]`` records the factors,
+    the oversampling they were chosen from and why.
+    """
+    if (cfg.bin_min_oversampling is None or cfg.max_size is not None or voxel_budget is None
+            or any(b > 1 for b in measurement.binning)):
+        return measurement
+    intensity = apply_threshold(measurement.intensity, cfg.threshold)
+    trusted = measurement.valid if measurement.provisional is None else measurement.valid & ~measurement.provisional
+    if not (intensity[trusted] > 0).any():
+        return measurement  # prepare() refuses it with its own message
+    centre = find_centre(intensity, trusted, cfg.centre)
+    half = signal_half_widths(intensity, trusted, centre)
+    signal = [min(n, fft_friendly_above(2 * h)) for n, h in zip(measurement.shape, half)]
+    if int(np.prod(signal)) <= voxel_budget:
+        return measurement
+    window = [(c - s // 2, c - s // 2 + s) for c, s in zip(centre, signal)]
+    oversampling = _oversampling(intensity, trusted, window)
+    factors = oversampled_binning(signal, oversampling, voxel_budget, cfg.bin_min_oversampling)
+    if all(f == 1 for f in factors):
+        return measurement
+    why = (f"the region with signal ({'x'.join(map(str, signal))}) exceeds the {voxel_budget}-voxel budget; "
+           f"oversampled {' x '.join(f'{o:.1f}' for o in oversampling)} per axis, it was binned by "
+           f"{'x'.join(map(str, factors))} (keeping at least {cfg.bin_min_oversampling:g}) before any cut: the same "
+           "voxels over less of the field of view")
+    log.info("frame: %s", why)
+    binned = bin_measurement(measurement, list(factors))
+    note = {"factors": list(factors), "oversampling": [round(o, 3) for o in oversampling],
+            "min_oversampling": cfg.bin_min_oversampling, "why": why}
+    return replace(binned, notes={**binned.notes, "auto_bin": note})
 
 
 def prepare(measurement: Measurement, cfg: PrepConfig, *, voxel_budget: int | None = None) -> Measurement:
