@@ -89,7 +89,8 @@ def inspect_input(source: str, cfg: RunConfig, *, mask_specs: Sequence[str] = ()
         calibration = resolve_calibration(source, cfg.detector.dark, cfg.detector.flat)
     conditioned = _calibrated(read, cfg, calibration)
     budget = cfg.prep.max_voxels or voxel_budget(resolve_device(cfg.device).type)
-    conditioned = bin_oversampled(conditioned, cfg.prep, voxel_budget=budget)
+    if cfg.detector.bin is None:  # --bin given (even 1): the user's binning stands
+        conditioned = bin_oversampled(conditioned, cfg.prep, voxel_budget=budget)
     return Inspection(read=read, conditioned=conditioned,
                       framed=prepare(conditioned, cfg.prep, voxel_budget=budget))
 

@@ -70,10 +70,12 @@ def test_the_summary_table_says_which_frame_was_chosen_and_why(capsys):
 
     why = "the full 200x256x256 frame exceeds the 1048576-voxel budget of this device"
     render_summary({"method": "hio", "shape": [84, 112, 100], "metrics": {},
-                    "preparation": {"auto_frame": {"frame_px": [84, 112, 100], "why": why}},
+                    "preparation": {"auto_frame": {"frame_px": [84, 112, 100], "why": why},
+                                    "auto_bin": {"factors": [3, 1, 1], "why": "binned by 3x1x1 before any cut"}},
                     "fit_warning": "the fit sits far above the noise level"})
     text = " ".join(re.sub(r"[│┃┌┐└┘├┤┬┴┼─━╭╮╰╯]", " ", capsys.readouterr().out).split())
     assert "frame" in text and "1048576-voxel budget" in text
+    assert "binning binned by 3x1x1 before any cut" in text
     assert "warning the fit sits far above the noise level" in text
 
 
@@ -105,13 +107,36 @@ def test_an_oversampled_axis_is_binned_before_the_frame_is_cut():
     assert binned.binning[0] >= 2 and binned.binning[1] == 1 and note["factors"] == list(binned.binning)
     assert note["oversampling"][0] > 2.5 * binned.binning[0] - 1e-9 and "budget" in note["why"]
     framed = prepare(binned, cfg, voxel_budget=1024)
-    cut = prepare(measurement, PrepConfig(), voxel_budget=1024)
+    cut = prepare(measurement, PrepConfig(bin_min_oversampling=None), voxel_budget=1024)
     assert math.prod(framed.shape) <= 1024
     # binned, the frame reaches further out in the pattern (finer voxels) than the frame cut alone
     reach = [stop - start for start, stop in framed.roi]
     assert reach[0] > cut.roi[0][1] - cut.roi[0][0] and reach[1] >= cut.roi[1][1] - cut.roi[1][0]
     # without the setting, with --max-size, or within the budget nothing is binned
-    assert bin_oversampled(measurement, PrepConfig(), voxel_budget=1024) is measurement
+    assert bin_oversampled(measurement, PrepConfig(), voxel_budget=1024) is measurement  # off by default
     assert bin_oversampled(measurement, PrepConfig(bin_min_oversampling=2.5, max_size=32), voxel_budget=1024) \
         is measurement
     assert bin_oversampled(measurement, cfg, voxel_budget=4096) is measurement
+
+
+def test_inspect_bins_an_oversampled_pattern_over_the_budget_when_asked_unless_bin_is_given(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cdi_dip.cli.app import app
+
+    path, config = tmp_path / "thin.npy", tmp_path / "bin.toml"
+    np.save(path, _thin_object_pattern())
+    config.write_text("[prep]\nbin_min_oversampling = 2.5\n")
+    runs = {}
+    for label, extra in (("auto", []), ("bin 1", ["--bin", "1"])):
+        result = CliRunner().invoke(app, ["inspect", str(path), "--json", "--max-voxels", "1024", "--config",
+                                          str(config), *extra])
+        assert result.exit_code == 0, result.output
+        runs[label] = json.loads(result.stdout)
+    assert runs["auto"]["preparation"]["auto_bin"]["factors"][1] == 1
+    assert "auto_bin" not in runs["bin 1"]["preparation"]
+    # the binned frame reaches further out along the binned axis
+    reach = [[stop - start for start, stop in runs[label]["suggested_roi"]] for label in runs]
+    assert reach[0][0] > reach[1][0]

@@ -126,7 +126,11 @@ class PrepConfig:
     no ``--bin``), pixels are first summed along the axes oversampled enough
     to keep at least this oversampling (estimated from the autocorrelation),
     so that the frame gives up field of view before resolution; the rest is
-    cut as before. None: never binned automatically."""
+    cut as before. None: never binned automatically (cut only). Not a
+    default: on clean tuning patterns the estimate exceeded the true
+    oversampling by up to 2.4 times in 3D (dislocated crystals) and 17 times
+    in 2D (lithographic patterns), so a binned axis could fall below 2
+    (docs/benchmarks.md, "Binning an oversampled frame")."""
     centre: CentreMethod = option(CentreMethod.AUTO)
     """How the zero frequency is found: auto, max, com, friedel or none."""
     threshold: float = option(0.0, range=(0.0, None))
