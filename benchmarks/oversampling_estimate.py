@@ -5,7 +5,7 @@ whose oversampling, estimated from the autocorrelation's extent
 (:func:`cdi_dip.support.object_extent_px`, also the double DIP's box), stays
 above a floor after binning. An estimate that is too high bins too far and
 aliases the object, so the floor must allow for the estimate's error. This
-prints, per clean case of the half, the truth's oversampling per axis
+prints, per case (clean by default), the truth's oversampling per axis
 (:attr:`cdi_dip.corpus.CorpusCase.oversampling`), the estimate and their
 ratio, then the ratio's 5 %, 50 % and 95 % points and its largest value.
 No reconstruction: seconds on quick frames.
@@ -20,9 +20,8 @@ import json
 
 import numpy as np
 import torch
-from common import limit_threads, machine_description
+from common import add_corpus_arguments, limit_threads, machine_description, selected_corpus_cases
 
-from cdi_dip.corpus import corpus_cases
 from cdi_dip.physics import FarField
 from cdi_dip.support import object_extent_px
 
@@ -36,17 +35,13 @@ def estimated_oversampling(counts: np.ndarray, valid: np.ndarray) -> tuple[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--half", default="tuning", choices=("tuning", "reporting"))
-    parser.add_argument("--dims", default="3", help="2, 3 or 2,3")
-    parser.add_argument("--quick", action="store_true", help="small frames")
-    parser.add_argument("--per-family", type=int, default=4)
+    add_corpus_arguments(parser, half="tuning", conditions="clean")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     limit_threads(args.threads)
     print(machine_description())
     ratios: list[float] = []
-    for case in corpus_cases(args.half, dims=tuple(int(d) for d in args.dims.split(",")), quick=args.quick,
-                             per_family=args.per_family, conditions=["clean"]):
+    for case in selected_corpus_cases(args):
         estimate = estimated_oversampling(case.counts, case.valid)
         ratio = [e / t for e, t in zip(estimate, case.oversampling)]
         ratios += ratio
