@@ -1,13 +1,16 @@
-"""How far the autocorrelation's oversampling estimate is from the truth's, on a corpus half.
+"""How far the autocorrelation's oversampling estimates are from the truth's, on a corpus half.
 
 ``prep.bin_min_oversampling`` bins a frame over the voxel budget along the axes
-whose oversampling, estimated from the autocorrelation's extent
-(:func:`cdi_dip.support.object_extent_px`, also the double DIP's box), stays
-above a floor after binning. An estimate that is too high bins too far and
-aliases the object, so the floor must allow for the estimate's error. This
+whose oversampling, estimated from the autocorrelation, stays above a floor
+after binning. An estimate that is too high bins too far and aliases the
+object, so the floor must allow for the estimate's error. Two estimates of
+the object's extent are compared: the autocorrelation's support
+(:func:`cdi_dip.support.autocorrelation_extent_px`, which the binning uses)
+and its profile's extrapolated zero crossing
+(:func:`cdi_dip.support.object_extent_px`, the double DIP's box). This
 prints, per case (clean by default), the truth's oversampling per axis
-(:attr:`cdi_dip.corpus.CorpusCase.oversampling`), the estimate and their
-ratio, then the ratio's 5 %, 50 % and 95 % points and its largest value.
+(:attr:`cdi_dip.corpus.CorpusCase.oversampling`) and both estimates over it,
+then for each the ratio's 5 %, 50 % and 95 % points and its largest value.
 No reconstruction: seconds on quick frames.
 
     python benchmarks/oversampling_estimate.py --half tuning --dims 3 --quick --per-family 4
@@ -23,13 +26,17 @@ import torch
 from common import add_corpus_arguments, limit_threads, machine_description, selected_corpus_cases
 
 from cdi_dip.physics import FarField
-from cdi_dip.support import object_extent_px
+from cdi_dip.support import autocorrelation_extent_px, object_extent_px
 
 
-def estimated_oversampling(counts: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
-    """Frame over the autocorrelation's object extent, per axis (as ``bin_oversampled`` estimates it)."""
-    extents = object_extent_px(torch.from_numpy(counts.astype(np.float32)), torch.from_numpy(valid),
-                               FarField(counts.shape))
+ESTIMATES = {"support": autocorrelation_extent_px, "profile": object_extent_px}
+"""The extent estimates compared, by name."""
+
+
+def estimated_oversampling(counts: np.ndarray, valid: np.ndarray, estimate: str) -> tuple[float, ...]:
+    """Frame over the object extent ``estimate`` gives, per axis."""
+    extents = ESTIMATES[estimate](torch.from_numpy(counts.astype(np.float32)), torch.from_numpy(valid),
+                                  FarField(counts.shape))
     return tuple(n / max(e, 1.0) for n, e in zip(counts.shape, extents))
 
 
@@ -40,16 +47,18 @@ def main() -> None:
     args = parser.parse_args()
     limit_threads(args.threads)
     print(machine_description())
-    ratios: list[float] = []
+    ratios: dict[str, list[float]] = {name: [] for name in ESTIMATES}
     for case in selected_corpus_cases(args):
-        estimate = estimated_oversampling(case.counts, case.valid)
-        ratio = [e / t for e, t in zip(estimate, case.oversampling)]
-        ratios += ratio
-        print(json.dumps({"case": case.label, "true": [round(t, 2) for t in case.oversampling],
-                          "estimated": [round(e, 2) for e in estimate], "ratio": [round(r, 2) for r in ratio]}))
-    low, median, high = np.percentile(ratios, [5, 50, 95])
-    print(f"estimate / truth over {len(ratios)} axes: 5 % {low:.2f}, median {median:.2f}, 95 % {high:.2f}, "
-          f"largest {max(ratios):.2f}")
+        row = {"case": case.label, "true": [round(t, 2) for t in case.oversampling]}
+        for name in ESTIMATES:
+            ratio = [e / t for e, t in zip(estimated_oversampling(case.counts, case.valid, name), case.oversampling)]
+            ratios[name] += ratio
+            row[f"{name} / true"] = [round(r, 2) for r in ratio]
+        print(json.dumps(row))
+    for name, values in ratios.items():
+        low, median, high = np.percentile(values, [5, 50, 95])
+        print(f"{name}: estimate / truth over {len(values)} axes: 5 % {low:.2f}, median {median:.2f}, "
+              f"95 % {high:.2f}, largest {max(values):.2f}")
 
 
 if __name__ == "__main__":

@@ -124,13 +124,13 @@ class PrepConfig:
     bin_min_oversampling: float | None = option(None, range=(1.5, None))
     """Where the region with signal exceeds the voxel budget (no ``max_size``,
     no ``--bin``), pixels are first summed along the axes oversampled enough
-    to keep at least this oversampling (estimated from the autocorrelation),
-    so that the frame gives up field of view before resolution; the rest is
-    cut as before. None: never binned automatically (cut only). Not a
-    default: on clean tuning patterns the estimate exceeded the true
-    oversampling by up to 2.4 times in 3D (dislocated crystals) and 17 times
-    in 2D (lithographic patterns), so a binned axis could fall below 2
-    (docs/benchmarks.md, "Binning an oversampled frame")."""
+    to keep at least this oversampling (estimated from the autocorrelation's
+    support, :func:`cdi_dip.support.autocorrelation_extent_px`), so that the
+    frame gives up field of view before resolution; the rest is cut as
+    before. None: never binned automatically (cut only). Not a default yet:
+    the estimate, up to 1.65 times the true oversampling on tuning patterns,
+    was measured on small frames only (docs/benchmarks.md, "Binning an
+    oversampled frame")."""
     centre: CentreMethod = option(CentreMethod.AUTO)
     """How the zero frequency is found: auto, max, com, friedel or none."""
     threshold: float = option(0.0, range=(0.0, None))

@@ -129,17 +129,17 @@ def extract_window(array: np.ndarray, roi: list[tuple[int, int]], fill: float | 
 
 
 def _oversampling(intensity: np.ndarray, valid: np.ndarray, window: list[tuple[int, int]]) -> tuple[float, ...]:
-    """Oversampling per axis of the pattern in ``window`` (frame over the autocorrelation's object extent,
-    :func:`cdi_dip.support.object_extent_px`)."""
+    """Oversampling per axis of the pattern in ``window`` (frame over the object extent the autocorrelation's
+    support gives, :func:`cdi_dip.support.autocorrelation_extent_px`)."""
     import torch
 
     from ..physics import FarField
-    from ..support import object_extent_px
+    from ..support import autocorrelation_extent_px
 
     counts = extract_window(intensity, window, 0.0).astype(np.float32)
     used = extract_window(valid, window, False)
-    extents = object_extent_px(torch.from_numpy(counts), torch.from_numpy(used), FarField(counts.shape))
-    return tuple(n / max(e, 1.0) for n, e in zip(counts.shape, extents))
+    extents = autocorrelation_extent_px(torch.from_numpy(counts), torch.from_numpy(used), FarField(counts.shape))
+    return tuple(n / e for n, e in zip(counts.shape, extents))
 
 
 def bin_oversampled(measurement: Measurement, cfg: PrepConfig, *, voxel_budget: int | None) -> Measurement:
