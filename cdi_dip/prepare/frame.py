@@ -209,6 +209,11 @@ def oversampled_binning(sizes: Sequence[int], oversampling: Sequence[float], bud
     return tuple(factors)
 
 
+def signal_sizes(half_widths: Sequence[int], full_sizes: Sequence[int]) -> list[int]:
+    """The FFT-friendly frame that holds the signal's ``half_widths`` about the centre, at most ``full_sizes``."""
+    return [min(n, fft_friendly_above(2 * h)) for n, h in zip(full_sizes, half_widths)]
+
+
 def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int], full_sizes: Sequence[int],
                  budget: int) -> FrameChoice | None:
     """The frame for a measurement whose full frame exceeds ``budget``; None when it fits.
@@ -227,7 +232,7 @@ def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int]
     if math.prod(full_sizes) <= budget:
         return None
     half = signal_half_widths(intensity, valid, centre)
-    signal = [min(n, fft_friendly_above(2 * h)) for n, h in zip(full_sizes, half)]
+    signal = signal_sizes(half, full_sizes)
     sizes = fit_to_budget(signal, budget)
     shape = "x".join(map(str, full_sizes))
     if tuple(sizes) == tuple(signal):
@@ -242,4 +247,4 @@ def choose_frame(intensity: np.ndarray, valid: np.ndarray, centre: Sequence[int]
 
 __all__ = ["CPU_VOXEL_BUDGET", "GPU_VOXEL_BUDGET", "MIN_FRAME", "FrameChoice", "choose_frame", "fft_friendly_above",
            "fft_friendly_below", "fit_to_budget", "is_fft_friendly", "oversampled_binning", "signal_half_widths",
-           "voxel_budget"]
+           "signal_sizes", "voxel_budget"]

@@ -28,7 +28,7 @@ from ..types import Measurement
 from .corrections import bin_frames, correct_measurement
 from .defects import REASONS, DefectOptions, detect_defects, find_saturated, guess_saturation, peak_guess
 from .frame import MIN_FRAME, choose_frame, fft_friendly_above, fft_friendly_below, oversampled_binning
-from .frame import signal_half_widths
+from .frame import signal_half_widths, signal_sizes
 from .frame import is_fft_friendly  # noqa: F401  (importable from here, as before)
 from .symmetry import friedel_centre
 
@@ -159,8 +159,7 @@ def bin_oversampled(measurement: Measurement, cfg: PrepConfig, *, voxel_budget: 
     if not (intensity[trusted] > 0).any():
         return measurement  # prepare() refuses it with its own message
     centre = find_centre(intensity, trusted, cfg.centre)
-    half = signal_half_widths(intensity, trusted, centre)
-    signal = [min(n, fft_friendly_above(2 * h)) for n, h in zip(measurement.shape, half)]
+    signal = signal_sizes(signal_half_widths(intensity, trusted, centre), measurement.shape)
     if int(np.prod(signal)) <= voxel_budget:
         return measurement
     window = [(c - s // 2, c - s // 2 + s) for c, s in zip(centre, signal)]
