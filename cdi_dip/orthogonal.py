@@ -219,25 +219,25 @@ def detector_indices(grid: OrthogonalGrid, flat_index: np.ndarray) -> np.ndarray
 
 
 def trilinear(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Trilinear interpolation of a 3D array at fractional indices, zero beyond its edges.
+    """Trilinear interpolation of a 3D array at fractional indices (bilinear of a 2D one), zero beyond its edges.
 
     Parameters
     ----------
-    array : numpy.ndarray, real or complex, shape (n0, n1, n2)
-    indices : numpy.ndarray, float, shape (3, M)
+    array : numpy.ndarray, real or complex, shape (n0, n1, n2) or (n0, n1)
+    indices : numpy.ndarray, float, shape (array.ndim, M)
         Fractional array indices (voxel ``n`` at ``n``).
 
     Returns
     -------
     numpy.ndarray, shape (M,)
-        Weighted sum of the 8 surrounding voxels, those outside the array
+        Weighted sum of the 8 (4) surrounding voxels, those outside the array
         counting as 0; the dtype of ``array`` promoted to float64 or complex128.
     """
     array = np.asarray(array)
     low = np.floor(indices).astype(np.int64)
     fraction = indices - low
     out = np.zeros(indices.shape[1], dtype=np.result_type(array.dtype, np.float64))
-    for corner in np.ndindex(2, 2, 2):
+    for corner in np.ndindex(*(2,) * array.ndim):
         weight = np.ones(indices.shape[1])
         index = low + np.asarray(corner)[:, None]
         inside = np.ones(indices.shape[1], dtype=bool)

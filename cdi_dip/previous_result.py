@@ -40,11 +40,12 @@ import torch
 
 from .ensemble import restart_object
 from .errors import InvalidInputError
-from .io.result_cxi import read_result_cxi
-from .learned.initialiser import PERTURBATION, perturbed
 from .geometry import voxel_size_m
+from .io.result_cxi import read_result_cxi
 from .io.strain_files import STRAIN_CXI
+from .learned.initialiser import PERTURBATION, perturbed
 from .learned.network import scale_to_counts
+from .orthogonal import trilinear
 from .prepare.margin import seen_on_frame
 from .solvers.init import StartFrom
 from .types import Measurement
@@ -113,26 +114,14 @@ def same_array_pixels(scale: tuple[float, ...], their_shape: tuple[int, ...], sh
     return all(abs(s * m / n - 1.0) <= SAME_PIXELS_TOLERANCE for s, m, n in zip(scale, their_shape, shape))
 
 
-def _interpolated_along(array: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
-    """``array`` linearly interpolated at fractional ``positions`` (pixels) along ``axis``, zero beyond its ends."""
-    moved = np.moveaxis(array, axis, 0)
-    edge = np.zeros((1, *moved.shape[1:]), dtype=moved.dtype)
-    padded = np.concatenate([edge, moved, edge])  # index i of the array is i + 1 here; 0 and n + 1 are zero
-    low = np.floor(positions)
-    weight = (positions - low).reshape((-1,) + (1,) * (moved.ndim - 1))
-    below = np.clip(low.astype(int) + 1, 0, len(padded) - 1)
-    above = np.clip(low.astype(int) + 2, 0, len(padded) - 1)
-    return np.moveaxis((1.0 - weight) * padded[below] + weight * padded[above], 0, axis)
-
-
 def resampled(array: np.ndarray, scale: tuple[float, ...], shape: tuple[int, ...]) -> np.ndarray:
     """A centred ``array`` seen on a centred frame of ``shape`` whose voxels are ``1 / scale`` of its own.
 
-    Multilinear interpolation in real space, zero outside the array; voxel
-    ``j`` of the new frame sits at ``(j - n // 2) / scale + m // 2`` of the
-    old one along each axis (the centre pixel of both frames at the same
-    place). Shrinking (``scale < 1``) samples without averaging: a start,
-    not a measurement.
+    Multilinear interpolation in real space, zero outside the array
+    (:func:`~cdi_dip.orthogonal.trilinear`); voxel ``j`` of the new frame
+    sits at ``(j - n // 2) / scale + m // 2`` of the old one along each axis
+    (the centre pixel of both frames at the same place). Shrinking (``scale
+    < 1``) samples without averaging: a start, not a measurement.
 
     Parameters
     ----------
@@ -143,15 +132,12 @@ def resampled(array: np.ndarray, scale: tuple[float, ...], shape: tuple[int, ...
 
     Returns
     -------
-    numpy.ndarray, ``shape``, the dtype of ``array`` (float64 for integers and booleans)
+    numpy.ndarray, ``shape``, float64 or complex128
     """
-    out = np.asarray(array)
-    if not np.issubdtype(out.dtype, np.inexact):
-        out = out.astype(np.float64)
-    for axis, (s, n) in enumerate(zip(scale, shape)):
-        positions = (np.arange(n) - n // 2) / s + out.shape[axis] // 2
-        out = _interpolated_along(out, axis, positions)
-    return out
+    array = np.asarray(array)
+    positions = [(np.arange(n) - n // 2) / s + m // 2 for s, n, m in zip(scale, shape, array.shape)]
+    indices = np.stack([grid.ravel() for grid in np.meshgrid(*positions, indexing="ij")])
+    return trilinear(array, indices).reshape(shape)
 
 
 class ResultStart(StartFrom):
