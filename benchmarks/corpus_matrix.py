@@ -42,7 +42,7 @@ from common import limit_threads, machine_description, score
 
 from cdi_dip.cli.common import build_config
 from cdi_dip.cli.options import overrides
-from cdi_dip.corpus import CorpusCase, corpus_cases, moved_off_centre, write_case
+from cdi_dip.corpus import CorpusCase, corpus_cases, integrated_over_pixels, moved_off_centre, write_case
 from cdi_dip.corpus.split import HALVES
 from cdi_dip.errors import CdiDipError
 from cdi_dip.io.readers import read_object
@@ -71,6 +71,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--off-centre", action="store_true",
                         help="every case's zero frequency at a random point inside its pixel "
                              "(cdi_dip.corpus.moved_off_centre), as on a real detector")
+    parser.add_argument("--pixels", action="store_true",
+                        help="every case's intensity averaged over each pixel (cdi_dip.corpus.integrated_over_pixels), "
+                             "as a real detector records it")
     parser.add_argument("--iterations", type=int, default=None, help="as cdi-dip reconstruct --iterations")
     parser.add_argument("--seed", type=int, default=0,
                         help="as cdi-dip reconstruct --seed (default 0): another draw of the random starts")
@@ -98,6 +101,8 @@ def selected_cases(args: argparse.Namespace) -> Iterator[CorpusCase]:
                          conditions=_names(args.conditions))
     if args.off_centre:
         cases = map(moved_off_centre, cases)
+    if args.pixels:
+        cases = map(integrated_over_pixels, cases)
     return islice(cases, args.max_cases)
 
 

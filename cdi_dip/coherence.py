@@ -52,6 +52,46 @@ def gaussian_kernel(shape: tuple[int, ...], sigma_px: float, device: torch.devic
     return (kernel / kernel.sum()).float()
 
 
+def pixel_kernel(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The detector's pixels integrating the intensity over their area, as a kernel on the frame's grid.
+
+    A pixel records the far-field intensity averaged over its width, not its
+    value at the pixel's centre: the sampled intensity convolved with a box of
+    one pixel. Along an axis of ``n`` pixels that multiplies the object's
+    autocorrelation at lag ``x`` (real-space voxels) by ``sinc(x / n)``: 0.64 at
+    the edge of the field of view, 0.90 at a quarter of it, which is where the
+    autocorrelation of an object oversampled 4 times ends. Exact for a pattern
+    whose autocorrelation fits the frame (oversampling at least 2); every axis
+    is integrated (along a rocking axis it stands for the angular step).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape (pixels).
+    device : torch.device
+
+    Returns
+    -------
+    torch.Tensor, float32, frame shape, FFT order
+        The kernel on the box of :func:`kernel_radii`, summing to 1. Its
+        first neighbours weigh 0.076 and its second -0.017 along an axis:
+        unlike a Gaussian's, some weights are negative.
+    """
+    transfer = torch.ones(shape, dtype=torch.float64)
+    for axis, n in enumerate(shape):
+        along = [1] * len(shape)
+        along[axis] = n
+        transfer = transfer * torch.from_numpy(np.sinc(np.fft.fftfreq(n))).reshape(along)
+    kernel = torch.fft.ifftn(transfer).real.to(device) * _kernel_box(shape, device)
+    return (kernel / kernel.sum()).float()
+
+
+def floor_weight(kernel: torch.Tensor) -> torch.Tensor:
+    """The fraction of a pixel's coherent intensity below which its blurred value is not let fall: the kernel's
+    centre less the magnitude of its negative weights (the centre alone for a Gaussian), at least 0."""
+    return (kernel.flatten()[0] + kernel.clamp_max(0).sum()).clamp_min(0)
+
+
 BLUR_TEST_SIGMAS_PX = (0.3, 0.5, 0.7, 1.0, 1.4, 2.0)
 """Gaussian widths (pixels) that :func:`blur_test` tries on a coherent model."""
 
@@ -121,10 +161,16 @@ class PartialCoherence:
     def __init__(self, shape: tuple[int, ...], choice: PsfChoice, device: torch.device):
         self.shape = tuple(shape)
         self.fit = choice.mode == "fit"
+        self.pixels_only = choice.mode == "pixel"
+        """Whether the kernel is the pixels' integration alone (no partial coherence): the full step along
+        hidden support modes applies as to a coherent model (:mod:`cdi_dip.solvers.hidden_modes`)."""
         self._box = _kernel_box(self.shape, device)
-        self.kernel = gaussian_kernel(self.shape, choice.sigma_px, device)
+        if choice.mode == "pixel":
+            self.kernel = pixel_kernel(self.shape, device)
+        else:
+            self.kernel = gaussian_kernel(self.shape, choice.sigma_px, device)
         self._kernel_hat = self._transform(self.kernel)
-        self._central_weight = self.kernel.flatten()[0].clamp_min(0)
+        self._central_weight = floor_weight(self.kernel)
 
     def _transform(self, array: torch.Tensor) -> torch.Tensor:
         return torch.fft.rfftn(array, s=self.shape, dim=tuple(range(-len(self.shape), 0)))
@@ -139,7 +185,9 @@ class PartialCoherence:
         arrays cannot go under: in float32 the FFT's rounding (about 1e-7 of the
         brightest pixel) would otherwise leave a dark pixel's blurred value at
         zero or below, and a modulus step dividing by it overflows (a 512^2
-        pattern with 6e6 photons at its peak went NaN).
+        pattern with 6e6 photons at its peak went NaN). For a kernel with
+        negative weights (:func:`pixel_kernel`) the floor is lowered by their
+        magnitude (:func:`floor_weight`).
         """
         intensity = intensity.float()
         blurred = self._inverse(self._transform(intensity) * self._kernel_hat)
@@ -185,7 +233,7 @@ class PartialCoherence:
                 return
             self.kernel = kernel / kernel.sum()
         self._kernel_hat = self._transform(self.kernel)
-        self._central_weight = self.kernel.flatten()[0].clamp_min(0)
+        self._central_weight = floor_weight(self.kernel)
 
     def widths_px(self) -> list[float]:
         """RMS width (pixels) of the kernel along every axis (a Gaussian's sigma)."""
@@ -242,8 +290,10 @@ def blur_with(compact_kernel: np.ndarray, intensity: torch.Tensor) -> torch.Tens
     box = tuple(slice(n // 2 - k // 2, n // 2 + k // 2 + 1) for n, k in zip(shape, compact_kernel.shape))
     kernel[box] = torch.from_numpy(np.ascontiguousarray(compact_kernel)).to(intensity.device)
     dims = tuple(range(len(shape)))
-    spectrum = torch.fft.rfftn(torch.fft.ifftshift(kernel, dim=dims), dim=dims)
-    return torch.fft.irfftn(torch.fft.rfftn(intensity.float(), dim=dims) * spectrum, s=shape, dim=dims).clamp_min_(0)
+    kernel = torch.fft.ifftshift(kernel, dim=dims)
+    spectrum = torch.fft.rfftn(kernel, dim=dims)
+    blurred = torch.fft.irfftn(torch.fft.rfftn(intensity.float(), dim=dims) * spectrum, s=shape, dim=dims)
+    return torch.maximum(blurred, intensity.float() * floor_weight(kernel))
 
 
-__all__ = ["BLUR_TEST_RATIO", "BLUR_TEST_SIGMAS_PX", "CoherentModulus", "PartialCoherence", "PsfChoice", "blur_test", "blur_with", "gaussian_kernel", "kernel_radii", "parse_psf"]
+__all__ = ["BLUR_TEST_RATIO", "BLUR_TEST_SIGMAS_PX", "CoherentModulus", "PartialCoherence", "PsfChoice", "blur_test", "blur_with", "floor_weight", "gaussian_kernel", "kernel_radii", "parse_psf", "pixel_kernel"]

@@ -486,6 +486,41 @@ def expected_intensity(obj: np.ndarray, *, offset_px: Sequence[int] | None = Non
     return field_.real**2 + field_.imag**2
 
 
+def pixel_integrated_intensity(obj: np.ndarray) -> np.ndarray:
+    """The far-field intensity of an object averaged over each detector pixel, as a real detector records it.
+
+    :func:`expected_intensity` samples ``|F x|^2`` at the pixels' centres; a
+    pixel integrates it over its width. The average is exact here: the
+    intensity's autocorrelation (the object's, up to twice the frame) is
+    computed without wrapping on a frame twice as large, multiplied by
+    ``sinc(x / n)`` along each axis (the transform of a one-pixel box; ``x`` the
+    lag in voxels, ``n`` the frame's pixels) and taken back to the pixel
+    centres. For an object oversampled at least twice this is what
+    :func:`cdi_dip.coherence.pixel_kernel` models.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray, complex, 2D or 3D, centred
+        The object (any phase ramp already applied).
+
+    Returns
+    -------
+    numpy.ndarray, float64, same shape, centred
+        Non-negative; the same total as ``expected_intensity(obj)``.
+    """
+    obj = np.asarray(obj, dtype=np.complex128)
+    shape = _check_shape(obj.shape)
+    padded = np.pad(obj, [(n // 2, n - n // 2) for n in shape])  # centre n // 2 -> n, that of the 2n frame
+    fine = np.abs(np.fft.fftn(np.fft.ifftshift(padded))) ** 2  # FFT order: pixel k's centre at 2k
+    autocorrelation = np.fft.ifftn(fine)
+    for axis, n in enumerate(shape):
+        along = [1] * len(shape)
+        along[axis] = 2 * n
+        autocorrelation = autocorrelation * np.sinc(np.fft.fftfreq(2 * n, d=1 / 2)).reshape(along)
+    averaged = np.fft.fftn(autocorrelation).real[tuple(slice(None, None, 2) for _ in shape)] / math.prod(shape)
+    return np.fft.fftshift(np.clip(averaged, 0, None))  # as far_field's orthonormal transform
+
+
 def _check_peak_counts(peak_counts: float) -> float:
     if not np.isfinite(peak_counts) or peak_counts <= 0:
         raise InvalidInputError(f"peak_counts={peak_counts}: must be a positive number of photons")

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from cdi_dip.coherence import PartialCoherence, blur_with
+from cdi_dip.coherence import PartialCoherence, blur_with, floor_weight
 from cdi_dip.config import RunConfig, config_from_dict
 from cdi_dip.config.psf import PsfChoice, parse_psf
 from cdi_dip.errors import InvalidInputError
 from cdi_dip.physics import FarField
+from cdi_dip.simulate import expected_intensity, pixel_integrated_intensity
 from cdi_dip.solvers import Problem
 from cdi_dip.solvers.dip import DipRun, solve_dip
 from cdi_dip.solvers.projections import ProjectionRun, solve_projections
@@ -19,13 +20,13 @@ CPU = torch.device("cpu")
 @pytest.mark.parametrize("text, expected", [
     (None, PsfChoice()), ("none", PsfChoice()), ("auto", PsfChoice("fit", 1.0)),
     ("auto,0.7", PsfChoice("fit", 0.7)), ("gaussian,1.5", PsfChoice("fixed", 1.5)),
-    ("select", PsfChoice("select", 1.0)),
+    ("select", PsfChoice("select", 1.0)), ("pixel", PsfChoice("pixel")),
 ])
 def test_parse_psf(text, expected):
     assert parse_psf(text) == expected
 
 
-@pytest.mark.parametrize("text", ["gaussian", "gaussian,-1", "auto,nan", "lorentz,1", "auto,100"])
+@pytest.mark.parametrize("text", ["gaussian", "gaussian,-1", "auto,nan", "lorentz,1", "auto,100", "pixel,2"])
 def test_bad_psf_is_one_clear_error(text):
     with pytest.raises(InvalidInputError, match="psf"):
         parse_psf(text)
@@ -44,6 +45,54 @@ def test_blur_keeps_the_photons_and_spreads_a_delta_by_sigma():
     # The compact kernel blurs a centred image the same way as the FFT-order one.
     centred = torch.fft.fftshift(delta)
     assert torch.allclose(blur_with(coherence.compact(), centred), torch.fft.fftshift(blurred), atol=1e-4)
+
+
+def _pixel_averaged(obj: np.ndarray, sub: int = 9) -> np.ndarray:
+    """The far-field intensity of ``obj`` (centred) averaged over each pixel by the midpoint rule: ``sub``
+    (odd) samples per axis at offsets ``j / sub``, ``|j| <= sub // 2``, from a transform ``sub`` times finer.
+    Returns the centred frame."""
+    padded = np.pad(obj, [((sub * n) // 2 - n // 2, (sub * n) - (sub * n) // 2 - n + n // 2) for n in obj.shape])
+    fine = np.abs(np.fft.fftn(np.fft.ifftshift(padded))) ** 2  # FFT order, pixel k's centre at index sub * k
+    offsets = np.arange(sub) - sub // 2
+    averaged = np.zeros(obj.shape)
+    for shift in np.stack(np.meshgrid(*[offsets] * obj.ndim, indexing="ij"), -1).reshape(-1, obj.ndim):
+        averaged += np.roll(fine, tuple(-s for s in shift), axis=tuple(range(obj.ndim)))[
+            tuple(slice(None, None, sub) for _ in obj.shape)]
+    return np.fft.fftshift(averaged / sub**obj.ndim)
+
+
+def test_the_pixel_kernel_is_the_detector_pixels_average_of_the_intensity():
+    """A detector pixel integrates the intensity over its width. Averaged over each pixel on a transform nine
+    times finer, the pattern of an object oversampled about 3 times is what the pixel kernel makes of its
+    point-sampled pattern (to the kernel box's truncation), and differs from the point samples by far more."""
+    rng = np.random.default_rng(4)
+    obj = np.zeros((64, 64), np.complex128)
+    obj[22:42, 24:41] = rng.random((20, 17)) * np.exp(1j * rng.random((20, 17)))
+    averaged = _pixel_averaged(obj)
+    point = torch.from_numpy(np.fft.fftshift(np.abs(np.fft.fftn(np.fft.ifftshift(obj))) ** 2)).float()
+    kernel = PartialCoherence((64, 64), PsfChoice("pixel"), CPU)
+    modelled = blur_with(kernel.compact(), point).numpy()
+    scale = averaged.max()
+    assert np.abs(modelled - averaged).max() < 2e-3 * scale
+    assert np.abs(point.numpy() - averaged).max() > 2e-2 * scale
+    assert float(kernel.kernel.sum()) == pytest.approx(1.0, rel=1e-5)
+    assert float(kernel.kernel.min()) < 0  # a box's transform: negative lobes, which the floor allows for
+
+
+@pytest.mark.parametrize("shape, box", [((32, 32), (slice(6, 26), slice(8, 24))),
+                                        ((16, 16, 16), (slice(5, 11), slice(4, 12), slice(5, 12)))])
+def test_the_simulated_detector_averages_the_intensity_over_each_pixel(shape, box):
+    """``pixel_integrated_intensity`` (exact, on a frame twice as large) against the brute-force average on a
+    transform nine times finer; the point samples differ from both by far more."""
+    rng = np.random.default_rng(5)
+    obj = np.zeros(shape, np.complex128)
+    obj[box] = rng.random(obj[box].shape) * np.exp(1j * rng.random(obj[box].shape))
+    averaged = _pixel_averaged(obj) / np.prod(shape)  # as the unitary transform
+    simulated = pixel_integrated_intensity(obj)
+    scale = averaged.max()
+    assert np.abs(simulated - averaged).max() < 5e-3 * scale
+    assert np.abs(expected_intensity(obj) - averaged).max() > 3e-2 * scale
+    assert simulated.sum() == pytest.approx(expected_intensity(obj).sum(), rel=1e-9)
 
 
 def _speckle(shape, seed):
@@ -128,19 +177,22 @@ def test_select_alternates_a_coherent_and_a_fitted_model_between_runs():
     assert options_for_run(options, 1).psf == PsfChoice("fit", 1.0)
 
 
-def test_the_blurred_model_never_falls_below_the_kernels_centre_times_the_coherent_one():
+@pytest.mark.parametrize("choice", [PsfChoice("fit", 1.0), PsfChoice("pixel")])
+def test_the_blurred_model_never_falls_below_the_kernels_centre_times_the_coherent_one(choice):
     """A pattern with 1e7 photons at its peak and dark pixels far out: in float32 the FFT's rounding alone
     would leave a dark pixel's blurred value at zero, and the modulus step dividing by it overflowed."""
     shape = (256, 256)
-    coherence = PartialCoherence(shape, PsfChoice("fit", 1.0), CPU)
+    coherence = PartialCoherence(shape, choice, CPU)
+    floor = floor_weight(coherence.kernel)
     rng = np.random.default_rng(0)
     field = torch.complex(torch.from_numpy(rng.normal(size=shape).astype(np.float32)),
                           torch.from_numpy(rng.normal(size=shape).astype(np.float32))) * 1e-3
     field[0, 0] = 3.0e3  # about 1e7 photons
     intensity = field.real.square() + field.imag.square()
     blurred = coherence.blur(intensity)
-    assert bool((blurred >= intensity * coherence.kernel[0, 0] * (1 - 1e-6)).all())
+    assert float(floor) > 0
+    assert bool((blurred >= intensity * floor * (1 - 1e-6)).all())
     amplitude = torch.sqrt(intensity * 10)
     projected = coherence.project_(field.clone(), amplitude, torch.ones(shape, dtype=torch.bool))
     assert bool(torch.isfinite(torch.view_as_real(projected)).all())
-    assert float(projected.abs().max()) <= float((amplitude / coherence.kernel[0, 0].sqrt()).max()) * 1.001
+    assert float(projected.abs().max()) <= float((amplitude / floor.sqrt()).max()) * 1.001

@@ -97,15 +97,18 @@ def _crystal_behind_a_beamstop(radius_px: float):
     return counts, torch.from_numpy(~_centred_disc(radius_px))
 
 
-@pytest.mark.parametrize("radius_px, projection, expected", [
-    (3.0, {}, True),
-    (3.0, {"positivity": True}, False),  # a real specimen: the step is left out
-    (3.0, {"hidden_mode_floor": 0.0}, False),
-    (0.0, {}, False),  # the centre measured
+@pytest.mark.parametrize("radius_px, projection, psf, expected", [
+    (3.0, {}, "none", True),
+    (3.0, {"positivity": True}, "none", False),  # a real specimen: the step is left out
+    (3.0, {"hidden_mode_floor": 0.0}, "none", False),
+    (0.0, {}, "none", False),  # the centre measured
+    (3.0, {}, "pixel", True),  # the pixels' integration alone: still a coherent model
+    (3.0, {}, "gaussian,1.0", False),  # partial coherence: left out
 ])
-def test_the_solver_takes_the_step_only_behind_a_masked_centre_without_positivity(radius_px, projection, expected):
+def test_the_solver_takes_the_step_only_behind_a_masked_centre_without_positivity(radius_px, projection, psf,
+                                                                                 expected):
     counts, valid = _crystal_behind_a_beamstop(radius_px)
-    cfg = RunConfig(method=Method.HIO, iterations=40, seed=0, projection=ProjectionConfig(**projection))
+    cfg = RunConfig(method=Method.HIO, iterations=40, seed=0, psf=psf, projection=ProjectionConfig(**projection))
     out = solve_projections(Problem.build(counts * valid, valid, FarField(SHAPE)), ProjectionRun.from_config(cfg),
                             rng=torch.Generator().manual_seed(0))
     assert ("hidden_mode_step" in out.extra) is expected

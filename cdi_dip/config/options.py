@@ -508,8 +508,9 @@ class RunConfig:
     ``none`` (a coherent model), ``auto`` (a blurring
     kernel fitted during the reconstruction, starting from a Gaussian of 1 px),
     ``auto,SIGMA`` (fitted, from a Gaussian of SIGMA px), ``select`` (the random
-    starts alternate coherent and fitted) or ``gaussian,SIGMA`` (a fixed
-    Gaussian). See :mod:`cdi_dip.coherence`."""
+    starts alternate coherent and fitted), ``gaussian,SIGMA`` (a fixed
+    Gaussian) or ``pixel`` (the pixels' integration of the intensity, a fixed
+    one-pixel box along every axis). See :mod:`cdi_dip.coherence`."""
     psf_challengers: str = option("kernel,deconvolved,refined")
     """What challenges the coherent result under ``psf = "compare"``, comma-separated:
     ``kernel`` (a projection reconstruction fitting a blurring kernel),

@@ -25,6 +25,8 @@ class PsfChoice:
     ----------
     mode : str
         ``"none"`` (coherent), ``"fixed"`` (a Gaussian of ``sigma_px``),
+        ``"pixel"`` (the detector's pixels integrate the intensity: a fixed
+        box of one pixel along every axis, :func:`cdi_dip.coherence.pixel_kernel`),
         ``"fit"`` (Richardson-Lucy from a Gaussian of ``sigma_px``),
         ``"select"`` (runs alternate ``none`` and ``fit``; :func:`for_run`) or
         ``"compare"`` (a coherent reconstruction, then one with a fitted
@@ -45,8 +47,8 @@ class PsfChoice:
 
 
 def parse_psf(text: str | None) -> PsfChoice:
-    """Parse ``--psf``: ``none``, ``auto`` (fit), ``auto,SIGMA``, ``select[,SIGMA]``, ``compare[,SIGMA]`` or
-    ``gaussian,SIGMA`` (fixed).
+    """Parse ``--psf``: ``none``, ``auto`` (fit), ``auto,SIGMA``, ``select[,SIGMA]``, ``compare[,SIGMA]``,
+    ``gaussian,SIGMA`` (fixed) or ``pixel`` (the pixels' integration, fixed).
 
     Raises
     ------
@@ -57,6 +59,8 @@ def parse_psf(text: str | None) -> PsfChoice:
     name, _, value = spec.partition(",")
     if name in ("none", "off") and not value:
         return PsfChoice()
+    if name == "pixel" and not value:
+        return PsfChoice("pixel")
     if name in ("auto", "gaussian", "select", "compare"):
         sigma = DEFAULT_START_SIGMA_PX
         if value:
@@ -70,8 +74,8 @@ def parse_psf(text: str | None) -> PsfChoice:
         elif name == "gaussian":
             raise InvalidInputError(f"psf {text!r}: give the width, e.g. --psf gaussian,1.0 (sigma in pixels)")
         return PsfChoice({"auto": "fit", "gaussian": "fixed", "select": "select", "compare": "compare"}[name], sigma)
-    raise InvalidInputError(f"psf {text!r}: use none, auto, auto,SIGMA, select, compare or gaussian,SIGMA "
-                            "(sigma in pixels)")
+    raise InvalidInputError(f"psf {text!r}: use none, auto, auto,SIGMA, select, compare, gaussian,SIGMA "
+                            "(sigma in pixels) or pixel")
 
 
 def for_run(choice: PsfChoice, index: int) -> PsfChoice:

@@ -12,10 +12,10 @@ methods over a half and prints the matrix.
 - :mod:`.cases`: :class:`CorpusCase`, :func:`corpus_cases`, :func:`write_case`.
 """
 
-from .cases import CorpusCase, corpus_cases, moved_off_centre, object_extent_px, write_case
+from .cases import CorpusCase, corpus_cases, integrated_over_pixels, moved_off_centre, object_extent_px, write_case
 from .catalogue import CONDITIONS, FAMILIES
 from .detector import DetectorSettings, detect
 from .split import HALVES
 
 __all__ = ["CONDITIONS", "FAMILIES", "HALVES", "CorpusCase", "DetectorSettings", "corpus_cases", "detect",
-           "moved_off_centre", "object_extent_px", "write_case"]
+           "integrated_over_pixels", "moved_off_centre", "object_extent_px", "write_case"]

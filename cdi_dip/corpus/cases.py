@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..io.cxi import write_measurement_cxi
-from ..simulate import DISTANCE_M, PIXEL_SIZE_M, WAVELENGTH_M, expected_intensity, offset_ramp
+from ..simulate import DISTANCE_M, PIXEL_SIZE_M, WAVELENGTH_M, expected_intensity, offset_ramp, pixel_integrated_intensity
 from ..types import ScanMeta
 from .catalogue import CONDITIONS, FAMILIES, Family
 from .detector import DetectorSettings, detect, truncate_pattern
@@ -191,6 +191,26 @@ def moved_off_centre(case: CorpusCase) -> CorpusCase:
     detection = detect(expected_intensity(case.truth * offset_ramp(case.truth.shape, offset)), settings, rng)
     return replace(case, label=f"{case.label}+off-centre", counts=detection.counts, valid=detection.valid,
                    settings=settings)
+
+
+def integrated_over_pixels(case: CorpusCase) -> CorpusCase:
+    """The case detected again with its intensity averaged over each pixel, as a real detector records it.
+
+    The corpus samples the far field at the pixels' centres
+    (:func:`cdi_dip.simulate.expected_intensity`); a detector pixel
+    integrates it over its width (:func:`cdi_dip.simulate.pixel_integrated_intensity`),
+    which scales the pattern's autocorrelation by up to a third at the edge of
+    the field of view. The case's own detector settings are applied again with
+    a fresh draw; the label gains ``+pixels``. Applied after
+    :func:`moved_off_centre` it keeps that case's offset.
+    """
+    dim = case.truth.ndim
+    rng = np.random.default_rng([case.seed, dim, case_key(case.family), case_key(case.condition),
+                                 case_key("pixels")])
+    offset = case.settings.centre_offset_px[:dim]
+    obj = case.truth * offset_ramp(case.truth.shape, offset) if any(offset) else case.truth
+    detection = detect(pixel_integrated_intensity(obj), case.settings, rng)
+    return replace(case, label=f"{case.label}+pixels", counts=detection.counts, valid=detection.valid)
 
 
 def _selected(names: Sequence[str], wanted: Sequence[str] | None, what: str, half_name: str) -> list[str]:

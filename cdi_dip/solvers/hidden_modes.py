@@ -100,8 +100,8 @@ class HiddenModeStep:
     def for_run(cls, valid: torch.Tensor, physics: FarField, floor: float, *, positivity: bool,
                 coherent: bool) -> HiddenModeStep | None:
         """The step a projection run takes (:meth:`build`), or None where it is not used: ``floor`` 0 (switched
-        off), under positivity (it made cells worse and could diverge) or with a blurred model (``coherent``
-        False)."""
+        off), under positivity (it made cells worse and could diverge) or with a partial-coherence kernel
+        (``coherent`` False; a model integrating the intensity over the pixels alone counts as coherent)."""
         if floor <= 0 or positivity or not coherent:
             return None
         return cls.build(valid, physics, floor)

@@ -808,7 +808,8 @@ def solve_projections(
     coherence = PartialCoherence(physics.shape, psf, device) if psf.enabled else None
     modulus = CoherentModulus(coherence, counts_f, valid_f, total) if coherence is not None else None
     figures = _CheckpointFigures(physics, counts_f, valid_f, free_f, coherence)
-    hidden_modes = _hidden_mode_step(opts, valid_f, physics, positivity=positivity, coherent=modulus is None)
+    hidden_modes = _hidden_mode_step(opts, valid_f, physics, positivity=positivity,
+                                      coherent=coherence is None or coherence.pixels_only)
     constrained_mode = positivity_mode("ER", positivity)
 
     def constrained(obj: torch.Tensor) -> torch.Tensor:
