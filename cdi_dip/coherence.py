@@ -37,10 +37,19 @@ def kernel_radii(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(max(1, min(MAX_KERNEL_RADIUS_PX, n // 8)) for n in shape)
 
 
-def _kernel_box(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """Bool mask (frame shape, FFT order) of the pixels within :func:`kernel_radii` of the origin."""
+def pixel_kernel_radii(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Half-width per axis (pixels) of :func:`pixel_kernel`'s box: all but the frame's last half row, whose
+    weight is about ``1 / n^2`` (the box's transform decays slowly; cut to :func:`kernel_radii` at 1e7 photons
+    its error alone would outweigh the counting noise)."""
+    return tuple(max(1, (n - 1) // 2) for n in shape)
+
+
+def _kernel_box(shape: tuple[int, ...], device: torch.device,
+                radii: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Bool mask (frame shape, FFT order) of the pixels within ``radii`` (default :func:`kernel_radii`) of
+    the origin."""
     box = torch.ones(shape, dtype=torch.bool, device=device)
-    for offsets, radius in zip(fft_order_offsets(shape, device), kernel_radii(shape)):
+    for offsets, radius in zip(fft_order_offsets(shape, device), radii or kernel_radii(shape)):
         box = box & (offsets.abs() <= radius)
     return box
 
@@ -73,7 +82,7 @@ def pixel_kernel(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     Returns
     -------
     torch.Tensor, float32, frame shape, FFT order
-        The kernel on the box of :func:`kernel_radii`, summing to 1. Its
+        The kernel on the box of :func:`pixel_kernel_radii`, summing to 1. Its
         first neighbours weigh 0.076 and its second -0.017 along an axis:
         unlike a Gaussian's, some weights are negative.
     """
@@ -82,7 +91,7 @@ def pixel_kernel(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         along = [1] * len(shape)
         along[axis] = n
         transfer = transfer * torch.from_numpy(np.sinc(np.fft.fftfreq(n))).reshape(along)
-    kernel = torch.fft.ifftn(transfer).real.to(device) * _kernel_box(shape, device)
+    kernel = torch.fft.ifftn(transfer).real.to(device) * _kernel_box(shape, device, pixel_kernel_radii(shape))
     return (kernel / kernel.sum()).float()
 
 
@@ -164,7 +173,8 @@ class PartialCoherence:
         self.pixels_only = choice.mode == "pixel"
         """Whether the kernel is the pixels' integration alone (no partial coherence): the full step along
         hidden support modes applies as to a coherent model (:mod:`cdi_dip.solvers.hidden_modes`)."""
-        self._box = _kernel_box(self.shape, device)
+        self._radii = pixel_kernel_radii(self.shape) if self.pixels_only else kernel_radii(self.shape)
+        self._box = _kernel_box(self.shape, device, self._radii)
         if choice.mode == "pixel":
             self.kernel = pixel_kernel(self.shape, device)
         else:
@@ -243,7 +253,7 @@ class PartialCoherence:
     def compact(self) -> np.ndarray:
         """The kernel on its box, centred (odd size ``2 r + 1`` per axis), float32 on the host."""
         centred = torch.fft.fftshift(self.kernel, dim=tuple(range(len(self.shape))))
-        box = tuple(slice(n // 2 - r, n // 2 + r + 1) for n, r in zip(self.shape, kernel_radii(self.shape)))
+        box = tuple(slice(n // 2 - r, n // 2 + r + 1) for n, r in zip(self.shape, self._radii))
         return centred[box].cpu().numpy().astype(np.float32)
 
 
@@ -296,4 +306,5 @@ def blur_with(compact_kernel: np.ndarray, intensity: torch.Tensor) -> torch.Tens
     return torch.maximum(blurred, intensity.float() * floor_weight(kernel))
 
 
-__all__ = ["BLUR_TEST_RATIO", "BLUR_TEST_SIGMAS_PX", "CoherentModulus", "PartialCoherence", "PsfChoice", "blur_test", "blur_with", "floor_weight", "gaussian_kernel", "kernel_radii", "parse_psf", "pixel_kernel"]
+__all__ = ["BLUR_TEST_RATIO", "BLUR_TEST_SIGMAS_PX", "CoherentModulus", "PartialCoherence", "PsfChoice", "blur_test", "blur_with", "floor_weight", "gaussian_kernel", "kernel_radii", "parse_psf", "pixel_kernel",
+           "pixel_kernel_radii"]
