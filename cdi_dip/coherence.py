@@ -175,7 +175,7 @@ class PartialCoherence:
         hidden support modes applies as to a coherent model (:mod:`cdi_dip.solvers.hidden_modes`)."""
         self._radii = pixel_kernel_radii(self.shape) if self.pixels_only else kernel_radii(self.shape)
         self._box = _kernel_box(self.shape, device, self._radii)
-        if choice.mode == "pixel":
+        if self.pixels_only:
             self.kernel = pixel_kernel(self.shape, device)
         else:
             self.kernel = gaussian_kernel(self.shape, choice.sigma_px, device)
@@ -306,5 +306,6 @@ def blur_with(compact_kernel: np.ndarray, intensity: torch.Tensor) -> torch.Tens
     return torch.maximum(blurred, intensity.float() * floor_weight(kernel))
 
 
-__all__ = ["BLUR_TEST_RATIO", "BLUR_TEST_SIGMAS_PX", "CoherentModulus", "PartialCoherence", "PsfChoice", "blur_test", "blur_with", "floor_weight", "gaussian_kernel", "kernel_radii", "parse_psf", "pixel_kernel",
+__all__ = ["BLUR_TEST_RATIO", "BLUR_TEST_SIGMAS_PX", "CoherentModulus", "PartialCoherence", "PsfChoice", "blur_test",
+           "blur_with", "floor_weight", "gaussian_kernel", "kernel_radii", "parse_psf", "pixel_kernel",
            "pixel_kernel_radii"]

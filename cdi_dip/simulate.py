@@ -510,7 +510,7 @@ def pixel_integrated_intensity(obj: np.ndarray) -> np.ndarray:
     """
     obj = np.asarray(obj, dtype=np.complex128)
     shape = _check_shape(obj.shape)
-    padded = np.pad(obj, [(n // 2, n - n // 2) for n in shape])  # centre n // 2 -> n, that of the 2n frame
+    padded = np.pad(obj, [(n // 2, n - n // 2) for n in shape])  # on 2n pixels; a shift leaves |F|^2 alone
     fine = np.abs(np.fft.fftn(np.fft.ifftshift(padded))) ** 2  # FFT order: pixel k's centre at 2k
     autocorrelation = np.fft.ifftn(fine)
     for axis, n in enumerate(shape):

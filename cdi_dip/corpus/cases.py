@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..io.cxi import write_measurement_cxi
-from ..simulate import DISTANCE_M, PIXEL_SIZE_M, WAVELENGTH_M, expected_intensity, offset_ramp, pixel_integrated_intensity
+from ..simulate import (DISTANCE_M, PIXEL_SIZE_M, WAVELENGTH_M, expected_intensity, offset_ramp,
+                        pixel_integrated_intensity)
 from ..types import ScanMeta
 from .catalogue import CONDITIONS, FAMILIES, Family
 from .detector import DetectorSettings, detect, truncate_pattern
