@@ -69,6 +69,30 @@ def poisson_deviance_map(model_intensity: np.ndarray, counts: np.ndarray) -> np.
     return _deviance_terms(*as_float64).numpy()
 
 
+def paired_deviance_margin(counts: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray,
+                           free: np.ndarray) -> float | None:
+    """How far below ``incumbent``'s Poisson deviance on the ``free`` pixels ``challenger``'s lies, in standard
+    errors of the mean paired difference (``z``; positive: the challenger fits them better). None with fewer
+    than two free pixels or where the two models fit every one alike.
+
+    Parameters
+    ----------
+    counts, incumbent, challenger : numpy.ndarray, float, frame shape
+        Measured photons and two models of them, photons.
+    free : numpy.ndarray, bool, frame shape
+        The held-out pixels.
+    """
+    count = int(np.count_nonzero(free))
+    if count < 2:
+        return None
+    measured = counts[free]
+    difference = poisson_deviance_map(incumbent[free], measured) - poisson_deviance_map(challenger[free], measured)
+    spread = float(np.std(difference, ddof=1))
+    if not np.isfinite(spread) or spread == 0:
+        return None
+    return float(np.mean(difference) / (spread / np.sqrt(count)))
+
+
 EXPECTED_TABLE_RANGE = (1e-6, 100.0)
 """Mean intensities (photons) between which :func:`expected_deviance_terms` interpolates an exact table; below it
 the leading term ``2 m log(1/m)``, above it the series ``1 + 1/(6m) + 1/(6m^2)`` (both within 1e-5 there)."""

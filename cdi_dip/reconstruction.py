@@ -21,7 +21,7 @@ import torch
 from .config import DEFAULT_RUNS, Method, RunConfig
 from .background import background_from_counts, subtracted
 from .config.init_choice import parse_init
-from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, blur_test
+from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, PIXEL_TEST_RATIO, blur_test, pixel_test
 from .config.psf import PsfChoice, deconvolved_label, parse_challengers, parse_psf
 from .deconvolution import COARSE_WIDTHS_PX, WIENER_CONSTANT, blurred_model, refined_widths, wiener_deconvolved
 from .device import resolve_device
@@ -31,7 +31,7 @@ from .interrupts import interrupts_deferred
 from .learned.initialiser import learned_initialiser
 from .margin_result import on_measured_frame
 from .memory import check_memory
-from .metrics import data_metrics, poisson_deviance_map
+from .metrics import data_metrics, paired_deviance_margin, poisson_deviance_map
 from .physics import FarField
 from .polish import Polished, polish
 from .prepare.free_pixels import select_free_islands
@@ -522,7 +522,7 @@ COHERENCE_CHALLENGER_RUNS = 0.5
 """The fitted-kernel challenger of ``--psf compare`` makes this fraction of the coherent pass's runs (at least
 one): its runs cost about twice as much (a kernel blur in every modulus step, Richardson-Lucy updates)."""
 
-COHERENCE_LABELS = ("coherent", "fitted kernel")
+COHERENCE_LABELS = ("coherent", "fitted kernel", "integrating pixels")
 
 
 def coherence_challenger_config(cfg: RunConfig, method: Method, coherence: PsfChoice) -> RunConfig | None:
@@ -588,7 +588,12 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     coherent reconstructions of the counts deconvolved by Gaussians of
     several widths (:func:`_deconvolved_challengers`). ``refined``: the best
     of those refined against the measured counts under its width's blur
-    (:func:`_refined_challenger`). A signal during a challenger keeps the
+    (:func:`_refined_challenger`). ``pixel``: a projection reconstruction
+    whose model integrates the intensity over the detector's pixels
+    (``--psf pixel``); it runs where integrating the coherent model over the
+    pixels fits the held-out pixels significantly better
+    (:func:`cdi_dip.coherence.pixel_test`) or on a poor fit, and the others
+    then only on their own signs. A signal during a challenger keeps the
     best finished candidate, marked interrupted.
     """
     challenger_cfg = coherence_challenger_config(cfg, Method(result.method), coherence)
@@ -597,25 +602,29 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     evidence = _blur_evidence(result)
     if evidence is None:
         return _coherent_unchallenged(result, "no held-out pixels to test for blur or to choose by")
+    challengers = parse_challengers(cfg.psf_challengers)
     free_deviance = result.metrics.get("free_llk_poisson")
     poor_fit = free_deviance is not None and free_deviance > CHALLENGE_FREE_DEVIANCE
-    if not evidence["blurred"] and not poor_fit:
-        best = ("no width lowers it" if evidence["best_sigma_px"] == 0
-                else f"best {evidence['ratio']:.3f} of it, at {evidence['best_sigma_px']:g} px")
-        return _coherent_unchallenged(
-            result, f"blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-{BLUR_TEST_SIGMAS_PX[-1]:g} px does not "
-                    f"lower the free deviance by {1 - BLUR_TEST_RATIO:.0%} ({best}), and the free deviance, "
-                    f"{free_deviance:.3g} per pixel, is not above the challengers' trigger "
-                    f"({CHALLENGE_FREE_DEVIANCE:g})",
-            blur_test=evidence)
-    evidence = {**evidence, "challenged_because": "the blur test" if evidence["blurred"] else
-                f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel)"}
+    if "pixel" in challengers:
+        evidence = {**evidence, "pixel_test": pixel_test(result.model_intensity, result.measurement.intensity,
+                                                          result.free)}
+    blur_challenge = evidence["blurred"] or poor_fit
+    pixel_challenge = "pixel" in challengers and (evidence["pixel_test"]["integrating"] or poor_fit)
+    if not blur_challenge and not pixel_challenge:
+        return _coherent_unchallenged(result, _why_unchallenged(evidence, free_deviance), blur_test=evidence)
+    evidence = {**evidence, "challenged_because": _why_challenged(evidence, free_deviance, poor_fit)}
     candidates: list[tuple[str, Result]] = [(COHERENCE_LABELS[0], result)]
     notes: list[str] = []
     deconvolved_cfg = deconvolved_challenger_config(challenger_cfg, cfg)
     try:
-        for name in parse_challengers(cfg.psf_challengers):
-            if name == "kernel":
+        for name in challengers:
+            if name == "pixel":
+                if pixel_challenge:
+                    _pixel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter,
+                                      device)
+            elif not blur_challenge:
+                continue
+            elif name == "kernel":
                 _kernel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter, device)
             elif name == "refined":
                 _refined_challenger(candidates, notes, measurement, deconvolved_cfg, requested, on_iter, device)
@@ -630,6 +639,31 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
         winner.interrupted = True
         return winner
     return _choose_coherence(candidates, evidence, notes, interrupted=False)
+
+
+def _why_unchallenged(evidence: dict[str, Any], free_deviance: float | None) -> str:
+    """Why ``--psf compare`` ran no challenger: the blur test's and the pixel test's findings (``evidence``) and
+    the free deviance per pixel below the poor-fit trigger."""
+    best = ("no width lowers it" if evidence["best_sigma_px"] == 0
+            else f"best {evidence['ratio']:.3f} of it, at {evidence['best_sigma_px']:g} px")
+    why = (f"blurring its model by {BLUR_TEST_SIGMAS_PX[0]:g}-{BLUR_TEST_SIGMAS_PX[-1]:g} px does not lower the "
+           f"free deviance by {1 - BLUR_TEST_RATIO:.0%} ({best}), ")
+    pixels = evidence.get("pixel_test")
+    if pixels is not None:
+        why += (f"integrating it over the pixels does not lower it by {1 - PIXEL_TEST_RATIO:.0%} "
+                f"({pixels['ratio']:.3f} of it), ")
+    return (why + f"and the free deviance, {free_deviance:.3g} per pixel, is not above the challengers' trigger "
+            f"({CHALLENGE_FREE_DEVIANCE:g})")
+
+
+def _why_challenged(evidence: dict[str, Any], free_deviance: float | None, poor_fit: bool) -> str:
+    """What set ``--psf compare``'s challengers off: the blur test, the pixel test or a poor fit."""
+    if poor_fit:
+        return f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel)"
+    found = ["the blur test"] if evidence["blurred"] else []
+    if (evidence.get("pixel_test") or {}).get("integrating"):
+        found.append("the pixel test")
+    return " and ".join(found)
 
 
 class _ChallengeInterrupted(Exception):
@@ -661,6 +695,19 @@ def _kernel_challenger(candidates: list[tuple[str, Result]], notes: list[str], m
     challenger = _challenger(measurement, cfg, requested, init, on_iter, device, "fitted-kernel", notes)
     if challenger is not None:
         candidates.append((COHERENCE_LABELS[1], challenger))
+
+
+def _pixel_challenger(candidates: list[tuple[str, Result]], notes: list[str], measurement: Measurement,
+                      cfg: RunConfig, requested: dict[str, Any], init: Initialiser, on_iter: IterCallback | None,
+                      device: torch.device) -> None:
+    """Append a reconstruction (``cfg``'s method and runs) whose model integrates the intensity over the
+    detector's pixels (``--psf pixel``) to ``candidates``."""
+    pixel_cfg = dataclasses.replace(cfg, psf="pixel")
+    log.info("psf compare: a %s reconstruction integrating over the pixels (%d runs) challenges the coherent one",
+             pixel_cfg.method.value, pixel_cfg.runs)
+    challenger = _challenger(measurement, pixel_cfg, requested, init, on_iter, device, "integrating-pixel", notes)
+    if challenger is not None:
+        candidates.append((COHERENCE_LABELS[2], challenger))
 
 
 def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[str], measurement: Measurement,
@@ -939,30 +986,6 @@ def _with_background(result: Result, measurement: Measurement, cfg: RunConfig, b
                            problem.fit, problem.free, noise=problem.noise)
     return dataclasses.replace(result, measurement=measurement, model_intensity=model,
                                metrics={**result.metrics, **figures})
-
-
-def paired_deviance_margin(counts: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray,
-                           free: np.ndarray) -> float | None:
-    """How far below ``incumbent``'s Poisson deviance on the ``free`` pixels ``challenger``'s lies, in standard
-    errors of the mean paired difference (``z``; positive: the challenger fits them better). None with fewer
-    than two free pixels or where the two models fit every one alike.
-
-    Parameters
-    ----------
-    counts, incumbent, challenger : numpy.ndarray, float, frame shape
-        Measured photons and two models of them, photons.
-    free : numpy.ndarray, bool, frame shape
-        The held-out pixels.
-    """
-    count = int(np.count_nonzero(free))
-    if count < 2:
-        return None
-    measured = counts[free]
-    difference = poisson_deviance_map(incumbent[free], measured) - poisson_deviance_map(challenger[free], measured)
-    spread = float(np.std(difference, ddof=1))
-    if not np.isfinite(spread) or spread == 0:
-        return None
-    return float(np.mean(difference) / (spread / np.sqrt(count)))
 
 
 def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:

@@ -15,7 +15,8 @@ from cdi_dip.background import subtracted
 from cdi_dip.cli import app
 from cdi_dip.deconvolution import blurred_model
 from cdi_dip.physics import FarField
-from cdi_dip.reconstruction import BACKGROUND_FLOOR_PHOTONS, paired_deviance_margin
+from cdi_dip.metrics import paired_deviance_margin
+from cdi_dip.reconstruction import BACKGROUND_FLOOR_PHOTONS
 from cdi_dip.report.lines import method_choice_line
 
 runner = CliRunner()

@@ -514,6 +514,10 @@ class RunConfig:
     psf_challengers: str = option("kernel,deconvolved,refined")
     """What challenges the coherent result under ``psf = "compare"``, comma-separated:
     ``kernel`` (a projection reconstruction fitting a blurring kernel),
+    ``pixel`` (a projection reconstruction whose model integrates the
+    intensity over the detector's pixels, ``psf = "pixel"``; it runs where
+    integrating the coherent model over the pixels lowers its free deviance
+    by 5 % or on a poor fit, the others only on their own signs),
     ``deconvolved`` (coherent projection reconstructions of the counts
     deconvolved by Gaussians of 0.35-2.2 px, each scored blurred again against
     the measured counts; :mod:`cdi_dip.deconvolution`) and ``refined`` (the
