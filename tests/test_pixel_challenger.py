@@ -117,6 +117,11 @@ def test_point_samples_leave_the_coherent_result_unchallenged_by_the_pixels(tmp_
     assert "integrating it over the pixels does not lower it by" in record["reason"]
 
 
-def test_without_the_pixel_challenger_no_pixel_test_is_made(tmp_path):
-    summary = _summary(tmp_path, _pattern(tmp_path, _rectangle(14, 12), integrated=False), "kernel")
+def test_the_pixel_test_is_made_by_default_and_not_without_the_pixel_challenger(tmp_path):
+    pattern = _pattern(tmp_path, _rectangle(14, 12), integrated=False)
+    result = runner.invoke(app, ["reconstruct", pattern, "--out", str(tmp_path / "default"), "--json", "--device",
+                                 "cpu", "--method", "hio", "--iterations", "600", "--runs", "2", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert "pixel_test" in json.loads(result.output)["method_choice"]["coherence"]["blur_test"]
+    summary = _summary(tmp_path, pattern, "kernel")
     assert "pixel_test" not in summary["method_choice"]["coherence"]["blur_test"]

@@ -500,7 +500,9 @@ class RunConfig:
     """Partial coherence: ``compare`` (the default: a coherent reconstruction,
     challenged by the projection reconstructions of ``psf_challengers`` on
     half the runs each where a blurred copy of its model fits the held-out
-    pixels better or its free deviance per pixel is above 2; the challenger
+    pixels better or its free deviance per pixel is above 2, and by one whose
+    model integrates over the detector's pixels where its model so integrated
+    fits them better; the challenger
     with the lowest free Poisson deviance is kept where that is lower than the
     coherent result's by two standard errors of the paired difference over the
     held-out pixels; no challenger under ``--method dip`` or ``net``,
@@ -511,7 +513,7 @@ class RunConfig:
     starts alternate coherent and fitted), ``gaussian,SIGMA`` (a fixed
     Gaussian) or ``pixel`` (the pixels' integration of the intensity, a fixed
     one-pixel box along every axis). See :mod:`cdi_dip.coherence`."""
-    psf_challengers: str = option("kernel,deconvolved,refined")
+    psf_challengers: str = option("kernel,pixel,deconvolved,refined")
     """What challenges the coherent result under ``psf = "compare"``, comma-separated:
     ``kernel`` (a projection reconstruction fitting a blurring kernel),
     ``pixel`` (a projection reconstruction whose model integrates the
