@@ -166,7 +166,7 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
 
 def coherence_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
     """What ``--psf compare`` decided (None without it): the model kept, whether a challenger ran, the blur
-    test's ratio and width, the pixel test's margin (``z``), the free deviance of every candidate and the
+    test's ratio and width, the pixel test's ratio and margin (``z``), the free deviance of every candidate and the
     margin of the one kept."""
     record = (summary.get("method_choice") or {}).get("coherence")
     if not isinstance(record, dict):
@@ -174,6 +174,7 @@ def coherence_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
     test = record.get("blur_test") or {}
     return {"chosen": record.get("chosen"), "challenged": bool(record.get("compared")),
             "blur_ratio": test.get("ratio"), "blur_sigma_px": test.get("best_sigma_px"),
+            "pixel_ratio": (test.get("pixel_test") or {}).get("ratio"),
             "pixel_z": (test.get("pixel_test") or {}).get("margin_z"),
             "free_llk_by_candidate": record.get("free_llk_poisson"), "margin_z": record.get("margin_z")}
 

@@ -590,8 +590,8 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     of those refined against the measured counts under its width's blur
     (:func:`_refined_challenger`). ``pixel``: a projection reconstruction
     whose model integrates the intensity over the detector's pixels
-    (``--psf pixel``); it runs where integrating the coherent model over the
-    pixels fits the held-out pixels significantly better
+    (``--psf pixel``); it runs where the coherent model integrated over the
+    pixels fits the held-out pixels 5 % better
     (:func:`cdi_dip.coherence.pixel_test`) or on a poor fit, and the others
     then only on their own signs. A signal during a challenger keeps the
     best finished candidate, marked interrupted.

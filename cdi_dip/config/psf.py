@@ -93,8 +93,8 @@ def for_run(choice: PsfChoice, index: int) -> PsfChoice:
 CHALLENGERS = ("kernel", "pixel", "deconvolved", "refined", "polished")
 """The challengers ``--psf compare`` can run against the coherent result (``psf_challengers``): ``kernel``, a
 projection reconstruction fitting a kernel; ``pixel``, a projection reconstruction whose model integrates the
-intensity over the detector's pixels (``--psf pixel``); ``deconvolved``, coherent reconstructions of the counts deconvolved
-by Gaussians of several widths (:mod:`cdi_dip.deconvolution`); ``refined``, the best deconvolved one refined
+intensity over the detector's pixels (``--psf pixel``); ``deconvolved``, coherent reconstructions of the counts
+deconvolved by Gaussians of several widths (:mod:`cdi_dip.deconvolution`); ``refined``, the best deconvolved one refined
 against the measured counts under its width's blur (only with ``deconvolved``); ``polished``, the best candidate
 so far with a Gaussian width per axis fitted with it by maximum likelihood (:mod:`cdi_dip.polish`)."""
 
