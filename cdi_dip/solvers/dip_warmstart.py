@@ -184,7 +184,7 @@ def hio_in_box(problem: Problem, box: torch.Tensor, *, threshold: float, rng: to
     if coherence is not None:
         modulus = CoherentModulus(coherence, physics.to_fft_order(problem.counts), valid_f, ITERATIONS_PER_RUN)
     hidden = HiddenModeStep.for_run(valid_f, physics, hidden_mode_floor, positivity=positivity,
-                                    coherent=coherence is None or coherence.pixels_only)
+                                    coherence=coherence)
     state = run_plan(x, WARM_START_PLAN, target, physics, rule, kernels=TorchBackend(), beta=BETA,
                      positivity=positivity, on_iteration=step_callback, coherence=modulus, hidden_modes=hidden)
     return _inside(state.x, rule.current), rule.current, state.interrupted

@@ -34,12 +34,16 @@ only without positivity.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..missing_modes import masked_centre_frequencies, smaller_gram, wrapped_frequencies
 from ..physics import FarField
+
+if TYPE_CHECKING:
+    from ..coherence import PartialCoherence
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +102,12 @@ class HiddenModeStep:
 
     @classmethod
     def for_run(cls, valid: torch.Tensor, physics: FarField, floor: float, *, positivity: bool,
-                coherent: bool) -> HiddenModeStep | None:
+                coherence: PartialCoherence | None) -> HiddenModeStep | None:
         """The step a projection run takes (:meth:`build`), or None where it is not used: ``floor`` 0 (switched
         off), under positivity (it made cells worse and could diverge) or with a partial-coherence kernel
-        (``coherent`` False; a model integrating the intensity over the pixels alone counts as coherent)."""
-        if floor <= 0 or positivity or not coherent:
+        (``coherence``; a model integrating the intensity over the pixels alone counts as coherent)."""
+        partially_coherent = coherence is not None and not coherence.pixels_only
+        if floor <= 0 or positivity or partially_coherent:
             return None
         return cls.build(valid, physics, floor)
 

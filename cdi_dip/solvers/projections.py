@@ -640,10 +640,11 @@ class _Shrinkwrap:
 
 
 def _hidden_mode_step(opts: ProjectionConfig, valid_f: torch.Tensor, physics: FarField, *, positivity: bool,
-                      coherent: bool) -> HiddenModeStep | None:
+                      coherence: PartialCoherence | None) -> HiddenModeStep | None:
     """The full step along hidden support modes when the centre is masked, the object complex and the model
     coherent (:mod:`cdi_dip.solvers.hidden_modes`); None otherwise or with ``hidden_mode_floor = 0``."""
-    step = HiddenModeStep.for_run(valid_f, physics, opts.hidden_mode_floor, positivity=positivity, coherent=coherent)
+    step = HiddenModeStep.for_run(valid_f, physics, opts.hidden_mode_floor, positivity=positivity,
+                                  coherence=coherence)
     if step is not None:
         log.info("masked centre (%d px): the modulus step is taken in full along hidden support modes (cap %.0fx)",
                  len(step.frequencies), 1 / step.floor)
@@ -808,8 +809,7 @@ def solve_projections(
     coherence = PartialCoherence(physics.shape, psf, device) if psf.enabled else None
     modulus = CoherentModulus(coherence, counts_f, valid_f, total) if coherence is not None else None
     figures = _CheckpointFigures(physics, counts_f, valid_f, free_f, coherence)
-    hidden_modes = _hidden_mode_step(opts, valid_f, physics, positivity=positivity,
-                                      coherent=coherence is None or coherence.pixels_only)
+    hidden_modes = _hidden_mode_step(opts, valid_f, physics, positivity=positivity, coherence=coherence)
     constrained_mode = positivity_mode("ER", positivity)
 
     def constrained(obj: torch.Tensor) -> torch.Tensor:
