@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .config import DEFAULT_RUNS, Method, RunConfig
+from .config.options import DEFAULT_POOR_FIT_DIP_STARTS
 from .background import background_from_counts, subtracted
 from .config.init_choice import parse_init
 from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, PIXEL_TEST_RATIO, blur_test, pixel_test
@@ -31,7 +32,7 @@ from .interrupts import interrupts_deferred
 from .learned.initialiser import learned_initialiser
 from .margin_result import on_measured_frame
 from .memory import check_memory
-from .metrics import data_metrics, paired_deviance_margin, poisson_deviance_map
+from .metrics import challenge_margin, data_metrics, poisson_deviance_map
 from .physics import FarField
 from .polish import Polished, polish
 from .prepare.free_pixels import select_free_islands
@@ -97,8 +98,9 @@ def reconstruct(
     ``Result.beamstop_rim`` says what was measured and done.
 
     Where the result then fits its held-out pixels far worse than the counts
-    allow, more random starts of a projection method challenge it
-    (:func:`_more_starts_challenge`, ``cfg.poor_fit_starts``), and then the
+    allow, more random starts of its method challenge it
+    (:func:`_more_starts_challenge`, ``cfg.poor_fit_starts``, the double DIP's
+    ``cfg.poor_fit_dip_starts``), and then the
     frame embedded in a larger one with an unmeasured margin
     (:func:`_margin_challenge`, ``cfg.frame_margin``); the result kept is
     written on the measured frame either way.
@@ -159,37 +161,52 @@ def _reconstruct_frame(measurement: Measurement, cfg: RunConfig, requested: dict
     return first
 
 
-MORE_STARTS_METHODS = (Method.HIO.value, Method.RAAR.value, Method.ER.value)
-"""The methods whose poor fits more random starts challenge (cheap starts; the double DIP probes several starts
-inside one run)."""
+MORE_STARTS_METHODS = (Method.HIO.value, Method.RAAR.value, Method.ER.value, Method.DIP.value)
+"""The methods whose poor fits more random starts challenge: ``cfg.poor_fit_starts`` of a projection method's,
+``cfg.poor_fit_dip_starts`` of the double DIP's (:func:`more_starts_count`)."""
+
+
+def more_starts_count(result: Result, cfg: RunConfig) -> int:
+    """How many more starts challenge a poor fit of ``result``'s method: ``cfg.poor_fit_dip_starts`` for the
+    double DIP (a run costs hundreds of network steps; None: :data:`~cdi_dip.config.options.DEFAULT_POOR_FIT_DIP_STARTS`
+    for the frame's dimensions), ``cfg.poor_fit_starts`` for a projection method."""
+    if result.method != Method.DIP.value:
+        return cfg.poor_fit_starts
+    if cfg.poor_fit_dip_starts is not None:
+        return cfg.poor_fit_dip_starts
+    return DEFAULT_POOR_FIT_DIP_STARTS.get(len(result.measurement.shape), 0)
 
 
 def more_starts_config(result: Result, cfg: RunConfig) -> RunConfig | None:
-    """The more-starts challenger's configuration: ``result``'s method (``auto`` resolved), ``cfg.poor_fit_starts``
-    runs from the seeds after those the first runs used (run ``k`` uses ``seed + k``). None where the first
-    runs were not the method's default number (:data:`~cdi_dip.config.DEFAULT_RUNS`): any other number of starts
-    asked for (``--runs``) is what runs (``--runs 4`` is the default's number and is challenged)."""
+    """The more-starts challenger's configuration: ``result``'s method (``auto`` resolved),
+    :func:`more_starts_count` runs from the seeds after those the first runs used (run ``k`` uses ``seed + k``).
+    None where the first runs were not the method's default number (:data:`~cdi_dip.config.DEFAULT_RUNS`): any
+    other number of starts asked for (``--runs``) is what runs (``--runs 4`` is the default's number and is
+    challenged)."""
     first = cfg.with_method(Method(result.method)) if Method(cfg.method) is Method.AUTO else cfg
     if first.runs != DEFAULT_RUNS[Method(result.method)]:
         return None
-    keep = first.keep if first.keep is not None and first.keep <= cfg.poor_fit_starts else None
-    return dataclasses.replace(first, runs=cfg.poor_fit_starts, keep=keep, seed=first.seed + first.runs)
+    count = more_starts_count(result, cfg)
+    keep = first.keep if first.keep is not None and first.keep <= count else None
+    return dataclasses.replace(first, runs=count, keep=keep, seed=first.seed + first.runs)
 
 
 def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunConfig, requested: dict[str, Any],
                            init: Initialiser, on_iter: IterCallback | None) -> Result:
-    """Where a projection method's ``result`` fits its held-out pixels far worse than the counts allow (free
-    deviance per pixel above :data:`CHALLENGE_FREE_DEVIANCE`), ``cfg.poor_fit_starts`` more random starts
-    (:func:`more_starts_config`) reconstruct the frame again on the same held-out pixels; their result is kept
-    where it fits them better by :data:`CHALLENGE_SIGNIFICANCE` standard errors. ``method_choice["starts"]``
-    records what was done.
+    """Where ``result`` fits its held-out pixels far worse than the counts allow (free deviance per pixel above
+    :data:`CHALLENGE_FREE_DEVIANCE`), more random starts of its method (:func:`more_starts_count`,
+    :func:`more_starts_config`) reconstruct the frame again on the same held-out pixels; their result is kept
+    where it fits them better by :data:`CHALLENGE_SIGNIFICANCE` (:func:`free_deviance_margin`).
+    ``method_choice["starts"]`` records what was done.
 
-    A projection method lands in the truth's basin from some random starts and not others; a poor fit says the
-    first starts all missed it.
+    A projection method lands in the truth's basin from some random starts and not others, and a double DIP
+    run from some seeds and not others (its warm start and its networks' weights); a poor fit says the first
+    starts all missed it.
     """
     free_deviance = result.metrics.get("free_llk_poisson")
-    if (cfg.poor_fit_starts < 1 or result.interrupted or result.free is None or free_deviance is None
-            or result.method not in MORE_STARTS_METHODS or free_deviance <= CHALLENGE_FREE_DEVIANCE):
+    if (result.method not in MORE_STARTS_METHODS or more_starts_count(result, cfg) < 1
+            or result.interrupted or result.free is None or free_deviance is None
+            or free_deviance <= CHALLENGE_FREE_DEVIANCE):
         return result
     challenger_cfg = more_starts_config(result, cfg)
     if challenger_cfg is None:
@@ -250,7 +267,7 @@ def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, 
     """Where ``result`` fits its held-out pixels far worse than the counts allow (free deviance per pixel above
     :data:`CHALLENGE_FREE_DEVIANCE`), the measurement in a frame ``cfg.frame_margin`` times larger, its margin
     unmeasured (:func:`~cdi_dip.prepare.margin.with_unmeasured_margin`), reconstructed again; kept where it fits
-    the same held-out pixels better by :data:`CHALLENGE_SIGNIFICANCE` standard errors
+    the same held-out pixels better by a normal score of :data:`CHALLENGE_SIGNIFICANCE`
     (:func:`free_deviance_margin`), and then seen on the measured frame, so that every result of a scan has
     its frame and voxels. ``method_choice["margin"]`` records what was done. A start from a previous result
     (``init``) is seen on the larger frame; a learned model's is made again for it.
@@ -305,15 +322,15 @@ def _margin_winner(result: Result, challenger: Result, measurement: Measurement,
 
 def _poor_fit_verdict(result: Result, challenger: Result, free_deviance: float,
                       challenger_fits: str) -> tuple[float | None, bool, str]:
-    """The significance rule on a poor fit's challenger: the paired margin of their free deviances (standard
-    errors; None where it cannot be measured), whether the challenger is kept (above
+    """The significance rule on a poor fit's challenger: the margin of their free deviances (a normal score,
+    :func:`free_deviance_margin`; None where it cannot be measured), whether the challenger is kept (above
     :data:`CHALLENGE_SIGNIFICANCE`) and the reason, naming the challenger as ``challenger_fits`` (e.g. "the
     frame with a margin fits")."""
     margin = free_deviance_margin(result, challenger)
     kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
     reason = (f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel); "
-              f"{challenger_fits} the held-out pixels {'better' if kept else 'no better'} by "
-              f"{CHALLENGE_SIGNIFICANCE:g} standard errors (z {'none' if margin is None else f'{margin:.2f}'})")
+              f"{challenger_fits} the held-out pixels {'better' if kept else 'no better'} at z "
+              f"{CHALLENGE_SIGNIFICANCE:g} (z {'none' if margin is None else f'{margin:.2f}'})")
     return margin, kept, reason
 
 
@@ -362,7 +379,7 @@ def _rim_challenge(first: Result, measurement: Measurement, rim: RimTest, cfg: R
                    init: Initialiser, on_iter: IterCallback | None) -> Result:
     """Where a projection method's first pass missed the centre (its prediction has not the rim's shape, so the
     test has no verdict), a fresh reconstruction with the rim; kept where it fits the held-out pixels (the same
-    in both passes: the rim is ``never_free``) better by :data:`CHALLENGE_SIGNIFICANCE` standard errors
+    in both passes: the rim is ``never_free``) better by a normal score of :data:`CHALLENGE_SIGNIFICANCE`
     (:func:`free_deviance_margin`), else ``first``.
 
     Both outcomes of a rim the test cannot judge are then covered: lit, the rim's counts are what the
@@ -378,7 +395,7 @@ def _rim_challenge(first: Result, measurement: Measurement, rim: RimTest, cfg: R
     kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
     log.info("beamstop rim: the reconstruction with it fits the %d held-out pixels %s (margin %s): %s",
              0 if first.free is None else int(np.count_nonzero(first.free)), "better" if kept else "no better",
-             "none" if margin is None else f"{margin:.2f} standard errors", "kept" if kept else "the first kept")
+             "none" if margin is None else f"z {margin:.2f}", "kept" if kept else "the first kept")
     winner, loser = (challenger, first) if kept else (first, challenger)
     winner.beamstop_rim = rim.outcome(readmitted=kept, challenge_margin_z=margin)
     winner.wall_s += loser.wall_s
@@ -552,8 +569,9 @@ of them off, at several times its time, while on the low-flux tuning patterns wh
 starts rescued none (docs/benchmarks.md, nineteenth session)."""
 
 CHALLENGE_SIGNIFICANCE = 2.0
-"""A challenger replaces the coherent result only when its free deviance is lower by this many standard errors
-of the paired difference over the held-out pixels (:func:`free_deviance_margin`); 0: the lowest deviance wins."""
+"""A challenger replaces the incumbent only when it fits the held-out pixels better by this normal score
+(:func:`free_deviance_margin`: the paired mean's ``z``, or where the challenger's total deviance is lower the
+signed ranks' where larger); 0: the lowest deviance wins."""
 
 
 DECONVOLVED_RUNS = 0.5
@@ -837,7 +855,7 @@ def _as_blurred_model(result: Result, measurement: Measurement, problem: Problem
 def _choose_coherence(candidates: list[tuple[str, Result]], evidence: dict[str, Any], notes: list[str], *,
                       interrupted: bool) -> Result:
     """The candidate with the lowest free Poisson deviance (the coherent one, first, when none has one), where
-    that is lower than the coherent result's by :data:`CHALLENGE_SIGNIFICANCE` standard errors
+    that is significantly lower than the coherent result's (:data:`CHALLENGE_SIGNIFICANCE`)
     (:func:`free_deviance_margin`; otherwise the coherent result). On the tuning half, without that margin, a
     smoothed model of a poorly fitted, unblurred pattern often won with a worse object. Its
     ``method_choice["coherence"]`` records them all, the margin and the blur test; its ``wall_s`` includes
@@ -876,7 +894,7 @@ def _background_stage(measurement: Measurement, cfg: RunConfig, requested: dict[
     :data:`BACKGROUND_FLOOR_PHOTONS` per measured pixel, or with ``background = "none"``, the counts are
     reconstructed as they are. With ``subtract`` the method reconstructs the counts less the background. With
     ``compare`` it reconstructs both, and the result of the counts less the background, scored with it added
-    back, is kept where its free Poisson deviance is lower by :data:`CHALLENGE_SIGNIFICANCE` standard errors.
+    back, is kept where its free Poisson deviance is significantly lower (:data:`CHALLENGE_SIGNIFICANCE`).
 
     Returns
     -------
@@ -989,15 +1007,16 @@ def _with_background(result: Result, measurement: Measurement, cfg: RunConfig, b
 
 
 def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:
-    """How far below the incumbent's free Poisson deviance the challenger's lies, in standard errors of the mean
-    paired difference over their held-out pixels (``z``; positive: the challenger fits them better); a
-    challenger on a frame with an unmeasured margin is read on the measured frame's pixels. None
-    without models or held-out pixels, or where the two models fit every held-out pixel alike."""
+    """How much better the challenger fits the incumbent's held-out pixels, a normal score ``z`` (positive: the
+    challenger fits them better; :func:`~cdi_dip.metrics.challenge_margin`: the paired mean's, or where the
+    challenger's deviance is lower the signed ranks' where larger); a challenger on a frame with an unmeasured
+    margin is read on the measured frame's pixels. None without models or held-out pixels, or where the two
+    models fit every held-out pixel alike."""
     free = incumbent.free
     if free is None or incumbent.model_intensity is None or challenger.model_intensity is None:
         return None
     challenger_model = measured_part(challenger.model_intensity, incumbent.model_intensity.shape)
-    return paired_deviance_margin(incumbent.measurement.intensity, incumbent.model_intensity, challenger_model, free)
+    return challenge_margin(incumbent.measurement.intensity, incumbent.model_intensity, challenger_model, free)
 
 
 def _coherent_unchallenged(result: Result, why: str, **record: Any) -> Result:
@@ -1037,7 +1056,7 @@ def _lowest_free_deviance(results: Sequence[Result], labels: Sequence[str], *,
 
 def _significantly_lowest(candidates: Sequence[tuple[str, Result]], *, first: str) -> tuple[Result, dict[str, Any]]:
     """Of labelled results of the same data and free pixels, the one with the lowest free Poisson deviance where
-    that is lower than the first's (the incumbent's) by :data:`CHALLENGE_SIGNIFICANCE` standard errors
+    that is significantly lower than the first's (the incumbent's; :data:`CHALLENGE_SIGNIFICANCE`)
     (:func:`free_deviance_margin`), otherwise the first; and the record of the choice
     (:func:`_lowest_free_deviance`'s, with ``margin_z`` where a challenger was lowest)."""
     labels = [label for label, _ in candidates]

@@ -451,8 +451,8 @@ class BeamstopRim:
         (below 0.75: the first pass missed the centre, the test has no verdict).
     challenge_margin_z : float or None
         Where a reconstruction with the rim challenged a first pass without a
-        verdict: how many standard errors lower its free Poisson deviance was
-        (kept above 2); None: no challenge.
+        verdict: how much lower its free Poisson deviance was, a normal score
+        (:func:`cdi_dip.metrics.challenge_margin`; kept above 2); None: no challenge.
     """
 
     pixels: int

@@ -61,12 +61,13 @@ def test_auto_on_a_crystal_compares_and_says_so(scan, tmp_path):
 
 def test_no_comparison_when_switched_off_or_a_method_is_named(scan, tmp_path):
     off = RunConfig(device="cpu", iterations=30, seed=0, dip=TINY_DIP, auto_compare=False, psf="none",
-                    background="none").validate()  # methods only
+                    background="none", poor_fit_dip_starts=0).validate()  # methods only
     summary = reconstruct_scan(scan, off, tmp_path / "off")
     # what auto read, no comparison of methods (the frame-margin challenge is a decision of its own)
     assert summary["method"] == "dip" and set(summary["method_choice"]) - {"margin"} == {"auto"}
     assert summary["method_choice"]["auto"]["kind"] == "crystal"
-    named = RunConfig(device="cpu", method=Method.DIP, iterations=30, seed=0, dip=TINY_DIP, background="none").validate()
+    named = RunConfig(device="cpu", method=Method.DIP, iterations=30, seed=0, dip=TINY_DIP, background="none",
+                      poor_fit_dip_starts=0).validate()
     assert set(reconstruct_scan(scan, named, tmp_path / "named").get("method_choice", {})) <= {"margin"}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from cdi_dip import reconstruction
 from cdi_dip.config import Method, RunConfig
-from cdi_dip.config.options import DEFAULT_RUNS
+from cdi_dip.config.options import DEFAULT_POOR_FIT_DIP_STARTS, DEFAULT_RUNS
 from cdi_dip.errors import ReconstructionError
 from cdi_dip.report.lines import more_starts_line
 from cdi_dip.simulate import simulate_scan
@@ -59,7 +59,7 @@ def test_a_poor_fit_is_challenged_by_more_starts_on_the_same_free_pixels(monkeyp
 def test_a_good_fit_the_double_dip_and_the_setting_off_are_not_challenged(monkeypatch):
     frames = FakeFrames(np.ones((20, 24)), 1.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
-    cfg = RunConfig(device="cpu", method=Method.HIO, poor_fit_starts=12).validate()
+    cfg = RunConfig(device="cpu", method=Method.HIO, poor_fit_starts=12, poor_fit_dip_starts=0).validate()
     measurement, _, good = poor_fit(3)
     good.metrics["free_llk_poisson"] = 1.3
     assert reconstruction._more_starts_challenge(good, measurement, cfg, cfg.to_dict(), None, None) is good
@@ -71,6 +71,33 @@ def test_a_good_fit_the_double_dip_and_the_setting_off_are_not_challenged(monkey
     asked = RunConfig(device="cpu", method=Method.HIO, runs=2, poor_fit_starts=12).validate()  # --runs 2: two runs
     assert reconstruction._more_starts_challenge(poor, measurement, asked, asked.to_dict(), None, None) is poor
     assert not frames.seen and "starts" not in good.method_choice | dip.method_choice | poor.method_choice
+
+
+@pytest.mark.parametrize("method", [Method.DIP, Method.AUTO])
+def test_a_poor_double_dip_fit_is_challenged_by_more_of_its_runs(monkeypatch, method):
+    measurement, expected, result = poor_fit(3, "dip")
+    frames = FakeFrames(expected, 1.1)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    cfg = RunConfig(device="cpu", method=method, seed=5, poor_fit_starts=12, poor_fit_dip_starts=2).validate()
+    kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
+    ((seen, challenger_cfg),) = frames.seen
+    assert challenger_cfg.method is Method.DIP and challenger_cfg.runs == 2 and challenger_cfg.seed == 6
+    assert np.array_equal(seen.fixed_free, result.free)
+    assert kept is not result and kept.method_choice["starts"]["seeds"] == {"first starts": [5, 5],
+                                                                            "more starts": [6, 7]}
+    off = dataclasses.replace(cfg, poor_fit_dip_starts=0)
+    _, _, again = poor_fit(3, "dip")
+    assert reconstruction._more_starts_challenge(again, measurement, off, off.to_dict(), None, None) is again
+
+
+def test_the_double_dips_more_starts_default_by_the_frames_dimensions():
+    cfg = RunConfig(device="cpu", method=Method.DIP, poor_fit_starts=12).validate()
+    _, _, flat = poor_fit(3, "dip")
+    volume = dataclasses.replace(flat, measurement=Measurement(np.ones((4, 5, 6), np.float32), np.ones((4, 5, 6), bool)))
+    assert reconstruction.more_starts_count(flat, cfg) == DEFAULT_POOR_FIT_DIP_STARTS[2]
+    assert reconstruction.more_starts_count(volume, cfg) == DEFAULT_POOR_FIT_DIP_STARTS[3]
+    assert reconstruction.more_starts_count(flat, dataclasses.replace(cfg, poor_fit_dip_starts=5)) == 5
+    assert reconstruction.more_starts_count(poor_fit(3, "hio")[2], cfg) == 12
 
 
 def test_auto_is_challenged_with_the_method_it_chose():

@@ -73,7 +73,7 @@ def test_an_initialiser_plugs_into_the_projection_solvers_and_the_dip_warm_start
     assert compare_objects(started.obj, truth.numpy()).error < 0.5 * compare_objects(random.obj, truth.numpy()).error
 
     seen.clear()
-    dip = RunConfig(method=Method.DIP, device="cpu", runs=1, iterations=5,
+    dip = RunConfig(method=Method.DIP, device="cpu", runs=1, iterations=5, poor_fit_dip_starts=0,
                     dip=DipConfig(warm_start_runs=2, prefit_iterations=2, channels=4, depth=2,
                                   polish_iterations=0)).validate()
     reconstruct(measurement, dip, init=from_the_truth)

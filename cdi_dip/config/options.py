@@ -448,6 +448,13 @@ one start in four stagnates on simulated crystals (docs/benchmarks.md); the
 double DIP already probes several starts inside one run."""
 
 
+DEFAULT_POOR_FIT_DIP_STARTS = {2: 2, 3: 0}
+"""More double DIP runs on a poor fit (``poor_fit_dip_starts``) when none are asked for, by the frame's
+dimensions. 2D: chosen on the corpus's tuning half (docs/benchmarks.md, twenty-fifth session: results better
+where a run had landed in a striped local minimum, none worse). 3D: none until measured (a 3D run costs
+minutes on a CPU)."""
+
+
 @dataclass
 class RunConfig:
     """Everything one reconstruction needs besides the data."""
@@ -503,9 +510,10 @@ class RunConfig:
     pixels better or its free deviance per pixel is above 2, and by one whose
     model integrates over the detector's pixels where its model so integrated
     fits them better; the challenger
-    with the lowest free Poisson deviance is kept where that is lower than the
-    coherent result's by two standard errors of the paired difference over the
-    held-out pixels; no challenger under ``--method dip`` or ``net``,
+    with the lowest free Poisson deviance is kept where that is significantly
+    lower than the coherent result's over the held-out pixels (a paired test at
+    z 2: the mean difference, or where the total is lower Wilcoxon's signed
+    ranks, :func:`cdi_dip.metrics.challenge_margin`); no challenger under ``--method dip`` or ``net``,
     an explicit ``projection.plan`` or without held-out pixels),
     ``none`` (a coherent model), ``auto`` (a blurring
     kernel fitted during the reconstruction, starting from a Gaussian of 1 px),
@@ -537,7 +545,8 @@ class RunConfig:
     reconstruction, where it averages 0.5 photons per pixel or more) or
     ``compare`` (the counts are reconstructed both as measured and less that
     background, and the second, scored with the background added back, is
-    kept where its free Poisson deviance is lower by two standard errors). The
+    kept where its free Poisson deviance is significantly lower, by the same
+    paired test at z 2). The
     partial-coherence challengers then fit the counts the result kept fitted.
     See :mod:`cdi_dip.background`."""
     background_blur_guard: bool = option(False)
@@ -559,7 +568,8 @@ class RunConfig:
     and reconstructed there again: on pixels this many times finer, an object
     that a frame cut inside its pattern sees band-limited, ringing past its
     outline, is compact again. The challenger is kept where its free Poisson
-    deviance on the same held-out pixels is lower by two standard errors, and
+    deviance on the same held-out pixels is significantly lower (the paired
+    test at z 2), and
     written on the measured frame like any result (its far field there:
     :mod:`cdi_dip.prepare.margin`, :mod:`cdi_dip.margin_result`). 1: never."""
     poor_fit_starts: int = option(12, range=(0, 1000))
@@ -567,14 +577,26 @@ class RunConfig:
     its held-out pixels far worse than the counts allow (free Poisson deviance
     above 2 per pixel), this many more random starts, from the seeds after the
     first runs', reconstruct the same frame again on the same held-out pixels;
-    their result is kept where its free deviance is lower by two standard
-    errors. A poor fit says the first starts all missed the truth's basin. On
+    their result is kept where its free deviance is significantly lower (the
+    paired test at z 2). A poor fit says the first starts all missed the truth's basin. On
     the corpus's tuning half (2D, HIO, 120 patterns under six conditions) 13
     results were better and none worse (docs/benchmarks.md, seventeenth
     session); it costs a reconstruction with this many starts wherever the fit
     is poor. Only where the first runs were the method's default number (4):
     any other number of starts asked for (``runs``, ``--runs``) is what runs;
     ``--runs 4`` is the default and is challenged like it. 0: never."""
+    poor_fit_dip_starts: int | None = option(None, range=(0, 100))
+    """The same challenge for the double DIP (``auto``'s too): where its result
+    fits its held-out pixels far worse than the counts allow (free Poisson
+    deviance above 2 per pixel), this many more runs of the double DIP, from the
+    seeds after the first run's, reconstruct the same frame on the same
+    held-out pixels, kept by the same rule. A double DIP run's warm start and
+    networks depend on its seed, and one seed can land in a striped local
+    minimum that another seed's run avoids. Only where the first runs were the
+    method's default number (one: ``--runs 1`` is challenged like it). None: by
+    the frame's dimensions, 2 in 2D (chosen on the corpus's tuning half) and 0
+    in 3D (not measured: a 3D run costs minutes on a CPU;
+    ``DEFAULT_POOR_FIT_DIP_STARTS``); 0: never."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)

@@ -94,8 +94,8 @@ class RimTest:
 
     def outcome(self, readmitted: bool, challenge_margin_z: float | None = None) -> BeamstopRim:
         """The test and the decision taken, for the result (:attr:`cdi_dip.types.Result.beamstop_rim`);
-        ``challenge_margin_z``: by how many standard errors a reconstruction with the rim fitted the held-out
-        pixels better than the first pass, where one challenged it."""
+        ``challenge_margin_z``: by what normal score (:func:`cdi_dip.metrics.challenge_margin`) a reconstruction
+        with the rim fitted the held-out pixels better than the first pass, where one challenged it."""
         return BeamstopRim(pixels=self.pixels, readmitted=readmitted, measured_counts=self.measured_counts,
                            predicted_counts=self.predicted_counts, ratio=self.ratio, tolerance=self.tolerance,
                            agreeing_fraction=self.agreeing_fraction, lit=self.lit,

@@ -87,13 +87,21 @@ def more_starts_line(record: Any) -> str | None:
     runs = record.get("runs") or {}
     first_runs, more_runs = runs.get("first starts"), runs.get("more starts")
     first, more = scores.get("first starts"), scores.get("more starts")
-    kept = f"the {more_runs} more starts" if record.get("chosen") == "more starts" else f"the first {first_runs} starts"
+    first_starts = f"the first {_starts(first_runs)}"
+    kept = f"the {_starts(more_runs, 'more ')}" if record.get("chosen") == "more starts" else first_starts
     margin = record.get("margin_z")
     significance = f", z {margin:.2f}" if isinstance(margin, (int, float)) else ""
     if not (isinstance(first, (int, float)) and isinstance(more, (int, float))):
         return f"{kept} kept{significance}"
-    return (f"{kept} kept: free Poisson LLK {first:.4g} from the first {first_runs} starts, {more:.4g} from "
+    return (f"{kept} kept: free Poisson LLK {first:.4g} from {first_starts}, {more:.4g} from "
             f"{more_runs} more{significance}")
+
+
+def _starts(count: Any, more: str = "") -> str:
+    """``"4 starts"``, ``"start"`` for one first start (``"the first start"``), ``"2 more starts"``."""
+    if count == 1 and not more:
+        return "start"
+    return f"{count} {more}start{'' if count == 1 else 's'}"
 
 
 def free_deviance_text(metrics: dict[str, Any], digits: int = 4) -> str:
