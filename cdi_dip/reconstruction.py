@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DEFAULT_RUNS, Method, RunConfig
-from .config.options import DEFAULT_POOR_FIT_DIP_STARTS
+from .config import DEFAULT_POOR_FIT_DIP_STARTS, DEFAULT_RUNS, Method, RunConfig
 from .background import background_from_counts, subtracted
 from .config.init_choice import parse_init
 from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, PIXEL_TEST_RATIO, blur_test, pixel_test
@@ -168,7 +167,7 @@ MORE_STARTS_METHODS = (Method.HIO.value, Method.RAAR.value, Method.ER.value, Met
 
 def more_starts_count(result: Result, cfg: RunConfig) -> int:
     """How many more starts challenge a poor fit of ``result``'s method: ``cfg.poor_fit_dip_starts`` for the
-    double DIP (a run costs hundreds of network steps; None: :data:`~cdi_dip.config.options.DEFAULT_POOR_FIT_DIP_STARTS`
+    double DIP (a run costs hundreds of network steps; None: :data:`~cdi_dip.config.DEFAULT_POOR_FIT_DIP_STARTS`
     for the frame's dimensions), ``cfg.poor_fit_starts`` for a projection method."""
     if result.method != Method.DIP.value:
         return cfg.poor_fit_starts

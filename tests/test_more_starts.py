@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from cdi_dip import reconstruction
-from cdi_dip.config import Method, RunConfig
-from cdi_dip.config.options import DEFAULT_POOR_FIT_DIP_STARTS, DEFAULT_RUNS
+from cdi_dip.config import DEFAULT_POOR_FIT_DIP_STARTS, DEFAULT_RUNS, Method, RunConfig
 from cdi_dip.errors import ReconstructionError
 from cdi_dip.report.lines import more_starts_line
 from cdi_dip.simulate import simulate_scan
@@ -93,7 +92,8 @@ def test_a_poor_double_dip_fit_is_challenged_by_more_of_its_runs(monkeypatch, me
 def test_the_double_dips_more_starts_default_by_the_frames_dimensions():
     cfg = RunConfig(device="cpu", method=Method.DIP, poor_fit_starts=12).validate()
     _, _, flat = poor_fit(3, "dip")
-    volume = dataclasses.replace(flat, measurement=Measurement(np.ones((4, 5, 6), np.float32), np.ones((4, 5, 6), bool)))
+    volume = dataclasses.replace(flat, measurement=Measurement(np.ones((4, 5, 6), np.float32),
+                                                               np.ones((4, 5, 6), bool)))
     assert reconstruction.more_starts_count(flat, cfg) == DEFAULT_POOR_FIT_DIP_STARTS[2]
     assert reconstruction.more_starts_count(volume, cfg) == DEFAULT_POOR_FIT_DIP_STARTS[3]
     assert reconstruction.more_starts_count(flat, dataclasses.replace(cfg, poor_fit_dip_starts=5)) == 5
