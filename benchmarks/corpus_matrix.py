@@ -159,7 +159,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
                    "free_llk": summary.get("metrics", {}).get("free_llk_poisson"),
                    "free_llk_expected": summary.get("metrics", {}).get("free_llk_poisson_expected"),
                    "coherence": coherence_facts(summary), "margin": challenge_facts(summary, "margin"),
-                   "starts": challenge_facts(summary, "starts")}
+                   "starts": challenge_facts(summary, "starts"),
+                   "hot_by_model": ((summary.get("method_choice") or {}).get("hot_by_model") or {}).get("pixels")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

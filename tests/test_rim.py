@@ -116,7 +116,7 @@ class FakePasses:
         self.models = expected if isinstance(expected, list) else [expected]
         self.method, self.seen, self.configs, self.inits = method, [], [], []
 
-    def __call__(self, measurement, cfg, requested, init, on_iter):
+    def __call__(self, measurement, cfg, requested, init, on_iter, screen=False):
         self.seen.append(measurement)
         self.configs.append(cfg)
         self.inits.append(init)

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from ..report.lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, free_deviance_text,
-                            method_choice_line, more_starts_line)
+                            hot_by_model_line, method_choice_line, more_starts_line)
 from .common import json_default
 
 
@@ -92,6 +92,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     auto = auto_decision_line(summary.get("method_choice"))
     if auto:
         rows.insert(1, ("auto", auto))
+    hot = hot_by_model_line((summary.get("method_choice") or {}).get("hot_by_model"))
+    if hot:
+        rows.append(("hot pixels", hot))
     rim = beamstop_rim_line(summary.get("beamstop_rim"))
     if rim:
         rows.append(("beamstop rim", rim))

@@ -188,6 +188,10 @@ class DetectorConfig:
     """Value the detector writes into gaps; None: 0."""
     find_hot: bool = option(True)
     """Look for hot pixels (isolated counts far above their neighbours)."""
+    find_hot_by_model: bool = option(True)
+    """After the first reconstruction, look for hot pixels its model shows (far above their neighbours and
+    the model's expected count: a strained crystal's hot pixel with a bright mirror, which the counts alone
+    leave in), exclude them and reconstruct again; only with ``find_hot``."""
     find_dead: bool | None = option(None)
     """Look for dead pixels (zero where the neighbours must have signal); None: 3D stacks only."""
     aliens: AlienHandling = option(AlienHandling.MASK)

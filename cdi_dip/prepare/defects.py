@@ -451,6 +451,57 @@ def find_hot_pixels(
     return hot
 
 
+def find_hot_pixels_by_model(
+    intensity: np.ndarray,
+    valid: np.ndarray | None,
+    model: np.ndarray,
+    *,
+    threshold: float = 5.0,
+    significance: float = 6.0,
+    passes: int = 3,
+) -> np.ndarray:
+    """Hot pixels that a fitted model shows: far above their neighbours *and* far above the model there.
+
+    The neighbour test is :func:`find_hot_pixels`' (``threshold`` times the
+    second largest neighbour, the largest where the neighbourhood is
+    incomplete, by ``significance`` Poisson standard deviations, in
+    ``passes`` passes). Where :func:`find_hot_pixels` then asks a 2D
+    candidate to stand above its centrosymmetric partner, this one asks it to
+    stand ``threshold`` times (and significantly) above the model's expected
+    count at that pixel: the model is what the partner only estimates, the
+    expected intensity, and unlike the partner it holds where strain breaks
+    the pattern's symmetry. A real speckle of a good fit stands at its model,
+    so it is never flagged; a compact object cannot make the lone bright pixel
+    that a hot one is, so a model fitted with it still predicts its
+    neighbours' level there.
+
+    Parameters
+    ----------
+    intensity : numpy.ndarray, shape (ny, nx) or (nz, ny, nx)
+        Counts (photons).
+    valid : numpy.ndarray of bool, same shape, or None
+    model : numpy.ndarray, same shape
+        The fitted model's expected counts (photons), e.g. ``Result.model_intensity``.
+    threshold, significance, passes
+        As in :func:`find_hot_pixels`.
+
+    Returns
+    -------
+    numpy.ndarray of bool, same shape
+        True on the hot pixels (valid on input).
+    """
+    counts, usable = _check_data(intensity, valid)
+    expected = np.asarray(model, dtype=np.float64)
+    if expected.shape != counts.shape:
+        raise InvalidInputError(f"model shape {expected.shape} does not match the counts' {counts.shape}")
+    expected = np.where(np.isfinite(expected), np.clip(expected, 0, None), np.inf)
+
+    def unlike_model(candidates: np.ndarray) -> np.ndarray:
+        return candidates & _far_above(counts, expected, threshold, significance)
+
+    return _outliers(counts, usable, threshold, significance, passes, unlike_model)
+
+
 # -- dead pixels --------------------------------------------------------------------
 def find_dead_pixels(
     intensity: np.ndarray,

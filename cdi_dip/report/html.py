@@ -22,7 +22,8 @@ from typing import Any
 
 from ..io._atomic import atomic_write
 from ..io.summary import make_summary
-from .lines import auto_decision_line, beamstop_rim_line, frame_margin_line, method_choice_line, more_starts_line
+from .lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, hot_by_model_line, method_choice_line,
+                    more_starts_line)
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ def _dip_line(dip: dict[str, Any]) -> str:
 def _what_was_done(summary: dict[str, Any]) -> str:
     """The "What was done" lines of the page (empty when the summary says nothing of it)."""
     choice = summary.get("method_choice") or {}
-    labelled = [("Data", auto_decision_line(choice)),
+    labelled = [("Hot pixels", hot_by_model_line(choice.get("hot_by_model"))),
+                ("Data", auto_decision_line(choice)),
                 ("Method", method_choice_line(choice) if "compared" in choice else None),
                 ("Partial coherence", method_choice_line(choice.get("coherence"))),
                 ("Background", method_choice_line(choice.get("background"))),

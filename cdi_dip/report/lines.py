@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.psf import DECONVOLVED_LABEL
+from ..hot_screen import HOT_PASS_LABELS
 
 
 def method_choice_line(record: Any) -> str | None:
@@ -55,6 +56,26 @@ def beamstop_rim_line(record: Any) -> str | None:
         return (f"{line}: the first pass missed the centre; a reconstruction with the rim fitted the held-out "
                 f"pixels {verdict} (z {margin:.2f}): {fate}")
     return f"{line}: not lit, {fate}"
+
+
+def hot_by_model_line(record: Any) -> str | None:
+    """One line on the hot pixels the first reconstruction's model showed (``method_choice.hot_by_model``,
+    :mod:`cdi_dip.hot_screen`): how many, and which pass was kept on the same held-out pixels (both free
+    deviances, the margin). None without a record."""
+    if not isinstance(record, dict) or not isinstance(record.get("pixels"), int):
+        return None
+    pixels = record["pixels"]
+    line = (f"{pixels} pixel{'s' if pixels != 1 else ''} far above {'their' if pixels != 1 else 'its'} neighbours "
+            f"and the first reconstruction's model, left in by the preparation: excluded as hot")
+    kept = "the first pass" if record.get("chosen") == HOT_PASS_LABELS[0] else "the reconstruction without them"
+    scores = record.get("free_llk_poisson") or {}
+    first, again = scores.get(HOT_PASS_LABELS[0]), scores.get(HOT_PASS_LABELS[1])
+    if not (isinstance(first, (int, float)) and isinstance(again, (int, float))):
+        return f"{line}; {kept} kept"
+    margin = record.get("margin_z")
+    significance = f", z {margin:.2f}" if isinstance(margin, (int, float)) else ""
+    return (f"{line}; {kept} kept: free Poisson LLK {first:.4g} from the first pass, {again:.4g} without them"
+            f"{significance}")
 
 
 def frame_margin_line(record: Any) -> str | None:
