@@ -328,12 +328,33 @@ def missing_centre_radius_px(valid: torch.Tensor) -> float:
     float
         Distance from the frame centre to the nearest valid pixel: 0 when the
         centre itself is measured, about the beamstop radius behind a
-        beamstop (its holder arm does not count).
+        beamstop (its holder arm does not count). Where that is under
+        :data:`MISSING_CENTRE_MIN_RADIUS_PX`, the distance to the nearest
+        valid pixel that is not isolated (:func:`_not_isolated`): lone valid
+        pixels inside a masked centre do not make it measured. A saturated
+        Bragg peak of a dislocated crystal keeps its dark core unsaturated: on
+        the 2D tuning half (480 patterns) two such masked centres of about 100
+        pixels were read as measured (radius 1 and 1.4 px), and one in 3D.
+        Elsewhere the radius is the nearest valid pixel's, isolated or not.
     """
     if not bool(valid.any()):
         return float(max(valid.shape))
     radius = _radius_px(tuple(valid.shape), valid.device)
-    return float(radius[valid].min())
+    nearest = float(radius[valid].min())
+    if nearest >= MISSING_CENTRE_MIN_RADIUS_PX:
+        return nearest
+    core = _not_isolated(valid)
+    return float(radius[core].min()) if bool(core.any()) else float(max(valid.shape))
+
+
+def _not_isolated(valid: torch.Tensor) -> torch.Tensor:
+    """Valid pixels with at least a third of their neighbours valid (3 of the 8 of a 2D frame, 9 of the 26 of
+    a 3D stack; pixels beyond the frame count as not valid): the edge of a masked disc keeps 5 of 8."""
+    window = 3 ** valid.dim()
+    pool = torch.nn.functional.avg_pool2d if valid.dim() == 2 else torch.nn.functional.avg_pool3d
+    share = pool(valid[None, None].float(), kernel_size=3, stride=1, padding=1, count_include_pad=True)[0, 0]
+    neighbours = torch.round(share * window) - valid.float()
+    return valid & (neighbours >= -(-(window - 1) // 3))
 
 
 def _scaled_about_centre(mask: torch.Tensor, factor: int) -> torch.Tensor:

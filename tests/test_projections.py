@@ -165,6 +165,22 @@ def test_missing_centre_radius_is_the_beamstop_radius():
         assert radius < missing_centre_radius_px(valid) <= radius + 1.0
 
 
+@pytest.mark.parametrize("shape", [(32, 32), (16, 16, 16)])
+def test_lone_valid_pixels_inside_a_masked_centre_do_not_make_it_measured(shape):
+    """A saturated peak's unsaturated dark core (a dislocated crystal's) is one valid pixel in the hole."""
+    valid = torch.from_numpy(beamstop_mask(shape, 4.5))
+    radius = missing_centre_radius_px(valid)
+    centre = tuple(n // 2 for n in shape)
+    valid[centre] = True
+    valid[tuple(c + 2 for c in centre)] = True
+    assert missing_centre_radius_px(valid) == radius
+    valid[tuple(c - 1 for c in centre)] = True  # three in a diagonal line: still isolated (2 neighbours)
+    assert missing_centre_radius_px(valid) == radius
+    block = tuple(slice(c - 1, c + 2) for c in centre)
+    valid[block] = True  # a measured 3x3 (3x3x3) block: the centre is measured after all
+    assert missing_centre_radius_px(valid) < 1.5
+
+
 @pytest.mark.parametrize("beamstop_px", [2.0, 3.0])
 def test_half_autocorrelation_support_covers_the_object_behind_a_beamstop(beamstop_px):
     shape = (64, 64)
