@@ -354,7 +354,7 @@ def _not_isolated(valid: torch.Tensor) -> torch.Tensor:
     pool = torch.nn.functional.avg_pool2d if valid.dim() == 2 else torch.nn.functional.avg_pool3d
     share = pool(valid[None, None].float(), kernel_size=3, stride=1, padding=1, count_include_pad=True)[0, 0]
     neighbours = torch.round(share * window) - valid.float()
-    return valid & (neighbours >= -(-(window - 1) // 3))
+    return valid & (neighbours >= math.ceil((window - 1) / 3))
 
 
 def _scaled_about_centre(mask: torch.Tensor, factor: int) -> torch.Tensor:
