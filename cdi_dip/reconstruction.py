@@ -183,8 +183,7 @@ def _without_hot_pixels(found: HotPixelsFound, measurement: Measurement, cfg: Ru
         first.interrupted = True
         first.method_choice = {**first.method_choice, "hot_by_model": {**record, "chosen": HOT_PASS_LABELS[0]}}
         return first, cleaned
-    margin = free_deviance_margin(second, first)
-    kept_first = margin is not None and margin > CHALLENGE_SIGNIFICANCE
+    margin, kept_first = significantly_better(second, first)
     winner, loser = (first, second) if kept_first else (second, first)
     winner.wall_s += loser.wall_s
     record.update(chosen=HOT_PASS_LABELS[0] if kept_first else HOT_PASS_LABELS[1], margin_z=margin,
@@ -383,8 +382,7 @@ def _poor_fit_verdict(result: Result, challenger: Result, free_deviance: float,
     :func:`free_deviance_margin`; None where it cannot be measured), whether the challenger is kept (above
     :data:`CHALLENGE_SIGNIFICANCE`) and the reason, naming the challenger as ``challenger_fits`` (e.g. "the
     frame with a margin fits")."""
-    margin = free_deviance_margin(result, challenger)
-    kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
+    margin, kept = significantly_better(result, challenger)
     reason = (f"a poor fit (free deviance {free_deviance:.3g} > {CHALLENGE_FREE_DEVIANCE:g} per pixel); "
               f"{challenger_fits} the held-out pixels {'better' if kept else 'no better'} at z "
               f"{CHALLENGE_SIGNIFICANCE:g} (z {'none' if margin is None else f'{margin:.2f}'})")
@@ -448,8 +446,7 @@ def _rim_challenge(first: Result, measurement: Measurement, rim: RimTest, cfg: R
     challenger = _second_pass(with_rim(measurement), cfg, requested, init, on_iter)
     if challenger is None:
         return _first_after_interrupt(first, rim)
-    margin = free_deviance_margin(first, challenger)
-    kept = margin is not None and margin > CHALLENGE_SIGNIFICANCE
+    margin, kept = significantly_better(first, challenger)
     log.info("beamstop rim: the reconstruction with it fits the %d held-out pixels %s (margin %s): %s",
              0 if first.free is None else int(np.count_nonzero(first.free)), "better" if kept else "no better",
              "none" if margin is None else f"z {margin:.2f}", "kept" if kept else "the first kept")
@@ -1079,6 +1076,13 @@ def free_deviance_margin(incumbent: Result, challenger: Result) -> float | None:
         return None
     challenger_model = measured_part(challenger.model_intensity, incumbent.model_intensity.shape)
     return challenge_margin(incumbent.measurement.intensity, incumbent.model_intensity, challenger_model, free)
+
+
+def significantly_better(incumbent: Result, challenger: Result) -> tuple[float | None, bool]:
+    """:func:`free_deviance_margin` of ``challenger`` over ``incumbent``, and whether it is above
+    :data:`CHALLENGE_SIGNIFICANCE` (the challenger is kept; never where the margin cannot be measured)."""
+    margin = free_deviance_margin(incumbent, challenger)
+    return margin, margin is not None and margin > CHALLENGE_SIGNIFICANCE
 
 
 def _coherent_unchallenged(result: Result, why: str, **record: Any) -> Result:
