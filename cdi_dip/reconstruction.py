@@ -40,7 +40,7 @@ from .prepare.margin import measured_part, with_unmeasured_margin
 from .prepare.rim import RimTest, check_rim, with_rim, without_rim
 from .provenance import software_versions
 from .previous_result import ResultStart, result_start
-from .restarts import Combined, Run, combine_runs, run_starts, selection_record
+from .restarts import Combined, Run, combine_runs, run_generations, selection_record
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .solvers.init import StartFrom
 from .types import Measurement, Result
@@ -1164,7 +1164,7 @@ def _run_method(measurement: Measurement, cfg: RunConfig, requested: dict[str, A
     problem, free = fit_data(measurement, cfg, device)
     start = time.perf_counter()
     failed: list[dict[str, Any]] = []
-    runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter, failed=failed)
+    runs, interrupted = run_generations(problem, cfg, init=init, on_iter=on_iter, failed=failed)
     if not runs:
         if interrupted:
             raise KeyboardInterrupt

@@ -23,11 +23,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from .config import RunConfig
+from .config import Method, RunConfig
 from .config.psf import for_run
 from .device import make_generator
 from .ensemble import (EnsembleResult, PrtfResult, align_object, apply_ramp, compute_prtf, ensemble_statistics,
@@ -35,6 +35,7 @@ from .ensemble import (EnsembleResult, PrtfResult, align_object, apply_ramp, com
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
 from .solvers import Initialiser, IterCallback, Problem, random_phases, solver_entry
+from .generations import next_generation
 from .solvers.projections import ProjectionRun
 from .types import AlignInfo, Measurement, SolverOutput
 
@@ -77,7 +78,9 @@ def selection_score(metrics: dict[str, float], noise: str) -> float:
 
 def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_phases,
                on_iter: IterCallback | None = None,
-               failed: list[dict[str, Any]] | None = None) -> tuple[list[Run], bool]:
+               failed: list[dict[str, Any]] | None = None,
+               starts: Sequence[Initialiser] | None = None, first_index: int = 0,
+               total_runs: int | None = None) -> tuple[list[Run], bool]:
     """Run the solver from ``cfg.runs`` seeds; Ctrl-C stops after the current run.
 
     A signal while a run is being scored is deferred: the run is kept and
@@ -99,6 +102,13 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
     failed : list of dict, optional
         Gets one ``{"run", "seed", "reason": "diverged", "detail"}`` per
         run left out because it failed or its object was not finite.
+    starts : sequence of Initialiser, optional
+        One starting object per run, in place of ``init`` (a generation bred
+        from the previous one: :func:`run_generations`).
+    first_index : int
+        The index of the first run (run ``k`` uses seed ``cfg.seed + first_index + k``).
+    total_runs : int, optional
+        The ``runs`` reported to ``on_iter`` (every generation's); default ``cfg.runs``.
 
     Returns
     -------
@@ -118,13 +128,15 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
     failures: list[str] = []
     failed = failed if failed is not None else []
     interrupted = False
-    for index in range(cfg.runs):
+    for index in range(first_index, first_index + cfg.runs):
         seed = cfg.seed + index
+        run_init = init if starts is None else starts[index - first_index]
         callback = None
         if on_iter is not None:
-            callback = lambda info, index=index: on_iter({**info, "run": index, "runs": cfg.runs})  # noqa: E731
+            callback = lambda info, index=index: on_iter({**info, "run": index,  # noqa: E731
+                                                          "runs": total_runs or cfg.runs})
         try:
-            output = entry.solve(problem, options_for_run(options, index), init=init,
+            output = entry.solve(problem, options_for_run(options, index), init=run_init,
                                  rng=make_generator(seed, problem.device), on_iter=callback)
         except KeyboardInterrupt:
             interrupted = True
@@ -147,6 +159,48 @@ def run_starts(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_p
     if not runs and failures:
         raise ReconstructionError(f"every run failed; the first: {failures[0]}")
     return sorted(runs, key=lambda run: run.score), interrupted
+
+
+def run_generations(problem: Problem, cfg: RunConfig, *, init: Initialiser = random_phases,
+                    on_iter: IterCallback | None = None,
+                    failed: list[dict[str, Any]] | None = None) -> tuple[list[Run], bool]:
+    """:func:`run_starts`, then ``cfg.generations - 1`` more generations of a projection method's runs, each bred
+    from the previous generation's runs and its best one (:mod:`cdi_dip.generations`).
+
+    The runs returned are the last generation's with the best run of all before it (so the best score never
+    rises); a stop keeps every run finished so far. Other methods run one generation.
+
+    Returns
+    -------
+    runs : list of Run
+        Best first.
+    interrupted : bool
+        True when the user stopped it.
+    """
+    generations = cfg.generations if _bred(cfg) else 1
+    total = cfg.runs * generations
+    runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter, failed=failed, total_runs=total)
+    for generation in range(1, generations):
+        if interrupted or not runs:
+            break
+        starts = next_generation([run.output.obj for run in runs[:cfg.runs]], runs[0].output.support)
+        log.info("generation %d of %d: %d runs bred with the best (run %d, score %.4g)", generation + 1,
+                 generations, len(starts), runs[0].index, runs[0].score)
+        try:
+            bred_runs, interrupted = run_starts(problem, dataclasses.replace(cfg, runs=len(starts)), on_iter=on_iter,
+                                                failed=failed, starts=starts, first_index=generation * cfg.runs,
+                                                total_runs=total)
+        except ReconstructionError as exc:  # every bred run diverged: the previous generation stands
+            log.warning("generation %d: %s; keeping the previous generation", generation + 1, exc)
+            break
+        survivors = runs if interrupted else runs[:1]  # the best run so far is never lost
+        runs = sorted(bred_runs + survivors, key=lambda run: run.score)
+    return runs, interrupted
+
+
+def _bred(cfg: RunConfig) -> bool:
+    """Whether ``cfg``'s method breeds generations: a projection method."""
+    return Method(cfg.method) in (Method.HIO, Method.RAAR, Method.ER)
 
 
 def _diverged(index: int, seed: int, detail: str) -> dict[str, Any]:
@@ -386,7 +440,8 @@ def selection_record(cfg: RunConfig, runs: list[Run], combined: Combined, failed
     Returns
     -------
     dict
-        ``asked``, ``finished``, ``kept``, ``averaged``, ``keep``,
+        ``asked`` (runs of a generation), ``generations`` (:func:`run_generations`: the runs ranked are the
+        last generation's and the best run before it), ``finished``, ``kept``, ``averaged``, ``keep``,
         ``keep_max_error``, ``max_outside_fraction``, ``not_started`` (runs a stop left unstarted),
         ``solver_iterations`` (every iteration of every finished run, warm
         starts included) and ``dropped``: one
@@ -406,6 +461,7 @@ def selection_record(cfg: RunConfig, runs: list[Run], combined: Combined, failed
     asked = int(cfg.runs or len(runs) + len(failed))
     return {
         "asked": asked,
+        "generations": cfg.generations if _bred(cfg) else 1,
         "finished": len(runs),
         "kept": min(combined.kept, len(runs)),
         "averaged": len(combined.members),

@@ -483,6 +483,11 @@ class RunConfig:
     """Random starts; the best by free (else training) likelihood is kept.
     None: the method's default, set by :meth:`validate` (see ``DEFAULT_RUNS``;
     for ``auto``, once the method is chosen: :meth:`with_method`)."""
+    generations: int = option(1, range=(1, 100))
+    """Generations of a projection method's runs (HIO, RAAR, ER): after the
+    first, every run is bred with the best one (guided HIO, cohere's genetic
+    algorithm: amplitude ``sqrt(|best| |run|)``, the mean phase) and the next
+    generation starts from the children. 1: independent random starts."""
     keep: int | None = option(None, range=(1, 1000))
     """How many of the best runs are matched and averaged into the result (with a
     per-voxel uncertainty map and the PRTF); None: half of the runs, at least 1."""

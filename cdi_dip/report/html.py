@@ -114,6 +114,9 @@ def _selection_line(selection: dict[str, Any]) -> str:
     """One sentence on the random starts: asked, finished, kept, averaged, and why each dropped one was."""
     counts = [f"{selection.get(key, 'n/a')} {key}" for key in ("asked", "finished", "kept", "averaged")]
     text = "Runs: " + ", ".join(counts)
+    if (selection.get("generations") or 1) > 1:
+        text += (f" (the last of {selection['generations']} generations, each bred with the best run, "
+                 "and the best run before it)")
     if selection.get("not_started"):
         text += f" ({selection['not_started']} not started: interrupted)"
     dropped = selection.get("dropped") or []
