@@ -138,3 +138,32 @@ def test_a_reconstruction_challenged_by_more_starts_keeps_one_set_of_free_pixels
     scores = record["free_llk_poisson"]
     assert scores["first starts"] == pytest.approx(first.metrics["free_llk_poisson"])
     assert kept.metrics["free_llk_poisson"] == pytest.approx(scores[record["chosen"]])
+
+
+@pytest.mark.parametrize("method, free_llk, expected, challenged", [
+    ("dip", 1.5, 0.5, True),    # three times what faint counts allow: a missed basin
+    ("dip", 0.9, 0.5, False),   # under twice it
+    ("hio", 1.5, 0.5, False),   # a projection's modulus step fits faint noise: its own trigger only
+    ("hio", 2.5, 1.0, True),    # above 2 per pixel, any method
+    ("dip", 1.5, None, False),  # a result written before the expectation was recorded: the deviance itself
+])
+def test_a_faint_double_dip_fit_is_judged_against_what_its_counts_allow(method, free_llk, expected, challenged):
+    measurement, model, result = poor_fit(5, method)
+    result.metrics = {"free_llk_poisson": free_llk,
+                      **({} if expected is None else {"free_llk_poisson_expected": expected})}
+    assert reconstruction.poor_fit_for_more_starts(result) is challenged
+    if challenged:
+        reason = reconstruction.poor_fit_description(result, free_llk)
+        assert (f"{free_llk / expected:.3g} times what the counts allow" in reason) == (free_llk <= 2)
+
+
+def test_a_faint_double_dip_fit_sets_off_its_more_starts(monkeypatch):
+    measurement, expected, result = poor_fit(6, "dip")
+    result.metrics = {"free_llk_poisson": 1.5, "free_llk_poisson_expected": 0.5}
+    frames = FakeFrames(expected, 0.6)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    cfg = RunConfig(device="cpu", method=Method.DIP, poor_fit_dip_starts=2).validate()
+    kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
+    ((_, challenger_cfg),) = frames.seen
+    assert challenger_cfg.runs == 2
+    assert "3 times what the counts allow" in kept.method_choice["starts"]["reason"]

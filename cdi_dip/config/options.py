@@ -597,7 +597,8 @@ class RunConfig:
     poor_fit_dip_starts: int | None = option(None, range=(0, 100))
     """The same challenge for the double DIP (``auto``'s too): where its result
     fits its held-out pixels far worse than the counts allow (free Poisson
-    deviance above 2 per pixel), this many more runs of the double DIP, from the
+    deviance above 2 per pixel, or above twice what a model as good as the
+    counts allow would score there: faint patterns), this many more runs of the double DIP, from the
     seeds after the first run's, reconstruct the same frame on the same
     held-out pixels, kept by the same rule. A double DIP run's warm start and
     networks depend on its seed, and one seed can land in a striped local
