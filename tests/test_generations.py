@@ -86,3 +86,24 @@ def test_the_double_dip_runs_one_generation_whatever_is_asked():
     from cdi_dip.restarts import _bred
     assert not _bred(RunConfig(method=Method.DIP, generations=3).validate())
     assert _bred(RunConfig(method=Method.RAAR, generations=3).validate())
+
+
+def test_a_stop_in_a_later_generation_keeps_every_run_finished_so_far(measurement, monkeypatch):
+    from cdi_dip.solvers import SOLVERS, SolverEntry
+    from cdi_dip.solvers.projections import solve_projections
+    calls = []
+
+    def stopped_in_the_second_generation(problem, options, *, init, rng, on_iter=None):
+        calls.append(type(init).__name__)
+        if len(calls) == 3:  # the first bred run
+            raise KeyboardInterrupt
+        return solve_projections(problem, options, init=init, rng=rng, on_iter=on_iter)
+
+    entry = SOLVERS[Method.HIO]
+    monkeypatch.setitem(SOLVERS, Method.HIO, SolverEntry(stopped_in_the_second_generation, options=entry.options,
+                                                         runs=entry.runs, memory=entry.memory))
+    cfg = RunConfig(method=Method.HIO, device="cpu", runs=2, keep=1, psf="none", poor_fit_starts=0, generations=3,
+                    frame_margin=1.0, projection=ProjectionConfig(plan="30*HIO+10*ER")).validate()
+    result = reconstruct(measurement, cfg)
+    assert calls == ["function", "function", "BredStart"]  # random starts, then a child
+    assert result.interrupted and sorted(run["run"] for run in result.runs) == [0, 1]
