@@ -19,7 +19,6 @@ input-output method", Phys. Rev. B 76, 064113 (2007).
 
 from __future__ import annotations
 
-import logging
 from typing import Sequence
 
 import numpy as np
@@ -27,9 +26,6 @@ import numpy as np
 from .ensemble.align import subpixel_shift, twin
 from .ensemble.register import compare_objects
 from .solvers.init import StartFrom
-
-log = logging.getLogger(__name__)
-
 
 def aligned_to(obj: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``obj`` moved onto ``reference`` by the symmetries that leave its far field unchanged.

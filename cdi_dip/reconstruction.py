@@ -263,8 +263,8 @@ def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunCon
                            init: Initialiser, on_iter: IterCallback | None) -> Result:
     """Where ``result`` fits its held-out pixels far worse than the counts allow (:func:`poor_fit_for_more_starts`:
     free deviance per pixel above :data:`CHALLENGE_FREE_DEVIANCE`, or a double DIP's above
-    :data:`CHALLENGE_DIP_EXCESS` times what the counts allow), more random starts of its method (:func:`more_starts_count`,
-    :func:`more_starts_config`) reconstruct the frame again on the same held-out pixels; their result is kept
+    :data:`CHALLENGE_DIP_EXCESS` times what the counts allow), more random starts of its method
+    (:func:`more_starts_count`, :func:`more_starts_config`) reconstruct the frame again on the same held-out pixels; their result is kept
     where it fits them better by :data:`CHALLENGE_SIGNIFICANCE` (:func:`free_deviance_margin`).
     ``method_choice["starts"]`` records what was done.
 
