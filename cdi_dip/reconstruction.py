@@ -243,8 +243,10 @@ def more_starts_config(result: Result, cfg: RunConfig) -> RunConfig | None:
     if first.runs != DEFAULT_RUNS[Method(result.method)]:
         return None
     count = more_starts_count(result, cfg)
-    keep = first.keep if first.keep is not None and first.keep <= count else None
-    return dataclasses.replace(first, runs=count, keep=keep, seed=first.seed + first.runs)
+    generations = cfg.poor_fit_generations if result.method != Method.DIP.value else 1
+    runs = max(1, count // generations)
+    keep = first.keep if first.keep is not None and first.keep <= runs else None
+    return dataclasses.replace(first, runs=runs, generations=generations, keep=keep, seed=first.seed + first.runs)
 
 
 def poor_fit_for_more_starts(result: Result) -> bool:

@@ -167,3 +167,15 @@ def test_a_faint_double_dip_fit_sets_off_its_more_starts(monkeypatch):
     ((_, challenger_cfg),) = frames.seen
     assert challenger_cfg.runs == 2
     assert "3 times what the counts allow" in kept.method_choice["starts"]["reason"]
+
+
+def test_the_more_starts_of_a_projection_method_can_be_bred_in_generations():
+    measurement, _, result = poor_fit(7, "hio")
+    cfg = RunConfig(device="cpu", method=Method.HIO, seed=3, poor_fit_starts=12, poor_fit_generations=3).validate()
+    bred = reconstruction.more_starts_config(result, cfg)
+    assert (bred.runs, bred.generations, bred.seed) == (4, 3, 7)  # 12 runs of work, after the first 4 seeds
+    plain = reconstruction.more_starts_config(result, dataclasses.replace(cfg, poor_fit_generations=1))
+    assert (plain.runs, plain.generations) == (12, 1)
+    _, _, dip = poor_fit(7, "dip")
+    dip_cfg = RunConfig(device="cpu", method=Method.DIP, poor_fit_dip_starts=2, poor_fit_generations=3).validate()
+    assert reconstruction.more_starts_config(dip, dip_cfg).generations == 1  # the double DIP breeds nothing

@@ -594,6 +594,11 @@ class RunConfig:
     is poor. Only where the first runs were the method's default number (4):
     any other number of starts asked for (``runs``, ``--runs``) is what runs;
     ``--runs 4`` is the default and is challenged like it. 0: never."""
+    poor_fit_generations: int = option(1, range=(1, 100))
+    """The more-starts challenger of a projection method runs its
+    ``poor_fit_starts`` as this many generations bred with the best run
+    (``generations``; ``poor_fit_starts / poor_fit_generations`` runs each).
+    1: independent random starts."""
     poor_fit_dip_starts: int | None = option(None, range=(0, 100))
     """The same challenge for the double DIP (``auto``'s too): where its result
     fits its held-out pixels far worse than the counts allow (free Poisson
