@@ -282,9 +282,10 @@ def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunCon
     challenger_cfg = more_starts_config(result, cfg)
     if challenger_cfg is None:
         return result
-    log.info("more starts: the fit is poor (%s); %d more random starts (seeds %d-%d) "
-             "challenge it", poor_fit_description(result, free_deviance), challenger_cfg.runs, challenger_cfg.seed,
-             challenger_cfg.seed + challenger_cfg.runs - 1)
+    more = challenger_cfg.runs * challenger_cfg.generations
+    log.info("more starts: the fit is poor (%s); %d more starts (seeds %d-%d, %d generation(s)) challenge it",
+             poor_fit_description(result, free_deviance), more, challenger_cfg.seed, challenger_cfg.seed + more - 1,
+             challenger_cfg.generations)
     same_free = dataclasses.replace(measurement, fixed_free=result.free)
     challenger = _challenger_of(
         result, lambda: _reconstruct_frame(same_free, challenger_cfg, requested, init, on_iter),
@@ -319,16 +320,19 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
                         free_deviance: float) -> Result:
     """The better of the first starts' ``result`` and the ``challenger`` by the significance rule; its
     ``method_choice["starts"]`` records both deviances and the starts, its ``wall_s`` both times."""
-    margin, kept, reason = _poor_fit_verdict(result, challenger, free_deviance,
-                                             f"{challenger_cfg.runs} more starts fit")
+    more = challenger_cfg.runs * challenger_cfg.generations
+    bred = f" in {challenger_cfg.generations} generations" if challenger_cfg.generations > 1 else ""
+    margin, kept, reason = _poor_fit_verdict(result, challenger, free_deviance, f"{more} more starts{bred} fit")
     first_runs = challenger_cfg.seed - cfg.seed
     record = {"compared": True, "chosen": "more starts" if kept else "first starts",
-              "runs": {"first starts": first_runs, "more starts": challenger_cfg.runs},
+              "runs": {"first starts": first_runs, "more starts": more},
               "seeds": {"first starts": [cfg.seed, challenger_cfg.seed - 1],
-                        "more starts": [challenger_cfg.seed, challenger_cfg.seed + challenger_cfg.runs - 1]},
+                        "more starts": [challenger_cfg.seed, challenger_cfg.seed + more - 1]},
               "free_llk_poisson": {"first starts": free_deviance,
                                    "more starts": challenger.metrics.get("free_llk_poisson")},
               "margin_z": margin, "reason": reason}
+    if challenger_cfg.generations > 1:
+        record["generations"] = challenger_cfg.generations
     log.info("more starts: %s", record["reason"])
     return _recorded_winner(challenger if kept else result, result if kept else challenger, "starts", record)
 

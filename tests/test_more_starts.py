@@ -179,3 +179,16 @@ def test_the_more_starts_of_a_projection_method_can_be_bred_in_generations():
     _, _, dip = poor_fit(7, "dip")
     dip_cfg = RunConfig(device="cpu", method=Method.DIP, poor_fit_dip_starts=2, poor_fit_generations=3).validate()
     assert reconstruction.more_starts_config(dip, dip_cfg).generations == 1  # the double DIP breeds nothing
+
+
+def test_bred_more_starts_are_counted_and_said_as_generations(monkeypatch):
+    measurement, expected, result = poor_fit(8)
+    frames = FakeFrames(expected, 1.1)
+    monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
+    cfg = RunConfig(device="cpu", method=Method.HIO, seed=0, poor_fit_starts=12, poor_fit_generations=3).validate()
+    kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
+    record = kept.method_choice["starts"]
+    assert record["runs"]["more starts"] == 12 and record["generations"] == 3
+    assert record["seeds"]["more starts"] == [4, 15]
+    assert "12 more starts in 3 generations fit" in record["reason"]
+    assert more_starts_line(record).endswith(f"1.1 from 12 more bred in 3 generations, z {record['margin_z']:.2f}")

@@ -114,8 +114,9 @@ def more_starts_line(record: Any) -> str | None:
     significance = f", z {margin:.2f}" if isinstance(margin, (int, float)) else ""
     if not (isinstance(first, (int, float)) and isinstance(more, (int, float))):
         return f"{kept} kept{significance}"
+    bred = f" bred in {record['generations']} generations" if record.get("generations") else ""
     return (f"{kept} kept: free Poisson LLK {first:.4g} from {first_starts}, {more:.4g} from "
-            f"{more_runs} more{significance}")
+            f"{more_runs} more{bred}{significance}")
 
 
 def _starts(count: Any, more: str = "") -> str:
