@@ -40,7 +40,7 @@ from .prepare.margin import measured_part, with_unmeasured_margin
 from .prepare.rim import RimTest, check_rim, with_rim, without_rim
 from .provenance import software_versions
 from .previous_result import ResultStart, result_start
-from .restarts import Combined, Run, combine_runs, run_generations, selection_record
+from .restarts import Combined, Run, combine_runs, run_generations, selection_record, total_runs
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .solvers.init import StartFrom
 from .types import Measurement, Result
@@ -266,8 +266,9 @@ def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunCon
     """Where ``result`` fits its held-out pixels far worse than the counts allow (:func:`poor_fit_for_more_starts`:
     free deviance per pixel above :data:`CHALLENGE_FREE_DEVIANCE`, or a double DIP's above
     :data:`CHALLENGE_DIP_EXCESS` times what the counts allow), more random starts of its method
-    (:func:`more_starts_count`, :func:`more_starts_config`) reconstruct the frame again on the same held-out pixels; their result is kept
-    where it fits them better by :data:`CHALLENGE_SIGNIFICANCE` (:func:`free_deviance_margin`).
+    (:func:`more_starts_count`, :func:`more_starts_config`) reconstruct the frame again on the same held-out
+    pixels; their result is kept where it fits them better by :data:`CHALLENGE_SIGNIFICANCE`
+    (:func:`free_deviance_margin`).
     ``method_choice["starts"]`` records what was done.
 
     A projection method lands in the truth's basin from some random starts and not others, and a double DIP
@@ -282,7 +283,7 @@ def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunCon
     challenger_cfg = more_starts_config(result, cfg)
     if challenger_cfg is None:
         return result
-    more = challenger_cfg.runs * challenger_cfg.generations
+    more = total_runs(challenger_cfg)
     log.info("more starts: the fit is poor (%s); %d more starts (seeds %d-%d, %d generation(s)) challenge it",
              poor_fit_description(result, free_deviance), more, challenger_cfg.seed, challenger_cfg.seed + more - 1,
              challenger_cfg.generations)
@@ -320,7 +321,7 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
                         free_deviance: float) -> Result:
     """The better of the first starts' ``result`` and the ``challenger`` by the significance rule; its
     ``method_choice["starts"]`` records both deviances and the starts, its ``wall_s`` both times."""
-    more = challenger_cfg.runs * challenger_cfg.generations
+    more = total_runs(challenger_cfg)
     bred = f" in {challenger_cfg.generations} generations" if challenger_cfg.generations > 1 else ""
     margin, kept, reason = _poor_fit_verdict(result, challenger, free_deviance, f"{more} more starts{bred} fit")
     first_runs = challenger_cfg.seed - cfg.seed

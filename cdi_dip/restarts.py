@@ -34,8 +34,8 @@ from .ensemble import (EnsembleResult, PrtfResult, align_object, apply_ramp, com
                        remove_phase_offset, twin)
 from .errors import ReconstructionError
 from .interrupts import interrupts_deferred
-from .solvers import Initialiser, IterCallback, Problem, random_phases, solver_entry
 from .generations import next_generation
+from .solvers import Initialiser, IterCallback, Problem, random_phases, solver_entry
 from .solvers.projections import ProjectionRun
 from .types import AlignInfo, Measurement, SolverOutput
 
@@ -177,8 +177,7 @@ def run_generations(problem: Problem, cfg: RunConfig, *, init: Initialiser = ran
     interrupted : bool
         True when the user stopped it.
     """
-    generations = cfg.generations if _bred(cfg) else 1
-    total = cfg.runs * generations
+    generations, total = bred_generations(cfg), total_runs(cfg)
     runs, interrupted = run_starts(problem, cfg, init=init, on_iter=on_iter, failed=failed, total_runs=total)
     for generation in range(1, generations):
         if interrupted or not runs:
@@ -198,9 +197,15 @@ def run_generations(problem: Problem, cfg: RunConfig, *, init: Initialiser = ran
     return runs, interrupted
 
 
-def _bred(cfg: RunConfig) -> bool:
-    """Whether ``cfg``'s method breeds generations: a projection method."""
-    return Method(cfg.method) in (Method.HIO, Method.RAAR, Method.ER)
+def bred_generations(cfg: RunConfig) -> int:
+    """The generations ``cfg``'s method runs: ``cfg.generations`` for a projection method, which breeds them,
+    else 1."""
+    return cfg.generations if Method(cfg.method) in (Method.HIO, Method.RAAR, Method.ER) else 1
+
+
+def total_runs(cfg: RunConfig) -> int:
+    """Every run ``cfg`` makes: its runs in each of its generations (:func:`bred_generations`)."""
+    return cfg.runs * bred_generations(cfg)
 
 
 def _diverged(index: int, seed: int, detail: str) -> dict[str, Any]:
@@ -461,7 +466,7 @@ def selection_record(cfg: RunConfig, runs: list[Run], combined: Combined, failed
     asked = int(cfg.runs or len(runs) + len(failed))
     return {
         "asked": asked,
-        "generations": cfg.generations if _bred(cfg) else 1,
+        "generations": bred_generations(cfg),
         "finished": len(runs),
         "kept": min(combined.kept, len(runs)),
         "averaged": len(combined.members),

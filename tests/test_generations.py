@@ -83,9 +83,9 @@ def test_later_generations_run_from_new_seeds_and_never_lose_the_best_run(measur
 
 
 def test_the_double_dip_runs_one_generation_whatever_is_asked():
-    from cdi_dip.restarts import _bred
-    assert not _bred(RunConfig(method=Method.DIP, generations=3).validate())
-    assert _bred(RunConfig(method=Method.RAAR, generations=3).validate())
+    from cdi_dip.restarts import bred_generations
+    assert bred_generations(RunConfig(method=Method.DIP, generations=3).validate()) == 1
+    assert bred_generations(RunConfig(method=Method.RAAR, generations=3).validate()) == 3
 
 
 def test_a_stop_in_a_later_generation_keeps_every_run_finished_so_far(measurement, monkeypatch):
