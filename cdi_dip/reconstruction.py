@@ -35,6 +35,7 @@ from .memory import check_memory
 from .metrics import challenge_margin, data_metrics, deviance_excess, poisson_deviance_map
 from .physics import FarField
 from .polish import Polished, polish
+from .poor_fit_polish import polished_poor_fit
 from .prepare.free_pixels import select_free_islands
 from .prepare.margin import measured_part, with_unmeasured_margin
 from .prepare.rim import RimTest, check_rim, with_rim, without_rim
@@ -1218,7 +1219,7 @@ def _run_method(measurement: Measurement, cfg: RunConfig, requested: dict[str, A
                          solve_s=solve_s, wall_s=time.perf_counter() - start, interrupted=finishing.requested)
         result.selection = selection_record(cfg, runs, combined, failed, combine_interrupted=stopped)
         _mark_dropped(result.runs, result.selection["dropped"])
-        return result
+    return polished_poor_fit(result, measurement, problem, cfg)
 
 
 def _mark_dropped(records: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> None:

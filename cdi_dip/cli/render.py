@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from ..report.lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, free_deviance_text,
-                            hot_by_model_line, method_choice_line, more_starts_line)
+                            hot_by_model_line, likelihood_polish_line, method_choice_line, more_starts_line)
 from .common import json_default
 
 
@@ -98,6 +98,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     rim = beamstop_rim_line(summary.get("beamstop_rim"))
     if rim:
         rows.append(("beamstop rim", rim))
+    polish = likelihood_polish_line(summary.get("likelihood_polish"))
+    if polish:
+        rows.append(("polish", polish))
     starts = more_starts_line((summary.get("method_choice") or {}).get("starts"))
     if starts:
         rows.append(("more starts", starts))

@@ -594,6 +594,14 @@ class RunConfig:
     is poor. Only where the first runs were the method's default number (4):
     any other number of starts asked for (``runs``, ``--runs``) is what runs;
     ``--runs 4`` is the default and is challenged like it. 0: never."""
+    polish_poor_fits: bool = option(False)
+    """Where a projection method's coherent result (HIO, RAAR, ER; ``auto``'s
+    too, challengers' included) fits its held-out pixels far worse than the
+    counts allow (free Poisson deviance above 2 per pixel), refine it by Poisson
+    maximum likelihood (L-BFGS on its support grown by a pixel, stopped by the
+    held-out pixels) and keep the refinement where it fits them significantly
+    better (the paired test at z 2), before any challenger of a poor fit judges
+    it (:mod:`cdi_dip.poor_fit_polish`)."""
     poor_fit_generations: int = option(1, range=(1, 100))
     """The more-starts challenger of a projection method runs its
     ``poor_fit_starts`` as this many generations bred with the best run

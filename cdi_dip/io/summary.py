@@ -79,6 +79,8 @@ def make_summary(result: Result, folder: Path, files: Sequence[Path]) -> dict[st
         summary["selection"] = result.selection
     if result.method_choice:
         summary["method_choice"] = result.method_choice
+    if "likelihood_polish" in result.solver:
+        summary["likelihood_polish"] = result.solver["likelihood_polish"]
     dip = dip_summary(result.solver) if result.method == "dip" else None
     spread = iterate_spread(result.obj_std, result.obj, result.support)
     if spread is not None:

@@ -22,8 +22,8 @@ from typing import Any
 
 from ..io._atomic import atomic_write
 from ..io.summary import make_summary
-from .lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, hot_by_model_line, method_choice_line,
-                    more_starts_line)
+from .lines import (auto_decision_line, beamstop_rim_line, frame_margin_line, hot_by_model_line,
+                    likelihood_polish_line, method_choice_line, more_starts_line)
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def _what_was_done(summary: dict[str, Any]) -> str:
                 ("Partial coherence", method_choice_line(choice.get("coherence"))),
                 ("Background", method_choice_line(choice.get("background"))),
                 ("Beamstop rim", beamstop_rim_line(summary.get("beamstop_rim"))),
+                ("Likelihood polish", likelihood_polish_line(summary.get("likelihood_polish"))),
                 ("More starts", more_starts_line(choice.get("starts"))),
                 ("Frame margin", frame_margin_line(choice.get("margin")))]
     lines = [f"{label}: {text}." for label, text in labelled if text]

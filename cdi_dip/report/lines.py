@@ -119,6 +119,20 @@ def more_starts_line(record: Any) -> str | None:
             f"{more_runs} more{bred}{significance}")
 
 
+def likelihood_polish_line(record: Any) -> str | None:
+    """One line on the likelihood polish of a poor fit (``likelihood_polish`` in the summary,
+    :mod:`cdi_dip.poor_fit_polish`): both free deviances and whether the polish was kept. None without a record."""
+    if not isinstance(record, dict):
+        return None
+    scores = record.get("free_llk_poisson")
+    if not isinstance(scores, dict):
+        return f"not kept: {record.get('reason', 'nothing to compare')}"
+    margin = record.get("margin_z")
+    significance = f", z {margin:.2f}" if isinstance(margin, (int, float)) else ""
+    return (f"{'kept' if record.get('kept') else 'not kept'}: free Poisson LLK {scores['as solved']:.4g} as "
+            f"solved, {scores['polished']:.4g} polished{significance}")
+
+
 def _starts(count: Any, more: str = "") -> str:
     """``"4 starts"``, ``"start"`` for one first start (``"the first start"``), ``"2 more starts"``."""
     if count == 1 and not more:
