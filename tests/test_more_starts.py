@@ -40,7 +40,8 @@ def test_a_poor_fit_is_challenged_by_more_starts_on_the_same_free_pixels(monkeyp
     kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
     ((seen, challenger_cfg),) = frames.seen
     assert np.array_equal(seen.fixed_free, result.free)
-    assert challenger_cfg.runs == 12 and challenger_cfg.seed == 11  # seeds 11-22: none of the first starts'
+    assert challenger_cfg.seed == 11  # seeds 11-22: none of the first starts'
+    assert (challenger_cfg.runs, challenger_cfg.generations) == (4, 3)  # by default bred: 4 runs in 3 generations
     record = kept.method_choice["starts"]
     assert record["compared"] and kept.wall_s == 2.0
     assert record["seeds"] == {"first starts": [7, 10], "more starts": [11, 22]}
@@ -49,7 +50,7 @@ def test_a_poor_fit_is_challenged_by_more_starts_on_the_same_free_pixels(monkeyp
     if challenger_fits:
         assert record["margin_z"] > reconstruction.CHALLENGE_SIGNIFICANCE
         assert more_starts_line(record) == (f"the 12 more starts kept: free Poisson LLK 9 from the first 4 starts, "
-                                            f"1.1 from 12 more, z {record['margin_z']:.2f}")
+                                            f"1.1 from 12 more bred in 3 generations, z {record['margin_z']:.2f}")
     else:
         assert record["margin_z"] is None  # the same model on every held-out pixel: nothing to weigh
         assert more_starts_line(record).startswith("the first 4 starts kept: free Poisson LLK 9")
@@ -102,7 +103,7 @@ def test_the_double_dips_more_starts_default_by_the_frames_dimensions():
 
 def test_auto_is_challenged_with_the_method_it_chose():
     _, _, result = poor_fit(3, "hio")
-    cfg = RunConfig(device="cpu", method=Method.AUTO, poor_fit_starts=6, seed=3).validate()
+    cfg = RunConfig(device="cpu", method=Method.AUTO, poor_fit_starts=6, poor_fit_generations=1, seed=3).validate()
     challenger = reconstruction.more_starts_config(result, cfg)
     assert challenger.method is Method.HIO and challenger.runs == 6
     assert challenger.seed == 3 + DEFAULT_RUNS[Method.HIO]
@@ -127,8 +128,8 @@ def test_a_reconstruction_challenged_by_more_starts_keeps_one_set_of_free_pixels
     monkeypatch.setattr(reconstruction, "CHALLENGE_FREE_DEVIANCE", 0.0)
     scan = simulate_scan("crystal", (32, 32), rng=np.random.default_rng(5), peak_counts=1e5)
     measurement = Measurement(scan.counts.astype(np.float32), scan.valid)
-    cfg = RunConfig(device="cpu", method=Method.HIO, iterations=60, poor_fit_starts=2, frame_margin=1.0,
-                    psf="none", background="none").validate()
+    cfg = RunConfig(device="cpu", method=Method.HIO, iterations=60, poor_fit_starts=2, poor_fit_generations=1,
+                    frame_margin=1.0, psf="none", background="none").validate()
     first = reconstruction._reconstruct_frame(measurement, cfg, cfg.to_dict(), reconstruction.initialiser_for(
         cfg, measurement), None)
     kept = reconstruction.reconstruct(measurement, cfg)
