@@ -58,12 +58,18 @@ POLISHED_METHODS = (Method.HIO.value, Method.RAAR.value, Method.ER.value)
 """The methods whose poor fits are polished (the double DIP ends with its own polish)."""
 
 
+def polish_asked(cfg: RunConfig, dimensions: int) -> bool:
+    """``cfg.polish_poor_fits``, or where it is None (the default) whether the frame is 3D."""
+    return cfg.polish_poor_fits if cfg.polish_poor_fits is not None else dimensions == 3
+
+
 def wants_polish(result: Result, cfg: RunConfig) -> bool:
-    """Whether ``result`` is polished: ``cfg.polish_poor_fits``, a projection method's coherent result (no
+    """Whether ``result`` is polished: :func:`polish_asked`, a projection method's coherent result (no
     partial-coherence kernel in its model) with held-out pixels, not interrupted, whose free deviance per pixel
     is above :data:`POLISH_FREE_DEVIANCE`."""
     free_deviance = result.metrics.get("free_llk_poisson")
-    return (cfg.polish_poor_fits and result.method in POLISHED_METHODS and not result.interrupted
+    return (polish_asked(cfg, len(result.measurement.shape)) and result.method in POLISHED_METHODS
+            and not result.interrupted
             and result.free is not None and result.model_intensity is not None
             and parse_psf(cfg.psf).mode in ("none", "compare")
             and free_deviance is not None and free_deviance > POLISH_FREE_DEVIANCE)

@@ -10,7 +10,7 @@ import pytest
 from cdi_dip.config import Method, ProjectionConfig, RunConfig
 from cdi_dip.ensemble import compare_objects
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.poor_fit_polish import POLISH_FREE_DEVIANCE, wants_polish
+from cdi_dip.poor_fit_polish import POLISH_FREE_DEVIANCE, polish_asked, wants_polish
 from cdi_dip.prepare.stages import prepare
 from cdi_dip.report.lines import likelihood_polish_line
 from cdi_dip.simulate import simulate_scan
@@ -73,3 +73,11 @@ def test_a_good_fit_a_blurred_model_and_the_double_dip_are_not_polished(bright):
     assert not wants_polish(dataclasses.replace(plain, method=Method.DIP.value), on)
     assert not wants_polish(dataclasses.replace(plain, interrupted=True), on)
     assert likelihood_polish_line(None) is None
+
+
+def test_by_default_only_3d_frames_are_polished():
+    default = RunConfig().validate()
+    assert default.polish_poor_fits is None
+    assert polish_asked(default, 3) and not polish_asked(default, 2)
+    assert polish_asked(dataclasses.replace(default, polish_poor_fits=True), 2)
+    assert not polish_asked(dataclasses.replace(default, polish_poor_fits=False), 3)

@@ -594,14 +594,18 @@ class RunConfig:
     is poor. Only where the first runs were the method's default number (4):
     any other number of starts asked for (``runs``, ``--runs``) is what runs;
     ``--runs 4`` is the default and is challenged like it. 0: never."""
-    polish_poor_fits: bool = option(False)
+    polish_poor_fits: bool | None = option(None)
     """Where a projection method's coherent result (HIO, RAAR, ER; ``auto``'s
     too, challengers' included) fits its held-out pixels far worse than the
     counts allow (free Poisson deviance above 2 per pixel), refine it by Poisson
     maximum likelihood (L-BFGS on its support grown by a pixel, stopped by the
-    held-out pixels) and keep the refinement where it fits them significantly
-    better (the paired test at z 2), before any challenger of a poor fit judges
-    it (:mod:`cdi_dip.poor_fit_polish`)."""
+    held-out pixels) and keep the refinement where it brings the free deviance
+    to 2 or below and fits them significantly better (the paired test at z 2),
+    before any challenger of a poor fit judges it (:mod:`cdi_dip.poor_fit_polish`).
+    None: in 3D frames (tuning half, HIO: 3D errors better or equal and the
+    poor-fit challengers spared; in 2D quick frames one lithographic pattern
+    0.026 -> 0.153 and none better by 0.05; docs/benchmarks.md, twenty-eighth
+    session)."""
     poor_fit_generations: int = option(3, range=(1, 100))
     """The more-starts challenger of a projection method runs its
     ``poor_fit_starts`` as this many generations bred with the best run
