@@ -13,7 +13,8 @@ minutes on a CPU core for the result its first 22 s had found.
 under the coherent model (:func:`cdi_dip.polish.polish`, the object on its
 support grown by a pixel, stopped where the held-out pixels' deviance stops
 falling), and keeps the refinement only where it resolves the poor fit (its
-free deviance at most :data:`POLISH_FREE_DEVIANCE`) and fits the held-out
+free deviance at most
+:data:`cdi_dip.challenge_rules.CHALLENGE_FREE_DEVIANCE`) and fits the held-out
 pixels significantly better by the challengers' paired test
 (:func:`cdi_dip.metrics.challenge_margin`, z above 2). A polish that leaves
 the fit poor says the misfit is the model's or the basin's, not the
@@ -36,23 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from .challenge_rules import CHALLENGE_FREE_DEVIANCE, CHALLENGE_SIGNIFICANCE
 from .config import Method, RunConfig
 from .config.psf import parse_psf
 from .ensemble import align_object, restart_object
 from .interrupts import interrupts_deferred
 from .metrics import challenge_margin, data_metrics
-from .polish import polish
+from .polish import Polished, polish
 from .solvers import Problem
 from .types import Measurement, Result
 
 log = logging.getLogger(__name__)
-
-POLISH_FREE_DEVIANCE = 2.0
-"""Above this free Poisson deviance per pixel a projection result is polished (the poor-fit challengers'
-trigger, :data:`cdi_dip.reconstruction.CHALLENGE_FREE_DEVIANCE`), and the polish is kept only at or below it."""
-
-POLISH_SIGNIFICANCE = 2.0
-"""The polish is kept where it fits the held-out pixels better by this normal score (the challengers' rule)."""
 
 POLISHED_METHODS = (Method.HIO.value, Method.RAAR.value, Method.ER.value)
 """The methods whose poor fits are polished (the double DIP ends with its own polish)."""
@@ -66,18 +61,18 @@ def polish_asked(cfg: RunConfig, dimensions: int) -> bool:
 def wants_polish(result: Result, cfg: RunConfig) -> bool:
     """Whether ``result`` is polished: :func:`polish_asked`, a projection method's coherent result (no
     partial-coherence kernel in its model) with held-out pixels, not interrupted, whose free deviance per pixel
-    is above :data:`POLISH_FREE_DEVIANCE`."""
+    is above :data:`~cdi_dip.challenge_rules.CHALLENGE_FREE_DEVIANCE`."""
     free_deviance = result.metrics.get("free_llk_poisson")
     return (polish_asked(cfg, len(result.measurement.shape)) and result.method in POLISHED_METHODS
             and not result.interrupted
             and result.free is not None and result.model_intensity is not None
             and parse_psf(cfg.psf).mode in ("none", "compare")
-            and free_deviance is not None and free_deviance > POLISH_FREE_DEVIANCE)
+            and free_deviance is not None and free_deviance > CHALLENGE_FREE_DEVIANCE)
 
 
 def polished_poor_fit(result: Result, measurement: Measurement, problem: Problem, cfg: RunConfig) -> Result:
     """``result``, or its likelihood polish where :func:`wants_polish` and the polish brings the free deviance to
-    at most :data:`POLISH_FREE_DEVIANCE` and fits the held-out pixels significantly better;
+    at most :data:`~cdi_dip.challenge_rules.CHALLENGE_FREE_DEVIANCE` and fits the held-out pixels significantly better;
     ``result.solver["likelihood_polish"]`` records what was done.
 
     Parameters
@@ -109,15 +104,15 @@ def polished_poor_fit(result: Result, measurement: Measurement, problem: Problem
     if polished is None:
         kept, record = result, {"kept": False, "reason": "the polish did not lower the held-out pixels' deviance"}
     else:
-        candidate = _as_result(result, polished.obj, polished.support, polished.model_intensity, problem, seconds)
+        candidate = polished_result(result, polished, problem, wall_s=result.wall_s + seconds)
         margin = challenge_margin(measurement.intensity, result.model_intensity, candidate.model_intensity,
                                   result.free)
         after = candidate.metrics.get("free_llk_poisson")
-        resolved = after is not None and after <= POLISH_FREE_DEVIANCE
-        better = resolved and margin is not None and margin > POLISH_SIGNIFICANCE
+        resolved = after is not None and after <= CHALLENGE_FREE_DEVIANCE
+        better = resolved and margin is not None and margin > CHALLENGE_SIGNIFICANCE
         kept = candidate if better else result
         record = {"kept": better, "margin_z": margin, "resolved": resolved,
-                  "free_llk_poisson": {"as solved": before, "polished": candidate.metrics.get("free_llk_poisson")}}
+                  "free_llk_poisson": {"as solved": before, "polished": after}}
     if kept is result:
         result.wall_s += seconds
     record["seconds"] = round(seconds, 3)
@@ -127,16 +122,32 @@ def polished_poor_fit(result: Result, measurement: Measurement, problem: Problem
     return kept
 
 
-def _as_result(result: Result, obj: np.ndarray, support: np.ndarray, model_intensity: np.ndarray, problem: Problem,
-               seconds: float) -> Result:
-    """``result`` with a polished object (aligned anew) and its model scored against the counts."""
-    aligned, support, align = align_object(obj, support)
-    model = torch.from_numpy(np.ascontiguousarray(model_intensity)).to(problem.device)
+def polished_result(base: Result, polished: Polished, problem: Problem, **changes: Any) -> Result:
+    """``base`` with the object of its polish: aligned anew, its model scored against the counts.
+
+    Parameters
+    ----------
+    base : Result
+        The result the polish started from.
+    polished : Polished
+        The polish (object, support and model intensity on ``base``'s frame).
+    problem : Problem
+        The counts, fitted and held-out pixels and noise model the model is scored on.
+    **changes
+        Further fields of the returned result (``dataclasses.replace``).
+
+    Returns
+    -------
+    Result
+        Object, support, alignment, model intensity and data metrics new; the runs' spread ``obj_std`` dropped.
+    """
+    aligned, support, align = align_object(polished.obj, polished.support)
+    model = torch.from_numpy(np.ascontiguousarray(polished.model_intensity)).to(problem.device)
     figures = data_metrics(model, problem.counts, problem.fit, problem.free, noise=problem.noise)
     return dataclasses.replace(
-        result, obj=aligned.astype(np.complex64), support=support, align=align, model_intensity=model_intensity,
-        metrics={**result.metrics, **figures, "support_size": int(support.sum())}, obj_std=None,
-        wall_s=result.wall_s + seconds)
+        base, obj=aligned.astype(np.complex64), support=support, align=align,
+        model_intensity=polished.model_intensity,
+        metrics={**base.metrics, **figures, "support_size": int(support.sum())}, obj_std=None, **changes)
 
 
 def _describe(record: dict[str, Any]) -> str:

@@ -20,12 +20,13 @@ import torch
 
 from .config import DEFAULT_POOR_FIT_DIP_STARTS, DEFAULT_RUNS, Method, RunConfig
 from .background import background_from_counts, subtracted
+from .challenge_rules import CHALLENGE_DIP_EXCESS, CHALLENGE_FREE_DEVIANCE, CHALLENGE_SIGNIFICANCE
 from .config.init_choice import parse_init
 from .coherence import BLUR_TEST_RATIO, BLUR_TEST_SIGMAS_PX, PIXEL_TEST_RATIO, blur_test, pixel_test
 from .config.psf import PsfChoice, deconvolved_label, parse_challengers, parse_psf
 from .deconvolution import COARSE_WIDTHS_PX, WIENER_CONSTANT, blurred_model, refined_widths, wiener_deconvolved
 from .device import resolve_device
-from .ensemble import align_map, align_object, restart_object
+from .ensemble import align_map, restart_object
 from .errors import InvalidInputError, ReconstructionError
 from .hot_screen import HOT_PASS_LABELS, HotPixelsFound, check_first_pass
 from .interrupts import interrupts_deferred
@@ -35,7 +36,7 @@ from .memory import check_memory
 from .metrics import challenge_margin, data_metrics, deviance_excess, poisson_deviance_map
 from .physics import FarField
 from .polish import Polished, polish
-from .poor_fit_polish import polished_poor_fit
+from .poor_fit_polish import polished_poor_fit, polished_result
 from .prepare.free_pixels import select_free_islands
 from .prepare.margin import measured_part, with_unmeasured_margin
 from .prepare.rim import RimTest, check_rim, with_rim, without_rim
@@ -336,6 +337,8 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
     if challenger_cfg.generations > 1:
         record["generations"] = challenger_cfg.generations
     log.info("more starts: %s", record["reason"])
+    if kept:  # the first pass's choices (auto's reading, the DIP-vs-HIO comparison, hot pixels) chose its method
+        challenger.method_choice = {**result.method_choice, **challenger.method_choice}
     return _recorded_winner(challenger if kept else result, result if kept else challenger, "starts", record)
 
 
@@ -649,32 +652,6 @@ def coherence_challenger_config(cfg: RunConfig, method: Method, coherence: PsfCh
     return dataclasses.replace(concrete, psf=f"auto,{coherence.sigma_px:g}", runs=runs, keep=keep)
 
 
-CHALLENGE_FREE_DEVIANCE = 2.0
-"""Above this free Poisson deviance per pixel a result is challenged (under ``--psf compare`` even without a sign
-of blur; by the frame margin; by more starts). It is the deviance itself, not its ratio to what the counts allow
-(:func:`cdi_dip.metrics.deviance_excess`, which the fit warning uses): the challengers were measured with this
-trigger, and on the ratio the real 34-ID-C scan (1.39 per pixel where its counts allow 0.63) would set every one
-of them off, at several times its time, while on the low-flux tuning patterns whose ratio alone is poor more
-starts rescued none (docs/benchmarks.md, nineteenth session)."""
-
-CHALLENGE_DIP_EXCESS = 2.0
-"""A double DIP result is also challenged by more of its runs where its free Poisson deviance is above this many
-times what a model as good as the counts allow would score (:func:`cdi_dip.metrics.deviance_excess`, the fit
-warning's ratio): at a few photons per pixel a missed basin scores well under :data:`CHALLENGE_FREE_DEVIANCE`
-(a strained tuning crystal at 1e3 photons: 1.79 per pixel, where its truth scores 0.73 and the counts allow
-0.50). The double DIP fits the Poisson likelihood, so its free deviance keeps that meaning at any flux; a
-projection method's does not (its modulus step fits the noise of faint pixels: the same crystal refined by ER
-from its truth scored 1.51), and its challengers keep the deviance's own trigger. On the corpus's 52 low-flux 2D
-tuning patterns it set off 9 challenges, 2 results better and none worse (docs/benchmarks.md, twenty-seventh
-session)."""
-
-
-CHALLENGE_SIGNIFICANCE = 2.0
-"""A challenger replaces the incumbent only when it fits the held-out pixels better by this normal score
-(:func:`free_deviance_margin`: the paired mean's ``z``, or where the challenger's total deviance is lower the
-signed ranks' where larger); 0: the lowest deviance wins."""
-
-
 DECONVOLVED_RUNS = 0.5
 """Each deconvolved challenger of ``--psf compare`` makes this fraction of the coherent pass's runs (at least one)."""
 
@@ -837,6 +814,8 @@ def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[s
     measured counts: its intensity blurred by its width."""
     fill = candidates[0][1].model_intensity  # the coherent model stands in for unmeasured pixels
     problem, _ = fit_data(measurement, cfg, device)
+    # deconvolved counts are an estimate, not counts: a likelihood polish would fit the estimate's noise
+    unpolished = dataclasses.replace(cfg, polish_poor_fits=False)
     scored: dict[float, float] = {}
 
     def try_width(sigma_px: float) -> None:
@@ -844,7 +823,7 @@ def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[s
             measurement.intensity, measurement.valid, fill, sigma_px))
         log.info("psf compare: a coherent %s reconstruction of the counts deconvolved by %g px",
                  cfg.method.value, sigma_px)
-        challenger = _challenger(deconvolved, cfg, requested, init, on_iter, device,
+        challenger = _challenger(deconvolved, unpolished, requested, init, on_iter, device,
                                  f"deconvolved ({sigma_px:g} px)", notes)
         if challenger is None:
             return
@@ -928,14 +907,8 @@ def _as_polished(polished: Polished, label: str, base: Result, measurement: Meas
     the measured counts, the fitted widths in its solver facts (``psf``)."""
     log.info("psf compare: the %s candidate polished by maximum likelihood (width %s px)", label,
              ", ".join(f"{w:.3g}" for w in polished.widths_px))
-    obj, support, align = align_object(polished.obj, polished.support)
-    model = torch.from_numpy(polished.model_intensity).to(problem.device)
-    figures = data_metrics(model, problem.counts, problem.fit, problem.free, noise=problem.noise)
-    return f"polished {label}", dataclasses.replace(
-        base, obj=obj.astype(np.complex64), support=support, align=align, measurement=measurement,
-        model_intensity=polished.model_intensity,
-        metrics={**base.metrics, **figures, "support_size": int(support.sum())},
-        ensemble=None, prtf=None, obj_std=None, wall_s=seconds,
+    return f"polished {label}", polished_result(
+        base, polished, problem, measurement=measurement, ensemble=None, prtf=None, wall_s=seconds,
         solver={**base.solver, "psf": {"mode": "polished", "width_px": list(polished.widths_px), "from": label,
                                        "fit_deviance": [round(v, 6) for v in polished.fit_deviance]}})
 

@@ -37,8 +37,11 @@ def test_a_poor_fit_is_challenged_by_more_starts_on_the_same_free_pixels(monkeyp
     frames = FakeFrames(expected if challenger_fits else 1.4 * expected, 1.1 if challenger_fits else 9.0)
     monkeypatch.setattr(reconstruction, "_reconstruct_frame", frames)
     cfg = RunConfig(device="cpu", method=Method.HIO, seed=7, poor_fit_starts=12).validate()  # the default 4 runs
+    first_pass = {"compared": True, "chosen": "hio", "auto": {"kind": "crystal"}}  # how the first pass was chosen
+    result.method_choice = dict(first_pass)
     kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
     ((seen, challenger_cfg),) = frames.seen
+    assert {key: kept.method_choice[key] for key in first_pass} == first_pass  # the kept result's story stays whole
     assert np.array_equal(seen.fixed_free, result.free)
     assert challenger_cfg.seed == 11  # seeds 11-22: none of the first starts'
     assert (challenger_cfg.runs, challenger_cfg.generations) == (4, 3)  # by default bred: 4 runs in 3 generations

@@ -6,11 +6,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from cdi_dip.config import Method, ProjectionConfig, RunConfig
 from cdi_dip.ensemble import compare_objects
 from cdi_dip.pipeline import reconstruct
-from cdi_dip.poor_fit_polish import POLISH_FREE_DEVIANCE, polish_asked, wants_polish
+from cdi_dip import reconstruction
+from cdi_dip.challenge_rules import CHALLENGE_FREE_DEVIANCE
+from cdi_dip.poor_fit_polish import polish_asked, wants_polish
 from cdi_dip.prepare.stages import prepare
 from cdi_dip.report.lines import likelihood_polish_line
 from cdi_dip.simulate import simulate_scan
@@ -37,14 +40,14 @@ def near(truth: np.ndarray, relative_noise: float) -> StartFrom:
 def test_a_poor_fit_in_the_truths_basin_is_polished_to_a_fit_the_counts_allow(bright):
     measurement, truth, cfg = bright
     plain = reconstruct(measurement, cfg, init=near(truth, 0.05))
-    assert plain.metrics["free_llk_poisson"] > POLISH_FREE_DEVIANCE  # the premise: a poor fit
+    assert plain.metrics["free_llk_poisson"] > CHALLENGE_FREE_DEVIANCE  # the premise: a poor fit
     assert "likelihood_polish" not in plain.solver  # the setting off: nothing done
     polished = reconstruct(measurement, dataclasses.replace(cfg, polish_poor_fits=True), init=near(truth, 0.05))
     record = polished.solver["likelihood_polish"]
     assert record["kept"] and record["resolved"] and record["margin_z"] > 2
     assert record["free_llk_poisson"]["as solved"] == pytest.approx(plain.metrics["free_llk_poisson"], rel=1e-6)
     assert polished.metrics["free_llk_poisson"] == pytest.approx(record["free_llk_poisson"]["polished"])
-    assert polished.metrics["free_llk_poisson"] <= POLISH_FREE_DEVIANCE
+    assert polished.metrics["free_llk_poisson"] <= CHALLENGE_FREE_DEVIANCE
     assert np.array_equal(polished.free, plain.free)  # judged on the same held-out pixels
     assert polished.obj_std is None and polished.wall_s > record["seconds"]
     assert compare_objects(polished.obj, truth).error < compare_objects(plain.obj, truth).error
@@ -81,3 +84,16 @@ def test_by_default_only_3d_frames_are_polished():
     assert polish_asked(default, 3) and not polish_asked(default, 2)
     assert polish_asked(dataclasses.replace(default, polish_poor_fits=True), 2)
     assert not polish_asked(dataclasses.replace(default, polish_poor_fits=False), 3)
+
+
+def test_the_deconvolved_challengers_of_psf_compare_are_not_polished(bright, monkeypatch):
+    """Deconvolved counts are an estimate, not counts: a likelihood polish of their fit would fit its noise."""
+    measurement, truth, cfg = bright
+    on = dataclasses.replace(cfg, polish_poor_fits=True)
+    coherent = reconstruct(measurement, cfg, init=near(truth, 0.05))
+    asked: list[RunConfig] = []
+    monkeypatch.setattr(reconstruction, "_challenger", lambda _measurement, challenger_cfg, *rest: asked.append(
+        challenger_cfg))
+    reconstruction._deconvolved_challengers([("coherent", coherent)], [], measurement, on, {}, None, None,
+                                            torch.device("cpu"))
+    assert asked and all(challenger_cfg.polish_poor_fits is False for challenger_cfg in asked)
