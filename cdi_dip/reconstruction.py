@@ -45,6 +45,7 @@ from .previous_result import ResultStart, result_start
 from .restarts import Combined, Run, combine_runs, run_generations, selection_record, total_runs
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .solvers.init import StartFrom
+from .time_budget import budget_spent, not_tried, time_budget
 from .types import Measurement, Result
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,10 @@ def reconstruct(
     requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
     if init is None:
         init = initialiser_for(cfg, measurement)
-    result, measurement = _screened_frame(measurement, cfg, requested, init, on_iter)
-    result = _more_starts_challenge(result, measurement, cfg, requested, init, on_iter)
-    return _margin_challenge(result, measurement, cfg, requested, init, on_iter)
+    with time_budget(cfg.time_budget_s):
+        result, measurement = _screened_frame(measurement, cfg, requested, init, on_iter)
+        result = _more_starts_challenge(result, measurement, cfg, requested, init, on_iter)
+        return _margin_challenge(result, measurement, cfg, requested, init, on_iter)
 
 
 def _screened_frame(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,
@@ -302,7 +304,12 @@ def _challenger_of(result: Result, run: Callable[[], Result], *, key: str, incum
                    errors: tuple[type[Exception], ...]) -> Result | None:
     """The challenger ``run()`` makes, or None where ``result`` stands as it is: a challenger that could not run
     (one of ``errors``) is recorded as ``method_choice[key]`` with ``incumbent`` chosen, and a signal before
-    or during it marks ``result`` interrupted."""
+    or during it marks ``result`` interrupted. Where the time budget is spent (:mod:`cdi_dip.time_budget`) the
+    challenger does not start, and the record says so."""
+    if budget_spent():
+        result.method_choice = {**result.method_choice, key: {
+            "compared": False, "chosen": incumbent, "reason": not_tried(f"the {key} challenger")}}
+        return None
     try:
         challenger = run()
     except KeyboardInterrupt:  # before the challenger had an iterate
@@ -714,6 +721,8 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     deconvolved_cfg = deconvolved_challenger_config(challenger_cfg, cfg)
     try:
         for name in challengers:
+            if _budget_noted(notes, f"the {name} challenger"):
+                break
             if name == "pixel":
                 if pixel_challenge:
                     _pixel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter,
@@ -760,6 +769,15 @@ def _why_challenged(evidence: dict[str, Any], free_deviance: float | None, poor_
     if (evidence.get("pixel_test") or {}).get("integrating"):
         found.append("the pixel test")
     return " and ".join(found)
+
+
+def _budget_noted(notes: list[str], what: str) -> bool:
+    """Whether the time budget is spent (:func:`~cdi_dip.time_budget.budget_spent`); if so ``what`` did not start,
+    and a note in ``notes`` says so."""
+    if not budget_spent():
+        return False
+    notes.append(f"{what} {not_tried(what)}")
+    return True
 
 
 class _ChallengeInterrupted(Exception):
@@ -832,10 +850,14 @@ def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[s
         candidates.append((deconvolved_label(sigma_px), rescored))
 
     for sigma_px in COARSE_WIDTHS_PX:
+        if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on"):
+            return
         try_width(sigma_px)
     finite = {sigma: value for sigma, value in scored.items() if np.isfinite(value)}
     if finite:
         for sigma_px in refined_widths(min(finite, key=finite.get)):
+            if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on"):
+                return
             try_width(sigma_px)
 
 
@@ -1022,6 +1044,10 @@ def _background_challenge(result: Result, measurement: Measurement, lessened: Me
                                 f"minima as a background would")
             result.method_choice = {**result.method_choice, "background": record}
             return result, None
+    if budget_spent():
+        record["reason"] = "no background: " + not_tried("the background challenger")
+        result.method_choice = {**result.method_choice, "background": record}
+        return result, None
     log.info("background compare: the counts show %.3g photons per pixel of background; reconstructing the "
              "counts less it", record["level_photons"])
     notes: list[str] = []

@@ -105,6 +105,7 @@ def test_missing_input_is_exit_2_with_one_line_and_nothing_written(tmp_path):
     (["--device", "tpu"], "device"),
     (["--runs", "0"], "runs"),
     (["--plan", "3*(20*ER+"], "plan"),
+    (["--time-budget", "-1"], "time_budget_s"),
 ])
 def test_bad_options_are_exit_2(scan_2d, tmp_path, args, needle):
     scan, _ = scan_2d

@@ -61,6 +61,7 @@ def batch(
     noise: opt.Noise = None,
     psf: opt.Psf = None,
     background: opt.Background = None,
+    time_budget: opt.TimeBudget = None,
     init: opt.Init = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Output folder: OUT/<scan-name>/ per scan and OUT/batch.json.",

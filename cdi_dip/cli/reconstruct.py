@@ -51,6 +51,7 @@ def reconstruct(
     noise: opt.Noise = None,
     psf: opt.Psf = None,
     background: opt.Background = None,
+    time_budget: opt.TimeBudget = None,
     init: opt.Init = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.",
                                       rich_help_panel=opt.OUTPUT)] = Path("results"),

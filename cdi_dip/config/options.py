@@ -628,6 +628,16 @@ class RunConfig:
     the frame's dimensions, 2 in 2D (chosen on the corpus's tuning half) and 0
     in 3D (not measured: a 3D run costs minutes on a CPU;
     ``DEFAULT_POOR_FIT_DIP_STARTS``); 0: never."""
+    time_budget_s: float | None = option(None, range=(0.0, 1e7))
+    """Seconds of reconstruction after which no challenger of the result
+    starts (the partial-coherence models of ``psf = "compare"``, the
+    background, more starts, the frame margin): the first pass (``auto``'s
+    comparison of the double DIP with HIO included, and the passes that bring
+    back pixels: hot pixels found by the model, the beamstop's rim) always
+    runs in full, and a challenger already running finishes,
+    so a scan takes about this long plus one challenger at most. What was not
+    tried is recorded in ``method_choice`` (:mod:`cdi_dip.time_budget`).
+    None: no budget."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
