@@ -720,8 +720,8 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     notes: list[str] = []
     deconvolved_cfg = deconvolved_challenger_config(challenger_cfg, cfg)
     try:
-        for name in challengers:
-            if _budget_noted(notes, f"the {name} challenger"):
+        for index, name in enumerate(challengers):
+            if _budget_noted(notes, f"the {', '.join(challengers[index:])} challenger(s)"):
                 break
             if name == "pixel":
                 if pixel_challenge:
