@@ -177,17 +177,19 @@ def coherence_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
             "blur_ratio": test.get("ratio"), "blur_sigma_px": test.get("best_sigma_px"),
             "pixel_ratio": (test.get("pixel_test") or {}).get("ratio"),
             "pixel_z": (test.get("pixel_test") or {}).get("margin_z"),
-            "free_llk_by_candidate": record.get("free_llk_poisson"), "margin_z": record.get("margin_z")}
+            "free_llk_by_candidate": record.get("free_llk_poisson"), "margin_z": record.get("margin_z"),
+            "started_s": record.get("started_s"), "seconds": record.get("seconds")}
 
 
 def challenge_facts(summary: dict[str, Any], key: str) -> dict[str, Any] | None:
     """What the challenge recorded as ``method_choice[key]`` decided (``margin``: the frame margin; ``starts``:
-    more starts), None without a record: whether it ran, what was kept and the margin in standard errors."""
+    more starts), None without a record: whether it ran, what was kept, the margin in standard errors, and when
+    it started and how long it took (seconds; a time budget's effect can be read off them)."""
     record = (summary.get("method_choice") or {}).get(key)
     if not isinstance(record, dict):
         return None
     return {"challenged": bool(record.get("compared")), "chosen": record.get("chosen"),
-            "margin_z": record.get("margin_z")}
+            "margin_z": record.get("margin_z"), "started_s": record.get("started_s"), "seconds": record.get("seconds")}
 
 
 def run_facts(output: str) -> dict[str, Any]:

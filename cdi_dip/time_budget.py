@@ -14,9 +14,11 @@ full; a challenger starts only while the seconds since the reconstruction
 began are within the budget, and one already running finishes. What was not
 tried is recorded, like any challenge the result did not meet.
 
-:func:`time_budget` opens the budget for the duration of a reconstruction (a
-reconstruction inside another keeps the outer, earlier deadline);
-:func:`budget_spent` says whether a challenger may still start.
+:func:`time_budget` starts the reconstruction's clock, with or without a
+budget (a reconstruction inside another keeps the outer clock and the earlier
+deadline); :func:`budget_spent` says whether a challenger may still start,
+and :func:`challenge_timing` gives each challenge's record when it started
+and how long it took, budget or not.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,15 +36,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Budget:
-    """An open budget: ``seconds`` from ``started`` (``time.monotonic``)."""
+    """An open reconstruction's clock: ``started`` (``time.monotonic``), the ``deadline`` past which no challenger
+    starts (infinite without a budget) and the budget asked for, in seconds (None: none)."""
 
-    seconds: float
     started: float
-
-    @property
-    def deadline(self) -> float:
-        """When the budget is spent, on the ``time.monotonic`` clock."""
-        return self.started + self.seconds
+    deadline: float
+    seconds: float | None
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("cdi_dip_time_budget", default=None)
@@ -49,11 +49,16 @@ _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("cdi_di
 
 @contextlib.contextmanager
 def time_budget(seconds: float | None) -> Iterator[None]:
-    """Open a budget of ``seconds`` (None: none) for the code inside; a budget already open with an earlier
-    deadline stays."""
+    """Start the reconstruction's clock, with a budget of ``seconds`` (None: none), for the code inside. Inside
+    another reconstruction the outer clock goes on, and the earlier of the two deadlines holds."""
+    now = time.monotonic()
+    deadline = math.inf if seconds is None else now + float(seconds)
     outer = _BUDGET.get()
-    budget = None if seconds is None else _Budget(float(seconds), time.monotonic())
-    if outer is not None and (budget is None or outer.deadline <= budget.deadline):
+    if outer is None:
+        budget = _Budget(now, deadline, seconds)
+    elif deadline < outer.deadline:
+        budget = _Budget(outer.started, deadline, seconds)
+    else:
         budget = outer
     token = _BUDGET.set(budget)
     try:
@@ -63,15 +68,32 @@ def time_budget(seconds: float | None) -> Iterator[None]:
 
 
 def budget_spent() -> bool:
-    """Whether an open budget's deadline has passed (False where none is open)."""
+    """Whether the open budget's deadline has passed (False where none is open)."""
     budget = _BUDGET.get()
     return budget is not None and time.monotonic() >= budget.deadline
+
+
+def elapsed_s() -> float | None:
+    """Seconds since the (outermost) reconstruction began, to 0.01 s; None outside one."""
+    budget = _BUDGET.get()
+    return None if budget is None else round(time.monotonic() - budget.started, 2)
+
+
+def challenge_timing(started_s: float | None) -> dict[str, float]:
+    """A challenge's place in the reconstruction's time, for its record: ``started_s`` (seconds after the
+    reconstruction began, from :func:`elapsed_s` when it started) and ``seconds`` (how long it took to its
+    decision); empty outside a reconstruction. A budget's effect can be read off a run without one: a
+    challenger whose ``started_s`` is past the budget would not have run."""
+    now = elapsed_s()
+    if started_s is None or now is None:
+        return {}
+    return {"started_s": started_s, "seconds": round(now - started_s, 2)}
 
 
 def not_tried(what: str) -> str:
     """The reason recorded for a challenger (``what``, for the log) that did not start because the budget was
     spent: ``"not tried: the time budget of 300 s was spent (--time-budget)"``."""
     budget = _BUDGET.get()
-    seconds = f" of {budget.seconds:g} s" if budget is not None else ""
+    seconds = f" of {budget.seconds:g} s" if budget is not None and budget.seconds is not None else ""
     log.info("the time budget%s is spent: %s not tried", seconds, what)
     return f"not tried: the time budget{seconds} was spent (--time-budget)"

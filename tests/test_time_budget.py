@@ -8,6 +8,7 @@ import pytest
 from cdi_dip import reconstruction
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.config.psf import parse_psf
+from cdi_dip.report.lines import more_starts_line
 from cdi_dip.time_budget import budget_spent, time_budget
 
 from challenged import fake_result, poor_fit
@@ -70,5 +71,8 @@ def test_with_budget_left_the_challengers_run(monkeypatch):
     cfg = RunConfig(device="cpu", method=Method.HIO, poor_fit_starts=12).validate()
     with time_budget(3600):
         kept = reconstruction._more_starts_challenge(result, measurement, cfg, cfg.to_dict(), None, None)
-    assert len(seen) == 1 and kept.method_choice["starts"]["compared"]
+    record = kept.method_choice["starts"]
+    assert len(seen) == 1 and record["compared"] and record["chosen"] == "more starts"
     assert np.array_equal(kept.model_intensity, expected)
+    assert 0 <= record["started_s"] < 60 and 0 <= record["seconds"] < 60  # when it started, how long it took
+    assert more_starts_line(record).endswith(f", in {record['seconds']:.0f} s")

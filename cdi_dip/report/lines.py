@@ -27,7 +27,7 @@ def method_choice_line(record: Any) -> str | None:
     margin = record.get("margin_z")
     if isinstance(margin, (int, float)) and scores and record.get("chosen") != min(scores, key=scores.get):
         line += f" (the lowest not significantly lower: z {margin:.2f})"
-    return line
+    return line + _took(record)
 
 
 def auto_decision_line(record: Any) -> str | None:
@@ -94,7 +94,7 @@ def frame_margin_line(record: Any) -> str | None:
     figures = (f"free Poisson LLK {measured:.4g} on the measured frame, {wider:.4g} in a {shape} frame with an "
                f"unmeasured margin" if isinstance(measured, (int, float)) and isinstance(wider, (int, float))
                else f"a {shape} frame with an unmeasured margin tried")
-    return f"{kept} kept: {figures}{significance}"
+    return f"{kept} kept: {figures}{significance}{_took(record)}"
 
 
 def more_starts_line(record: Any) -> str | None:
@@ -116,7 +116,7 @@ def more_starts_line(record: Any) -> str | None:
         return f"{kept} kept{significance}"
     bred = f" bred in {record['generations']} generations" if record.get("generations") else ""
     return (f"{kept} kept: free Poisson LLK {first:.4g} from {first_starts}, {more:.4g} from "
-            f"{more_runs} more{bred}{significance}")
+            f"{more_runs} more{bred}{significance}{_took(record)}")
 
 
 def likelihood_polish_line(record: Any) -> str | None:
@@ -131,6 +131,13 @@ def likelihood_polish_line(record: Any) -> str | None:
     significance = f", z {margin:.2f}" if isinstance(margin, (int, float)) else ""
     return (f"{'kept' if record.get('kept') else 'not kept'}: free Poisson LLK {scores['as solved']:.4g} as "
             f"solved, {scores['polished']:.4g} polished{significance}")
+
+
+def _took(record: dict[str, Any]) -> str:
+    """How long a challenge took (``seconds``, :func:`cdi_dip.time_budget.challenge_timing`), as the end of its
+    line: ``", in 21 s"``; empty where the record has no time."""
+    seconds = record.get("seconds")
+    return f", in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
 
 
 def _starts(count: Any, more: str = "") -> str:
