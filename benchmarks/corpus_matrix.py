@@ -133,7 +133,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
     """One row per method: the case, the method run, its error, its free Poisson deviance per pixel
     (``free_llk``, from the summary) and what a model as good as the counts allow would score there
     (``free_llk_expected``; the fit warning compares their ratio with 2), what ``--psf compare`` decided (``coherence``), what the frame-margin
-    and more-starts challenges decided (``margin``, ``starts``) and its time in seconds: ``seconds`` the whole
+    and more-starts challenges decided (``margin``, ``starts``), how many support modes a masked centre hides
+    in the written support (``hidden_modes``; None where the centre is measured) and its time in seconds: ``seconds`` the whole
     command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
     reconstruction alone (the summary's ``wall_s``)."""
     folder = workdir / case.label.replace("/", "_")
@@ -160,7 +161,8 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
                    "free_llk_expected": summary.get("metrics", {}).get("free_llk_poisson_expected"),
                    "coherence": coherence_facts(summary), "margin": challenge_facts(summary, "margin"),
                    "starts": challenge_facts(summary, "starts"),
-                   "hot_by_model": ((summary.get("method_choice") or {}).get("hot_by_model") or {}).get("pixels")}
+                   "hot_by_model": ((summary.get("method_choice") or {}).get("hot_by_model") or {}).get("pixels"),
+                   "hidden_modes": (summary.get("missing_modes") or {}).get("hidden")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
