@@ -133,8 +133,9 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
     """One row per method: the case, the method run, its error, its free Poisson deviance per pixel
     (``free_llk``, from the summary) and what a model as good as the counts allow would score there
     (``free_llk_expected``; the fit warning compares their ratio with 2), what ``--psf compare`` decided (``coherence``), what the frame-margin
-    and more-starts challenges decided (``margin``, ``starts``), how many support modes a masked centre hides
-    in the written support (``hidden_modes``; None where the centre is measured) and its time in seconds: ``seconds`` the whole
+    more-starts and background challenges decided (``margin``, ``starts``, ``background``), how many support
+    modes a masked centre hides in the written support (``hidden_modes``; None where the centre is measured)
+    and its time in seconds: ``seconds`` the whole
     command as a user waits for it (reading, solving, writing the result and its report), ``solve_s`` the
     reconstruction alone (the summary's ``wall_s``)."""
     folder = workdir / case.label.replace("/", "_")
@@ -160,7 +161,7 @@ def case_rows(case: CorpusCase, methods: Sequence[str], workdir: Path, *, iterat
                    "free_llk": summary.get("metrics", {}).get("free_llk_poisson"),
                    "free_llk_expected": summary.get("metrics", {}).get("free_llk_poisson_expected"),
                    "coherence": coherence_facts(summary), "margin": challenge_facts(summary, "margin"),
-                   "starts": challenge_facts(summary, "starts"),
+                   "starts": challenge_facts(summary, "starts"), "background": challenge_facts(summary, "background"),
                    "hot_by_model": ((summary.get("method_choice") or {}).get("hot_by_model") or {}).get("pixels"),
                    "hidden_modes": (summary.get("missing_modes") or {}).get("hidden")}
     finally:
@@ -185,8 +186,9 @@ def coherence_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
 
 def challenge_facts(summary: dict[str, Any], key: str) -> dict[str, Any] | None:
     """What the challenge recorded as ``method_choice[key]`` decided (``margin``: the frame margin; ``starts``:
-    more starts), None without a record: whether it ran, what was kept, the margin in standard errors, and when
-    it started and how long it took (seconds; a time budget's effect can be read off them)."""
+    more starts; ``background``: the counts less a background), None without a record: whether it ran, what was
+    kept, the margin in standard errors, and when it started and how long it took (seconds; a time budget's
+    effect can be read off them: ``benchmarks/time_budget_effect.py``)."""
     record = (summary.get("method_choice") or {}).get(key)
     if not isinstance(record, dict):
         return None

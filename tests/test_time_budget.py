@@ -76,3 +76,31 @@ def test_with_budget_left_the_challengers_run(monkeypatch):
     assert np.array_equal(kept.model_intensity, expected)
     assert 0 <= record["started_s"] < 60 and 0 <= record["seconds"] < 60  # when it started, how long it took
     assert more_starts_line(record).endswith(f", in {record['seconds']:.0f} s")
+
+
+def _budget_effect_script():
+    """``benchmarks/time_budget_effect.py`` as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_budget_effect.py"
+    spec = importlib.util.spec_from_file_location("time_budget_effect", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_budgets_effect_is_read_off_the_challenges_start_times():
+    script = _budget_effect_script()
+    row = {"label": "case", "solve_s": 100.0,
+           "coherence": {"challenged": True, "chosen": "fitted kernel", "started_s": 10.0, "seconds": 50.0},
+           "starts": {"challenged": True, "chosen": "first starts", "started_s": 60.0, "seconds": 30.0},
+           "margin": {"challenged": False, "chosen": "measured frame"}}
+    unchallenged = {"label": "other", "solve_s": 20.0, "starts": None}
+    assert script.first_pass_s(row) == 10.0 and script.first_pass_s(unchallenged) == 20.0
+    late = script.effect([row, unchallenged], "30")  # the more starts began at 60 s: skipped, and they had lost
+    assert (late["skipped"], late["wins_lost"], late["seconds_saved"], late["seconds"]) == (1, 0, 30.0, 120.0)
+    early = script.effect([row], "5")  # both skipped; the kernel had won
+    assert (early["skipped"], early["wins_lost"], early["cases_changed"]) == (2, 1, ["case"])
+    relative = script.effect([row], "x2")  # twice the 10 s first pass: the kernel (at 10 s) still runs
+    assert (relative["skipped"], relative["wins_lost"]) == (1, 0)

@@ -1,0 +1,99 @@
+"""What a time budget (``--time-budget``) would have changed, read off corpus rows made without one.
+
+Every challenge of a result records when it started and how long it took
+(``started_s``, ``seconds``: :func:`cdi_dip.time_budget.challenge_timing`), and
+``benchmarks/corpus_matrix.py`` rows carry them for the partial-coherence
+models (``coherence``), the background, more starts (``starts``) and the frame
+margin (``margin``). Under a budget of ``B`` seconds a challenge that started
+after ``B`` would not have run: where it was kept, the case's result would
+have been the incumbent's; its time would have been saved. A relative budget
+``xK`` allows ``K`` times the case's first pass (the seconds before its first
+challenge). The errors without the lost challengers are not in the rows: the
+table counts the challenges that won and would be lost, which is what a
+default budget must not do often.
+
+    python benchmarks/corpus_matrix.py --half tuning --quick --dims 2 --json rows.json
+    python benchmarks/time_budget_effect.py rows.json --budgets 30,60,120,x3,x10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+CHALLENGES = {"coherence": "coherent", "background": "no background", "starts": "first starts",
+              "margin": "measured frame"}
+"""Each challenge's key in a corpus row, and the name of its incumbent (what stands when it loses)."""
+
+
+def challenges(row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The timed challenges of ``row`` that ran: ``(key, facts)`` with ``started_s`` and ``seconds``."""
+    found = []
+    for key in CHALLENGES:
+        facts = row.get(key)
+        if isinstance(facts, dict) and facts.get("challenged") and facts.get("started_s") is not None:
+            found.append((key, facts))
+    return found
+
+
+def first_pass_s(row: dict[str, Any]) -> float | None:
+    """Seconds of ``row``'s reconstruction before its first challenge (its whole time where none ran)."""
+    starts = [facts["started_s"] for _, facts in challenges(row)]
+    return min(starts) if starts else row.get("solve_s")
+
+
+def budget_seconds(budget: str, row: dict[str, Any]) -> float | None:
+    """A budget in seconds for ``row``: ``"60"`` as it is, ``"x3"`` three times its first pass."""
+    if budget.startswith("x"):
+        first = first_pass_s(row)
+        return None if first is None else float(budget[1:]) * first
+    return float(budget)
+
+
+def effect(rows: Sequence[dict[str, Any]], budget: str) -> dict[str, Any]:
+    """Over ``rows``: the challenges a budget would skip, the winners among them, and the seconds saved."""
+    skipped = lost = 0
+    saved = 0.0
+    cases_changed = set()
+    for row in rows:
+        limit = budget_seconds(budget, row)
+        if limit is None:
+            continue
+        for key, facts in challenges(row):
+            if facts["started_s"] <= limit:
+                continue
+            skipped += 1
+            saved += facts.get("seconds") or 0.0
+            if facts.get("chosen") not in (None, CHALLENGES[key]):
+                lost += 1
+                cases_changed.add(row["label"])
+    total = sum(row.get("solve_s") or 0.0 for row in rows)
+    return {"budget": budget, "skipped": skipped, "wins_lost": lost, "cases_changed": sorted(cases_changed),
+            "seconds": round(total, 1), "seconds_saved": round(saved, 1)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print, for each budget, what it would have skipped in the rows of a corpus run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("rows", type=Path, help="JSON written by corpus_matrix.py --json")
+    parser.add_argument("--budgets", default="30,60,120,300,x2,x5,x10",
+                        help="seconds, or xK for K times each case's first pass")
+    args = parser.parse_args(argv)
+    rows = [row for row in json.loads(args.rows.read_text())["rows"] if row.get("error") is not None]
+    timed = sum(1 for row in rows if challenges(row))
+    print(f"{len(rows)} cases, {timed} with a timed challenge that ran")
+    print("| budget | challenges skipped | of them kept (wins lost) | reconstruction time (s) | saved (s) |")
+    print("|---|---|---|---|---|")
+    for budget in args.budgets.split(","):
+        found = effect(rows, budget.strip())
+        print(f"| {found['budget']} | {found['skipped']} | {found['wins_lost']} | {found['seconds']} | "
+              f"{found['seconds_saved']} |")
+        for label in found["cases_changed"]:
+            print(f"|  | {label} | | | |")
+
+
+if __name__ == "__main__":
+    main()
