@@ -8,7 +8,8 @@ margin (``margin``). Under a budget of ``B`` seconds a challenge that started
 after ``B`` would not have run: where it was kept, the case's result would
 have been the incumbent's; its time would have been saved. A relative budget
 ``xK`` allows ``K`` times the case's first pass (the seconds before its first
-challenge). The errors without the lost challengers are not in the rows: the
+challenge). A challenge timed inside another (a kept challenger's own
+pipeline challenges its result too) goes with it. The errors without the lost challengers are not in the rows: the
 table counts the challenges that won and would be lost, which is what a
 default budget must not do often.
 
@@ -53,6 +54,22 @@ def budget_seconds(budget: str, row: dict[str, Any]) -> float | None:
     return float(budget)
 
 
+def _inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
+    """Whether challenge ``inner`` ran inside ``outer`` (a challenger's own pipeline challenges its result too: a
+    kept more-starts result's ``coherence`` record is its own, timed inside the more starts)."""
+    end = inner["started_s"] + (inner.get("seconds") or 0.0)
+    return (inner is not outer and outer["started_s"] <= inner["started_s"]
+            and end <= outer["started_s"] + (outer.get("seconds") or 0.0) + 0.01)
+
+
+def skipped_challenges(row: dict[str, Any], limit: float) -> list[tuple[str, dict[str, Any]]]:
+    """The challenges of ``row`` a budget of ``limit`` seconds would skip: those started after it, less those
+    inside another skipped one (they would not exist)."""
+    timed = challenges(row)
+    late = [(key, facts) for key, facts in timed if facts["started_s"] > limit]
+    return [(key, facts) for key, facts in late if not any(_inside(facts, other) for _, other in late)]
+
+
 def effect(rows: Sequence[dict[str, Any]], budget: str) -> dict[str, Any]:
     """Over ``rows``: the challenges a budget would skip, the winners among them, and the seconds saved."""
     skipped = lost = 0
@@ -62,9 +79,7 @@ def effect(rows: Sequence[dict[str, Any]], budget: str) -> dict[str, Any]:
         limit = budget_seconds(budget, row)
         if limit is None:
             continue
-        for key, facts in challenges(row):
-            if facts["started_s"] <= limit:
-                continue
+        for key, facts in skipped_challenges(row, limit):
             skipped += 1
             saved += facts.get("seconds") or 0.0
             if facts.get("chosen") not in (None, CHALLENGES[key]):

@@ -104,3 +104,15 @@ def test_a_budgets_effect_is_read_off_the_challenges_start_times():
     assert (early["skipped"], early["wins_lost"], early["cases_changed"]) == (2, 1, ["case"])
     relative = script.effect([row], "x2")  # twice the 10 s first pass: the kernel (at 10 s) still runs
     assert (relative["skipped"], relative["wins_lost"]) == (1, 0)
+
+
+def test_a_challenge_inside_a_skipped_one_goes_with_it():
+    script = _budget_effect_script()
+    row = {"label": "case", "solve_s": 360.0,  # more starts kept, with their own coherence challenge inside them
+           "starts": {"challenged": True, "chosen": "more starts", "started_s": 77.0, "seconds": 100.0},
+           "coherence": {"challenged": True, "chosen": "fitted kernel", "started_s": 92.0, "seconds": 80.0},
+           "margin": {"challenged": True, "chosen": "measured frame", "started_s": 178.0, "seconds": 180.0}}
+    outer = script.effect([row], "60")  # the more starts are skipped, and the kernel inside them with them
+    assert (outer["skipped"], outer["wins_lost"], outer["seconds_saved"]) == (2, 1, 280.0)
+    inner = script.effect([row], "80")  # the more starts run; the kernel inside them, started at 92 s, does not
+    assert (inner["skipped"], inner["wins_lost"], inner["seconds_saved"]) == (2, 1, 260.0)
