@@ -96,9 +96,7 @@ def polished_poor_fit(result: Result, measurement: Measurement, problem: Problem
         return result
     start = time.perf_counter()
     with interrupts_deferred() as finishing:
-        polished = polish(restart_object(result.obj, result.support, result.align), result.support,
-                          measurement.intensity, problem.fit.cpu().numpy(), None, free=problem.free.cpu().numpy(),
-                          positivity=bool(result.solver.get("positivity")), device=problem.device)
+        polished = polish_of(result, measurement, problem, None)
     seconds = time.perf_counter() - start
     before = result.metrics["free_llk_poisson"]
     if polished is None:
@@ -120,6 +118,17 @@ def polished_poor_fit(result: Result, measurement: Measurement, problem: Problem
     kept.solver = {**kept.solver, "likelihood_polish": record}
     kept.interrupted = kept.interrupted or finishing.requested
     return kept
+
+
+def polish_of(base: Result, measurement: Measurement, problem: Problem,
+              widths_px: list[float] | None) -> Polished | None:
+    """The likelihood polish of ``base`` (:func:`cdi_dip.polish.polish`): its object restarted on its support, fitted
+    to ``measurement``'s counts on ``problem``'s pixels and device, coherent (``widths_px`` None) or with a
+    Gaussian blur of those start widths, real part kept non-negative where ``base`` imposed positivity; None
+    where the held-out pixels' deviance did not fall."""
+    return polish(restart_object(base.obj, base.support, base.align), base.support, measurement.intensity,
+                  problem.fit.cpu().numpy(), widths_px, free=problem.free.cpu().numpy(),
+                  positivity=bool(base.solver.get("positivity")), device=problem.device)
 
 
 def polished_result(base: Result, polished: Polished, problem: Problem, **changes: Any) -> Result:

@@ -35,8 +35,8 @@ from .margin_result import on_measured_frame
 from .memory import check_memory
 from .metrics import challenge_margin, data_metrics, deviance_excess, poisson_deviance_map
 from .physics import FarField
-from .polish import Polished, polish
-from .poor_fit_polish import polished_poor_fit, polished_result
+from .polish import Polished
+from .poor_fit_polish import polish_of, polished_poor_fit, polished_result
 from .prepare.free_pixels import select_free_islands
 from .prepare.margin import measured_part, with_unmeasured_margin
 from .prepare.rim import RimTest, check_rim, with_rim, without_rim
@@ -927,9 +927,7 @@ def _polished_challenger(candidates: list[tuple[str, Result]], measurement: Meas
     problem, _ = fit_data(measurement, cfg, device)
     start = time.perf_counter()
     with interrupts_deferred() as finishing:
-        polished = polish(restart_object(base.obj, base.support, base.align), base.support, measurement.intensity,
-                          problem.fit.cpu().numpy(), widths, free=problem.free.cpu().numpy(),
-                          positivity=bool(base.solver.get("positivity")), device=device)
+        polished = polish_of(base, measurement, problem, widths)
     if polished is not None:
         candidates.append(_as_polished(polished, label, base, measurement, problem, time.perf_counter() - start))
     if finishing.requested:
