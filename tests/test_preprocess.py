@@ -45,6 +45,37 @@ def test_friedel_centre_found_behind_a_beamstop(rng):
     assert find_centre(intensity, valid, CentreMethod.AUTO) == centre
 
 
+def _two_domain_pattern(shape, centre):
+    """The pattern of a crystal of two equal domains of opposite phase (+1 and -1), centred at ``centre``.
+
+    Its far field vanishes at the zero frequency (the domains cancel there), so the brightest pixel is a
+    lobe beside it; the object is real, so the pattern is centro-symmetric about ``centre``.
+    """
+    obj = np.zeros(shape)
+    rows = slice(shape[0] // 2 - 6, shape[0] // 2 + 6)
+    obj[rows, shape[1] // 2 - 8:shape[1] // 2] = 1.0
+    obj[rows, shape[1] // 2:shape[1] // 2 + 8] = -1.0
+    intensity = np.abs(np.fft.fftshift(np.fft.fftn(obj))) ** 2
+    shift = [c - n // 2 for c, n in zip(centre, shape)]
+    return np.roll(intensity, shift, axis=(0, 1)).astype(np.float32)
+
+
+def test_auto_centre_in_2d_is_the_centre_of_symmetry_not_the_brightest_lobe():
+    shape, centre = (64, 64), (31, 34)
+    intensity = _two_domain_pattern(shape, centre)
+    valid = np.ones(shape, dtype=bool)
+    assert intensity[centre] < 1e-6 * intensity.max()
+    assert find_centre(intensity, valid, CentreMethod.MAX) != centre
+    assert find_centre(intensity, valid, CentreMethod.AUTO) == centre
+
+
+def test_auto_centre_in_3d_is_the_brightest_pixel_without_a_beamstop(rng):
+    intensity = _speckle_pattern((16, 20, 24), (7, 11, 12), rng)
+    intensity[7, 11, 13] = 2 * intensity.max()  # a bright pixel beside the centre: 3D auto takes it
+    valid = np.ones(intensity.shape, dtype=bool)
+    assert find_centre(intensity, valid, CentreMethod.AUTO) == (7, 11, 13)
+
+
 def test_max_centre_in_3d(rng):
     intensity = _speckle_pattern((16, 20, 24), (7, 11, 12), rng)
     valid = np.ones(intensity.shape, dtype=bool)

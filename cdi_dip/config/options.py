@@ -132,7 +132,8 @@ class PrepConfig:
     was measured on small frames only (docs/benchmarks.md, "Binning an
     oversampled frame")."""
     centre: CentreMethod = option(CentreMethod.AUTO)
-    """How the zero frequency is found: auto, max, com, friedel or none."""
+    """How the zero frequency is found: auto (the centre of Friedel symmetry in 2D; in 3D the
+    brightest pixel, or Friedel symmetry behind a beamstop), max, com, friedel or none."""
     threshold: float = option(0.0, range=(0.0, None))
     """Photon threshold: counts below it are set to zero (still valid)."""
     free_fraction: float = option(0.05, range=(0.0, 0.2))
