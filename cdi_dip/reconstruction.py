@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DEFAULT_POOR_FIT_DIP_STARTS, DEFAULT_RUNS, Method, RunConfig
+from .config import DEFAULT_CHALLENGE_TIME_FACTOR, DEFAULT_POOR_FIT_DIP_STARTS, DEFAULT_RUNS, Method, RunConfig
 from .background import background_from_counts, subtracted
 from .challenge_rules import CHALLENGE_DIP_EXCESS, CHALLENGE_FREE_DEVIANCE, CHALLENGE_SIGNIFICANCE
 from .config.init_choice import parse_init
@@ -142,10 +142,20 @@ def reconstruct(
     requested = cfg.to_dict()  # as asked (``auto`` included): what --resume compares
     if init is None:
         init = initialiser_for(cfg, measurement)
-    with time_budget(cfg.time_budget_s):
+    with time_budget(cfg.time_budget_s, challenge_time_factor(cfg, len(measurement.shape))):
         result, measurement = _screened_frame(measurement, cfg, requested, init, on_iter)
         result = _more_starts_challenge(result, measurement, cfg, requested, init, on_iter)
         return _margin_challenge(result, measurement, cfg, requested, init, on_iter)
+
+
+def challenge_time_factor(cfg: RunConfig, ndim: int) -> float | None:
+    """The relative time budget of a ``ndim``-dimensional frame's reconstruction: ``cfg.challenge_time_factor``,
+    or where it is None :data:`~cdi_dip.config.DEFAULT_CHALLENGE_TIME_FACTOR` by dimensions; None for none
+    (0 asked)."""
+    factor = cfg.challenge_time_factor
+    if factor is None:
+        factor = DEFAULT_CHALLENGE_TIME_FACTOR.get(ndim)
+    return factor or None
 
 
 def _screened_frame(measurement: Measurement, cfg: RunConfig, requested: dict[str, Any], init: Initialiser,

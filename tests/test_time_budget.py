@@ -116,3 +116,46 @@ def test_a_challenge_inside_a_skipped_one_goes_with_it():
     assert (outer["skipped"], outer["wins_lost"], outer["seconds_saved"]) == (2, 1, 280.0)
     inner = script.effect([row], "80")  # the more starts run; the kernel inside them, started at 92 s, does not
     assert (inner["skipped"], inner["wins_lost"], inner["seconds_saved"]) == (2, 1, 260.0)
+
+
+class _Clock:
+    """A monotonic clock moved by hand (seconds)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_relative_budget_lets_the_first_challenger_start_and_stops_one_past_k_first_passes(monkeypatch):
+    from cdi_dip import time_budget as budget_module
+
+    clock = _Clock()
+    monkeypatch.setattr(budget_module.time, "monotonic", clock)
+    with time_budget(None, 3.0):
+        clock.now += 10.0  # the first pass took 10 s
+        assert not budget_spent()  # the first challenger always starts; the deadline is now 30 s
+        clock.now += 15.0
+        with time_budget(None, 3.0):  # a challenger's own reconstruction keeps the outer first pass
+            assert not budget_spent()
+        clock.now += 5.0
+        assert budget_spent()
+        reason = budget_module.not_tried("more starts")
+        assert reason == "not tried: 3 times the first pass (10 s) was spent (--challenge-time-factor)"
+    with time_budget(100.0, 3.0):  # the earlier deadline wins: 100 s before 3 x 50 s
+        clock.now += 50.0
+        assert not budget_spent()
+        clock.now += 60.0
+        assert budget_spent()
+        assert "the time budget of 100 s" in budget_module.not_tried("more starts")
+
+
+def test_the_relative_budget_defaults_by_dimensions():
+    cfg = RunConfig(device="cpu").validate()
+    assert reconstruction.challenge_time_factor(cfg, 2) == 3.0
+    assert reconstruction.challenge_time_factor(cfg, 3) is None
+    off = RunConfig(device="cpu", challenge_time_factor=0).validate()
+    assert reconstruction.challenge_time_factor(off, 2) is None
+    asked = RunConfig(device="cpu", challenge_time_factor=5).validate()
+    assert reconstruction.challenge_time_factor(asked, 3) == 5

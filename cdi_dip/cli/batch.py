@@ -62,6 +62,7 @@ def batch(
     psf: opt.Psf = None,
     background: opt.Background = None,
     time_budget: opt.TimeBudget = None,
+    challenge_time_factor: opt.ChallengeTimeFactor = None,
     init: opt.Init = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Output folder: OUT/<scan-name>/ per scan and OUT/batch.json.",

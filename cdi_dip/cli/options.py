@@ -50,6 +50,7 @@ Init = Annotated[Optional[str], typer.Option("--init", help="What starts every r
 DipWeights = Annotated[Optional[str], typer.Option("--dip-weights", help="Pretrained double-DIP generators (MODEL.pt from cdi-dip train-dip): the networks start from its weights and fixed inputs, fitted to this scan (the educated DIP); its object box and --param must be this run's \\[default: none: random weights].", rich_help_panel=METHOD)]
 Psf = Annotated[Optional[str], typer.Option("--psf", help="Partial coherence: compare (a coherent reconstruction; where a blurred copy of its model fits the held-out pixels better, projection ones with a fitted blurring kernel or of deconvolved counts on half the runs challenge it, where its model integrated over the pixels fits them better one whose model integrates over the pixels does, and the lowest free deviance is kept; no challenger with --method dip or net, or --plan), none (coherent only), auto (fit a kernel), auto,SIGMA, select (random starts alternate coherent and fitted), gaussian,SIGMA (fixed; SIGMA in pixels) or pixel (the detector pixels integrate the intensity: a fixed one-pixel box along every axis) \\[default: compare].", rich_help_panel=METHOD)]
 TimeBudget = Annotated[Optional[float], typer.Option("--time-budget", metavar="SECONDS", help="Start no challenger of the result (partial-coherence models, background, more starts, frame margin) once the reconstruction has taken this many seconds; the first pass always runs in full, and the summary says what was not tried \\[default: no budget].", rich_help_panel=METHOD)]
+ChallengeTimeFactor = Annotated[Optional[float], typer.Option("--challenge-time-factor", metavar="K", help="Start no challenger of the result once the reconstruction has taken K times as long as its first pass (which always runs, with the first challenger); 0: no such limit \\[default: 3 in 2D, none in 3D].", rich_help_panel=METHOD)]
 Background = Annotated[Optional[str], typer.Option("--background", help="An incoherent background under the pattern (air scattering, fluorescence): none (the counts are the object's alone), subtract (a radial background estimated from the counts alone is taken off them first, where it averages 0.5 photons per pixel or more) or compare (the counts are reconstructed as measured and less that background; the second is kept where its free deviance, with the background added back, is significantly lower) \\[default: compare].", rich_help_panel=METHOD)]
 MaxVoxels = Annotated[Optional[int], typer.Option("--max-voxels", help="Voxel budget of the automatic frame: a larger frame is cut to the signal, then shrunk to fit \\[default: 2^20 on a CPU, 2^24 on a GPU].", rich_help_panel=PREP)]
 Centre = Annotated[Optional[str], typer.Option(help="Zero frequency: auto (the centre of Friedel symmetry in 2D; in 3D the maximum, or Friedel symmetry "
@@ -129,6 +130,7 @@ CONFIG_PATH: dict[str, str] = {
     "psf": "psf",
     "background": "background",
     "time_budget": "time_budget_s",
+    "challenge_time_factor": "challenge_time_factor",
     "init": "init",
     "allow_external_links": "input.allow_external_links",
     "max_size": "prep.max_size",

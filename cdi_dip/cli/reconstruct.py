@@ -52,6 +52,7 @@ def reconstruct(
     psf: opt.Psf = None,
     background: opt.Background = None,
     time_budget: opt.TimeBudget = None,
+    challenge_time_factor: opt.ChallengeTimeFactor = None,
     init: opt.Init = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; results go to OUT/<scan-name>/.",
                                       rich_help_panel=opt.OUTPUT)] = Path("results"),

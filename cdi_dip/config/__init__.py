@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from .options import (
+    DEFAULT_CHALLENGE_TIME_FACTOR,
     DEFAULT_POOR_FIT_DIP_STARTS,
     DEFAULT_RUNS,
     AlienHandling,
@@ -83,6 +84,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
 
 __all__ = [
+    "DEFAULT_CHALLENGE_TIME_FACTOR",
     "DEFAULT_POOR_FIT_DIP_STARTS",
     "DEFAULT_RUNS", "AlienHandling", "CentreMethod", "DetectorConfig", "DipConfig", "DipLoss", "DipParam", "EarlyStop",
     "GeometryConfig", "InputConfig", "Method", "NoiseModel", "PrepConfig", "ProjectionConfig", "RimHandling", "RunConfig",
