@@ -737,7 +737,7 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     started_s = elapsed_s()
     try:
         for index, name in enumerate(challengers):
-            if _budget_noted(notes, f"the {', '.join(challengers[index:])} challenger(s)"):
+            if _budget_noted(notes, f"the {', '.join(challengers[index:])} challenger(s)", within_challenge=index > 0):
                 break
             if name == "pixel":
                 if pixel_challenge:
@@ -794,12 +794,13 @@ def _why_challenged(evidence: dict[str, Any], free_deviance: float | None, poor_
     return " and ".join(found)
 
 
-def _budget_noted(notes: list[str], what: str) -> bool:
+def _budget_noted(notes: list[str], what: str, *, within_challenge: bool = False) -> bool:
     """Whether the time budget is spent (:func:`~cdi_dip.time_budget.budget_spent`); if so ``what`` did not start,
-    and a note in ``notes`` says so."""
-    if not budget_spent():
+    and a note in ``notes`` says so. ``within_challenge``: between the candidates of a challenge that started,
+    where only the budget in seconds stops it (a relative budget lets it finish)."""
+    if not budget_spent(relative=not within_challenge):
         return False
-    notes.append(f"{what} {not_tried(what)}")
+    notes.append(f"{what} {not_tried(what, relative=not within_challenge)}")
     return True
 
 
@@ -873,13 +874,13 @@ def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[s
         candidates.append((deconvolved_label(sigma_px), rescored))
 
     for sigma_px in COARSE_WIDTHS_PX:
-        if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on"):
+        if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on", within_challenge=True):
             return
         try_width(sigma_px)
     finite = {sigma: value for sigma, value in scored.items() if np.isfinite(value)}
     if finite:
         for sigma_px in refined_widths(min(finite, key=finite.get)):
-            if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on"):
+            if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on", within_challenge=True):
                 return
             try_width(sigma_px)
 

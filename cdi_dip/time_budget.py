@@ -15,8 +15,10 @@ began are within the budget, and one already running finishes. What was not
 tried is recorded, like any challenge the result did not meet.
 
 A budget may also be relative (``cfg.challenge_time_factor``, by default 3 in
-2D): ``K`` times the first pass, the seconds before the first challenger
-asked to start. It scales with the data and the machine as a fixed number of
+2D): ``K`` times the first pass, the seconds before the first challenge
+asked to start; no challenge starts past it, and one that started runs all
+its candidates (the budget in seconds also stops the partial-coherence
+challenge between its candidates). It scales with the data and the machine as a fixed number of
 seconds does not: on the 2D tuning half every challenger that won started
 within 1.73 times its scan's first pass.
 
@@ -54,6 +56,8 @@ class _Budget:
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("cdi_dip_time_budget", default=None)
+_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("cdi_dip_time_budget_depth", default=0)
+"""How many reconstructions are open, one inside another (a challenger's own pipeline is the second)."""
 
 
 @contextlib.contextmanager
@@ -71,20 +75,27 @@ def time_budget(seconds: float | None, factor: float | None = None) -> Iterator[
     else:
         budget = outer
     token = _BUDGET.set(budget)
+    depth = _DEPTH.set(_DEPTH.get() + 1)
     try:
         yield
     finally:
+        _DEPTH.reset(depth)
         _BUDGET.reset(token)
 
 
-def budget_spent() -> bool:
-    """Whether the open budget's deadline has passed (False where none is open). Asked before each challenger;
+def budget_spent(*, relative: bool = True) -> bool:
+    """Whether the open budget's deadline has passed (False where none is open). Asked before each challenge;
     the first time, a relative budget's deadline is fixed at ``factor`` times the seconds so far (the first pass),
-    so the first challenger always starts."""
+    so the first challenge always starts. ``relative=False``: the budget in seconds alone, as asked between the
+    candidates of one challenge and inside a challenger's own reconstruction (a relative budget lets a challenge
+    that started finish whole: the measurement it was chosen on, ``benchmarks/time_budget_effect.py``, sees
+    challenges whole)."""
     budget = _BUDGET.get()
     if budget is None:
         return False
     now = time.monotonic()
+    if not relative or _DEPTH.get() > 1:
+        return now >= budget.deadline
     if budget.factor is not None and budget.relative_deadline is None:
         budget.relative_deadline = budget.started + budget.factor * (now - budget.started)
     relative = math.inf if budget.relative_deadline is None else budget.relative_deadline
@@ -108,12 +119,13 @@ def challenge_timing(started_s: float | None) -> dict[str, float]:
     return {"started_s": started_s, "seconds": round(now - started_s, 2)}
 
 
-def not_tried(what: str) -> str:
+def not_tried(what: str, *, relative: bool = True) -> str:
     """The reason recorded for a challenger (``what``, for the log) that did not start because the budget was
     spent: ``"not tried: the time budget of 300 s was spent (--time-budget)"``, or for the relative budget
-    ``"not tried: 3 times the first pass (41 s) was spent (--challenge-time-factor)"``."""
+    ``"not tried: 3 times the first pass (41 s) was spent (--challenge-time-factor)"``; ``relative`` as
+    :func:`budget_spent` was asked."""
     budget = _BUDGET.get()
-    if budget is not None and _relative_ran_out(budget):
+    if relative and _DEPTH.get() <= 1 and budget is not None and _relative_ran_out(budget):
         first = (budget.relative_deadline - budget.started) / budget.factor
         log.info("%g times the first pass (%.0f s) is spent: %s not tried", budget.factor, first, what)
         return f"not tried: {budget.factor:g} times the first pass ({first:.0f} s) was spent (--challenge-time-factor)"

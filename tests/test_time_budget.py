@@ -137,10 +137,12 @@ def test_a_relative_budget_lets_the_first_challenger_start_and_stops_one_past_k_
         clock.now += 10.0  # the first pass took 10 s
         assert not budget_spent()  # the first challenger always starts; the deadline is now 30 s
         clock.now += 15.0
-        with time_budget(None, 3.0):  # a challenger's own reconstruction keeps the outer first pass
-            assert not budget_spent()
+        assert not budget_spent()
         clock.now += 5.0
         assert budget_spent()
+        assert not budget_spent(relative=False)  # between one challenge's candidates it finishes
+        with time_budget(None, 3.0):  # a challenger's own reconstruction, started in time, runs whole
+            assert not budget_spent()
         reason = budget_module.not_tried("more starts")
         assert reason == "not tried: 3 times the first pass (10 s) was spent (--challenge-time-factor)"
     with time_budget(100.0, 3.0):  # the earlier deadline wins: 100 s before 3 x 50 s
