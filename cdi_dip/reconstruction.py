@@ -45,7 +45,7 @@ from .previous_result import ResultStart, result_start
 from .restarts import Combined, Run, combine_runs, run_generations, selection_record, total_runs
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .solvers.init import StartFrom
-from .time_budget import budget_spent, challenge_timing, elapsed_s, not_tried, time_budget
+from .time_budget import budget_spent, challenge_running, challenge_timing, elapsed_s, not_tried, time_budget
 from .types import Measurement, Result
 
 log = logging.getLogger(__name__)
@@ -322,7 +322,8 @@ def _challenger_of(result: Result, run: Callable[[], Result], *, key: str, incum
             "compared": False, "chosen": incumbent, "reason": not_tried(f"the {key} challenger")}}
         return None
     try:
-        challenger = run()
+        with challenge_running():
+            challenger = run()
     except KeyboardInterrupt:  # before the challenger had an iterate
         challenger = None
     except errors as exc:
@@ -735,25 +736,29 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     notes: list[str] = []
     deconvolved_cfg = deconvolved_challenger_config(challenger_cfg, cfg)
     started_s = elapsed_s()
+    if _budget_noted(notes, f"the {', '.join(challengers)} challenger(s)"):
+        challengers = []
     try:
-        for index, name in enumerate(challengers):
-            if _budget_noted(notes, f"the {', '.join(challengers[index:])} challenger(s)", within_challenge=index > 0):
-                break
-            if name == "pixel":
-                if pixel_challenge:
-                    _pixel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter,
-                                      device)
-            elif not blur_challenge:
-                continue
-            elif name == "kernel":
-                _kernel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter, device)
-            elif name == "refined":
-                _refined_challenger(candidates, notes, measurement, deconvolved_cfg, requested, on_iter, device)
-            elif name == "polished":
-                _polished_challenger(candidates, measurement, cfg, evidence, device)
-            else:
-                _deconvolved_challengers(candidates, notes, measurement, deconvolved_cfg, requested, init, on_iter,
-                                         device)
+        with challenge_running():  # started: a relative budget lets it finish (a budget in seconds may not)
+            for index, name in enumerate(challengers):
+                if index > 0 and _budget_noted(notes, f"the {', '.join(challengers[index:])} challenger(s)"):
+                    break
+                if name == "pixel":
+                    if pixel_challenge:
+                        _pixel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter,
+                                          device)
+                elif not blur_challenge:
+                    continue
+                elif name == "kernel":
+                    _kernel_challenger(candidates, notes, measurement, challenger_cfg, requested, init, on_iter,
+                                       device)
+                elif name == "refined":
+                    _refined_challenger(candidates, notes, measurement, deconvolved_cfg, requested, on_iter, device)
+                elif name == "polished":
+                    _polished_challenger(candidates, measurement, cfg, evidence, device)
+                else:
+                    _deconvolved_challengers(candidates, notes, measurement, deconvolved_cfg, requested, init,
+                                             on_iter, device)
     except (_ChallengeInterrupted, KeyboardInterrupt):  # also between two challengers (a deconvolution, a score)
         log.warning("interrupted while challenging the coherent result: keeping the best finished candidate")
         winner = _timed(_choose_coherence(candidates, evidence, notes, interrupted=True), "coherence", started_s)
@@ -794,13 +799,12 @@ def _why_challenged(evidence: dict[str, Any], free_deviance: float | None, poor_
     return " and ".join(found)
 
 
-def _budget_noted(notes: list[str], what: str, *, within_challenge: bool = False) -> bool:
+def _budget_noted(notes: list[str], what: str) -> bool:
     """Whether the time budget is spent (:func:`~cdi_dip.time_budget.budget_spent`); if so ``what`` did not start,
-    and a note in ``notes`` says so. ``within_challenge``: between the candidates of a challenge that started,
-    where only the budget in seconds stops it (a relative budget lets it finish)."""
-    if not budget_spent(relative=not within_challenge):
+    and a note in ``notes`` says so."""
+    if not budget_spent():
         return False
-    notes.append(f"{what} {not_tried(what, relative=not within_challenge)}")
+    notes.append(f"{what} {not_tried(what)}")
     return True
 
 
@@ -874,13 +878,13 @@ def _deconvolved_challengers(candidates: list[tuple[str, Result]], notes: list[s
         candidates.append((deconvolved_label(sigma_px), rescored))
 
     for sigma_px in COARSE_WIDTHS_PX:
-        if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on", within_challenge=True):
+        if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on"):
             return
         try_width(sigma_px)
     finite = {sigma: value for sigma, value in scored.items() if np.isfinite(value)}
     if finite:
         for sigma_px in refined_widths(min(finite, key=finite.get)):
-            if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on", within_challenge=True):
+            if _budget_noted(notes, f"the deconvolved challengers from {sigma_px:g} px on"):
                 return
             try_width(sigma_px)
 
@@ -1075,7 +1079,8 @@ def _background_challenge(result: Result, measurement: Measurement, lessened: Me
     notes: list[str] = []
     started_s = elapsed_s()
     try:
-        challenger = _method_pass(lessened, cfg, requested, init, on_iter, device)
+        with challenge_running():
+            challenger = _method_pass(lessened, cfg, requested, init, on_iter, device)
         if challenger.interrupted:
             raise KeyboardInterrupt
     except KeyboardInterrupt:

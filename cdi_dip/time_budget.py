@@ -56,8 +56,8 @@ class _Budget:
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("cdi_dip_time_budget", default=None)
-_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("cdi_dip_time_budget_depth", default=0)
-"""How many reconstructions are open, one inside another (a challenger's own pipeline is the second)."""
+_IN_CHALLENGE: contextvars.ContextVar[int] = contextvars.ContextVar("cdi_dip_in_challenge", default=0)
+"""How many challenges that started are running, one inside another (:func:`challenge_running`)."""
 
 
 @contextlib.contextmanager
@@ -75,26 +75,34 @@ def time_budget(seconds: float | None, factor: float | None = None) -> Iterator[
     else:
         budget = outer
     token = _BUDGET.set(budget)
-    depth = _DEPTH.set(_DEPTH.get() + 1)
     try:
         yield
     finally:
-        _DEPTH.reset(depth)
         _BUDGET.reset(token)
 
 
-def budget_spent(*, relative: bool = True) -> bool:
+@contextlib.contextmanager
+def challenge_running() -> Iterator[None]:
+    """Mark the code inside as a challenge that has started: a relative budget lets it finish whole (its
+    candidates, and the challenges of its own reconstruction), as the measurement the budget was chosen on,
+    ``benchmarks/time_budget_effect.py``, sees challenges whole; the budget in seconds still holds inside."""
+    token = _IN_CHALLENGE.set(_IN_CHALLENGE.get() + 1)
+    try:
+        yield
+    finally:
+        _IN_CHALLENGE.reset(token)
+
+
+def budget_spent() -> bool:
     """Whether the open budget's deadline has passed (False where none is open). Asked before each challenge;
     the first time, a relative budget's deadline is fixed at ``factor`` times the seconds so far (the first pass),
-    so the first challenge always starts. ``relative=False``: the budget in seconds alone, as asked between the
-    candidates of one challenge and inside a challenger's own reconstruction (a relative budget lets a challenge
-    that started finish whole: the measurement it was chosen on, ``benchmarks/time_budget_effect.py``, sees
-    challenges whole)."""
+    so the first challenge always starts. Inside a challenge that started (:func:`challenge_running`) only the
+    budget in seconds counts."""
     budget = _BUDGET.get()
     if budget is None:
         return False
     now = time.monotonic()
-    if not relative or _DEPTH.get() > 1:
+    if _IN_CHALLENGE.get():
         return now >= budget.deadline
     if budget.factor is not None and budget.relative_deadline is None:
         budget.relative_deadline = budget.started + budget.factor * (now - budget.started)
@@ -119,13 +127,12 @@ def challenge_timing(started_s: float | None) -> dict[str, float]:
     return {"started_s": started_s, "seconds": round(now - started_s, 2)}
 
 
-def not_tried(what: str, *, relative: bool = True) -> str:
+def not_tried(what: str) -> str:
     """The reason recorded for a challenger (``what``, for the log) that did not start because the budget was
     spent: ``"not tried: the time budget of 300 s was spent (--time-budget)"``, or for the relative budget
-    ``"not tried: 3 times the first pass (41 s) was spent (--challenge-time-factor)"``; ``relative`` as
-    :func:`budget_spent` was asked."""
+    ``"not tried: 3 times the first pass (41 s) was spent (--challenge-time-factor)"``."""
     budget = _BUDGET.get()
-    if relative and _DEPTH.get() <= 1 and budget is not None and _relative_ran_out(budget):
+    if not _IN_CHALLENGE.get() and budget is not None and _relative_ran_out(budget):
         first = (budget.relative_deadline - budget.started) / budget.factor
         log.info("%g times the first pass (%.0f s) is spent: %s not tried", budget.factor, first, what)
         return f"not tried: {budget.factor:g} times the first pass ({first:.0f} s) was spent (--challenge-time-factor)"

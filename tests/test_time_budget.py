@@ -9,7 +9,7 @@ from cdi_dip import reconstruction
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.config.psf import parse_psf
 from cdi_dip.report.lines import more_starts_line
-from cdi_dip.time_budget import budget_spent, time_budget
+from cdi_dip.time_budget import budget_spent, challenge_running, time_budget
 
 from challenged import fake_result, poor_fit
 
@@ -140,9 +140,10 @@ def test_a_relative_budget_lets_the_first_challenger_start_and_stops_one_past_k_
         assert not budget_spent()
         clock.now += 5.0
         assert budget_spent()
-        assert not budget_spent(relative=False)  # between one challenge's candidates it finishes
-        with time_budget(None, 3.0):  # a challenger's own reconstruction, started in time, runs whole
+        with challenge_running():  # a challenge that started finishes: its candidates, its own reconstruction
             assert not budget_spent()
+            with time_budget(None, 3.0):
+                assert not budget_spent()
         reason = budget_module.not_tried("more starts")
         assert reason == "not tried: 3 times the first pass (10 s) was spent (--challenge-time-factor)"
     with time_budget(100.0, 3.0):  # the earlier deadline wins: 100 s before 3 x 50 s
@@ -151,6 +152,8 @@ def test_a_relative_budget_lets_the_first_challenger_start_and_stops_one_past_k_
         clock.now += 60.0
         assert budget_spent()
         assert "the time budget of 100 s" in budget_module.not_tried("more starts")
+        with challenge_running():  # the budget in seconds holds inside a challenge too
+            assert budget_spent()
 
 
 def test_the_relative_budget_defaults_by_dimensions():

@@ -226,6 +226,11 @@ def prepare(measurement: Measurement, cfg: PrepConfig, *, voxel_budget: int | No
             f"{measurement.source}: no valid pixel with counts above the threshold "
             f"({cfg.threshold:g}): check the mask and --threshold"
         )
+    if min(intensity.shape) < MIN_FRAME:
+        raise InvalidInputError(
+            f"{measurement.source}: the detector region {intensity.shape} is smaller than {MIN_FRAME} pixels along "
+            f"an axis: give a larger region of the detector"
+        )
     trusted = valid if measurement.provisional is None else valid & ~measurement.provisional
     centre = find_centre(intensity, trusted, cfg.centre)  # a half-covered beamstop rim would pull it
     window = [centred_window(c, n, cfg.max_size) for c, n in zip(centre, intensity.shape)]
