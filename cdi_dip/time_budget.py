@@ -16,11 +16,12 @@ tried is recorded, like any challenge the result did not meet.
 
 A budget may also be relative (``cfg.challenge_time_factor``, by default 3 in
 2D): ``K`` times the first pass, the seconds before the first challenge
-asked to start; no challenge starts past it, and one that started runs all
-its candidates (the budget in seconds also stops the partial-coherence
-challenge between its candidates). It scales with the data and the machine as a fixed number of
-seconds does not: on the 2D tuning half every challenger that won started
-within 1.73 times its scan's first pass.
+asked to start; no challenge starts past it, and one that started runs whole
+(:func:`challenge_running`: its candidates and its own reconstruction's
+challenges; the budget in seconds still stops those). It scales with the
+data and the machine as a fixed number of seconds does not: on the 2D tuning
+half every challenger that won started within 1.73 times its scan's first
+pass.
 
 :func:`time_budget` starts the reconstruction's clock, with or without a
 budget (a reconstruction inside another keeps the outer clock and the earlier
