@@ -457,7 +457,7 @@ DEFAULT_CHALLENGE_TIME_FACTOR = {2: 3.0}
 """The relative time budget (``challenge_time_factor``) when none is asked for, by the frame's dimensions: no
 challenger starts once the reconstruction has taken this many times its first pass. 2D: chosen on the corpus's
 tuning half (docs/benchmarks.md, thirtieth session: every challenger that won started within 1.73 times its
-first pass, so 3 lost none of 120 patterns' winners and saved 12 % of their time). 3D: none until measured."""
+first pass, so 3 lost none of 120 patterns' winners and saved 11 % of their time). 3D: none until measured."""
 
 DEFAULT_POOR_FIT_DIP_STARTS = {2: 2, 3: 0}
 """More double DIP runs on a poor fit (``poor_fit_dip_starts``) when none are asked for, by the frame's
@@ -648,10 +648,11 @@ class RunConfig:
     challenge_time_factor: float | None = option(None, range=(0.0, 1e6))
     """A time budget relative to the first pass: no challenger of the result
     starts once the reconstruction has taken this many times as long as its
-    first pass (the seconds before the first challenger asked to start, which
-    always runs). It holds beside ``time_budget_s``; the earlier deadline
-    wins. None: by the frame's dimensions (``DEFAULT_CHALLENGE_TIME_FACTOR``:
-    3 in 2D, none in 3D); 0: none."""
+    first pass (the seconds before the first challenge asked to start, which
+    starts where the factor is above 1); a challenge that started finishes
+    whole. It holds beside ``time_budget_s``; the earlier deadline wins.
+    None: by the frame's dimensions (``DEFAULT_CHALLENGE_TIME_FACTOR``: 3 in
+    2D, none in 3D); 0: none."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
