@@ -45,7 +45,8 @@ from .previous_result import ResultStart, result_start
 from .restarts import Combined, Run, combine_runs, run_generations, selection_record, total_runs
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .solvers.init import StartFrom
-from .time_budget import budget_spent, challenge_running, challenge_timing, elapsed_s, not_tried, time_budget
+from .time_budget import (budget_spent, challenge_running, challenge_timing, elapsed_s, first_pass_goes_on,
+                          not_tried, time_budget)
 from .types import Measurement, Result
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ def _without_hot_pixels(found: HotPixelsFound, measurement: Measurement, cfg: Ru
     background = found.background if found.background is not None else np.zeros(cleaned.shape, np.float32)
     first = _with_background(found.first, without_rim(cleaned), cfg, background, resolve_device(cfg.device))
     record = dict(found.record)
+    first_pass_goes_on()
     try:
         second = _reconstruct_frame(cleaned, cfg, requested, init, on_iter)
     except KeyboardInterrupt:

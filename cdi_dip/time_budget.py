@@ -111,6 +111,15 @@ def budget_spent() -> bool:
     return now >= min(budget.deadline, relative)
 
 
+def first_pass_goes_on() -> None:
+    """The first pass is not over: a pass that brings back pixels (hot pixels found by the model) reconstructs the
+    frame again, and the relative budget's deadline, fixed by a challenge of the pass it replaces, is fixed again
+    by the first challenge of the new one (the measurement sees the kept pass's challenges only)."""
+    budget = _BUDGET.get()
+    if budget is not None and not _IN_CHALLENGE.get():
+        budget.relative_deadline = None
+
+
 def elapsed_s() -> float | None:
     """Seconds since the (outermost) reconstruction began, to 0.01 s; None outside one."""
     budget = _BUDGET.get()

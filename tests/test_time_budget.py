@@ -9,7 +9,7 @@ from cdi_dip import reconstruction
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.config.psf import parse_psf
 from cdi_dip.report.lines import more_starts_line
-from cdi_dip.time_budget import budget_spent, challenge_running, time_budget
+from cdi_dip.time_budget import budget_spent, challenge_running, first_pass_goes_on, time_budget
 
 from challenged import fake_result, poor_fit
 
@@ -164,3 +164,20 @@ def test_the_relative_budget_defaults_by_dimensions():
     assert reconstruction.challenge_time_factor(off, 2) is None
     asked = RunConfig(device="cpu", challenge_time_factor=5).validate()
     assert reconstruction.challenge_time_factor(asked, 3) == 5
+
+
+def test_a_pass_without_hot_pixels_starts_the_relative_budget_again(monkeypatch):
+    from cdi_dip import time_budget as budget_module
+
+    clock = _Clock()
+    monkeypatch.setattr(budget_module.time, "monotonic", clock)
+    with time_budget(None, 3.0):
+        clock.now += 10.0
+        assert not budget_spent()  # a challenge of the first pass: deadline at 30 s
+        clock.now += 25.0  # the hot pixels found, the frame reconstructed again
+        first_pass_goes_on()
+        assert not budget_spent()  # the second pass's first challenge: the deadline is 3 x 35 s now
+        clock.now += 60.0
+        assert not budget_spent()
+        clock.now += 15.0
+        assert budget_spent()
