@@ -181,19 +181,24 @@ def coherence_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
             "pixel_ratio": (test.get("pixel_test") or {}).get("ratio"),
             "pixel_z": (test.get("pixel_test") or {}).get("margin_z"),
             "free_llk_by_candidate": record.get("free_llk_poisson"), "margin_z": record.get("margin_z"),
-            "started_s": record.get("started_s"), "seconds": record.get("seconds")}
+            **_timing(record)}
+
+
+def _timing(record: dict[str, Any]) -> dict[str, Any]:
+    """When a challenge started and what it took, in seconds and in work (millions of voxels transformed)."""
+    return {key: record.get(key) for key in ("started_s", "seconds", "started_work", "work")}
 
 
 def challenge_facts(summary: dict[str, Any], key: str) -> dict[str, Any] | None:
     """What the challenge recorded as ``method_choice[key]`` decided (``margin``: the frame margin; ``starts``:
     more starts; ``background``: the counts less a background), None without a record: whether it ran, what was
-    kept, the margin in standard errors, and when it started and how long it took (seconds; a time budget's
-    effect can be read off them: ``benchmarks/time_budget_effect.py``)."""
+    kept, the margin in standard errors, and when it started and how long it took (seconds and work; a time
+    budget's effect can be read off them: ``benchmarks/time_budget_effect.py``)."""
     record = (summary.get("method_choice") or {}).get(key)
     if not isinstance(record, dict):
         return None
     return {"challenged": bool(record.get("compared")), "chosen": record.get("chosen"),
-            "margin_z": record.get("margin_z"), "started_s": record.get("started_s"), "seconds": record.get("seconds")}
+            "margin_z": record.get("margin_z"), **_timing(record)}
 
 
 def run_facts(output: str) -> dict[str, Any]:
@@ -277,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 rows.append(row)
                 print(f"{row['label']} {row['method']}: error {_number(row['error'], 3)}, "
                       f"{_number(row['seconds'], 1)} s, {row['status']}", flush=True)
+                if args.json is not None:  # a long run stopped early keeps the rows it made
+                    _write_rows(args, rows, machine_description())
     machine = machine_description()
     settings = (f"configuration {args.config}" if args.config else "default configuration") + (f", --psf {args.psf}" if args.psf else "") + \
         (f", model {args.model}" if args.model else "")
@@ -285,8 +292,16 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"failure: error > {FAILURE_ERROR}\n")
     print(report(rows, markdown=args.markdown))
     if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine, "arguments": {k: str(v) for k, v in vars(args).items()},
-                                         "rows": rows, "cells": cells(rows, MATRIX_KEYS)}, indent=1))
+        _write_rows(args, rows, machine)
+
+
+def _write_rows(args: argparse.Namespace, rows: list[dict[str, Any]], machine: str) -> None:
+    """Every row so far, the cells and the machine, as ``args.json`` (replaced whole, never half-written)."""
+    text = json.dumps({"machine": machine, "arguments": {k: str(v) for k, v in vars(args).items()},
+                       "rows": rows, "cells": cells(rows, MATRIX_KEYS)}, indent=1)
+    partial = args.json.with_name(args.json.name + ".partial")
+    partial.write_text(text)
+    partial.replace(args.json)
 
 
 if __name__ == "__main__":

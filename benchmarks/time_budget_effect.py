@@ -7,8 +7,10 @@ models (``coherence``), the background, more starts (``starts``) and the frame
 margin (``margin``). Under a budget of ``B`` seconds a challenge that started
 after ``B`` would not have run: where it was kept, the case's result would
 have been the incumbent's; its time would have been saved. A relative budget
-``xK`` allows ``K`` times the case's first pass (the seconds before its first
-challenge). A challenge timed inside another (a kept challenger's own
+``xK`` allows ``K`` times the case's first pass, counted as the tool counts it,
+in work (``started_work``: millions of voxels transformed before its first
+challenge; rows made before the work was recorded fall back on the seconds).
+A challenge timed inside another (a kept challenger's own
 pipeline challenges its result too) goes with it. The errors without the lost challengers are not in the rows: the
 table counts the challenges that won and would be lost, which is what a
 default budget must not do often.
@@ -31,7 +33,8 @@ CHALLENGES = {"coherence": "coherent", "background": "no background", "starts": 
 
 
 def challenges(row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The timed challenges of ``row`` that ran: ``(key, facts)`` with ``started_s`` and ``seconds``."""
+    """The timed challenges of ``row`` that ran: ``(key, facts)`` with ``started_s`` and ``seconds`` (and
+    ``started_work``, ``work`` in rows that record work)."""
     found = []
     for key in CHALLENGES:
         facts = row.get(key)
@@ -46,12 +49,22 @@ def first_pass_s(row: dict[str, Any]) -> float | None:
     return min(starts) if starts else row.get("solve_s")
 
 
-def budget_seconds(budget: str, row: dict[str, Any]) -> float | None:
-    """A budget in seconds for ``row``: ``"60"`` as it is, ``"x3"`` three times its first pass."""
-    if budget.startswith("x"):
-        first = first_pass_s(row)
-        return None if first is None else float(budget[1:]) * first
-    return float(budget)
+def _measures_work(row: dict[str, Any]) -> bool:
+    """Whether every timed challenge of ``row`` records its work (rows of a version that counted it)."""
+    timed = challenges(row)
+    return bool(timed) and all(facts.get("started_work") is not None for _, facts in timed)
+
+
+def skip_rule(budget: str, row: dict[str, Any]) -> tuple[str, float] | None:
+    """What a budget compares for ``row``: ``("started_s", 60.0)`` for ``"60"``; for ``"x3"`` three times the
+    first pass, ``("started_work", ...)`` where the row records work, else in seconds. None: nothing to skip."""
+    if not budget.startswith("x"):
+        return "started_s", float(budget)
+    factor = float(budget[1:])
+    if _measures_work(row):
+        return "started_work", factor * min(facts["started_work"] for _, facts in challenges(row))
+    first = first_pass_s(row)
+    return None if first is None else ("started_s", factor * first)
 
 
 def _inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
@@ -62,12 +75,13 @@ def _inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
             and end <= outer["started_s"] + (outer.get("seconds") or 0.0) + 0.01)
 
 
-def skipped_challenges(row: dict[str, Any], limit: float) -> list[tuple[str, dict[str, Any]]]:
-    """The challenges of ``row`` a budget of ``limit`` seconds would skip: those started after it, less those
-    inside another skipped one (they would not exist)."""
+def skipped_challenges(row: dict[str, Any], limit: float, key: str = "started_s") -> list[tuple[str, dict[str, Any]]]:
+    """The challenges of ``row`` a budget of ``limit`` would skip: those whose ``key`` (``started_s``, or
+    ``started_work`` for a relative budget) is past it, less those inside another skipped one (they would not
+    exist)."""
     timed = challenges(row)
-    late = [(key, facts) for key, facts in timed if facts["started_s"] > limit]
-    return [(key, facts) for key, facts in late if not any(_inside(facts, other) for _, other in late)]
+    late = [(name, facts) for name, facts in timed if facts[key] > limit]
+    return [(name, facts) for name, facts in late if not any(_inside(facts, other) for _, other in late)]
 
 
 def effect(rows: Sequence[dict[str, Any]], budget: str) -> dict[str, Any]:
@@ -76,10 +90,10 @@ def effect(rows: Sequence[dict[str, Any]], budget: str) -> dict[str, Any]:
     saved = 0.0
     cases_changed = set()
     for row in rows:
-        limit = budget_seconds(budget, row)
-        if limit is None:
+        rule = skip_rule(budget, row)
+        if rule is None:
             continue
-        for key, facts in skipped_challenges(row, limit):
+        for key, facts in skipped_challenges(row, rule[1], rule[0]):
             skipped += 1
             saved += facts.get("seconds") or 0.0
             if facts.get("chosen") not in (None, CHALLENGES[key]):

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .time_budget import count_work
+
 
 class FarField:
     """Oversampled far-field diffraction of a 2D or 3D complex object.
@@ -43,11 +45,14 @@ class FarField:
 
     # -- raw transforms (FFT order) ---------------------------------------
     def fft(self, obj: torch.Tensor) -> torch.Tensor:
-        """Unitary FFT over the last ``ndim`` axes, no shifts (FFT order)."""
+        """Unitary FFT over the last ``ndim`` axes, no shifts (FFT order); counted as the reconstruction's work
+        (:func:`cdi_dip.time_budget.count_work`)."""
+        count_work(obj.numel())
         return torch.fft.fftn(obj, dim=self.dims, norm="ortho")
 
     def ifft(self, field: torch.Tensor) -> torch.Tensor:
-        """Unitary inverse FFT over the last ``ndim`` axes, no shifts."""
+        """Unitary inverse FFT over the last ``ndim`` axes, no shifts; counted as work like :meth:`fft`."""
+        count_work(field.numel())
         return torch.fft.ifftn(field, dim=self.dims, norm="ortho")
 
     def to_fft_order(self, array: torch.Tensor) -> torch.Tensor:

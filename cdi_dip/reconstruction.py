@@ -45,8 +45,8 @@ from .previous_result import ResultStart, result_start
 from .restarts import Combined, Run, combine_runs, run_generations, selection_record, total_runs
 from .solvers import Initialiser, IterCallback, Problem, decide_method, estimate_memory_bytes, random_phases
 from .solvers.init import StartFrom
-from .time_budget import (budget_spent, challenge_running, challenge_timing, elapsed_s, first_pass_goes_on,
-                          not_tried, time_budget)
+from .time_budget import (ChallengeStart, budget_spent, challenge_running, challenge_started, challenge_timing,
+                          first_pass_goes_on, not_tried, time_budget)
 from .types import Measurement, Result
 
 log = logging.getLogger(__name__)
@@ -304,13 +304,13 @@ def _more_starts_challenge(result: Result, measurement: Measurement, cfg: RunCon
              poor_fit_description(result, free_deviance), more, challenger_cfg.seed, challenger_cfg.seed + more - 1,
              challenger_cfg.generations)
     same_free = dataclasses.replace(measurement, fixed_free=result.free)
-    started_s = elapsed_s()
+    started = challenge_started()
     challenger = _challenger_of(
         result, lambda: _reconstruct_frame(same_free, challenger_cfg, requested, init, on_iter),
         key="starts", incumbent="first starts", errors=(ReconstructionError,))  # every run diverged
     if challenger is None:
         return result
-    return _more_starts_winner(result, challenger, cfg, challenger_cfg, free_deviance, started_s)
+    return _more_starts_winner(result, challenger, cfg, challenger_cfg, free_deviance, started)
 
 
 def _challenger_of(result: Result, run: Callable[[], Result], *, key: str, incumbent: str,
@@ -341,8 +341,8 @@ def _challenger_of(result: Result, run: Callable[[], Result], *, key: str, incum
 
 
 def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, challenger_cfg: RunConfig,
-                        free_deviance: float, started_s: float | None) -> Result:
-    """The better of the first starts' ``result`` and the ``challenger`` (started ``started_s`` into the
+                        free_deviance: float, started: ChallengeStart | None) -> Result:
+    """The better of the first starts' ``result`` and the ``challenger`` (``started``: when, into the
     reconstruction) by the significance rule; its ``method_choice["starts"]`` records both deviances, the starts
     and the challenge's time (:func:`~cdi_dip.time_budget.challenge_timing`), its ``wall_s`` both times."""
     more = total_runs(challenger_cfg)
@@ -355,7 +355,7 @@ def _more_starts_winner(result: Result, challenger: Result, cfg: RunConfig, chal
                         "more starts": [challenger_cfg.seed, challenger_cfg.seed + more - 1]},
               "free_llk_poisson": {"first starts": free_deviance,
                                    "more starts": challenger.metrics.get("free_llk_poisson")},
-              "margin_z": margin, "reason": reason, **challenge_timing(started_s)}
+              "margin_z": margin, "reason": reason, **challenge_timing(started)}
     if challenger_cfg.generations > 1:
         record["generations"] = challenger_cfg.generations
     log.info("more starts: %s", record["reason"])
@@ -392,13 +392,13 @@ def _margin_challenge(result: Result, measurement: Measurement, cfg: RunConfig, 
     log.info("frame margin: the fit is poor (free deviance %.3g per pixel); the %s frame challenged by a %s frame "
              "with an unmeasured margin", free_deviance, "x".join(map(str, measurement.shape)),
              "x".join(map(str, wider.shape)))
-    started_s = elapsed_s()
+    started = challenge_started()
     challenger = _challenger_of(  # memory, a learned model's frame, every run diverged: the result stands
         result, lambda: _reconstruct_frame(wider, cfg, requested, _initialiser_on(wider, init, cfg), on_iter),
         key="margin", incumbent="measured frame", errors=(InvalidInputError, ReconstructionError))
     if challenger is None:
         return result
-    return _margin_winner(result, challenger, measurement, free_deviance, started_s)
+    return _margin_winner(result, challenger, measurement, free_deviance, started)
 
 
 def _initialiser_on(wider: Measurement, init: Initialiser, cfg: RunConfig) -> Initialiser:
@@ -410,8 +410,8 @@ def _initialiser_on(wider: Measurement, init: Initialiser, cfg: RunConfig) -> In
 
 
 def _margin_winner(result: Result, challenger: Result, measurement: Measurement, free_deviance: float,
-                   started_s: float | None) -> Result:
-    """The better of the measured frame's ``result`` and the ``challenger`` with a margin (started ``started_s``
+                   started: ChallengeStart | None) -> Result:
+    """The better of the measured frame's ``result`` and the ``challenger`` with a margin (``started``: when,
     into the reconstruction), by the significance rule, on the measured frame
     (:func:`~cdi_dip.margin_result.on_measured_frame`); its ``method_choice["margin"]`` records both deviances,
     the margin and the challenge's time, its ``wall_s`` both times."""
@@ -419,7 +419,7 @@ def _margin_winner(result: Result, challenger: Result, measurement: Measurement,
     record = {"compared": True, "chosen": "with a margin" if kept else "measured frame",
               "measured_shape": list(result.obj.shape), "shape": list(challenger.obj.shape), "free_llk_poisson": {
                   "measured frame": free_deviance, "with a margin": challenger.metrics.get("free_llk_poisson")},
-              "margin_z": margin, "reason": reason, **challenge_timing(started_s)}
+              "margin_z": margin, "reason": reason, **challenge_timing(started)}
     log.info("frame margin: %s", record["reason"])
     return _recorded_winner(on_measured_frame(challenger, measurement) if kept else result,
                             result if kept else challenger, "margin", record)
@@ -737,7 +737,7 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
     candidates: list[tuple[str, Result]] = [(COHERENCE_LABELS[0], result)]
     notes: list[str] = []
     deconvolved_cfg = deconvolved_challenger_config(challenger_cfg, cfg)
-    started_s = elapsed_s()
+    started = challenge_started()
     if _budget_noted(notes, f"the {', '.join(challengers)} challenger(s)"):
         challengers = []
     try:
@@ -763,16 +763,16 @@ def _coherence_challenge(result: Result, measurement: Measurement, cfg: RunConfi
                                              on_iter, device)
     except (_ChallengeInterrupted, KeyboardInterrupt):  # also between two challengers (a deconvolution, a score)
         log.warning("interrupted while challenging the coherent result: keeping the best finished candidate")
-        winner = _timed(_choose_coherence(candidates, evidence, notes, interrupted=True), "coherence", started_s)
+        winner = _timed(_choose_coherence(candidates, evidence, notes, interrupted=True), "coherence", started)
         winner.interrupted = True
         return winner
-    return _timed(_choose_coherence(candidates, evidence, notes, interrupted=False), "coherence", started_s)
+    return _timed(_choose_coherence(candidates, evidence, notes, interrupted=False), "coherence", started)
 
 
-def _timed(result: Result, key: str, started_s: float | None) -> Result:
+def _timed(result: Result, key: str, started: ChallengeStart | None) -> Result:
     """``result`` with the time of the challenge recorded as ``method_choice[key]`` added to its record
     (:func:`~cdi_dip.time_budget.challenge_timing`)."""
-    result.method_choice = {**result.method_choice, key: {**result.method_choice[key], **challenge_timing(started_s)}}
+    result.method_choice = {**result.method_choice, key: {**result.method_choice[key], **challenge_timing(started)}}
     return result
 
 
@@ -1079,7 +1079,7 @@ def _background_challenge(result: Result, measurement: Measurement, lessened: Me
     log.info("background compare: the counts show %.3g photons per pixel of background; reconstructing the "
              "counts less it", record["level_photons"])
     notes: list[str] = []
-    started_s = elapsed_s()
+    started = challenge_started()
     try:
         with challenge_running():
             challenger = _method_pass(lessened, cfg, requested, init, on_iter, device)
@@ -1093,7 +1093,7 @@ def _background_challenge(result: Result, measurement: Measurement, lessened: Me
         log.warning("the reconstruction of the counts less a background failed (%s): left out", exc)
         notes.append(f"the reconstruction of the counts less it failed ({exc})")
         challenger = None
-    record.update(challenge_timing(started_s))
+    record.update(challenge_timing(started))
     if challenger is None:
         record["reason"] = "no background: " + "; ".join(notes or ["the challenger was interrupted"])
         result.method_choice = {**result.method_choice, "background": record}

@@ -9,7 +9,7 @@ from cdi_dip import reconstruction
 from cdi_dip.config import Method, RunConfig
 from cdi_dip.config.psf import parse_psf
 from cdi_dip.report.lines import more_starts_line
-from cdi_dip.time_budget import budget_spent, challenge_running, first_pass_goes_on, time_budget
+from cdi_dip.time_budget import budget_spent, challenge_running, count_work, first_pass_goes_on, time_budget
 
 from challenged import fake_result, poor_fit
 
@@ -134,26 +134,80 @@ def test_a_relative_budget_lets_the_first_challenger_start_and_stops_one_past_k_
     clock = _Clock()
     monkeypatch.setattr(budget_module.time, "monotonic", clock)
     with time_budget(None, 3.0):
-        clock.now += 10.0  # the first pass took 10 s
-        assert not budget_spent()  # the first challenger always starts; the deadline is now 30 s
-        clock.now += 15.0
+        count_work(10e6)  # the first pass transformed 10 M voxels
+        clock.now += 1e6  # and the seconds do not count
+        assert not budget_spent()  # the first challenger always starts; the limit is now 30 M voxels
+        count_work(15e6)
         assert not budget_spent()
-        clock.now += 5.0
+        count_work(5e6)
         assert budget_spent()
         with challenge_running():  # a challenge that started finishes: its candidates, its own reconstruction
             assert not budget_spent()
             with time_budget(None, 3.0):
                 assert not budget_spent()
         reason = budget_module.not_tried("more starts")
-        assert reason == "not tried: 3 times the first pass (10 s) was spent (--challenge-time-factor)"
-    with time_budget(100.0, 3.0):  # the earlier deadline wins: 100 s before 3 x 50 s
-        clock.now += 50.0
+        assert reason == ("not tried: 3 times the first pass's work (10 M voxels transformed) was spent "
+                          "(--challenge-time-factor)")
+    with time_budget(100.0, 3.0):  # the deadline in seconds holds beside the relative limit
+        count_work(50e6)
         assert not budget_spent()
-        clock.now += 60.0
+        clock.now += 110.0
         assert budget_spent()
         assert "the time budget of 100 s" in budget_module.not_tried("more starts")
         with challenge_running():  # the budget in seconds holds inside a challenge too
             assert budget_spent()
+
+
+def test_work_is_counted_by_the_forward_model_inside_a_reconstruction_only():
+    import torch
+
+    from cdi_dip.physics import FarField
+    from cdi_dip.time_budget import challenge_started, challenge_timing
+
+    physics = FarField((8, 16))
+    field = torch.zeros((2, 8, 16), dtype=torch.complex64)  # two runs side by side: 256 voxels a transform
+    physics.fft(field)  # outside a reconstruction: nothing to count into
+    assert challenge_started() is None
+    with time_budget(None):
+        physics.ifft(physics.fft(field))
+        started = challenge_started()
+        assert started.work == 512 / 1e6
+        with time_budget(3600):  # a reconstruction inside another counts into the outer one
+            physics.fft(field)
+        timing = challenge_timing(started)
+    assert timing["started_work"] == 512 / 1e6 and timing["work"] == 256 / 1e6
+
+
+def test_the_same_work_gives_the_same_challenges_however_busy_the_machine(monkeypatch):
+    """The relative budget counts work, so a machine that turns busy during the challenges (here, each takes
+    ten times the seconds) tries the same challengers as a quiet one: what a seed fixes, the result, stays
+    fixed (a budget in seconds tried one challenger fewer on the busy machine)."""
+    import torch
+
+    from cdi_dip import time_budget as budget_module
+    from cdi_dip.physics import FarField
+
+    physics = FarField((16, 16))
+    frame = torch.zeros((16, 16), dtype=torch.complex64)
+    clock = _Clock()
+    monkeypatch.setattr(budget_module.time, "monotonic", clock)
+
+    def transforms(count: int, seconds_each: float) -> None:
+        for _ in range(count):
+            physics.fft(frame)
+            clock.now += seconds_each
+
+    def challenges(busy: bool) -> list[bool]:
+        allowed = []
+        with time_budget(None, 3.0):
+            transforms(3, 1.0)  # the first pass
+            for _ in range(4):  # challengers of three transforms each: two fit in three first passes
+                allowed.append(not budget_spent())
+                if allowed[-1]:
+                    transforms(3, 10.0 if busy else 1.0)
+        return allowed
+
+    assert challenges(busy=False) == challenges(busy=True) == [True, True, False, False]
 
 
 def test_the_relative_budget_defaults_by_dimensions():
@@ -166,18 +220,14 @@ def test_the_relative_budget_defaults_by_dimensions():
     assert reconstruction.challenge_time_factor(asked, 3) == 5
 
 
-def test_a_pass_without_hot_pixels_starts_the_relative_budget_again(monkeypatch):
-    from cdi_dip import time_budget as budget_module
-
-    clock = _Clock()
-    monkeypatch.setattr(budget_module.time, "monotonic", clock)
+def test_a_pass_without_hot_pixels_starts_the_relative_budget_again():
     with time_budget(None, 3.0):
-        clock.now += 10.0
-        assert not budget_spent()  # a challenge of the first pass: deadline at 30 s
-        clock.now += 25.0  # the hot pixels found, the frame reconstructed again
+        count_work(10.0)
+        assert not budget_spent()  # a challenge of the first pass: the limit is 30
+        count_work(25.0)  # the hot pixels found, the frame reconstructed again
         first_pass_goes_on()
-        assert not budget_spent()  # the second pass's first challenge: the deadline is 3 x 35 s now
-        clock.now += 60.0
+        assert not budget_spent()  # the second pass's first challenge: the limit is 3 x 35 now
+        count_work(60.0)
         assert not budget_spent()
-        clock.now += 15.0
+        count_work(15.0)
         assert budget_spent()

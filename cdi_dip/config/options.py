@@ -455,7 +455,7 @@ double DIP already probes several starts inside one run."""
 
 DEFAULT_CHALLENGE_TIME_FACTOR = {2: 3.0}
 """The relative time budget (``challenge_time_factor``) when none is asked for, by the frame's dimensions: no
-challenger starts once the reconstruction has taken this many times its first pass. 2D: chosen on the corpus's
+challenger starts once the reconstruction has done this many times its first pass's work. 2D: chosen on the corpus's
 tuning half (docs/benchmarks.md, thirtieth session: every challenger that won started within 1.73 times its
 first pass, so 3 lost none of 120 patterns' winners and saved 11 % of their time). 3D: none until measured."""
 
@@ -647,12 +647,15 @@ class RunConfig:
     None: no budget."""
     challenge_time_factor: float | None = option(None, range=(0.0, 1e6))
     """A time budget relative to the first pass: no challenger of the result
-    starts once the reconstruction has taken this many times as long as its
-    first pass (the seconds before the first challenge asked to start, which
-    starts where the factor is above 1); a challenge that started finishes
-    whole. It holds beside ``time_budget_s``; the earlier deadline wins.
-    None: by the frame's dimensions (``DEFAULT_CHALLENGE_TIME_FACTOR``: 3 in
-    2D, none in 3D); 0: none."""
+    starts once the reconstruction has done this many times the work of its
+    first pass (the work before the first challenge asked to start, which
+    always starts); a challenge that started finishes whole. Work, not
+    seconds: the Fourier transforms of the frame and the double DIP's network
+    steps (:func:`cdi_dip.time_budget.count_work`), which the seed fixes, so
+    the result does not depend on how busy the machine is. It holds beside
+    ``time_budget_s``, which does count seconds. None: by the frame's
+    dimensions (``DEFAULT_CHALLENGE_TIME_FACTOR``: 3 in 2D, none in 3D);
+    0: none."""
     input: InputConfig = option(default_factory=InputConfig)
     """How input files are read (TOML table ``[input]``)."""
     prep: PrepConfig = option(default_factory=PrepConfig)
