@@ -11,7 +11,9 @@ have been the incumbent's; its time would have been saved. A relative budget
 in work (``started_work``: millions of voxels transformed before its first
 challenge; rows made before the work was recorded fall back on the seconds).
 A challenge timed inside another (a kept challenger's own
-pipeline challenges its result too) goes with it. The errors without the lost challengers are not in the rows: the
+pipeline challenges its result too) goes with it: skipped with it, and under
+a relative budget run with it (the tool lets a challenge that started finish
+whole). The errors without the lost challengers are not in the rows: the
 table counts the challenges that won and would be lost, which is what a
 default budget must not do often.
 
@@ -75,13 +77,17 @@ def _inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
             and end <= outer["started_s"] + (outer.get("seconds") or 0.0) + 0.01)
 
 
-def skipped_challenges(row: dict[str, Any], limit: float, key: str = "started_s") -> list[tuple[str, dict[str, Any]]]:
+def skipped_challenges(row: dict[str, Any], limit: float, key: str = "started_s", *,
+                       started_ones_finish: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """The challenges of ``row`` a budget of ``limit`` would skip: those whose ``key`` (``started_s``, or
     ``started_work`` for a relative budget) is past it, less those inside another skipped one (they would not
-    exist)."""
+    exist) and, with ``started_ones_finish`` (a relative budget, which lets a challenge that started run whole),
+    those inside one that started within it."""
     timed = challenges(row)
     late = [(name, facts) for name, facts in timed if facts[key] > limit]
-    return [(name, facts) for name, facts in late if not any(_inside(facts, other) for _, other in late)]
+    on_time = [(name, facts) for name, facts in timed if facts[key] <= limit] if started_ones_finish else []
+    return [(name, facts) for name, facts in late
+            if not any(_inside(facts, other) for _, other in late + on_time)]
 
 
 def effect(rows: Sequence[dict[str, Any]], budget: str) -> dict[str, Any]:
@@ -93,7 +99,7 @@ def effect(rows: Sequence[dict[str, Any]], budget: str) -> dict[str, Any]:
         rule = skip_rule(budget, row)
         if rule is None:
             continue
-        for key, facts in skipped_challenges(row, rule[1], rule[0]):
+        for key, facts in skipped_challenges(row, rule[1], rule[0], started_ones_finish=budget.startswith("x")):
             skipped += 1
             saved += facts.get("seconds") or 0.0
             if facts.get("chosen") not in (None, CHALLENGES[key]):

@@ -19,9 +19,9 @@ A budget may also be relative (``cfg.challenge_time_factor``, by default 3 in
 started runs whole (:func:`challenge_running`: its candidates and its own
 reconstruction's challenges; the budget in seconds still stops those). It
 scales with the data and the machine as a fixed number of seconds does not:
-on the 2D tuning half every challenger that won started within 1.73 times its
-scan's first pass. It is counted in work, not seconds, so that it never
-changes a result: the Fourier transforms of the frame done so far
+on the 2D tuning half every challenger that won started within 1.75 times its
+scan's first pass's work (one started inside another challenge runs with it).
+It is counted in work, not seconds, so that it never changes a result: the Fourier transforms of the frame done so far
 (:func:`count_work`, in voxels transformed, each step of the double DIP's
 networks weighted as several transforms), which a seed fixes as it fixes the
 result, where the seconds depend on the machine's load (the same scan, run

@@ -118,6 +118,22 @@ def test_a_challenge_inside_a_skipped_one_goes_with_it():
     assert (inner["skipped"], inner["wins_lost"], inner["seconds_saved"]) == (2, 1, 260.0)
 
 
+def test_a_relative_budget_is_read_in_work_and_lets_a_started_challenge_finish_whole():
+    script = _budget_effect_script()
+    row = {"label": "case", "solve_s": 60.0,  # a frame margin kept, with its own background challenge inside it
+           "margin": {"challenged": True, "chosen": "with a margin", "started_s": 20.0, "seconds": 34.0,
+                      "started_work": 100.0, "work": 180.0},
+           "background": {"challenged": True, "chosen": "background", "started_s": 38.0, "seconds": 16.0,
+                          "started_work": 190.0, "work": 80.0},
+           "starts": {"challenged": True, "chosen": "first starts", "started_s": 56.0, "seconds": 4.0,
+                      "started_work": 280.0, "work": 20.0}}
+    assert script.skip_rule("x2", row) == ("started_work", 200.0)  # twice the work before the first challenge
+    found = script.effect([row], "x1.5")  # the background (x1.9) runs inside the margin; the more starts do not
+    assert (found["skipped"], found["wins_lost"], found["seconds_saved"]) == (1, 0, 4.0)
+    seconds = script.effect([row], "30")  # a budget in seconds stops the background inside the margin
+    assert (seconds["skipped"], seconds["wins_lost"]) == (2, 1)
+
+
 class _Clock:
     """A monotonic clock moved by hand (seconds)."""
 

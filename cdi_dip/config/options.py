@@ -456,8 +456,9 @@ double DIP already probes several starts inside one run."""
 DEFAULT_CHALLENGE_TIME_FACTOR = {2: 3.0}
 """The relative time budget (``challenge_time_factor``) when none is asked for, by the frame's dimensions: no
 challenger starts once the reconstruction has done this many times its first pass's work. 2D: chosen on the corpus's
-tuning half (docs/benchmarks.md, thirtieth session: every challenger that won started within 1.73 times its
-first pass, so 3 lost none of 120 patterns' winners and saved 11 % of their time). 3D: none until measured."""
+tuning half (docs/benchmarks.md, "A budget relative to the first pass": counted in work, every challenger that won
+started within 1.75 times its first pass's, so 3 lost none of 120 patterns' winners and saved 10 % of their
+time). 3D: none until measured."""
 
 DEFAULT_POOR_FIT_DIP_STARTS = {2: 2, 3: 0}
 """More double DIP runs on a poor fit (``poor_fit_dip_starts``) when none are asked for, by the frame's
