@@ -21,12 +21,13 @@ reconstruction's challenges; the budget in seconds still stops those). It
 scales with the data and the machine as a fixed number of seconds does not:
 on the 2D tuning half every challenger that won started within 1.75 times its
 scan's first pass's work (one started inside another challenge runs with it).
-It is counted in work, not seconds, so that it never changes a result: the Fourier transforms of the frame done so far
-(:func:`count_work`, in voxels transformed, each step of the double DIP's
-networks weighted as several transforms), which a seed fixes as it fixes the
-result, where the seconds depend on the machine's load (the same scan, run
-twice on two busy cores, once tried its more starts and once did not). The
-first pass is the work before the first challenge asked to start.
+It is counted in work, not seconds, so that it never changes a result: the
+Fourier transforms of the frame done so far (:func:`count_work`, in voxels
+transformed, each step of the double DIP's networks weighted as many
+transforms), which a seed fixes as it fixes the result, where the seconds
+depend on the machine's load (the same scan, run twice on two busy cores,
+once tried its more starts and once did not). The first pass is the work
+before the first challenge asked to start.
 
 :func:`time_budget` starts the reconstruction's clock and work count, with
 or without a budget (a reconstruction inside another keeps the outer clock,

@@ -92,13 +92,14 @@ PHASE_HEAD = "unit"
 two-channel phasor, represents phase vortices) or ``"tanh"`` (``pi*tanh``)."""
 
 CHECK_PERIOD = 10
+"""Iterations between checks (best iterate, early stop, callback, history)."""
+
 NETWORK_STEP_WORK = {2: 150.0, 3: 60.0}
 """A step of the networks (forward and backward, and Adam's update), as work for the relative time budget
 (:func:`cdi_dip.time_budget.count_work`): this many transforms of the frame, besides the forward model's own, by
 the frame's dimensions. Measured on one CPU thread (2026-12-08, whole reconstructions with the default networks,
 the seconds of a step over those of a transform in a projection run of the same frame): 214, 190 and 127 for
 32x32, 64x64 and 128x128 frames, 64 for 24^3. A proxy for time that a seed fixes, not a clock."""
-"""Iterations between checks (best iterate, early stop, callback, history)."""
 
 SUPPORT_THRESHOLD = 0.1
 """Relative amplitude threshold of the returned support."""
