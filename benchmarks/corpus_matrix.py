@@ -275,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     limit_threads(args.threads)
     methods = _names(args.methods) or []
     rows: list[dict[str, Any]] = []
+    machine = machine_description()
     with tempfile.TemporaryDirectory(prefix="cdi-dip-corpus-") as tmp:
         for case in selected_cases(args):
             for row in case_rows(case, methods, Path(tmp), iterations=args.iterations, device=args.device,
@@ -283,8 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"{row['label']} {row['method']}: error {_number(row['error'], 3)}, "
                       f"{_number(row['seconds'], 1)} s, {row['status']}", flush=True)
                 if args.json is not None:  # a long run stopped early keeps the rows it made
-                    _write_rows(args, rows, machine_description())
-    machine = machine_description()
+                    _write_rows(args, rows, machine)
     settings = (f"configuration {args.config}" if args.config else "default configuration") + (f", --psf {args.psf}" if args.psf else "") + \
         (f", model {args.model}" if args.model else "")
     print(f"\nmachine: {machine}\nhalf {args.half}, methods {','.join(methods)}, {settings}, seed {args.seed}, "

@@ -57,24 +57,26 @@ WORK_UNIT_VOXELS = 1e6
 
 @dataclass
 class _Work:
-    """Voxels Fourier-transformed (and their equivalent in network steps) since the reconstruction began."""
+    """What an outermost reconstruction and every reconstruction inside it share: the ``voxels``
+    Fourier-transformed (and their equivalent in network steps) since it began, and the relative budget:
+    ``factor`` times the first pass's work (None: none), its ``relative_limit`` (voxels) fixed when the first
+    challenger asks to start."""
 
+    factor: float | None = None
     voxels: float = 0.0
+    relative_limit: float | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Budget:
     """An open reconstruction's clock: ``started`` (``time.monotonic``), the ``deadline`` past which no challenger
-    starts (infinite without a budget), the budget asked for, in seconds (None: none), the ``work`` done, and a
-    relative budget: ``factor`` times the first pass's work (None: none), its ``relative_limit`` (voxels) fixed
-    when the first challenger asks to start."""
+    starts (infinite without a budget), the budget asked for, in seconds (None: none), and the ``work`` done,
+    shared with the reconstructions inside it."""
 
     started: float
     deadline: float
     seconds: float | None
     work: _Work
-    factor: float | None = None
-    relative_limit: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def time_budget(seconds: float | None, factor: float | None = None) -> Iterator[
     deadline = math.inf if seconds is None else now + float(seconds)
     outer = _BUDGET.get()
     if outer is None:
-        budget = _Budget(now, deadline, seconds, _Work(), factor)
+        budget = _Budget(now, deadline, seconds, _Work(factor))
     elif deadline < outer.deadline:
         budget = dataclasses.replace(outer, deadline=deadline, seconds=seconds)
     else:
@@ -143,12 +145,13 @@ def budget_spent() -> bool:
         return False
     if time.monotonic() >= budget.deadline:
         return True
-    if _IN_CHALLENGE.get() or budget.factor is None:
+    work = budget.work
+    if _IN_CHALLENGE.get() or work.factor is None:
         return False
-    if budget.relative_limit is None:
-        budget.relative_limit = budget.factor * budget.work.voxels
+    if work.relative_limit is None:
+        work.relative_limit = work.factor * work.voxels
         return False
-    return budget.work.voxels >= budget.relative_limit
+    return work.voxels >= work.relative_limit
 
 
 def first_pass_goes_on() -> None:
@@ -157,7 +160,7 @@ def first_pass_goes_on() -> None:
     first challenge of the new one (the measurement sees the kept pass's challenges only)."""
     budget = _BUDGET.get()
     if budget is not None and not _IN_CHALLENGE.get():
-        budget.relative_limit = None
+        budget.work.relative_limit = None
 
 
 def challenge_started() -> ChallengeStart | None:
@@ -194,10 +197,11 @@ def not_tried(what: str) -> str:
     (--challenge-time-factor)"``."""
     budget = _BUDGET.get()
     if not _IN_CHALLENGE.get() and budget is not None and _relative_ran_out(budget):
-        first = _in_units(budget.relative_limit / budget.factor)
-        log.info("%g times the first pass's work (%g M voxels transformed) is spent: %s not tried", budget.factor,
+        work = budget.work
+        first = _in_units(work.relative_limit / work.factor)
+        log.info("%g times the first pass's work (%g M voxels transformed) is spent: %s not tried", work.factor,
                  first, what)
-        return (f"not tried: {budget.factor:g} times the first pass's work ({first:g} M voxels transformed) was "
+        return (f"not tried: {work.factor:g} times the first pass's work ({first:g} M voxels transformed) was "
                 "spent (--challenge-time-factor)")
     seconds = f" of {budget.seconds:g} s" if budget is not None and budget.seconds is not None else ""
     log.info("the time budget%s is spent: %s not tried", seconds, what)
@@ -206,5 +210,5 @@ def not_tried(what: str) -> str:
 
 def _relative_ran_out(budget: _Budget) -> bool:
     """Whether ``budget``'s relative limit is what ended it (its deadline in seconds has not passed)."""
-    return (budget.relative_limit is not None and budget.work.voxels >= budget.relative_limit
-            and time.monotonic() < budget.deadline)
+    work = budget.work
+    return work.relative_limit is not None and work.voxels >= work.relative_limit and time.monotonic() < budget.deadline
